@@ -1,0 +1,79 @@
+"""The project's one error tree.
+
+Backend errors (asyncpg, redis, kubernetes, botocore, httpx) are wrapped at the client
+boundary with ``raise ... from``, so the engine and the runbooks never catch a library's
+exception type.
+
+    RemediatorError
+    ├── ConfigError            bad config file or value (names the key and the file)
+    ├── RuleError              bad rule file (names file:line)
+    ├── StateUnavailable       the state store (journal) cannot be reached
+    ├── InputRejected          a label value failed validation; nothing was changed
+    └── TargetError            a call to a system the runbooks act on failed
+        ├── TargetUnavailable  connection refused / service down        (temporary)
+        ├── TargetTimeout      the call did not answer in time           (temporary)
+        ├── TargetThrottled    429 / throttling, may carry retry_after   (temporary)
+        ├── TargetConflict     409 / optimistic lock lost                (temporary)
+        └── TargetRejected     the target refused the request (4xx)      (permanent)
+
+``TargetError.temporary`` drives the retry policy of a step: temporary errors are
+retried with backoff within the step's budget, permanent ones fail the step at once.
+"""
+
+from __future__ import annotations
+
+
+class RemediatorError(Exception):
+    """Base of every error the project raises on purpose."""
+
+
+class ConfigError(RemediatorError):
+    """The configuration is invalid. The message names the key and the file."""
+
+
+class RuleError(RemediatorError):
+    """A rule file is invalid. The message names file:line."""
+
+
+class StateUnavailable(RemediatorError):
+    """The state store cannot be reached; callers must not acknowledge work."""
+
+
+class InputRejected(RemediatorError):
+    """A value taken from an alert (a label) failed validation. Nothing was changed."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class TargetError(RemediatorError):
+    """A call to a target system (database, cache, Kubernetes, AWS, HTTP) failed."""
+
+    temporary: bool = False
+
+    def __init__(self, target: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(f"{target}: {message}")
+        self.target = target
+        self.retry_after = retry_after
+
+
+class TargetUnavailable(TargetError):
+    temporary = True
+
+
+class TargetTimeout(TargetError):
+    temporary = True
+
+
+class TargetThrottled(TargetError):
+    temporary = True
+
+
+class TargetConflict(TargetError):
+    temporary = True
+
+
+class TargetRejected(TargetError):
+    temporary = False
