@@ -1,0 +1,248 @@
+"""The ``remediator`` command line (contract in DESIGN.md).
+
+serve | check-rules | replay | actions | approve | reject | pause | resume
+Operator commands talk to the state store directly, so they work whether or not
+a daemon is running, and every replica sees the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+
+from remediator import __version__, logs
+from remediator import settings as settings_mod
+from remediator.errors import ConfigError, RemediatorError, StateUnavailable
+
+log = logs.get("remediator.cli")
+
+
+def _settings(args: argparse.Namespace) -> settings_mod.Settings:
+    return settings_mod.load(getattr(args, "config", None))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from remediator.daemon import Daemon
+    from remediator.server.app import create_app
+
+    settings = _settings(args)
+    if not settings.auth.webhook_tokens:
+        log.warning("no_webhook_tokens", detail="webhook accepts unauthenticated requests",
+                    listen=settings.listen)
+    daemon = Daemon(settings)
+    await daemon.start()
+    runner = web.AppRunner(create_app(daemon), handle_signals=False, access_log=None,
+                           shutdown_timeout=10)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    await site.start()
+    log.info("serving", listen=settings.listen, mode=settings.mode,
+             state=settings.state.get_secret_value().split("://")[0], version=__version__,
+             rules=len(daemon.ruleset or ()), owner=daemon.owner)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, daemon.reload_rules)
+    await stop.wait()
+    log.info("stopping", detail="no new connections; finishing in-flight requests")
+    # Stop accepting, let in-flight webhooks finish (they are journaled or 503),
+    # then drain the journal and stop the loops; unfinished runs keep their lease
+    # and are resumed by this or another replica.
+    await runner.cleanup()
+    await daemon.stop()
+    log.info("stopped")
+    return 0
+
+
+def _check_rules(args: argparse.Namespace) -> int:
+    from remediator.engine import rules
+    from remediator.engine.registry import load_entry_points
+
+    path = args.path or _settings(args).rules
+    ruleset, errors = rules.load(path, load_entry_points())
+    if errors:
+        for e in errors:
+            print(e, file=sys.stderr)
+        print(f"FAILED: {len(errors)} error(s)", file=sys.stderr)
+        return 1
+    assert ruleset is not None
+    print(f"SUCCESS: {len(ruleset)} rules found in {', '.join(ruleset.sources)}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from remediator.engine import replay, rules
+    from remediator.engine.registry import load_entry_points
+    from remediator.models import WebhookPayload
+
+    settings = _settings(args)
+    registry = load_entry_points()
+    ruleset, errors = rules.load(args.rules or settings.rules, registry)
+    if ruleset is None:
+        for e in errors:
+            print(e, file=sys.stderr)
+        return 1
+    try:
+        with open(args.payload, "rb") as f:
+            payload = WebhookPayload.model_validate_json(f.read())
+    except OSError as exc:
+        print(f"{args.payload}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:
+        print(f"{args.payload}: not an Alertmanager v4 payload:\n{exc}", file=sys.stderr)
+        return 1
+    entries = replay.plan(payload, ruleset, registry, settings)
+    if args.json:
+        print(json.dumps(entries, indent=2, default=str))
+    else:
+        print(replay.format_timeline(entries))
+    return 0
+
+
+async def _with_store(args: argparse.Namespace,
+                      fn: Callable[[Any], Awaitable[int]]) -> int:
+    from remediator.state.store import StateStore
+
+    settings = _settings(args)
+    store = await StateStore.open(settings.state.get_secret_value())
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+def _who() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+async def _actions(args: argparse.Namespace) -> int:
+    async def go(store: Any) -> int:
+        rows = await store.list_actions(args.limit)
+        if args.json:
+            sys.stdout.write(orjson.dumps(rows, default=str).decode() + "\n")
+            return 0
+        import datetime as dt
+
+        for r in rows:
+            when = dt.datetime.fromtimestamp(r["started_at"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+            print(f"{when}  {r['run_id']}  {r['runbook']:<6} {r['phase']:<8} {r['name']:<28}"
+                  f" {r['outcome'] or r['state']:<18} {r.get('reason') or ''}")
+        if not rows:
+            print("no actions recorded")
+        return 0
+
+    return await _with_store(args, go)
+
+
+async def _decide(args: argparse.Namespace, decision: str) -> int:
+    async def go(store: Any) -> int:
+        a = await store.get_approval(args.action_id)
+        if a is None:
+            print(f"no approval {args.action_id}", file=sys.stderr)
+            return 1
+        if not await store.decide_approval(args.action_id, decision, _who()):
+            current = await store.get_approval(args.action_id)
+            state = current["state"] if current else "?"
+            print(f"approval {args.action_id} is {'expired' if state == 'pending' else state}",
+                  file=sys.stderr)
+            return 1
+        print(f"approval {args.action_id} ({a['step']} of run {a['run_id']}) {decision}"
+              f" by {_who()}")
+        return 0
+
+    return await _with_store(args, go)
+
+
+async def _switch(args: argparse.Namespace, paused: bool) -> int:
+    async def go(store: Any) -> int:
+        await store.set_flag("paused", "1" if paused else "0", _who())
+        print("paused: no mutations until `remediator resume`" if paused else "resumed")
+        return 0
+
+    return await _with_store(args, go)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="remediator", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"remediator {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def cmd(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--config", help="config file (default: $REMEDIATOR_CONFIG or built-in)")
+        return sp
+
+    cmd("serve", "run the daemon")
+    sp = cmd("check-rules", "validate rule files")
+    sp.add_argument("path", nargs="?")
+    sp = cmd("replay", "plan a webhook payload in dry-run and print the timeline")
+    sp.add_argument("payload")
+    sp.add_argument("--rules", help="rules file or directory (default: from config)")
+    sp.add_argument("--json", action="store_true")
+    sp = cmd("actions", "the audit trail, newest first")
+    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--json", action="store_true")
+    for name in ("approve", "reject"):
+        sp = cmd(name, f"{name} a pending step")
+        sp.add_argument("action_id", type=int)
+    cmd("pause", "kill switch on: nothing mutates")
+    cmd("resume", "kill switch off")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure()
+    try:
+        if args.command == "serve":
+            return _run(_serve(args))
+        if args.command == "check-rules":
+            return _check_rules(args)
+        if args.command == "replay":
+            return _replay(args)
+        if args.command == "actions":
+            return asyncio.run(_actions(args))
+        if args.command in ("approve", "reject"):
+            return asyncio.run(_decide(args, "approved" if args.command == "approve"
+                                       else "rejected"))
+        if args.command in ("pause", "resume"):
+            return asyncio.run(_switch(args, args.command == "pause"))
+    except ConfigError as exc:
+        print(f"config error:\n{exc}", file=sys.stderr)
+        return 2
+    except StateUnavailable as exc:
+        print(f"state store unavailable: {exc}", file=sys.stderr)
+        return 3
+    except RemediatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+def _run(coro: Awaitable[int]) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)  # type: ignore[no-any-return]
+    except ImportError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

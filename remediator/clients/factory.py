@@ -1,0 +1,50 @@
+"""Open the target clients the config names, once, at start-up.
+
+Returns the frozen ``Clients`` bundle plus the close functions to call at stop.
+A target that is not configured stays ``None``; a step that needs it fails with
+"targets.X is not configured" rather than guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from remediator.engine.context import Clients
+from remediator.settings import Settings
+
+Closer = Callable[[], Awaitable[Any]]
+
+
+async def open_clients(settings: Settings) -> tuple[Clients, list[Closer]]:
+    t = settings.targets
+    closers: list[Closer] = []
+    database = cache = kube = aws = http = None
+    if t.database is not None:
+        from remediator.clients.database import TargetDatabase
+
+        database = await TargetDatabase.connect(t.database.get_secret_value())
+        closers.append(database.aclose)
+    if t.redis is not None:
+        from remediator.clients.cache import Cache
+
+        cache = Cache(t.redis.get_secret_value())
+        closers.append(cache.aclose)
+    if t.kubernetes.mode != "off":
+        from remediator.clients.kubernetes import KubernetesClient
+
+        kube = KubernetesClient.from_config(t.kubernetes.mode, t.kubernetes.namespace,
+                                            t.kubernetes.kubeconfig)
+        closers.append(kube.aclose)
+    if t.aws is not None:
+        from remediator.clients.aws import AwsClient
+
+        aws = AwsClient(t.aws.region, t.aws.endpoint_url)
+        closers.append(aws.aclose)
+    if t.http.providers or t.http.app_url:
+        from remediator.clients.http import HttpChecks
+
+        http = HttpChecks(dict(t.http.providers), t.http.app_url)
+        closers.append(http.aclose)
+    return Clients(database=database, cache=cache, kubernetes=kube, aws=aws, http=http,
+                   settings=settings), closers

@@ -1,0 +1,268 @@
+"""The daemon: opens resources once, runs the loops, closes everything on stop.
+
+Loops (all in one process, any number of processes per state store):
+  journal writer   group-commits webhook occurrences (server -> journal)
+  workers          claim journaled occurrences and hand them to the engine
+  maintenance      renews run leases, resumes runs whose owner died, starts
+                   deferred undos, expires approvals, runs approved steps
+  outbox           delivers pages, with retries
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from contextlib import suppress
+from typing import Any
+
+from remediator import logs
+from remediator.engine import rules as rules_mod
+from remediator.engine.context import Clients
+from remediator.engine.registry import Registry, load_entry_points
+from remediator.engine.rules import RuleSet
+from remediator.engine.runner import Decision, Engine
+from remediator.errors import StateUnavailable
+from remediator.metrics import Metrics
+from remediator.paging.base import PageContent, Pager
+from remediator.paging.outbox import Outbox
+from remediator.settings import Settings
+from remediator.state.journal import JournalWriter
+from remediator.state.store import StateStore, runs_waiting_undo
+
+log = logs.get("remediator.daemon")
+
+
+def build_pagers(settings: Settings) -> dict[str, Pager]:
+    from remediator.paging.opsgenie import OpsgeniePager
+    from remediator.paging.pagerduty import PagerDutyPager
+    from remediator.paging.slack import SlackPager
+
+    pagers: dict[str, Pager] = {}
+    p = settings.pagers
+    if p.pagerduty is not None:
+        pagers["pagerduty"] = PagerDutyPager(p.pagerduty.routing_key.get_secret_value(),
+                                             p.pagerduty.url)
+    if p.opsgenie is not None:
+        pagers["opsgenie"] = OpsgeniePager(p.opsgenie.api_key.get_secret_value(), p.opsgenie.url)
+    if p.slack is not None:
+        pagers["slack"] = SlackPager(p.slack.webhook_url.get_secret_value())
+    return pagers
+
+
+def secret_values(settings: Settings) -> list[str]:
+    out = [t.get_secret_value() for t in settings.auth.webhook_tokens]
+    out += [t.get_secret_value() for t in settings.auth.named_operator_tokens().values()]
+    p = settings.pagers
+    if p.pagerduty:
+        out.append(p.pagerduty.routing_key.get_secret_value())
+    if p.opsgenie:
+        out.append(p.opsgenie.api_key.get_secret_value())
+    if p.slack:
+        out.append(p.slack.webhook_url.get_secret_value())
+    from urllib.parse import urlsplit
+
+    for dsn in (settings.state, settings.targets.database, settings.targets.redis):
+        if dsn is not None:
+            pw = urlsplit(dsn.get_secret_value()).password
+            if pw:
+                out.append(pw)
+    return out
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, metrics: Metrics | None = None,
+                 registry: Registry | None = None, pagers: dict[str, Pager] | None = None,
+                 clients: Clients | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.registry = registry if registry is not None else load_entry_points()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._pagers = pagers
+        self._clients = clients
+        self.ruleset: RuleSet | None = None
+        self.rule_errors: list[str] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._wake = asyncio.Event()          # new journal entries
+        self._maint_wake = asyncio.Event()    # approvals decided, undo requested
+        self._last_direct_page = 0.0
+        self._closing: list[Any] = []
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self, *, workers: bool = True) -> None:
+        logs.register_secrets(secret_values(self.settings))
+        self.store = await StateStore.open(self.settings.state.get_secret_value())
+        pg = self.store.backend.dialect == "postgres"
+        self.journal = JournalWriter(self.store, self.metrics, flushers=4 if pg else 1,
+                                     on_commit=self._wake.set)
+        self.journal.start()
+        ok, detail = self.reload_rules()
+        if not ok:
+            log.error("rules_invalid_at_start", errors=detail)
+        pagers = self._pagers if self._pagers is not None else build_pagers(self.settings)
+        self.outbox = Outbox(self.store, pagers, self.metrics, owner=self.owner,
+                             retry_max=self.settings.engine.page_retry_max)
+        clients = self._clients if self._clients is not None else await self._open_clients()
+        self.engine = Engine(store=self.store, registry=self.registry, metrics=self.metrics,
+                             settings=self.settings, clients=clients, outbox=self.outbox,
+                             owner=self.owner, rules=lambda: self.ruleset)
+        self.metrics.paused.set(1 if await self.engine.is_paused() else 0)
+        if workers:
+            n = self.settings.limits.workers
+            self._tasks += [asyncio.create_task(self._worker(i), name=f"worker-{i}")
+                            for i in range(n)]
+            self._tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
+            self._tasks.append(asyncio.create_task(self.outbox.run_forever(), name="outbox"))
+
+    async def _open_clients(self) -> Clients:
+        from remediator.clients import factory
+
+        clients, closers = await factory.open_clients(self.settings)
+        self._closing += closers
+        return clients
+
+    async def stop(self) -> None:
+        """Finish in-flight work: the journal drains; workers stop between items."""
+        await self.journal.close()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with suppress(asyncio.CancelledError):
+                await t
+        self._tasks = []
+        for pager in self.outbox.pagers.values():
+            await pager.aclose()
+        for close in self._closing:
+            with suppress(Exception):
+                await close()
+        await self.store.close()
+
+    # ---------------------------------------------------------------- rules
+
+    def reload_rules(self) -> tuple[bool, Any]:
+        ruleset, errors = rules_mod.load(self.settings.rules, self.registry)
+        if ruleset is None:
+            self.metrics.rule_reloads.labels("failure").inc()
+            self.rule_errors = errors
+            log.error("rules_reload_failed", errors=errors, kept=len(self.ruleset or ()))
+            return False, errors
+        self.ruleset = ruleset
+        self.rule_errors = []
+        self.metrics.rule_reloads.labels("success").inc()
+        log.info("rules_loaded", rules=len(ruleset), files=ruleset.sources)
+        return True, len(ruleset)
+
+    def known_alertnames(self) -> frozenset[str]:
+        return self.ruleset.alertnames if self.ruleset is not None else frozenset()
+
+    # ------------------------------------------------------------ operations
+
+    async def set_paused(self, paused: bool, who: str) -> None:
+        await self.engine.set_paused(paused, who)
+
+    async def decide(self, approval_id: int, decision: str, who: str) -> Decision:
+        result = await self.engine.decide(approval_id, decision, who)
+        self._maint_wake.set()
+        return result
+
+    async def readiness_problems(self) -> list[str]:
+        problems = []
+        try:
+            await self.store.ping()
+        except StateUnavailable as exc:
+            problems.append(f"state store unreachable: {exc}")
+        if self.ruleset is None:
+            problems.append("no valid rules loaded")
+        return problems
+
+    async def refresh_gauges(self) -> None:
+        with suppress(StateUnavailable):
+            self.metrics.queue_depth.set(await self.store.count_pending())
+            self.metrics.approvals_pending.set(await self.store.count_pending_approvals())
+            self.metrics.paused.set(1 if await self.engine.is_paused() else 0)
+            for c in await self.store.all_circuits():
+                self.metrics.circuit_state.labels(c["runbook"]).set(
+                    {"closed": 0, "half-open": 1, "open": 2}.get(c["state"], 0))
+
+    async def journal_down(self, reason: str) -> None:
+        """The journal is unreachable: page directly (at most every 5 minutes)."""
+        now = time.time()
+        if now - self._last_direct_page < 300:
+            return
+        self._last_direct_page = now
+        content = PageContent(
+            dedup_key="remediator/journal-down", severity="P1",
+            title="remediator cannot reach its state store: alerts are being refused (503)",
+            alertname="RemediatorJournalDown", runbook="-", rule="-", mode="live",
+            left_for_human=("restore the state store; Alertmanager keeps retrying",
+                            f"error: {reason[:200]}"),
+        )
+        task = asyncio.create_task(self.outbox.send_direct(content))
+        self._tasks.append(task)
+
+    # ---------------------------------------------------------------- loops
+
+    async def _worker(self, i: int) -> None:
+        while True:
+            try:
+                rows = await self.store.claim_occurrences(self.owner, 1, self.settings.engine.lease)
+            except StateUnavailable as exc:
+                log.warning("worker_state_unavailable", error=str(exc))
+                await asyncio.sleep(self.settings.engine.poll_interval)
+                continue
+            if not rows:
+                self._wake.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.engine.poll_interval)
+                continue
+            self._wake.set()  # there may be more: let a sibling look too
+            for occ in rows:
+                await self._process(occ)
+
+    async def _process(self, occ: dict[str, Any]) -> None:
+        try:
+            if occ["attempts"] > 5:
+                raise RuntimeError("gave up after 5 attempts")
+            await self.engine.process(occ)
+        except StateUnavailable as exc:
+            # Leave it claimed: the lease expires and it is claimed again.
+            log.warning("occurrence_retry_later", error=str(exc), fingerprint=occ["fingerprint"],
+                        alertname=occ["alertname"])
+            await asyncio.sleep(self.settings.engine.poll_interval)
+            return
+        except Exception as exc:  # noqa: BLE001 - recorded on the occurrence, never lost
+            log.exception("occurrence_failed", fingerprint=occ["fingerprint"],
+                          alertname=occ["alertname"])
+            with suppress(StateUnavailable):
+                await self.store.finish_occurrence(occ["id"], self.owner, repr(exc)[:500])
+            return
+        await self.store.finish_occurrence(occ["id"], self.owner)
+
+    async def maintenance_once(self) -> None:
+        lease = self.settings.engine.lease
+        await self.store.renew_leases(self.owner, lease)
+        for run in await self.store.claim_expired_runs(self.owner, lease):
+            await self.engine.resume(run)
+        if not await self.engine.is_paused():
+            for run in await runs_waiting_undo(self.store):
+                await self.engine.try_undo(run["id"])
+        await self.engine.expire_approvals()
+        for approval in await self.store.claim_approved():
+            await self.engine.run_approved(approval)
+        await self.refresh_gauges()
+
+    async def _maintenance(self) -> None:
+        interval = max(0.05, min(self.settings.engine.poll_interval, self.settings.engine.lease / 3))
+        while True:
+            try:
+                await self.maintenance_once()
+            except StateUnavailable as exc:
+                log.warning("maintenance_state_unavailable", error=str(exc))
+            except Exception:  # noqa: BLE001 - the loop must survive; logged with traceback
+                log.exception("maintenance_failed")
+            self._maint_wake.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._maint_wake.wait(), interval)

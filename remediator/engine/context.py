@@ -1,0 +1,59 @@
+"""What a step is handed: the alert, its validated params, the clients, the mode.
+
+Resources are opened once at start-up and passed explicitly as a frozen
+``Clients`` object. A client that is not configured is ``None``; steps that need
+it fail with a clear reason instead of reaching for globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from remediator.engine.steps import StepFailed
+
+Mode = Literal["live", "dry-run", "paused"]
+
+
+@dataclass(frozen=True)
+class Clients:
+    database: Any = None      # remediator.clients.database.TargetDatabase
+    cache: Any = None         # remediator.clients.cache.Cache
+    kubernetes: Any = None    # remediator.clients.kubernetes.KubernetesClient
+    aws: Any = None           # remediator.clients.aws.AwsClient
+    http: Any = None          # remediator.clients.http.HttpChecks
+    settings: Any = None      # remediator.settings.Settings (targets, links)
+
+    def need(self, name: str) -> Any:
+        client = getattr(self, name)
+        if client is None:
+            raise StepFailed(f"targets.{name} is not configured")
+        return client
+
+
+@dataclass(frozen=True)
+class AlertView:
+    alertname: str
+    fingerprint: str
+    starts_at: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    generator_url: str = ""
+
+
+@dataclass
+class StepContext:
+    run_id: str
+    rule: str
+    runbook: str
+    alert: AlertView
+    params: Any
+    mode: Mode
+    clients: Clients
+    # data of earlier steps of this run, by step name (survives restarts: stored)
+    results: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self.alert.labels

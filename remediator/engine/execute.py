@@ -1,0 +1,148 @@
+"""Running one declared step: dry-run, approval, retries, timeout, outcome record.
+
+Each step's row is written *before* it acts (state ``started``) and again after
+(state ``done`` with its outcome and undo record). A crash between the two leaves
+``started``: on resume an idempotent step runs again; any other step is marked
+failed "outcome unknown" and left for a human, never silently repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from remediator import logs
+from remediator.engine.context import StepContext
+from remediator.engine.steps import Done, Skip, Step, StepFailed, StepOutcome
+from remediator.errors import InputRejected, RemediatorError, TargetError
+from remediator.metrics import Metrics
+from remediator.state.backend import Row
+from remediator.state.store import StateStore
+
+log = logs.get("remediator.execute")
+
+
+def _temporary(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or (isinstance(exc, TargetError) and exc.temporary)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, StepFailed):
+        return exc.reason
+    if isinstance(exc, InputRejected):
+        return f"rejected input {exc}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, RemediatorError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}"
+
+
+def safe_render(step: Step, ctx: StepContext) -> str:
+    try:
+        return step.render(ctx=ctx)
+    except InputRejected as exc:
+        return f"(not rendered: rejected input {exc})"
+    except Exception as exc:  # noqa: BLE001 - a plan must still be produced
+        return f"(not rendered: {type(exc).__name__})"
+
+
+class StepRunner:
+    def __init__(self, store: StateStore, metrics: Metrics) -> None:
+        self.store = store
+        self.metrics = metrics
+
+    async def _record(self, base: Row, **fields: Any) -> Row:
+        row = {**base, **fields}
+        await self.store.record_step(row)
+        return row
+
+    async def run(self, step: Step, ctx: StepContext, *, phase: str, seq: int,
+                  existing: Row | None, approval_id: int | None = None,
+                  changes: Mapping[str, Any] | None = None) -> Row:
+        """Run (or plan) one step and return its recorded row."""
+        if existing is not None and existing["state"] == "done":
+            return existing
+        now = time.time()
+        rendered = safe_render(step, ctx)
+        base: Row = {
+            "run_id": ctx.run_id, "phase": phase, "seq": seq, "name": step.name,
+            "kind": step.kind, "mutates": step.mutates, "approval": step.approval,
+            "state": "done", "outcome": None, "rendered": rendered, "result": None,
+            "changes": None, "reason": None, "attempts": 0, "started_at": now,
+            "finished_at": now,
+        }
+        if existing is not None and existing["state"] == "started" and not step.idempotent:
+            return await self._finish(step, ctx, base, "failed",
+                                      reason="interrupted by a restart; outcome unknown,"
+                                             " check by hand before retrying")
+
+        if phase == "fire" and step.approval == "approve":
+            assert approval_id is not None
+            return await self._finish(step, ctx, base, "awaiting_approval",
+                                      reason=f"approve with: remediator approve {approval_id}")
+        if step.mutates and ctx.mode != "live":
+            reason = ("paused by the kill switch" if ctx.mode == "paused"
+                      else "dry-run: not executed")
+            return await self._finish(step, ctx, base, "dry_run", reason=reason)
+
+        await self._record(base, state="started", finished_at=None)
+        started = time.monotonic()
+        attempts = 0
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(max(1, step.attempts)),
+                wait=wait_exponential(multiplier=step.backoff, max=10),
+                retry=retry_if_exception(_temporary),
+                reraise=True,
+            ):
+                with attempt:
+                    attempts += 1
+                    async with asyncio.timeout(step.timeout):
+                        if phase == "undo":
+                            assert step.undo is not None and changes is not None
+                            outcome: StepOutcome = await step.undo(ctx=ctx, changes=changes)
+                        else:
+                            outcome = await step.run(ctx=ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
+            if not isinstance(exc, RemediatorError | TimeoutError):
+                log.exception("step_crashed", run_id=ctx.run_id, step=step.name)
+            self.metrics.action_duration.labels(ctx.runbook, step.name).observe(
+                time.monotonic() - started)
+            return await self._finish(step, ctx, base, "failed", reason=_reason(exc),
+                                      attempts=attempts)
+        self.metrics.action_duration.labels(ctx.runbook, step.name).observe(
+            time.monotonic() - started)
+        if isinstance(outcome, Skip):
+            return await self._finish(step, ctx, base, "skipped", reason=outcome.reason,
+                                      result={"summary": outcome.reason,
+                                              "data": dict(outcome.data)},
+                                      attempts=attempts)
+        assert isinstance(outcome, Done)
+        return await self._finish(
+            step, ctx, base, "rolled_back" if phase == "undo" else "applied",
+            result={"summary": outcome.summary, "data": dict(outcome.data)},
+            changes=dict(outcome.changes) if outcome.changes is not None else None,
+            attempts=attempts,
+        )
+
+    async def _finish(self, step: Step, ctx: StepContext, base: Row, outcome: str,
+                      **fields: Any) -> Row:
+        row = await self._record(base, state="done", outcome=outcome,
+                                 finished_at=time.time(), **fields)
+        self.metrics.actions.labels(ctx.runbook, step.name, outcome).inc()
+        log.info("step_finished", run_id=ctx.run_id, step=step.name, phase=row["phase"],
+                 outcome=outcome, reason=row.get("reason"), fingerprint=ctx.alert.fingerprint,
+                 alertname=ctx.alert.alertname)
+        return row

@@ -1,0 +1,91 @@
+"""Turn a run's recorded steps into page content.
+
+The page is built from the audit rows, not from what the code meant to do, so
+it says exactly what happened: done (with outcomes), skipped (and why), and
+what is left for the human with the exact command to type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from remediator.engine.steps import Runbook
+from remediator.paging.base import PageContent
+from remediator.settings import Settings
+from remediator.state.backend import Row
+
+
+def dedup_key(run_id: str) -> str:
+    return f"remediator/{run_id}"
+
+
+def _title(runbook: Runbook | None, name: str) -> str:
+    if runbook is None:
+        return name
+    try:
+        return runbook.step(name).title
+    except KeyError:
+        return name
+
+
+def build(run: Row, steps: Sequence[Row], approvals: Sequence[Row], runbook: Runbook | None,
+          settings: Settings, *, headline: str | None = None) -> PageContent:
+    done: list[str] = []
+    skipped: list[str] = []
+    left: list[str] = []
+    by_step = {a["step"]: a for a in approvals}
+    for s in steps:
+        title = _title(runbook, s["name"])
+        outcome = s["outcome"]
+        summary = (s.get("result") or {}).get("summary") if s.get("result") else None
+        phase = "" if s["phase"] == "fire" else f" [{s['phase']}]"
+        if outcome in ("applied", "rolled_back"):
+            done.append(f"{title}{phase}: {summary or outcome}")
+        elif outcome == "skipped":
+            skipped.append(f"{title}{phase}: {s['reason']}")
+        elif outcome == "dry_run":
+            skipped.append(f"{title}{phase}: {s['reason']}; would run: {s['rendered']}")
+        elif outcome == "awaiting_approval":
+            a = by_step.get(s["name"])
+            state = a["state"] if a else "pending"
+            if a is not None and state == "pending":
+                left.append(f"{title}: approve with `remediator approve {a['id']}`"
+                            f" (or reject with `remediator reject {a['id']}`); would run:"
+                            f" {s['rendered']}")
+            elif a is not None:
+                left.append(f"{title}: approval {a['id']} {state}")
+        elif outcome == "failed":
+            left.append(f"{title}{phase} FAILED: {s['reason']}; do by hand: {s['rendered']}")
+    if run.get("blocked_by"):
+        skipped.append(f"whole run: blocked by guard {run['blocked_by']}"
+                       f" ({run.get('detail') or ''})".rstrip(" ()"))
+    alert = run["alert"]
+    links: list[tuple[str, str]] = []
+    anchor = runbook.anchor if runbook else ""
+    if settings.links.runbooks:
+        links.append((f"Runbook {run['runbook']}",
+                      settings.links.runbooks + (f"#{anchor}" if anchor else "")))
+    if settings.links.grafana:
+        links.append(("Grafana: remediator", settings.links.grafana))
+    if alert.get("generator_url"):
+        links.append(("Alert source", alert["generator_url"]))
+    mode = run["mode"]
+    head = headline or (runbook.title if runbook else run["runbook"])
+    title = f"[{run['runbook']}] {run['alertname']}: {head}"
+    labels = alert.get("labels", {})
+    return PageContent(
+        dedup_key=dedup_key(run["id"]),
+        severity=run["severity"],
+        title=title,
+        alertname=run["alertname"],
+        runbook=run["runbook"],
+        rule=run["rule"],
+        mode=mode,
+        done=tuple(done),
+        skipped=tuple(skipped),
+        left_for_human=tuple(left),
+        links=tuple(links),
+        labels={k: v[:256] for k, v in labels.items()},
+        details={"run_id": run["id"], "fingerprint": run["fingerprint"],
+                 "starts_at": run["starts_at"]},
+    )

@@ -1,0 +1,185 @@
+"""Rule files: which alerts run which runbook, with what params and limits.
+
+Loading validates everything and reports every problem with file:line, like
+``promtool check rules``: bad matcher syntax, unknown runbook, params that the
+runbook's parameter model refuses, duplicate names, unknown keys. A rule set is
+either wholly valid or not loaded at all (reload keeps the old set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from remediator.engine.index import RuleIndex
+from remediator.engine.matchers import Matcher, MatcherSyntaxError, parse_matcher
+from remediator.engine.registry import Registry
+from remediator.settings import parse_duration
+
+_KEYS = {"name", "matchers", "runbook", "params", "mode", "cooldown", "max_runs_per_hour",
+         "description"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    matchers: tuple[Matcher, ...]
+    runbook: str
+    params: BaseModel
+    mode: Literal["dry-run", "live"] | None
+    cooldown: float
+    max_runs_per_hour: int | None
+    source: str          # file:line, for messages
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+
+class RuleSet:
+    def __init__(self, rules: list[Rule], sources: list[str]) -> None:
+        self.rules = rules
+        self.sources = sources
+        self._index = RuleIndex(rules)
+        self.alertnames = frozenset(
+            m.value for r in rules for m in r.matchers if m.name == "alertname" and m.op == "="
+        )
+
+    def select(self, labels: Mapping[str, str]) -> list[Rule]:
+        return self._index.select(labels)
+
+    def get(self, name: str) -> Rule | None:
+        for r in self.rules:
+            if r.name == name:
+                return r
+        return None
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping (as key '__line__')."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    mapping = loader.construct_mapping(node, deep=True)
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def rule_files(path: str | Path) -> list[Path]:
+    p = Path(path)
+    if p.is_dir():
+        return sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+    return [p]
+
+
+def _parse_rule(raw: Any, where: str, registry: Registry, errors: list[str]) -> Rule | None:
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: a rule must be a mapping")
+        return None
+    line = raw.pop("__line__", None)
+    at = f"{where.rsplit(':', 1)[0]}:{line}" if line else where
+    before = len(errors)
+    for key in sorted(set(raw) - _KEYS):
+        errors.append(f"{at}: unknown key {key!r}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        errors.append(f"{at}: name is required")
+        name = "?"
+    matchers: list[Matcher] = []
+    raw_matchers = raw.get("matchers")
+    if not isinstance(raw_matchers, list) or not raw_matchers:
+        errors.append(f"{at}: rule {name!r}: matchers must be a non-empty list")
+    else:
+        for text in raw_matchers:
+            if not isinstance(text, str):
+                errors.append(f"{at}: rule {name!r}: matcher {text!r} must be a string")
+                continue
+            try:
+                matchers.append(parse_matcher(text))
+            except MatcherSyntaxError as exc:
+                errors.append(f"{at}: rule {name!r}: bad matcher {text!r}: {exc}")
+    runbook_id = raw.get("runbook")
+    runbook = registry.get(runbook_id) if isinstance(runbook_id, str) else None
+    if runbook is None:
+        errors.append(f"{at}: rule {name!r}: unknown runbook {runbook_id!r}"
+                      f" (known: {', '.join(registry.ids()) or 'none'})")
+    params_raw = raw.get("params") or {}
+    params: BaseModel | None = None
+    if not isinstance(params_raw, dict):
+        errors.append(f"{at}: rule {name!r}: params must be a mapping")
+    elif runbook is not None:
+        params_raw = {k: v for k, v in params_raw.items() if k != "__line__"}
+        try:
+            params = runbook.params.model_validate(params_raw)
+        except ValidationError as exc:
+            for e in exc.errors(include_url=False, include_input=False):
+                key = ".".join(str(p) for p in e["loc"])
+                msg = "unknown parameter" if e["type"] == "extra_forbidden" else e["msg"]
+                errors.append(f"{at}: rule {name!r}: params.{key}: {msg}")
+    mode = raw.get("mode")
+    if mode is not None and mode not in ("dry-run", "live"):
+        errors.append(f"{at}: rule {name!r}: mode must be dry-run or live")
+    cooldown = 0.0
+    if raw.get("cooldown") is not None:
+        try:
+            cooldown = parse_duration(raw["cooldown"])
+        except ValueError as exc:
+            errors.append(f"{at}: rule {name!r}: cooldown: {exc}")
+    mrph = raw.get("max_runs_per_hour")
+    if mrph is not None and (isinstance(mrph, bool) or not isinstance(mrph, int) or mrph < 1):
+        errors.append(f"{at}: rule {name!r}: max_runs_per_hour must be a positive integer")
+    if len(errors) > before or params is None:
+        return None
+    return Rule(name=name, matchers=tuple(matchers), runbook=str(runbook_id), params=params,
+                mode=mode, cooldown=cooldown, max_runs_per_hour=mrph, source=at)
+
+
+def load(path: str | Path, registry: Registry) -> tuple[RuleSet | None, list[str]]:
+    """Parse every rule file under ``path``. Returns (rules, []) or (None, errors)."""
+    errors: list[str] = []
+    rules: list[Rule] = []
+    files = rule_files(path)
+    if not Path(path).exists():
+        return None, [f"{path}: no such file or directory"]
+    seen: dict[str, str] = {}
+    for f in files:
+        try:
+            doc = yaml.load(f.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+        except OSError as exc:
+            errors.append(f"{f}: cannot read: {exc.strerror}")
+            continue
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{f}:{mark.line + 1}" if mark is not None else str(f)
+            errors.append(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}")
+            continue
+        if doc is None:
+            continue
+        if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+            errors.append(f"{f}:1: expected a mapping with a 'rules' list")
+            continue
+        for key in sorted(set(doc) - {"rules", "__line__"}):
+            errors.append(f"{f}:{doc.get('__line__', 1)}: unknown top-level key {key!r}")
+        for raw in doc["rules"]:
+            rule = _parse_rule(raw, f"{f}:{doc.get('__line__', 1)}", registry, errors)
+            if rule is None:
+                continue
+            if rule.name in seen:
+                errors.append(f"{rule.source}: duplicate rule name {rule.name!r}"
+                              f" (first defined at {seen[rule.name]})")
+                continue
+            seen[rule.name] = rule.source
+            rules.append(rule)
+    if errors:
+        return None, errors
+    return RuleSet(rules, [str(f) for f in files]), []

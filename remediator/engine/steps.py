@@ -1,0 +1,127 @@
+"""How a runbook is declared: steps as data.
+
+A runbook is a frozen ``Runbook`` holding ``Step`` declarations. Each step says
+what kind it is, whether it mutates, whether a human must approve it, how to
+render it for a plan, how to run it, how to undo it, its timeout and retries.
+The executor, the dry-run plan, the page text and ``replay`` all read this one
+declaration, so they cannot drift apart.
+
+Step functions take keyword-only arguments (``ctx``, and ``changes`` for undo)
+and accept ``**_`` so that new context can be added later without breaking them.
+They signal with return values (``Done``/``Skip``) and exceptions (``StepFailed``
+for "do not retry", any temporary ``TargetError`` for "retry with backoff").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from remediator.errors import RemediatorError
+
+if TYPE_CHECKING:
+    from remediator.engine.context import StepContext
+
+Kind = Literal["diagnose", "mitigate", "verify", "notify"]
+Approval = Literal["auto", "approve"]
+Severity = Literal["P0", "P1", "P2", "P3"]
+
+
+class StepFailed(RemediatorError):
+    """The step cannot succeed; retrying will not help. ``reason`` goes on the page."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Done:
+    """The step ran. ``summary`` is one line for the page and the audit trail.
+
+    ``data`` is kept for later steps (``ctx.results[name]``); ``changes`` is the
+    undo record: exactly what this step changed, and nothing else.
+    """
+
+    summary: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    changes: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Skip:
+    """The step decided not to act; ``reason`` says why (it goes on the page)."""
+
+    reason: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+StepOutcome = Done | Skip
+
+
+class StepFn(Protocol):
+    def __call__(self, *, ctx: StepContext, **_: Any) -> Awaitable[StepOutcome]: ...
+
+
+class UndoFn(Protocol):
+    def __call__(self, *, ctx: StepContext, changes: Mapping[str, Any],
+                 **_: Any) -> Awaitable[StepOutcome]: ...
+
+
+class RenderFn(Protocol):
+    def __call__(self, *, ctx: StepContext, **_: Any) -> str: ...
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    kind: Kind
+    title: str                      # human words: "Serve the last-good pricing pack"
+    run: StepFn
+    render: RenderFn                # the call it makes, for plans: SQL, kubectl, aws ...
+    mutates: bool = False
+    approval: Approval = "auto"
+    undo: UndoFn | None = None
+    timeout: float = 30.0
+    attempts: int = 3               # total tries for temporary errors (tenacity)
+    backoff: float = 0.5            # first wait; doubles, capped at 10 s
+    idempotent: bool = False        # safe to run again if a crash hid its outcome
+    stop_on_failure: bool = False   # later steps depend on this one
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+TargetFn = Callable[[Mapping[str, str], Any], str]
+
+
+@dataclass(frozen=True)
+class Runbook:
+    id: str                         # "RB-01"
+    title: str
+    severity: Severity
+    steps: tuple[Step, ...]
+    params: type[BaseModel] = NoParams
+    resolve_steps: tuple[Step, ...] = ()   # new actions on resolve (not undos)
+    target: TargetFn = lambda labels, params: labels.get("alertname", "")
+    page_first: bool = False        # P0: page before diagnosing
+    anchor: str = ""                # runbook document anchor, e.g. "rb-01-..."
+
+    def step(self, name: str) -> Step:
+        for s in (*self.steps, *self.resolve_steps):
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+def describe(text: str) -> RenderFn:
+    """A render function for steps whose call is plain words."""
+
+    def render(*, ctx: StepContext, **_: Any) -> str:
+        return text
+
+    return render

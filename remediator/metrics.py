@@ -1,0 +1,75 @@
+"""The daemon's own Prometheus metrics, against an injectable registry.
+
+Names are part of the external contract (DESIGN.md): dashboards and alert rules
+depend on them. Tests build ``Metrics(CollectorRegistry())`` and read samples.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from remediator import __version__
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        p = "remediator_"
+        self.webhooks_received = Counter(
+            p + "webhooks_received", "Webhook requests by HTTP status code", ["code"], registry=r
+        )
+        self.alerts_received = Counter(
+            p + "alerts_received", "Alert occurrences received", ["alertname", "status"],
+            registry=r,
+        )
+        self.alerts_deduplicated = Counter(
+            p + "alerts_deduplicated", "Occurrences already in the journal", registry=r
+        )
+        self.truncated_alerts = Counter(
+            p + "truncated_alerts", "Alerts Alertmanager left out (truncatedAlerts)", registry=r
+        )
+        self.runbook_runs = Counter(
+            p + "runbook_runs", "Runbook runs by outcome", ["runbook", "outcome"], registry=r
+        )
+        self.actions = Counter(
+            p + "actions", "Runbook steps by outcome", ["runbook", "action", "outcome"],
+            registry=r,
+        )
+        self.action_duration = Histogram(
+            p + "action_duration_seconds", "Duration of runbook steps", ["runbook", "action"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.time_to_mitigation = Histogram(
+            p + "time_to_mitigation_seconds",
+            "From webhook receipt to the first mitigation committed", ["runbook"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.guard_blocks = Counter(
+            p + "guard_blocks", "Runs or steps blocked by a guard", ["guard"], registry=r
+        )
+        self.pages = Counter(
+            p + "pages", "Page deliveries", ["pager", "event", "outcome"], registry=r
+        )
+        self.approvals_pending = Gauge(
+            p + "approvals_pending", "Approval requests waiting for a human", registry=r
+        )
+        self.queue_depth = Gauge(
+            p + "queue_depth", "Journaled occurrences not yet processed", registry=r
+        )
+        self.paused = Gauge(p + "paused", "1 while the kill switch is on", registry=r)
+        self.circuit_state = Gauge(
+            p + "circuit_state", "Circuit per runbook: 0 closed, 1 half-open, 2 open",
+            ["runbook"], registry=r,
+        )
+        self.rule_reloads = Counter(
+            p + "rule_reloads", "Rule reloads by outcome", ["outcome"], registry=r
+        )
+        self.journal_batch_size = Histogram(
+            p + "journal_batch_size", "Occurrences written per journal commit",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r,
+        )
+        self.build_info = Info(p + "build", "Build information", registry=r)
+        self.build_info.info({"version": __version__})

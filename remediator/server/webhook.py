@@ -1,0 +1,136 @@
+"""POST /api/v1/alerts: the Alertmanager webhook.
+
+Order matters: authenticate, bound the body, parse strictly, journal durably, and
+only then answer 202. Anything that goes wrong answers with a JSON error and
+changes nothing. When the journal cannot be reached the answer is 503, which
+Alertmanager retries; it is never a 2xx.
+
+This handler never runs a runbook: it journals and returns, so Alertmanager's
+flush deadline (about 10 s) is never at risk.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import SecretStr, ValidationError
+
+from remediator import logs
+from remediator.errors import StateUnavailable
+from remediator.metrics import Metrics
+from remediator.models import WebhookPayload, occurrences
+from remediator.server import auth
+from remediator.server.responses import error, json_response
+from remediator.settings import Settings
+from remediator.state.journal import JournalWriter
+
+log = logs.get("remediator.webhook")
+
+_JSON_TYPES = ("application/json",)
+
+
+def _schema_detail(exc: ValidationError) -> list[dict[str, str]]:
+    out = []
+    for e in exc.errors(include_input=False, include_url=False)[:20]:
+        field = ".".join(str(p) for p in e["loc"]) or "(body)"
+        out.append({"field": field, "message": e["msg"]})
+    return out
+
+
+class WebhookHandler:
+    def __init__(self, settings: Settings, journal: JournalWriter, metrics: Metrics, *,
+                 known_alertnames: Callable[[], frozenset[str]],
+                 on_journal_down: Callable[[str], Awaitable[None]] | None = None) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.metrics = metrics
+        self.tokens: Mapping[str, SecretStr] = {
+            f"webhook-{i + 1}": t for i, t in enumerate(settings.auth.webhook_tokens)
+        }
+        self.known_alertnames = known_alertnames
+        self.on_journal_down = on_journal_down
+
+    def _reply(self, resp: web.Response) -> web.Response:
+        self.metrics.webhooks_received.labels(code=str(resp.status)).inc()
+        return resp
+
+    async def handle(self, request: web.Request) -> web.Response:
+        request_id = uuid.uuid4().hex[:16]
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            resp = await self._handle(request, request_id)
+        resp.headers["X-Request-Id"] = request_id
+        return self._reply(resp)
+
+    async def _handle(self, request: web.Request, request_id: str) -> web.Response:
+        received_at = time.time()
+        if self.tokens:
+            if auth.match_token(auth.presented_secret(request), self.tokens) is None:
+                resp = error(401, "unauthorized", "missing or invalid credentials",
+                             remote=request.remote)
+                resp.headers["WWW-Authenticate"] = 'Bearer realm="remediator"'
+                return resp
+
+        limit = self.settings.limits.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return error(413, "payload_too_large", f"body exceeds {limit} bytes")
+        if request.content_type not in _JSON_TYPES:
+            return error(415, "unsupported_media_type",
+                         f"expected application/json, got {request.content_type or 'none'}")
+        body = await request.content.read(limit + 1)
+        if len(body) > limit:
+            return error(413, "payload_too_large", f"body exceeds {limit} bytes")
+
+        try:
+            payload = WebhookPayload.model_validate_json(body)
+        except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                return error(400, "malformed_json", "request body is not valid JSON")
+            return error(422, "schema_violation", _schema_detail(exc))
+
+        if len(payload.alerts) > self.settings.limits.max_alerts_per_payload:
+            return error(413, "too_many_alerts",
+                         f"{len(payload.alerts)} alerts; limit is "
+                         f"{self.settings.limits.max_alerts_per_payload}")
+        if payload.truncatedAlerts:
+            self.metrics.truncated_alerts.inc(payload.truncatedAlerts)
+            log.warning("alerts_truncated", truncated=payload.truncatedAlerts,
+                        group_key=payload.groupKey)
+
+        occs = occurrences(payload, received_at)
+        try:
+            fresh = await self.journal.append(occs)
+        except StateUnavailable as exc:
+            log.error("journal_unavailable", error=str(exc), alerts=len(occs))
+            if self.on_journal_down is not None:
+                await self.on_journal_down(str(exc))
+            return error(503, "journal_unavailable",
+                         "the state store cannot be reached; retry later")
+
+        known = self.known_alertnames()
+        dups = 0
+        for occ, new in zip(occs, fresh, strict=True):
+            # alertname comes from the sender: only names our rules know become label
+            # values, so a hostile sender cannot explode metric cardinality.
+            name = occ.alertname if occ.alertname in known else "other"
+            self.metrics.alerts_received.labels(alertname=name, status=occ.status).inc()
+            if not new:
+                dups += 1
+            log.info("alert_journaled" if new else "alert_duplicate",
+                     fingerprint=occ.fingerprint, alertname=occ.alertname,
+                     status=occ.status, starts_at=occ.starts_at)
+        # Repeats inside the same payload are duplicates too.
+        dups += len(payload.alerts) - len(occs)
+        if dups:
+            self.metrics.alerts_deduplicated.inc(dups)
+        body_out: dict[str, Any] = {
+            "status": "accepted",
+            "request_id": request_id,
+            "journaled": sum(fresh),
+            "duplicates": dups,
+        }
+        return json_response(body_out, 202)

@@ -1,0 +1,279 @@
+"""Configuration: the YAML file of the contract, parsed once into strict models.
+
+Every unknown key or wrong type is a ConfigError naming the key and the file.
+Secrets are ``SecretStr``: they print as ``**********`` in repr, logs and errors.
+Nothing here reads ``os.environ`` at import time; ``load()`` takes the environment
+as an argument so tests can pass their own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from remediator.errors import ConfigError
+
+DEFAULT_STATE = "sqlite:///./remediator-state.db"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def parse_duration(value: object) -> float:
+    """'30m' -> 1800.0; bare numbers are seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 30s, 5m, 1h")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("duration must not be negative")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _UNITS[m.group(2)]
+    raise ValueError(f"expected a duration like 30s, 5m, 1h, got {value!r}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class AuthSettings(_Strict):
+    webhook_tokens: tuple[SecretStr, ...] = ()
+    # Operator tokens may be named ("alice": token) so the audit trail can say who
+    # approved; a bare list gets names operator-1, operator-2, ...
+    operator_tokens: tuple[SecretStr, ...] | dict[str, SecretStr] = ()
+
+    @field_validator("webhook_tokens", "operator_tokens", mode="before")
+    @classmethod
+    def _drop_empty(cls, v: Any) -> Any:
+        # "${UNSET_VAR:-}" yields ""; an empty token would let anyone in.
+        if isinstance(v, list | tuple):
+            return tuple(t for t in v if t not in ("", None))
+        if isinstance(v, dict):
+            return {k: t for k, t in v.items() if t not in ("", None)}
+        return v
+
+    def named_operator_tokens(self) -> dict[str, SecretStr]:
+        if isinstance(self.operator_tokens, dict):
+            return dict(self.operator_tokens)
+        return {f"operator-{i + 1}": t for i, t in enumerate(self.operator_tokens)}
+
+
+class LimitSettings(_Strict):
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    workers: int = Field(default=8, gt=0, le=256)
+    max_alerts_per_payload: int = Field(default=5000, gt=0)
+
+
+class KubernetesSettings(_Strict):
+    mode: Literal["off", "in-cluster", "kubeconfig"] = "off"
+    namespace: str = "prod"
+    kubeconfig: str | None = None
+    host: str | None = None  # direct API URL (tests, kubectl proxy)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml11_off(cls, v: Any) -> Any:
+        # YAML 1.1: a bare `off` is parsed as False by PyYAML.
+        return "off" if v is False else v
+
+
+class AwsSettings(_Strict):
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+
+
+class HttpSettings(_Strict):
+    app_url: str | None = None
+    providers: dict[str, str] = Field(default_factory=dict)
+
+
+class TargetSettings(_Strict):
+    database: SecretStr | None = None
+    redis: SecretStr | None = None
+    kubernetes: KubernetesSettings = KubernetesSettings()
+    aws: AwsSettings | None = None
+    http: HttpSettings = HttpSettings()
+
+
+class PagerDutySettings(_Strict):
+    routing_key: SecretStr
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+
+
+class SlackSettings(_Strict):
+    webhook_url: SecretStr
+
+
+class OpsgenieSettings(_Strict):
+    api_key: SecretStr
+    url: str = "https://api.opsgenie.com"
+
+
+class PagerSettings(_Strict):
+    pagerduty: PagerDutySettings | None = None
+    slack: SlackSettings | None = None
+    opsgenie: OpsgenieSettings | None = None
+
+
+class LinkSettings(_Strict):
+    grafana: str | None = None
+    runbooks: str | None = None
+
+
+class EngineSettings(_Strict):
+    """Timings of the engine. Not in the original contract; all have safe defaults."""
+
+    approval_ttl: float = 3600.0
+    circuit_failures: int = Field(default=3, gt=0)
+    circuit_reset: float = 600.0
+    lease: float = 30.0
+    poll_interval: float = 1.0
+    page_retry_max: float = 300.0
+
+    @field_validator("approval_ttl", "circuit_reset", "lease", "poll_interval", "page_retry_max",
+                     mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class Settings(_Strict):
+    listen: str = "127.0.0.1:9095"
+    mode: Literal["dry-run", "live"] = "dry-run"
+    rules: str = "rules/"
+    state: SecretStr = SecretStr(DEFAULT_STATE)
+    # Serving a non-loopback address with no tokens is refused unless this is set.
+    allow_unauthenticated: bool = False
+    auth: AuthSettings = AuthSettings()
+    limits: LimitSettings = LimitSettings()
+    targets: TargetSettings = TargetSettings()
+    pagers: PagerSettings = PagerSettings()
+    links: LinkSettings = LinkSettings()
+    engine: EngineSettings = EngineSettings()
+    source: str | None = Field(default=None, exclude=True)  # the file it came from
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected host:port, e.g. 127.0.0.1:9095")
+        return v
+
+    @field_validator("state")
+    @classmethod
+    def _state(cls, v: SecretStr) -> SecretStr:
+        url = v.get_secret_value()
+        if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("expected sqlite:///PATH or postgresql://...")
+        return v
+
+    @model_validator(mode="after")
+    def _no_open_door(self) -> Settings:
+        if not self.auth.webhook_tokens and not self.allow_unauthenticated:
+            if not is_loopback(self.host):
+                raise ValueError(
+                    f"listen address {self.listen} is not loopback and auth.webhook_tokens "
+                    "is empty; set tokens or allow_unauthenticated: true"
+                )
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _interpolate(node: Any, env: Mapping[str, str], path: str, source: str) -> Any:
+    if isinstance(node, str):
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{source}: {path}: environment variable {name} is not set")
+        return _ENV_REF.sub(sub, node)
+    if isinstance(node, dict):
+        return {k: _interpolate(v, env, f"{path}.{k}" if path else str(k), source)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, env, f"{path}[{i}]", source) for i, v in enumerate(node)]
+    return node
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{source}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def from_mapping(data: Mapping[str, Any], *, source: str = "<defaults>",
+                 env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    data = _interpolate(dict(data), env, "", source)
+    try:
+        return Settings.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        # pydantic never includes SecretStr values in messages, but input echoes can;
+        # _format_errors only uses location and message.
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Settings:
+    """Load the config file (or REMEDIATOR_CONFIG, or the embedded defaults)."""
+    env = os.environ if env is None else env
+    if path is None:
+        path = env.get("REMEDIATOR_CONFIG") or None
+    if path is None:
+        return from_mapping({}, env=env)
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping")
+    return from_mapping(data, source=str(p), env=env)

@@ -1,0 +1,461 @@
+"""The state store: journal, runs, steps, approvals, guards, kill switch, outbox.
+
+One class over either backend. Every write that decides "who does this" is a
+conditional statement (a unique key, or ``UPDATE ... WHERE state = ...``), so the
+answer is the same with one replica or ten: exactly one of them wins.
+
+This module never decides policy (what to run, whether a guard blocks); it only
+records and claims. Times are unix seconds; JSON columns hold text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from remediator.models import Occurrence
+from remediator.state.backend import Backend, Conn, Row, open_backend
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def loads(value: str | None) -> Any:
+    return None if value is None else orjson.loads(value)
+
+
+_INSERT_OCCURRENCE = (
+    "INSERT INTO occurrences (fingerprint, starts_at, status, alertname, labels, annotations,"
+    " ends_at, generator_url, group_key, received_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (fingerprint, starts_at, status) DO NOTHING"
+)
+
+_RUN_COLUMNS = (
+    "id", "rule", "runbook", "fingerprint", "starts_at", "alertname", "target", "mode",
+    "state", "alert", "params", "severity", "received_at", "created_at", "updated_at",
+    "owner", "lease_until",
+)
+
+
+class StateStore:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._skip = backend.skip_locked
+
+    @classmethod
+    async def open(cls, url: str) -> StateStore:
+        return cls(await open_backend(url))
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    async def ping(self) -> None:
+        await self.backend.ping()
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Row]:
+        async with self.backend.transaction() as c:
+            rows: list[Row] = await c.fetch(sql, *args)
+            return rows
+
+    async def _execute(self, sql: str, *args: Any) -> int:
+        async with self.backend.transaction() as c:
+            n: int = await c.execute(sql, *args)
+            return n
+
+    # ----------------------------------------------------------------- journal
+
+    async def append_occurrences(self, occs: Sequence[Occurrence]) -> list[bool]:
+        """Journal occurrences in ONE transaction; True where new, False where a repeat."""
+        out: list[bool] = []
+        async with self.backend.transaction() as c:
+            for o in occs:
+                n = await c.execute(
+                    _INSERT_OCCURRENCE, o.fingerprint, o.starts_at, o.status, o.alertname,
+                    dumps(o.labels), dumps(o.annotations), o.ends_at, o.generator_url,
+                    o.group_key, o.received_at,
+                )
+                out.append(n == 1)
+        return out
+
+    async def claim_occurrences(self, owner: str, limit: int, lease: float) -> list[Row]:
+        now = time.time()
+        rows = await self._fetch(
+            "UPDATE occurrences SET state = 'processing', claimed_by = ?, claim_until = ?,"
+            " attempts = attempts + 1 WHERE id IN (SELECT id FROM occurrences"
+            " WHERE state = 'pending' OR (state = 'processing' AND claim_until < ?)"
+            f" ORDER BY id LIMIT ?{self._skip}) RETURNING *",
+            owner, now + lease, now, limit,
+        )
+        for r in rows:
+            r["labels"] = loads(r["labels"])
+            r["annotations"] = loads(r["annotations"])
+        rows.sort(key=lambda r: r["id"])
+        return rows
+
+    async def finish_occurrence(self, occ_id: int, owner: str, error: str | None = None) -> None:
+        await self._execute(
+            "UPDATE occurrences SET state = ?, processed_at = ?, error = ?"
+            " WHERE id = ? AND claimed_by = ?",
+            "failed" if error else "done", time.time(), error, occ_id, owner,
+        )
+
+    async def count_pending(self) -> int:
+        rows = await self._fetch(
+            "SELECT COUNT(*) AS n FROM occurrences WHERE state IN ('pending', 'processing')"
+        )
+        return int(rows[0]["n"])
+
+    async def count_occurrences(self) -> int:
+        rows = await self._fetch("SELECT COUNT(*) AS n FROM occurrences")
+        return int(rows[0]["n"])
+
+    async def list_occurrences(self, limit: int = 100) -> list[Row]:
+        rows = await self._fetch("SELECT * FROM occurrences ORDER BY id DESC LIMIT ?", limit)
+        for r in rows:
+            r["labels"] = loads(r["labels"])
+            r["annotations"] = loads(r["annotations"])
+        return rows
+
+    # -------------------------------------------------------------------- runs
+
+    async def create_run(self, run: Row) -> bool:
+        """Insert a run unless (rule, fingerprint, starts_at) already has one."""
+        values = [run[c] for c in _RUN_COLUMNS]
+        values[_RUN_COLUMNS.index("alert")] = dumps(run["alert"])
+        values[_RUN_COLUMNS.index("params")] = dumps(run["params"])
+        n = await self._execute(
+            f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES"
+            f" ({', '.join('?' for _ in _RUN_COLUMNS)})"
+            " ON CONFLICT (rule, fingerprint, starts_at) DO NOTHING",
+            *values,
+        )
+        return n == 1
+
+    @staticmethod
+    def _run(row: Row) -> Row:
+        row["alert"] = loads(row["alert"])
+        row["params"] = loads(row["params"])
+        return row
+
+    async def get_run(self, run_id: str) -> Row | None:
+        rows = await self._fetch("SELECT * FROM runs WHERE id = ?", run_id)
+        return self._run(rows[0]) if rows else None
+
+    async def runs_for_alert(self, fingerprint: str, starts_at: str) -> list[Row]:
+        rows = await self._fetch(
+            "SELECT * FROM runs WHERE fingerprint = ? AND starts_at = ? ORDER BY created_at",
+            fingerprint, starts_at,
+        )
+        return [self._run(r) for r in rows]
+
+    async def list_runs(self, limit: int = 50) -> list[Row]:
+        rows = await self._fetch("SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", limit)
+        return [self._run(r) for r in rows]
+
+    async def update_run(self, run_id: str, *, expect_owner: str | None = None,
+                         expect_state: str | None = None, **fields: Any) -> bool:
+        fields["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        sql = f"UPDATE runs SET {sets} WHERE id = ?"
+        args: list[Any] = [*fields.values(), run_id]
+        if expect_owner is not None:
+            sql += " AND owner = ?"
+            args.append(expect_owner)
+        if expect_state is not None:
+            sql += " AND state = ?"
+            args.append(expect_state)
+        return await self._execute(sql, *args) == 1
+
+    async def request_undo(self, run_id: str, now: float) -> bool:
+        """First resolve notification wins; repeats return False (undo runs once)."""
+        n = await self._execute(
+            "UPDATE runs SET resolved_at = ?, undo_state = 'requested', updated_at = ?"
+            " WHERE id = ? AND resolved_at IS NULL",
+            now, now, run_id,
+        )
+        return n == 1
+
+    async def claim_run(self, run_id: str, owner: str, lease: float,
+                        from_state: str, to_state: str) -> bool:
+        now = time.time()
+        n = await self._execute(
+            "UPDATE runs SET state = ?, owner = ?, lease_until = ?, updated_at = ?"
+            " WHERE id = ? AND state = ?",
+            to_state, owner, now + lease, now, run_id, from_state,
+        )
+        return n == 1
+
+    async def claim_expired_runs(self, owner: str, lease: float, limit: int = 10) -> list[Row]:
+        """Take over runs whose owner stopped renewing its lease (crash, kill -9)."""
+        now = time.time()
+        rows = await self._fetch(
+            "UPDATE runs SET owner = ?, lease_until = ?, updated_at = ? WHERE id IN"
+            " (SELECT id FROM runs WHERE state IN ('running', 'undoing') AND lease_until < ?"
+            f" ORDER BY created_at LIMIT ?{self._skip}) RETURNING *",
+            owner, now + lease, now, now, limit,
+        )
+        return [self._run(r) for r in rows]
+
+    async def renew_leases(self, owner: str, lease: float) -> int:
+        now = time.time()
+        return await self._execute(
+            "UPDATE runs SET lease_until = ? WHERE owner = ? AND state IN ('running', 'undoing')",
+            now + lease, owner,
+        )
+
+    async def count_runs_since(self, rule: str, since: float) -> int:
+        rows = await self._fetch(
+            "SELECT COUNT(*) AS n FROM runs WHERE rule = ? AND created_at >= ?"
+            " AND blocked_by IS NULL",
+            rule, since,
+        )
+        return int(rows[0]["n"])
+
+    async def last_run_for_target(self, rule: str, target: str, exclude: str) -> Row | None:
+        rows = await self._fetch(
+            "SELECT * FROM runs WHERE rule = ? AND target = ? AND id <> ?"
+            " AND blocked_by IS NULL ORDER BY created_at DESC LIMIT 1",
+            rule, target, exclude,
+        )
+        return self._run(rows[0]) if rows else None
+
+    # ------------------------------------------------------------------- steps
+
+    async def record_step(self, step: Row) -> None:
+        """Insert or update one step of a run; the audit trail is these rows."""
+        cols = ("run_id", "phase", "seq", "name", "kind", "mutates", "approval", "state",
+                "outcome", "rendered", "result", "changes", "reason", "attempts",
+                "started_at", "finished_at")
+        row = dict(step)
+        row["mutates"] = int(bool(row.get("mutates")))
+        row["result"] = dumps(row["result"]) if row.get("result") is not None else None
+        row["changes"] = dumps(row["changes"]) if row.get("changes") is not None else None
+        values = [row.get(c) for c in cols]
+        updates = ", ".join(
+            f"{c} = excluded.{c}" for c in cols if c not in ("run_id", "phase", "name")
+        )
+        await self._execute(
+            f"INSERT INTO steps ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+            f" ON CONFLICT (run_id, phase, name) DO UPDATE SET {updates}",
+            *values,
+        )
+
+    async def steps_for_run(self, run_id: str, phase: str | None = None) -> list[Row]:
+        if phase is None:
+            rows = await self._fetch(
+                "SELECT * FROM steps WHERE run_id = ? ORDER BY phase, seq", run_id)
+        else:
+            rows = await self._fetch(
+                "SELECT * FROM steps WHERE run_id = ? AND phase = ? ORDER BY seq", run_id, phase)
+        for r in rows:
+            r["result"] = loads(r["result"])
+            r["changes"] = loads(r["changes"])
+            r["mutates"] = bool(r["mutates"])
+        return rows
+
+    async def list_actions(self, limit: int = 50) -> list[Row]:
+        rows = await self._fetch(
+            "SELECT s.*, r.rule, r.runbook, r.alertname, r.fingerprint, r.mode AS run_mode"
+            " FROM steps s JOIN runs r ON r.id = s.run_id"
+            " ORDER BY s.started_at DESC, s.id DESC LIMIT ?",
+            limit,
+        )
+        for r in rows:
+            r["result"] = loads(r["result"])
+            r["changes"] = loads(r["changes"])
+            r["mutates"] = bool(r["mutates"])
+        return rows
+
+    # --------------------------------------------------------------- approvals
+
+    async def create_approval(self, run_id: str, step: str, expires_at: float) -> int:
+        async with self.backend.transaction() as c:
+            await c.execute(
+                "INSERT INTO approvals (run_id, step, state, requested_at, expires_at)"
+                " VALUES (?, ?, 'pending', ?, ?) ON CONFLICT (run_id, step) DO NOTHING",
+                run_id, step, time.time(), expires_at,
+            )
+            rows = await c.fetch(
+                "SELECT id FROM approvals WHERE run_id = ? AND step = ?", run_id, step)
+        return int(rows[0]["id"])
+
+    async def get_approval(self, approval_id: int) -> Row | None:
+        rows = await self._fetch("SELECT * FROM approvals WHERE id = ?", approval_id)
+        return rows[0] if rows else None
+
+    async def approvals_for_run(self, run_id: str) -> list[Row]:
+        return await self._fetch(
+            "SELECT * FROM approvals WHERE run_id = ? ORDER BY id", run_id)
+
+    async def decide_approval(self, approval_id: int, decision: str, who: str) -> bool:
+        """pending -> approved|rejected, only before it expires. One decision wins."""
+        now = time.time()
+        n = await self._execute(
+            "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?"
+            " WHERE id = ? AND state = 'pending' AND expires_at > ?",
+            decision, who, now, approval_id, now,
+        )
+        return n == 1
+
+    async def transition_approval(self, approval_id: int, from_state: str, to_state: str) -> bool:
+        n = await self._execute(
+            "UPDATE approvals SET state = ? WHERE id = ? AND state = ?",
+            to_state, approval_id, from_state,
+        )
+        return n == 1
+
+    async def claim_approved(self, limit: int = 10) -> list[Row]:
+        return await self._fetch(
+            "UPDATE approvals SET state = 'executing' WHERE id IN (SELECT id FROM approvals"
+            f" WHERE state = 'approved' ORDER BY id LIMIT ?{self._skip}) RETURNING *",
+            limit,
+        )
+
+    async def expire_approvals(self) -> list[Row]:
+        return await self._fetch(
+            "UPDATE approvals SET state = 'expired' WHERE id IN (SELECT id FROM approvals"
+            f" WHERE state = 'pending' AND expires_at <= ? ORDER BY id{self._skip})"
+            " RETURNING *",
+            time.time(),
+        )
+
+    async def count_pending_approvals(self) -> int:
+        rows = await self._fetch("SELECT COUNT(*) AS n FROM approvals WHERE state = 'pending'")
+        return int(rows[0]["n"])
+
+    # ---------------------------------------------------------------- circuits
+
+    async def get_circuit(self, runbook: str) -> Row | None:
+        rows = await self._fetch("SELECT * FROM circuits WHERE runbook = ?", runbook)
+        return rows[0] if rows else None
+
+    async def all_circuits(self) -> list[Row]:
+        return await self._fetch("SELECT * FROM circuits ORDER BY runbook")
+
+    async def record_circuit_result(self, runbook: str, ok: bool, threshold: int) -> tuple[str, bool]:
+        """Count consecutive failures; returns (state, opened_now)."""
+        now = time.time()
+        async with self.backend.transaction() as c:
+            rows = await c.fetch(
+                f"SELECT * FROM circuits WHERE runbook = ?{self._skip.replace(' SKIP LOCKED', '')}",
+                runbook)
+            prev = rows[0] if rows else {"state": "closed", "failures": 0, "opened_at": None}
+            if ok:
+                state, failures, opened_at = "closed", 0, None
+            else:
+                failures = int(prev["failures"]) + 1
+                state = "open" if failures >= threshold else prev["state"]
+                if prev["state"] == "half-open":
+                    state = "open"  # the trial run failed
+                opened_at = now if state == "open" and prev["state"] != "open" else prev["opened_at"]
+            await c.execute(
+                "INSERT INTO circuits (runbook, state, failures, opened_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (runbook) DO UPDATE SET"
+                " state = excluded.state, failures = excluded.failures,"
+                " opened_at = excluded.opened_at, updated_at = excluded.updated_at",
+                runbook, state, failures, opened_at, now,
+            )
+        return state, state == "open" and prev["state"] != "open"
+
+    async def half_open_circuit(self, runbook: str, reset_after: float) -> bool:
+        """open -> half-open once the reset time has passed; one caller wins the trial."""
+        now = time.time()
+        n = await self._execute(
+            "UPDATE circuits SET state = 'half-open', updated_at = ?"
+            " WHERE runbook = ? AND state = 'open' AND opened_at <= ?",
+            now, runbook, now - reset_after,
+        )
+        return n == 1
+
+    # ------------------------------------------------------------------- locks
+
+    async def acquire_lock(self, target: str, run_id: str, owner: str, ttl: float) -> bool:
+        now = time.time()
+        n = await self._execute(
+            "INSERT INTO locks (target, run_id, owner, expires_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (target) DO UPDATE SET run_id = excluded.run_id,"
+            " owner = excluded.owner, expires_at = excluded.expires_at"
+            " WHERE locks.expires_at < ? OR locks.run_id = excluded.run_id",
+            target, run_id, owner, now + ttl, now,
+        )
+        return n == 1
+
+    async def release_lock(self, target: str, run_id: str) -> None:
+        await self._execute("DELETE FROM locks WHERE target = ? AND run_id = ?", target, run_id)
+
+    # ------------------------------------------------------------------- flags
+
+    async def get_flag(self, name: str) -> Row | None:
+        rows = await self._fetch("SELECT * FROM flags WHERE name = ?", name)
+        return rows[0] if rows else None
+
+    async def set_flag(self, name: str, value: str, who: str) -> None:
+        await self._execute(
+            "INSERT INTO flags (name, value, updated_at, updated_by) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+            " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            name, value, time.time(), who,
+        )
+
+    # ------------------------------------------------------------------ outbox
+
+    async def enqueue_page(self, idem: str, pager: str, action: str, dedup_key: str,
+                           event: dict[str, Any], conn: Conn | None = None) -> bool:
+        sql = (
+            "INSERT INTO outbox (idem, pager, action, dedup_key, event, state,"
+            " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)"
+            " ON CONFLICT (idem) DO NOTHING"
+        )
+        now = time.time()
+        args = (idem, pager, action, dedup_key, dumps(event), now, now)
+        if conn is not None:
+            return await conn.execute(sql, *args) == 1
+        return await self._execute(sql, *args) == 1
+
+    async def claim_pages(self, owner: str, limit: int, lease: float) -> list[Row]:
+        now = time.time()
+        rows = await self._fetch(
+            "UPDATE outbox SET claimed_by = ?, claim_until = ?, attempts = attempts + 1"
+            " WHERE id IN (SELECT id FROM outbox WHERE state = 'pending'"
+            " AND next_attempt_at <= ? AND (claim_until IS NULL OR claim_until < ?)"
+            f" ORDER BY id LIMIT ?{self._skip}) RETURNING *",
+            owner, now + lease, now, now, limit,
+        )
+        for r in rows:
+            r["event"] = loads(r["event"])
+        rows.sort(key=lambda r: r["id"])
+        return rows
+
+    async def page_sent(self, page_id: int) -> None:
+        await self._execute(
+            "UPDATE outbox SET state = 'sent', sent_at = ?, claim_until = NULL WHERE id = ?",
+            time.time(), page_id)
+
+    async def page_retry(self, page_id: int, at: float, error: str) -> None:
+        await self._execute(
+            "UPDATE outbox SET next_attempt_at = ?, last_error = ?, claim_until = NULL"
+            " WHERE id = ?", at, error, page_id)
+
+    async def page_failed(self, page_id: int, error: str) -> None:
+        await self._execute(
+            "UPDATE outbox SET state = 'failed', last_error = ?, claim_until = NULL"
+            " WHERE id = ?", error, page_id)
+
+    async def list_pages(self, limit: int = 100) -> list[Row]:
+        rows = await self._fetch("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", limit)
+        for r in rows:
+            r["event"] = loads(r["event"])
+        return rows
+
+
+async def runs_waiting_undo(store: StateStore, limit: int = 10) -> list[Row]:
+    """Runs whose alert resolved but whose undo has not started (e.g. paused then)."""
+    rows = await store._fetch(
+        "SELECT * FROM runs WHERE state = 'waiting' AND undo_state = 'requested'"
+        " ORDER BY resolved_at LIMIT ?", limit)
+    return [StateStore._run(r) for r in rows]
