@@ -83,7 +83,11 @@ def translate(exc: BaseException, target: str = TARGET) -> Exception:
         return TargetUnavailable(target, f"cannot connect: {_message(exc)}")
     if isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc):
         return TargetUnavailable(target, _message(exc))
-    if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # Seen when the server kills the session between two statements: the unsolicited
+        # FATAL leaves the protocol in a state the next call trips over.
+        return TargetUnavailable(target, f"connection lost: {_message(exc)}")
+    if isinstance(exc, asyncpg.InterfaceError):  # misuse, e.g. a bad parameter type
         return QueryRejected(target, _message(exc), sqlstate=None)
     return TargetUnavailable(target, _message(exc))
 

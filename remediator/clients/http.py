@@ -137,7 +137,7 @@ class HttpChecks:
         """POST the app's /execute; ok only on 200."""
         if self._app_url is None:
             raise ConfigError("targets.http.app_url is not set; the freshness gate needs it")
-        if not _PATH.match(path) or ".." in path:
+        if not _PATH.match(path) or ".." in path or "//" in path:
             raise InputRejected("path", "expected an absolute URL path like /execute")
         payload = dict(DEFAULT_GATE_BODY if body is None else body)
         async with self._request(

@@ -37,6 +37,12 @@ OPS: tuple[Op, ...] = get_args(Op)
 _PARSE_OPS: tuple[Op, ...] = ("=~", "=", "!=", "!~")
 _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _GO_SPACE = "\t\n\f\r "  # Go's \s; Python's str.strip() would also drop \v and U+00A0.
+# Go's unicode.IsSpace (Python's str.isspace() also counts U+001C..U+001F).
+_GO_UNICODE_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680"
+    + "".join(map(chr, range(0x2000, 0x200B)))
+    + "\u2028\u2029\u202f\u205f\u3000"
+)
 
 
 class MatcherSyntaxError(RuleError, ValueError):
@@ -120,9 +126,13 @@ def parse_matchers(texts: Sequence[str]) -> tuple[Matcher, ...]:
 
 
 def parse_matcher(text: str) -> Matcher:
-    """Parse ``name op value`` as Alertmanager's ``labels.ParseMatcher`` does."""
-    n = len(text)
-    i = _skip_space(text, 0)
+    """Parse ``name op value`` as Alertmanager does for one entry of a route's ``matchers``.
+
+    That is ``labels.ParseMatcher`` after the ``strings.TrimSpace`` that
+    ``ParseMatchers`` applies, so Unicode spaces at either end are dropped too.
+    """
+    n = len(text.rstrip(_GO_UNICODE_SPACE))
+    i = _skip_space(text, len(text) - len(text.lstrip(_GO_UNICODE_SPACE)), n)
     name_match = _NAME_RE.match(text, i)
     if name_match is None:
         got = repr(text[i]) if i < n else "end of input"
@@ -130,14 +140,14 @@ def parse_matcher(text: str) -> Matcher:
             text, i + 1, f"expected a label name matching [a-zA-Z_:][a-zA-Z0-9_:]*, got {got}"
         )
     name = name_match.group()
-    i = _skip_space(text, name_match.end())
+    i = _skip_space(text, name_match.end(), n)
     op = next((o for o in _PARSE_OPS if text.startswith(o, i)), None)
     if op is None:
         got = repr(text[i]) if i < n else "end of input"
         raise MatcherSyntaxError(
             text, i + 1, f"expected one of =, !=, =~, !~ after label name {name!r}, got {got}"
         )
-    start = _skip_space(text, i + len(op))
+    start = _skip_space(text, i + len(op), n)
     end = n
     while end > start and text[end - 1] in _GO_SPACE:
         end -= 1
@@ -152,8 +162,9 @@ def parse_matcher(text: str) -> Matcher:
         raise MatcherSyntaxError(text, col, exc.reason) from None
 
 
-def _skip_space(text: str, i: int) -> int:
-    while i < len(text) and text[i] in _GO_SPACE:
+def _skip_space(text: str, i: int, end: int | None = None) -> int:
+    end = len(text) if end is None else end
+    while i < end and text[i] in _GO_SPACE:
         i += 1
     return i
 
@@ -233,6 +244,8 @@ _PERL_OP_HINTS = {
     "(?P=": "backreferences are not supported by RE2",
     "(?P": "write named groups as (?P<name>...)",
 }
+# Python's \B never matches in an empty string; Go's does.
+_NOT_BOUNDARY = r"(?a:(?<=\w)(?=\w)|(?<!\w)(?!\w))"
 _REPEAT_RE = re.compile(r"\{([0-9]+)(,([0-9]*))?\}")
 _HEX_BRACED_RE = re.compile(r"\{([0-9A-Fa-f]+)\}")
 _HEX_TWO_RE = re.compile(r"[0-9A-Fa-f]{2}")
@@ -272,8 +285,12 @@ class _Frame:
     flags: frozenset[str]  # i/m/s in force here
     start: int  # offset of the "(" that opened the group
     scopes: int = 0  # Python "(?flags:" groups opened for mid-group "(?flags)"
+    pending: bool = False  # flags changed; open the scope before the next atom
     weight: int = 1  # largest {n,m} nesting product among finished atoms
     atom: int | None = None  # weight of the atom a repetition would apply to
+    atom_at: int = 0  # index in the output where that atom starts
+    repeated: bool = False  # that atom already carries a repetition
+    out_at: int = 0  # index in the output of this group's "("
 
 
 class _Translator:
@@ -301,9 +318,9 @@ class _Translator:
             elif c == "|":
                 frame = self.commit()
                 self.out.append(")" * frame.scopes + "|")
-                if frame.scopes:
-                    self.out.append(_flag_group(frame.flags))
-                    frame.scopes = 1
+                # Go keeps "(?i)" in force after "|" until the group ends.
+                frame.pending = frame.pending or frame.scopes > 0
+                frame.scopes = 0
                 self.i += 1
             elif c in "*+?":
                 self.i += 1
@@ -329,13 +346,18 @@ class _Translator:
 
     def commit(self) -> _Frame:
         frame = self.stack[-1]
+        if frame.pending:
+            self.out.append(_flag_group(frame.flags))
+            frame.scopes += 1
+            frame.pending = False
         if frame.atom is not None:
             frame.weight = max(frame.weight, frame.atom)
             frame.atom = None
         return frame
 
     def atom(self, text: str, weight: int = 1) -> None:
-        self.commit().atom = weight
+        frame = self.commit()
+        frame.atom, frame.atom_at, frame.repeated = weight, len(self.out), False
         self.out.append(text)
 
     def repeat(self, start: int, prev_repeat: int | None, lo: int, hi: int) -> None:
@@ -352,7 +374,12 @@ class _Translator:
             if (lo >= 2 or hi >= 2) and count > 0 and count * frame.atom > _MAX_REPEAT:
                 raise self.fail("invalid repeat count", start, self.i)
             frame.atom = count * frame.atom if count > 0 else 1
+        if frame.repeated:
+            # "a*(?i)*" is (a*)* in Go; Python rejects "a**" unless grouped.
+            self.out.insert(frame.atom_at, "(?:")
+            self.out.append(")")
         self.out.append(self.p[start : self.i])
+        frame.repeated = True
         self.last_repeat = start
 
     def repeat_counts(self) -> tuple[int, int] | None:
@@ -385,7 +412,7 @@ class _Translator:
 
     def push(self, text: str, flags: frozenset[str], start: int) -> None:
         self.commit()
-        self.stack.append(_Frame(flags, start))
+        self.stack.append(_Frame(flags, start, out_at=len(self.out)))
         self.out.append(text)
 
     def close_group(self) -> None:
@@ -394,7 +421,8 @@ class _Translator:
         child = self.commit()
         self.stack.pop()
         self.out.append(")" * (child.scopes + 1))
-        self.stack[-1].atom = child.weight
+        parent = self.stack[-1]
+        parent.atom, parent.atom_at, parent.repeated = child.weight, child.out_at, False
         self.i += 1
 
     def inline_flags(self, start: int) -> None:
@@ -417,11 +445,8 @@ class _Translator:
                 if c == ":":
                     self.push(_flag_group(flags), flags, start)
                 elif flags != frame.flags:
-                    # Go keeps the previous atom repeatable across "(?i)"; Python cannot,
-                    # so a following repetition fails with "missing argument".
-                    self.commit()
-                    self.out.append(_flag_group(flags))
-                    frame.scopes += 1
+                    # Opened lazily: in Go the atom before "(?i)" stays repeatable.
+                    frame.pending = True
                     frame.flags = flags
                 return
             else:
@@ -446,7 +471,7 @@ class _Translator:
                 self.atom(_lit(ord(ch)))
             self.i = end + 2
             return
-        special = {"A": r"(?:\A)", "z": r"(?:\Z)", "b": r"(?a:\b)", "B": r"(?a:\B)"}
+        special = {"A": r"(?:\A)", "z": r"(?:\Z)", "b": r"(?a:\b)", "B": _NOT_BOUNDARY}
         if c in special:
             self.i += 2
             self.atom(special[c])

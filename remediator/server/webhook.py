@@ -81,9 +81,14 @@ class WebhookHandler:
         if request.content_type not in _JSON_TYPES:
             return error(415, "unsupported_media_type",
                          f"expected application/json, got {request.content_type or 'none'}")
-        body = await request.content.read(limit + 1)
-        if len(body) > limit:
-            return error(413, "payload_too_large", f"body exceeds {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await request.content.read(65536):
+            size += len(chunk)
+            if size > limit:  # chunked bodies have no Content-Length to check up front
+                return error(413, "payload_too_large", f"body exceeds {limit} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
 
         try:
             payload = WebhookPayload.model_validate_json(body)

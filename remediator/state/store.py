@@ -248,7 +248,7 @@ class StateStore:
     async def steps_for_run(self, run_id: str, phase: str | None = None) -> list[Row]:
         if phase is None:
             rows = await self._fetch(
-                "SELECT * FROM steps WHERE run_id = ? ORDER BY phase, seq", run_id)
+                "SELECT * FROM steps WHERE run_id = ? ORDER BY started_at, id", run_id)
         else:
             rows = await self._fetch(
                 "SELECT * FROM steps WHERE run_id = ? AND phase = ? ORDER BY seq", run_id, phase)

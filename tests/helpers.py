@@ -1,0 +1,104 @@
+"""Test-only plumbing: a running daemon on a free port, and a cuttable TCP proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from remediator.daemon import Daemon
+from remediator.engine.context import Clients
+from remediator.engine.registry import Registry
+from remediator.metrics import Metrics
+from remediator.paging.capture import CapturePager
+from remediator.server.app import create_app
+from remediator.settings import from_mapping
+
+
+@dataclass
+class Running:
+    url: str
+    daemon: Daemon
+    metrics: Metrics
+    pager: CapturePager
+
+    def sample(self, name: str, labels: Mapping[str, str] | None = None) -> float:
+        v = self.metrics.registry.get_sample_value(name, dict(labels or {}))
+        return 0.0 if v is None else v
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(config: Mapping[str, Any], *, registry: Registry | None = None,
+                         workers: bool = True, clients: Clients | None = None,
+                         ) -> AsyncIterator[Running]:
+    settings = from_mapping(dict(config), env={})
+    metrics = Metrics()
+    pager = CapturePager()
+    daemon = Daemon(settings, metrics=metrics, registry=registry or Registry(),
+                    pagers={"capture": pager}, clients=clients or Clients(settings=settings))
+    await daemon.start(workers=workers)
+    runner = web.AppRunner(create_app(daemon), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield Running(f"http://127.0.0.1:{port}", daemon, metrics, pager)
+    finally:
+        await runner.cleanup()
+        await daemon.stop()
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:port to a target; ``cut()`` drops every connection and
+    refuses new ones, which is what a dead database looks like to a client."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.up = True
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            while data := await r.read(65536):
+                w.write(data)
+                await w.drain()
+        with contextlib.suppress(OSError, RuntimeError):
+            w.close()
+
+    async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if not self.up:
+            w.close()
+            return
+        try:
+            tr, tw = await asyncio.open_connection(*self.target)
+        except OSError:
+            w.close()
+            return
+        self._writers |= {w, tw}
+        await asyncio.gather(self._pipe(r, tw), self._pipe(tr, w))
+        self._writers -= {w, tw}
+
+    def cut(self) -> None:
+        self.up = False
+        for w in list(self._writers):
+            w.close()
+
+    def restore(self) -> None:
+        self.up = True
+
+    async def stop(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

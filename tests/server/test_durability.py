@@ -1,0 +1,136 @@
+"""Never lose an alert: 503 (never 2xx) when the journal is down; a 202 survives kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from remediator.paging.capture import CapturePager
+from remediator.state.store import StateStore
+from remediator.testing import make_alert, make_payload
+from tests.conftest import free_port
+from tests.helpers import TcpProxy, running_daemon
+
+
+async def test_postgres_down_gives_503_never_2xx_and_recovers(pg_schema_dsn, tmp_path):
+    parts = urlsplit(pg_schema_dsn)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    via_proxy = pg_schema_dsn.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+    (tmp_path / "rules").mkdir()
+    cfg = {"state": via_proxy, "rules": str(tmp_path / "rules")}
+    try:
+        async with running_daemon(cfg, workers=False) as d, \
+                httpx.AsyncClient(base_url=d.url, timeout=30) as c:
+            a = make_alert("DatabaseDown", {"instance": "db1"})
+            proxy.cut()
+            for _ in range(3):
+                r = await c.post("/api/v1/alerts", json=make_payload(a))
+                assert r.status_code == 503, r.text
+                assert r.json()["error"] == "journal_unavailable"
+            assert (await c.get("/readyz")).status_code == 503
+            assert d.sample("remediator_webhooks_received_total", {"code": "503"}) == 3
+            await asyncio.sleep(0.1)  # the direct page goes out in the background
+            assert isinstance(d.pager, CapturePager)
+            direct = [e for e in d.pager.sent if e.content.alertname == "RemediatorJournalDown"]
+            assert len(direct) == 1  # rate-limited: one page, not one per request
+            proxy.restore()
+            r = await c.post("/api/v1/alerts", json=make_payload(a))
+            assert r.status_code == 202
+            assert (await c.get("/readyz")).status_code == 200
+    finally:
+        await proxy.stop()
+    store = await StateStore.open(pg_schema_dsn)
+    try:
+        assert len(await store.list_occurrences()) == 1
+    finally:
+        await store.close()
+
+
+def _serve(config: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "remediator", "serve", "--config", str(config)],
+        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+
+
+async def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient() as c:
+        for _ in range(200):
+            assert proc.poll() is None, "daemon exited"
+            try:
+                if (await c.get(url + "/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError("daemon never became ready")
+
+
+async def test_kill_9_right_after_202_keeps_the_occurrence(tmp_path):
+    port = free_port()
+    (tmp_path / "rules").mkdir()
+    state = f"sqlite:///{tmp_path}/state.db"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"listen: 127.0.0.1:{port}\nstate: {state}\nrules: {tmp_path}/rules\n")
+    proc = _serve(cfg, tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_ready(url, proc)
+        alerts = [make_alert("PricingPackBuildSlow", {"i": str(i)}) for i in range(25)]
+        async with httpx.AsyncClient() as c:
+            r = await c.post(url + "/api/v1/alerts", json=make_payload(*alerts))
+        assert r.status_code == 202
+        proc.send_signal(signal.SIGKILL)  # no chance to flush anything after the 202
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    store = await StateStore.open(state)
+    try:
+        rows = await store.list_occurrences(100)
+    finally:
+        await store.close()
+    assert sorted(r["fingerprint"] for r in rows) == sorted(a["fingerprint"] for a in alerts)
+
+
+async def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(tmp_path):
+    port = free_port()
+    (tmp_path / "rules").mkdir()
+    state = f"sqlite:///{tmp_path}/state.db"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"listen: 127.0.0.1:{port}\nstate: {state}\nrules: {tmp_path}/rules\n")
+    proc = _serve(cfg, tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_ready(url, proc)
+        async with httpx.AsyncClient(timeout=20) as c:
+            sends = [asyncio.create_task(c.post(url + "/api/v1/alerts", json=make_payload(
+                make_alert("A", {"i": str(i)})))) for i in range(50)]
+            # signal while requests are still in flight: after the first answer
+            await asyncio.wait(sends, return_when=asyncio.FIRST_COMPLETED)
+            proc.send_signal(signal.SIGTERM)
+            results = await asyncio.gather(*sends, return_exceptions=True)
+        started = time.monotonic()
+        assert proc.wait(15) == 0
+        assert time.monotonic() - started < 15
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    accepted = [r for r in results if isinstance(r, httpx.Response) and r.status_code == 202]
+    store = await StateStore.open(state)
+    try:
+        rows = await store.list_occurrences(100)
+    finally:
+        await store.close()
+    # every 202 is journaled; requests refused during shutdown were never acknowledged
+    assert len(rows) >= len(accepted) > 0
