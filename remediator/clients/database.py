@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any, Literal
@@ -44,8 +45,12 @@ Isolation = Literal["read_committed", "repeatable_read", "serializable"]
 # SQLSTATE classes/codes, so the mapping does not depend on asyncpg's class names.
 _CONFLICT_STATES = frozenset({"40001", "40P01", "55P03"})  # serialization, deadlock, lock busy
 _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300", "25P03"})
-_CLIENT_SLACK_S = 2.0
-_CLOSE_GRACE_S = 5.0  # client-side timeout beyond the server's, for a silent network
+# How asyncpg words a connection that died under us. "released back to the pool": the
+# pool detaches a connection whose socket closed, even while we still hold it (a
+# Transaction used after its block is refused earlier, so it cannot be that).
+_LOST = re.compile(r"connection is closed|released back to the pool")
+_CLIENT_SLACK_S = 2.0  # client-side timeout beyond the server's, for a silent network
+_CLOSE_GRACE_S = 5.0
 
 
 class QueryRejected(TargetRejected):
@@ -81,8 +86,8 @@ def translate(exc: BaseException, target: str = TARGET) -> Exception:
         return TargetTimeout(target, "no answer in time")
     if isinstance(exc, OSError):
         return TargetUnavailable(target, f"cannot connect: {_message(exc)}")
-    if isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc):
-        return TargetUnavailable(target, _message(exc))
+    if isinstance(exc, asyncpg.InterfaceError) and _LOST.search(str(exc)):
+        return TargetUnavailable(target, f"connection lost: {_message(exc)}")
     if isinstance(exc, asyncpg.exceptions.InternalClientError):
         # Seen when the server kills the session between two statements: the unsolicited
         # FATAL leaves the protocol in a state the next call trips over.
@@ -122,25 +127,38 @@ class Transaction:
     def __init__(self, conn: asyncpg.Connection, target: str) -> None:
         self._conn = conn
         self._target = target
+        self._open = True
+
+    def _live(self) -> asyncpg.Connection:
+        if not self._open:
+            raise RuntimeError("transaction block has ended; this Transaction is unusable")
+        return self._conn
+
+    def _end(self) -> None:
+        self._open = False
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        conn = self._live()
         with _wrapped(self._target):
-            rows = await self._conn.fetch(sql, *args)
+            rows = await conn.fetch(sql, *args)
         return [dict(r) for r in rows]
 
     async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        conn = self._live()
         with _wrapped(self._target):
-            row = await self._conn.fetchrow(sql, *args)
+            row = await conn.fetchrow(sql, *args)
         return None if row is None else dict(row)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
+        conn = self._live()
         with _wrapped(self._target):
-            return await self._conn.fetchval(sql, *args)
+            return await conn.fetchval(sql, *args)
 
     async def execute(self, sql: str, *args: Any) -> str:
         """Run a statement; returns the command tag, e.g. ``'UPDATE 3'``."""
+        conn = self._live()
         with _wrapped(self._target):
-            return str(await self._conn.execute(sql, *args))
+            return str(await conn.execute(sql, *args))
 
 
 class TargetDatabase:
@@ -222,14 +240,17 @@ class TargetDatabase:
             tx = conn.transaction(isolation=isolation, readonly=readonly)
             with _wrapped(self._target):
                 await tx.start()
+            block = Transaction(conn, self._target)
             try:
-                yield Transaction(conn, self._target)
+                yield block
             except BaseException:
                 # Keep the original error; a failed rollback (server gone) adds nothing
                 # and the pool discards a broken connection on release anyway.
                 with suppress(*_WRAPPED):
                     await tx.rollback()
                 raise
+            finally:
+                block._end()
             with _wrapped(self._target):
                 await tx.commit()
 

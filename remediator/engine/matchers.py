@@ -417,7 +417,8 @@ class _Translator:
 
     def close_group(self) -> None:
         if len(self.stack) == 1:
-            raise self.fail("unexpected )", self.i, self.i + 1)
+            # Alertmanager would let it close its own "^(?:" and match unanchored.
+            raise self.fail("unexpected ) (it would break the anchoring)", self.i, self.i + 1)
         child = self.commit()
         self.stack.pop()
         self.out.append(")" * (child.scopes + 1))

@@ -233,6 +233,7 @@ class StateStore:
                 "started_at", "finished_at")
         row = dict(step)
         row["mutates"] = int(bool(row.get("mutates")))
+        row.setdefault("attempts", 0)
         row["result"] = dumps(row["result"]) if row.get("result") is not None else None
         row["changes"] = dumps(row["changes"]) if row.get("changes") is not None else None
         values = [row.get(c) for c in cols]
