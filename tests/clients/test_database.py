@@ -225,3 +225,10 @@ async def test_cancelled_transaction_rolls_back(db: TargetDatabase, dawsos_dsn: 
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await snapshot(dawsos_dsn, ["alerts"]) == before
+
+
+async def test_transaction_object_is_unusable_after_its_block(db: TargetDatabase) -> None:
+    async with db.transaction() as tx:
+        assert await tx.fetchval("SELECT 1") == 1
+    with pytest.raises(RuntimeError, match="ended"):
+        await tx.fetchval("SELECT 1")

@@ -106,8 +106,23 @@ _RANGES = re.compile(r"\[[^\[\]]*\]")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
 _IDENT = re.compile(r"(?<![\w.:$])[A-Za-z_:][A-Za-z0-9_:]*")
 _KEYWORDS = frozenset(
-    {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
-     "unless", "offset", "inf", "nan", "Inf", "NaN"}
+    {
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "and",
+        "or",
+        "unless",
+        "offset",
+        "inf",
+        "nan",
+        "Inf",
+        "NaN",
+    }
 )
 
 
@@ -125,7 +140,7 @@ def metric_names(expr: str) -> set[str]:
     text = _GROUPING.sub(" ", text)
     names = set()
     for m in _IDENT.finditer(text):
-        rest = text[m.end():].lstrip()
+        rest = text[m.end() :].lstrip()
         if m.group() in _KEYWORDS or rest.startswith("("):
             continue
         names.add(m.group())

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 from deploy_support import (
@@ -254,7 +254,9 @@ def test_secrets_reach_the_container_only_through_secret_refs() -> None:
 
 
 def _mount_path(volume_for_configmap: str) -> str:
-    [volume] = [v for v in POD["volumes"] if v.get("configMap", {}).get("name") == volume_for_configmap]
+    [volume] = [
+        v for v in POD["volumes"] if v.get("configMap", {}).get("name") == volume_for_configmap
+    ]
     [mount] = [m for m in CONTAINER["volumeMounts"] if m["name"] == volume["name"]]
     assert mount.get("readOnly") is True
     return str(mount["mountPath"])
@@ -313,11 +315,20 @@ def test_rules_configmap_sends_every_dawsos_alert_to_its_runbook() -> None:
     rules = [r for text in data.values() for r in yaml.safe_load(text)["rules"]]
     for rule in rules:
         # The DESIGN.md rule keys; no `mode`: the global dry-run decides.
-        assert set(rule) <= {"name", "matchers", "runbook", "params", "cooldown",
-                             "max_runs_per_hour", "description"}, rule
+        assert set(rule) <= {
+            "name",
+            "matchers",
+            "runbook",
+            "params",
+            "cooldown",
+            "max_runs_per_hour",
+            "description",
+        }, rule
     for alert in alert_rules(PROMETHEUS_DIR / "dawsos-alerts.yml"):
         labels = {"alertname": alert["alert"], **alert["labels"]}
-        runbooks = [r["runbook"] for r in rules if matches_all(parse_matchers(r["matchers"]), labels)]
+        runbooks = [
+            r["runbook"] for r in rules if matches_all(parse_matchers(r["matchers"]), labels)
+        ]
         assert runbooks == [DESIGN_ALERTS[alert["alert"]][0]], alert["alert"]
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from deploy_support import (
     PROMETHEUS_DIR,
     RULE_FILES,
@@ -99,9 +97,7 @@ def test_every_alert_has_a_firing_case_and_a_quiet_case(
     assert any(not fires for _, _, fires in cases), f"no case where {rule['alert']} is quiet"
 
 
-@pytest.mark.parametrize(
-    ("rule", "test_file", "interval"), _rules_with_tests(with_for_only=True)
-)
+@pytest.mark.parametrize(("rule", "test_file", "interval"), _rules_with_tests(with_for_only=True))
 def test_every_alert_with_for_is_tested_quiet_in_its_pending_window(
     rule: dict[str, Any], test_file: Path, interval: int
 ) -> None:
