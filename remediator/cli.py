@@ -13,7 +13,7 @@ import getpass
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import orjson
@@ -37,18 +37,28 @@ async def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if not settings.auth.webhook_tokens:
-        log.warning("no_webhook_tokens", detail="webhook accepts unauthenticated requests",
-                    listen=settings.listen)
+        log.warning(
+            "no_webhook_tokens",
+            detail="webhook accepts unauthenticated requests",
+            listen=settings.listen,
+        )
     daemon = Daemon(settings)
     await daemon.start()
-    runner = web.AppRunner(create_app(daemon), handle_signals=False, access_log=None,
-                           shutdown_timeout=10)
+    runner = web.AppRunner(
+        create_app(daemon), handle_signals=False, access_log=None, shutdown_timeout=10
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
     await site.start()
-    log.info("serving", listen=settings.listen, mode=settings.mode,
-             state=settings.state.get_secret_value().split("://")[0], version=__version__,
-             rules=len(daemon.ruleset or ()), owner=daemon.owner)
+    log.info(
+        "serving",
+        listen=settings.listen,
+        mode=settings.mode,
+        state=settings.state.get_secret_value().split("://")[0],
+        version=__version__,
+        rules=len(daemon.ruleset or ()),
+        owner=daemon.owner,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -112,8 +122,7 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _with_store(args: argparse.Namespace,
-                      fn: Callable[[Any], Awaitable[int]]) -> int:
+async def _with_store(args: argparse.Namespace, fn: Callable[[Any], Awaitable[int]]) -> int:
     from remediator.state.store import StateStore
 
     settings = _settings(args)
@@ -141,8 +150,10 @@ async def _actions(args: argparse.Namespace) -> int:
 
         for r in rows:
             when = dt.datetime.fromtimestamp(r["started_at"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-            print(f"{when}  {r['run_id']}  {r['runbook']:<6} {r['phase']:<8} {r['name']:<28}"
-                  f" {r['outcome'] or r['state']:<18} {r.get('reason') or ''}")
+            print(
+                f"{when}  {r['run_id']}  {r['runbook']:<6} {r['phase']:<8} {r['name']:<28}"
+                f" {r['outcome'] or r['state']:<18} {r.get('reason') or ''}"
+            )
         if not rows:
             print("no actions recorded")
         return 0
@@ -159,11 +170,14 @@ async def _decide(args: argparse.Namespace, decision: str) -> int:
         if not await store.decide_approval(args.action_id, decision, _who()):
             current = await store.get_approval(args.action_id)
             state = current["state"] if current else "?"
-            print(f"approval {args.action_id} is {'expired' if state == 'pending' else state}",
-                  file=sys.stderr)
+            print(
+                f"approval {args.action_id} is {'expired' if state == 'pending' else state}",
+                file=sys.stderr,
+            )
             return 1
-        print(f"approval {args.action_id} ({a['step']} of run {a['run_id']}) {decision}"
-              f" by {_who()}")
+        print(
+            f"approval {args.action_id} ({a['step']} of run {a['run_id']}) {decision} by {_who()}"
+        )
         return 0
 
     return await _with_store(args, go)
@@ -219,8 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "actions":
             return asyncio.run(_actions(args))
         if args.command in ("approve", "reject"):
-            return asyncio.run(_decide(args, "approved" if args.command == "approve"
-                                       else "rejected"))
+            return asyncio.run(
+                _decide(args, "approved" if args.command == "approve" else "rejected")
+            )
         if args.command in ("pause", "resume"):
             return asyncio.run(_switch(args, args.command == "pause"))
     except ConfigError as exc:
@@ -235,13 +250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _run(coro: Awaitable[int]) -> int:
+def _run(coro: Coroutine[Any, Any, int]) -> int:
     try:
         import uvloop
-
-        return uvloop.run(coro)  # type: ignore[no-any-return]
     except ImportError:
-        return asyncio.run(coro)  # type: ignore[arg-type]
+        return asyncio.run(coro)
+    result: int = uvloop.run(coro)
+    return result
 
 
 if __name__ == "__main__":

@@ -43,8 +43,9 @@ def build_pagers(settings: Settings) -> dict[str, Pager]:
     pagers: dict[str, Pager] = {}
     p = settings.pagers
     if p.pagerduty is not None:
-        pagers["pagerduty"] = PagerDutyPager(p.pagerduty.routing_key.get_secret_value(),
-                                             p.pagerduty.url)
+        pagers["pagerduty"] = PagerDutyPager(
+            p.pagerduty.routing_key.get_secret_value(), p.pagerduty.url
+        )
     if p.opsgenie is not None:
         pagers["opsgenie"] = OpsgeniePager(p.opsgenie.api_key.get_secret_value(), p.opsgenie.url)
     if p.slack is not None:
@@ -73,9 +74,15 @@ def secret_values(settings: Settings) -> list[str]:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, *, metrics: Metrics | None = None,
-                 registry: Registry | None = None, pagers: dict[str, Pager] | None = None,
-                 clients: Clients | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: Metrics | None = None,
+        registry: Registry | None = None,
+        pagers: dict[str, Pager] | None = None,
+        clients: Clients | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.registry = registry if registry is not None else load_entry_points()
@@ -85,8 +92,8 @@ class Daemon:
         self.ruleset: RuleSet | None = None
         self.rule_errors: list[str] = []
         self._tasks: list[asyncio.Task[Any]] = []
-        self._wake = asyncio.Event()          # new journal entries
-        self._maint_wake = asyncio.Event()    # approvals decided, undo requested
+        self._wake = asyncio.Event()  # new journal entries
+        self._maint_wake = asyncio.Event()  # approvals decided, undo requested
         self._last_direct_page = 0.0
         self._closing: list[Any] = []
 
@@ -96,24 +103,38 @@ class Daemon:
         logs.register_secrets(secret_values(self.settings))
         self.store = await StateStore.open(self.settings.state.get_secret_value())
         pg = self.store.backend.dialect == "postgres"
-        self.journal = JournalWriter(self.store, self.metrics, flushers=4 if pg else 1,
-                                     on_commit=self._wake.set)
+        self.journal = JournalWriter(
+            self.store, self.metrics, flushers=4 if pg else 1, on_commit=self._wake.set
+        )
         self.journal.start()
         ok, detail = self.reload_rules()
         if not ok:
             log.error("rules_invalid_at_start", errors=detail)
         pagers = self._pagers if self._pagers is not None else build_pagers(self.settings)
-        self.outbox = Outbox(self.store, pagers, self.metrics, owner=self.owner,
-                             retry_max=self.settings.engine.page_retry_max)
+        self.outbox = Outbox(
+            self.store,
+            pagers,
+            self.metrics,
+            owner=self.owner,
+            retry_max=self.settings.engine.page_retry_max,
+        )
         clients = self._clients if self._clients is not None else await self._open_clients()
-        self.engine = Engine(store=self.store, registry=self.registry, metrics=self.metrics,
-                             settings=self.settings, clients=clients, outbox=self.outbox,
-                             owner=self.owner, rules=lambda: self.ruleset)
+        self.engine = Engine(
+            store=self.store,
+            registry=self.registry,
+            metrics=self.metrics,
+            settings=self.settings,
+            clients=clients,
+            outbox=self.outbox,
+            owner=self.owner,
+            rules=lambda: self.ruleset,
+        )
         self.metrics.paused.set(1 if await self.engine.is_paused() else 0)
         if workers:
             n = self.settings.limits.workers
-            self._tasks += [asyncio.create_task(self._worker(i), name=f"worker-{i}")
-                            for i in range(n)]
+            self._tasks += [
+                asyncio.create_task(self._worker(i), name=f"worker-{i}") for i in range(n)
+            ]
             self._tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
             self._tasks.append(asyncio.create_task(self.outbox.run_forever(), name="outbox"))
 
@@ -185,7 +206,8 @@ class Daemon:
             self.metrics.paused.set(1 if await self.engine.is_paused() else 0)
             for c in await self.store.all_circuits():
                 self.metrics.circuit_state.labels(c["runbook"]).set(
-                    {"closed": 0, "half-open": 1, "open": 2}.get(c["state"], 0))
+                    {"closed": 0, "half-open": 1, "open": 2}.get(c["state"], 0)
+                )
 
     async def journal_down(self, reason: str) -> None:
         """The journal is unreachable: page directly (at most every 5 minutes)."""
@@ -194,11 +216,17 @@ class Daemon:
             return
         self._last_direct_page = now
         content = PageContent(
-            dedup_key="remediator/journal-down", severity="P1",
+            dedup_key="remediator/journal-down",
+            severity="P1",
             title="remediator cannot reach its state store: alerts are being refused (503)",
-            alertname="RemediatorJournalDown", runbook="-", rule="-", mode="live",
-            left_for_human=("restore the state store; Alertmanager keeps retrying",
-                            f"error: {reason[:200]}"),
+            alertname="RemediatorJournalDown",
+            runbook="-",
+            rule="-",
+            mode="live",
+            left_for_human=(
+                "restore the state store; Alertmanager keeps retrying",
+                f"error: {reason[:200]}",
+            ),
         )
         task = asyncio.create_task(self.outbox.send_direct(content))
         self._tasks.append(task)
@@ -229,13 +257,18 @@ class Daemon:
             await self.engine.process(occ)
         except StateUnavailable as exc:
             # Leave it claimed: the lease expires and it is claimed again.
-            log.warning("occurrence_retry_later", error=str(exc), fingerprint=occ["fingerprint"],
-                        alertname=occ["alertname"])
+            log.warning(
+                "occurrence_retry_later",
+                error=str(exc),
+                fingerprint=occ["fingerprint"],
+                alertname=occ["alertname"],
+            )
             await asyncio.sleep(self.settings.engine.poll_interval)
             return
-        except Exception as exc:  # noqa: BLE001 - recorded on the occurrence, never lost
-            log.exception("occurrence_failed", fingerprint=occ["fingerprint"],
-                          alertname=occ["alertname"])
+        except Exception as exc:
+            log.exception(
+                "occurrence_failed", fingerprint=occ["fingerprint"], alertname=occ["alertname"]
+            )
             with suppress(StateUnavailable):
                 await self.store.finish_occurrence(occ["id"], self.owner, repr(exc)[:500])
             return
@@ -255,13 +288,15 @@ class Daemon:
         await self.refresh_gauges()
 
     async def _maintenance(self) -> None:
-        interval = max(0.05, min(self.settings.engine.poll_interval, self.settings.engine.lease / 3))
+        interval = max(
+            0.05, min(self.settings.engine.poll_interval, self.settings.engine.lease / 3)
+        )
         while True:
             try:
                 await self.maintenance_once()
             except StateUnavailable as exc:
                 log.warning("maintenance_state_unavailable", error=str(exc))
-            except Exception:  # noqa: BLE001 - the loop must survive; logged with traceback
+            except Exception:
                 log.exception("maintenance_failed")
             self._maint_wake.clear()
             with suppress(TimeoutError):

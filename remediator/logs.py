@@ -34,13 +34,13 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
-def configure(*, json: bool | None = None, level: str = "info", stream: TextIO | None = None) -> None:
+def configure(
+    *, json: bool | None = None, level: str = "info", stream: TextIO | None = None
+) -> None:
     stream = stream if stream is not None else sys.stderr
     if json is None:
         json = not stream.isatty()
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
-    )
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -22,7 +22,9 @@ class Metrics:
             p + "webhooks_received", "Webhook requests by HTTP status code", ["code"], registry=r
         )
         self.alerts_received = Counter(
-            p + "alerts_received", "Alert occurrences received", ["alertname", "status"],
+            p + "alerts_received",
+            "Alert occurrences received",
+            ["alertname", "status"],
             registry=r,
         )
         self.alerts_deduplicated = Counter(
@@ -35,17 +37,24 @@ class Metrics:
             p + "runbook_runs", "Runbook runs by outcome", ["runbook", "outcome"], registry=r
         )
         self.actions = Counter(
-            p + "actions", "Runbook steps by outcome", ["runbook", "action", "outcome"],
+            p + "actions",
+            "Runbook steps by outcome",
+            ["runbook", "action", "outcome"],
             registry=r,
         )
         self.action_duration = Histogram(
-            p + "action_duration_seconds", "Duration of runbook steps", ["runbook", "action"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            p + "action_duration_seconds",
+            "Duration of runbook steps",
+            ["runbook", "action"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.time_to_mitigation = Histogram(
             p + "time_to_mitigation_seconds",
-            "From webhook receipt to the first mitigation committed", ["runbook"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "From webhook receipt to the first mitigation committed",
+            ["runbook"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.guard_blocks = Counter(
             p + "guard_blocks", "Runs or steps blocked by a guard", ["guard"], registry=r
@@ -61,15 +70,19 @@ class Metrics:
         )
         self.paused = Gauge(p + "paused", "1 while the kill switch is on", registry=r)
         self.circuit_state = Gauge(
-            p + "circuit_state", "Circuit per runbook: 0 closed, 1 half-open, 2 open",
-            ["runbook"], registry=r,
+            p + "circuit_state",
+            "Circuit per runbook: 0 closed, 1 half-open, 2 open",
+            ["runbook"],
+            registry=r,
         )
         self.rule_reloads = Counter(
             p + "rule_reloads", "Rule reloads by outcome", ["outcome"], registry=r
         )
         self.journal_batch_size = Histogram(
-            p + "journal_batch_size", "Occurrences written per journal commit",
-            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r,
+            p + "journal_batch_size",
+            "Occurrences written per journal commit",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=r,
         )
         self.build_info = Info(p + "build", "Build information", registry=r)
         self.build_info.info({"version": __version__})

@@ -64,9 +64,9 @@ class Alert(BaseModel):
     status: Literal["firing", "resolved"]
     labels: dict[LabelName, str]
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: Timestamp  # noqa: N815 - Alertmanager's field names
-    endsAt: Timestamp = ZERO_TIME  # noqa: N815
-    generatorURL: str = ""  # noqa: N815
+    startsAt: Timestamp
+    endsAt: Timestamp = ZERO_TIME
+    generatorURL: str = ""
     fingerprint: Fingerprint
 
     @property
@@ -80,13 +80,13 @@ class WebhookPayload(BaseModel):
     version: Literal["4"]
     status: Literal["firing", "resolved"]
     receiver: str
-    groupKey: str  # noqa: N815
+    groupKey: str
     alerts: list[Alert]
-    groupLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
-    commonLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
-    commonAnnotations: dict[str, str] = Field(default_factory=dict)  # noqa: N815
-    externalURL: str = ""  # noqa: N815
-    truncatedAlerts: int = Field(default=0, ge=0)  # noqa: N815
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str = ""
+    truncatedAlerts: int = Field(default=0, ge=0)
 
 
 @dataclass(frozen=True, slots=True)

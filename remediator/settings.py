@@ -147,8 +147,9 @@ class EngineSettings(_Strict):
     poll_interval: float = 1.0
     page_retry_max: float = 300.0
 
-    @field_validator("approval_ttl", "circuit_reset", "lease", "poll_interval", "page_retry_max",
-                     mode="before")
+    @field_validator(
+        "approval_ttl", "circuit_reset", "lease", "poll_interval", "page_retry_max", mode="before"
+    )
     @classmethod
     def _duration(cls, v: Any) -> float:
         return parse_duration(v)
@@ -172,7 +173,7 @@ class Settings(_Strict):
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
+        _host, sep, port = v.rpartition(":")
         if not sep or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("expected host:port, e.g. 127.0.0.1:9095")
         return v
@@ -215,6 +216,7 @@ def is_loopback(host: str) -> bool:
 
 def _interpolate(node: Any, env: Mapping[str, str], path: str, source: str) -> Any:
     if isinstance(node, str):
+
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
             if name in env:
@@ -222,10 +224,13 @@ def _interpolate(node: Any, env: Mapping[str, str], path: str, source: str) -> A
             if default is not None:
                 return default
             raise ConfigError(f"{source}: {path}: environment variable {name} is not set")
+
         return _ENV_REF.sub(sub, node)
     if isinstance(node, dict):
-        return {k: _interpolate(v, env, f"{path}.{k}" if path else str(k), source)
-                for k, v in node.items()}
+        return {
+            k: _interpolate(v, env, f"{path}.{k}" if path else str(k), source)
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_interpolate(v, env, f"{path}[{i}]", source) for i, v in enumerate(node)]
     return node
@@ -242,8 +247,9 @@ def _format_errors(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def from_mapping(data: Mapping[str, Any], *, source: str = "<defaults>",
-                 env: Mapping[str, str] | None = None) -> Settings:
+def from_mapping(
+    data: Mapping[str, Any], *, source: str = "<defaults>", env: Mapping[str, str] | None = None
+) -> Settings:
     env = os.environ if env is None else env
     data = _interpolate(dict(data), env, "", source)
     try:

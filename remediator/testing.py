@@ -37,11 +37,17 @@ def fingerprint_of(labels: Mapping[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def make_alert(alertname: str, labels: Mapping[str, str] | None = None, *,
-               status: str = "firing", starts_at: str = "2026-11-28T00:09:04.123Z",
-               ends_at: str | None = None, annotations: Mapping[str, str] | None = None,
-               generator_url: str = "http://prometheus.example/graph?g0.expr=x",
-               fingerprint: str | None = None) -> dict[str, Any]:
+def make_alert(
+    alertname: str,
+    labels: Mapping[str, str] | None = None,
+    *,
+    status: str = "firing",
+    starts_at: str = "2026-11-28T00:09:04.123Z",
+    ends_at: str | None = None,
+    annotations: Mapping[str, str] | None = None,
+    generator_url: str = "http://prometheus.example/graph?g0.expr=x",
+    fingerprint: str | None = None,
+) -> dict[str, Any]:
     all_labels = {"alertname": alertname, **(labels or {})}
     return {
         "status": status,
@@ -58,17 +64,24 @@ def resolved(alert: Mapping[str, Any], ends_at: str = "2026-11-28T00:30:00Z") ->
     return {**alert, "status": "resolved", "endsAt": ends_at}
 
 
-def make_payload(*alerts: Mapping[str, Any], receiver: str = "remediator",
-                 truncated: int = 0) -> dict[str, Any]:
+def make_payload(
+    *alerts: Mapping[str, Any], receiver: str = "remediator", truncated: int = 0
+) -> dict[str, Any]:
     alerts_l = [dict(a) for a in alerts]
     names = {a["labels"].get("alertname", "") for a in alerts_l}
     group = {"alertname": names.pop()} if len(names) == 1 else {}
-    status = "resolved" if alerts_l and all(a["status"] == "resolved" for a in alerts_l) \
-        else "firing"
+    status = (
+        "resolved" if alerts_l and all(a["status"] == "resolved" for a in alerts_l) else "firing"
+    )
     return {
-        "receiver": receiver, "status": status, "alerts": alerts_l,
-        "groupLabels": group, "commonLabels": dict(group), "commonAnnotations": {},
-        "externalURL": "http://alertmanager.example:9093", "version": "4",
+        "receiver": receiver,
+        "status": status,
+        "alerts": alerts_l,
+        "groupLabels": group,
+        "commonLabels": dict(group),
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example:9093",
+        "version": "4",
         "groupKey": "{}:{" + ",".join(f'{k}="{v}"' for k, v in group.items()) + "}",
         "truncatedAlerts": truncated,
     }
@@ -77,15 +90,26 @@ def make_payload(*alerts: Mapping[str, Any], receiver: str = "remediator",
 class Harness:
     """The real engine on a real store, driven directly (no HTTP, no workers)."""
 
-    def __init__(self, registry: Registry, rules_yaml: str, *, clients: Clients | None = None,
-                 state_url: str | None = None, settings: Mapping[str, Any] | None = None,
-                 pager: CapturePager | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        rules_yaml: str,
+        *,
+        clients: Clients | None = None,
+        state_url: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+        pager: CapturePager | None = None,
+    ) -> None:
         self._tmp = tempfile.TemporaryDirectory()
         self.rules_path = Path(self._tmp.name) / "rules.yaml"
         self.rules_path.write_text(rules_yaml)
         self.state_url = state_url or f"sqlite:///{self._tmp.name}/state.db"
-        cfg = {"mode": "live", "rules": str(self.rules_path), "state": self.state_url,
-               **(settings or {})}
+        cfg = {
+            "mode": "live",
+            "rules": str(self.rules_path),
+            "state": self.state_url,
+            **(settings or {}),
+        }
         self.settings: Settings = from_mapping(cfg, env={})
         self.registry = registry
         self.metrics = Metrics()
@@ -98,11 +122,19 @@ class Harness:
             raise AssertionError("invalid rules: " + "; ".join(errors))
         self.ruleset = ruleset
         self.store = await StateStore.open(self.state_url)
-        self.outbox = Outbox(self.store, {self.pager.name: self.pager}, self.metrics,
-                             owner="harness")
-        self.engine = Engine(store=self.store, registry=self.registry, metrics=self.metrics,
-                             settings=self.settings, clients=self.clients, outbox=self.outbox,
-                             owner="harness", rules=lambda: self.ruleset)
+        self.outbox = Outbox(
+            self.store, {self.pager.name: self.pager}, self.metrics, owner="harness"
+        )
+        self.engine = Engine(
+            store=self.store,
+            registry=self.registry,
+            metrics=self.metrics,
+            settings=self.settings,
+            clients=self.clients,
+            outbox=self.outbox,
+            owner="harness",
+            rules=lambda: self.ruleset,
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -6,7 +6,6 @@ instead of skipping it: a skipped test proves nothing.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import uuid
@@ -49,7 +48,7 @@ async def pg_schema_dsn() -> AsyncIterator[str]:
     schema = "t_" + uuid.uuid4().hex[:12]
     try:
         conn = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         service_missing("PostgreSQL", exc)
         raise
     try:

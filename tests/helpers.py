@@ -32,14 +32,23 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running_daemon(config: Mapping[str, Any], *, registry: Registry | None = None,
-                         workers: bool = True, clients: Clients | None = None,
-                         ) -> AsyncIterator[Running]:
+async def running_daemon(
+    config: Mapping[str, Any],
+    *,
+    registry: Registry | None = None,
+    workers: bool = True,
+    clients: Clients | None = None,
+) -> AsyncIterator[Running]:
     settings = from_mapping(dict(config), env={})
     metrics = Metrics()
     pager = CapturePager()
-    daemon = Daemon(settings, metrics=metrics, registry=registry or Registry(),
-                    pagers={"capture": pager}, clients=clients or Clients(settings=settings))
+    daemon = Daemon(
+        settings,
+        metrics=metrics,
+        registry=registry or Registry(),
+        pagers={"capture": pager},
+        clients=clients or Clients(settings=settings),
+    )
     await daemon.start(workers=workers)
     runner = web.AppRunner(create_app(daemon), access_log=None)
     await runner.setup()

@@ -33,8 +33,9 @@ async def open_clients(settings: Settings) -> tuple[Clients, list[Closer]]:
     if t.kubernetes.mode != "off":
         from remediator.clients.kubernetes import KubernetesClient
 
-        kube = KubernetesClient.from_config(t.kubernetes.mode, t.kubernetes.namespace,
-                                            t.kubernetes.kubeconfig)
+        kube = KubernetesClient.from_config(
+            t.kubernetes.mode, t.kubernetes.namespace, t.kubernetes.kubeconfig
+        )
         closers.append(kube.aclose)
     if t.aws is not None:
         from remediator.clients.aws import AwsClient
@@ -46,5 +47,6 @@ async def open_clients(settings: Settings) -> tuple[Clients, list[Closer]]:
 
         http = HttpChecks(dict(t.http.providers), t.http.app_url)
         closers.append(http.aclose)
-    return Clients(database=database, cache=cache, kubernetes=kube, aws=aws, http=http,
-                   settings=settings), closers
+    return Clients(
+        database=database, cache=cache, kubernetes=kube, aws=aws, http=http, settings=settings
+    ), closers

@@ -18,12 +18,12 @@ Mode = Literal["live", "dry-run", "paused"]
 
 @dataclass(frozen=True)
 class Clients:
-    database: Any = None      # remediator.clients.database.TargetDatabase
-    cache: Any = None         # remediator.clients.cache.Cache
-    kubernetes: Any = None    # remediator.clients.kubernetes.KubernetesClient
-    aws: Any = None           # remediator.clients.aws.AwsClient
-    http: Any = None          # remediator.clients.http.HttpChecks
-    settings: Any = None      # remediator.settings.Settings (targets, links)
+    database: Any = None  # remediator.clients.database.TargetDatabase
+    cache: Any = None  # remediator.clients.cache.Cache
+    kubernetes: Any = None  # remediator.clients.kubernetes.KubernetesClient
+    aws: Any = None  # remediator.clients.aws.AwsClient
+    http: Any = None  # remediator.clients.http.HttpChecks
+    settings: Any = None  # remediator.settings.Settings (targets, links)
 
     def need(self, name: str) -> Any:
         client = getattr(self, name)

@@ -52,7 +52,7 @@ def safe_render(step: Step, ctx: StepContext) -> str:
         return step.render(ctx=ctx)
     except InputRejected as exc:
         return f"(not rendered: rejected input {exc})"
-    except Exception as exc:  # noqa: BLE001 - a plan must still be produced
+    except Exception as exc:
         return f"(not rendered: {type(exc).__name__})"
 
 
@@ -66,33 +66,62 @@ class StepRunner:
         await self.store.record_step(row)
         return row
 
-    async def run(self, step: Step, ctx: StepContext, *, phase: str, seq: int,
-                  existing: Row | None, approval_id: int | None = None,
-                  changes: Mapping[str, Any] | None = None) -> Row:
+    async def run(
+        self,
+        step: Step,
+        ctx: StepContext,
+        *,
+        phase: str,
+        seq: int,
+        existing: Row | None,
+        approval_id: int | None = None,
+        changes: Mapping[str, Any] | None = None,
+    ) -> Row:
         """Run (or plan) one step and return its recorded row."""
         if existing is not None and existing["state"] == "done":
             return existing
         now = time.time()
         rendered = safe_render(step, ctx)
         base: Row = {
-            "run_id": ctx.run_id, "phase": phase, "seq": seq, "name": step.name,
-            "kind": step.kind, "mutates": step.mutates, "approval": step.approval,
-            "state": "done", "outcome": None, "rendered": rendered, "result": None,
-            "changes": None, "reason": None, "attempts": 0, "started_at": now,
+            "run_id": ctx.run_id,
+            "phase": phase,
+            "seq": seq,
+            "name": step.name,
+            "kind": step.kind,
+            "mutates": step.mutates,
+            "approval": step.approval,
+            "state": "done",
+            "outcome": None,
+            "rendered": rendered,
+            "result": None,
+            "changes": None,
+            "reason": None,
+            "attempts": 0,
+            "started_at": now,
             "finished_at": now,
         }
         if existing is not None and existing["state"] == "started" and not step.idempotent:
-            return await self._finish(step, ctx, base, "failed",
-                                      reason="interrupted by a restart; outcome unknown,"
-                                             " check by hand before retrying")
+            return await self._finish(
+                step,
+                ctx,
+                base,
+                "failed",
+                reason="interrupted by a restart; outcome unknown, check by hand before retrying",
+            )
 
         if phase == "fire" and step.approval == "approve":
             assert approval_id is not None
-            return await self._finish(step, ctx, base, "awaiting_approval",
-                                      reason=f"approve with: remediator approve {approval_id}")
+            return await self._finish(
+                step,
+                ctx,
+                base,
+                "awaiting_approval",
+                reason=f"approve with: remediator approve {approval_id}",
+            )
         if step.mutates and ctx.mode != "live":
-            reason = ("paused by the kill switch" if ctx.mode == "paused"
-                      else "dry-run: not executed")
+            reason = (
+                "paused by the kill switch" if ctx.mode == "paused" else "dry-run: not executed"
+            )
             return await self._finish(step, ctx, base, "dry_run", reason=reason)
 
         await self._record(base, state="started", finished_at=None)
@@ -115,34 +144,54 @@ class StepRunner:
                             outcome = await step.run(ctx=ctx)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
+        except Exception as exc:
             if not isinstance(exc, RemediatorError | TimeoutError):
                 log.exception("step_crashed", run_id=ctx.run_id, step=step.name)
             self.metrics.action_duration.labels(ctx.runbook, step.name).observe(
-                time.monotonic() - started)
-            return await self._finish(step, ctx, base, "failed", reason=_reason(exc),
-                                      attempts=attempts)
+                time.monotonic() - started
+            )
+            return await self._finish(
+                step, ctx, base, "failed", reason=_reason(exc), attempts=attempts
+            )
         self.metrics.action_duration.labels(ctx.runbook, step.name).observe(
-            time.monotonic() - started)
+            time.monotonic() - started
+        )
         if isinstance(outcome, Skip):
-            return await self._finish(step, ctx, base, "skipped", reason=outcome.reason,
-                                      result={"summary": outcome.reason,
-                                              "data": dict(outcome.data)},
-                                      attempts=attempts)
+            return await self._finish(
+                step,
+                ctx,
+                base,
+                "skipped",
+                reason=outcome.reason,
+                result={"summary": outcome.reason, "data": dict(outcome.data)},
+                attempts=attempts,
+            )
         assert isinstance(outcome, Done)
         return await self._finish(
-            step, ctx, base, "rolled_back" if phase == "undo" else "applied",
+            step,
+            ctx,
+            base,
+            "rolled_back" if phase == "undo" else "applied",
             result={"summary": outcome.summary, "data": dict(outcome.data)},
             changes=dict(outcome.changes) if outcome.changes is not None else None,
             attempts=attempts,
         )
 
-    async def _finish(self, step: Step, ctx: StepContext, base: Row, outcome: str,
-                      **fields: Any) -> Row:
-        row = await self._record(base, state="done", outcome=outcome,
-                                 finished_at=time.time(), **fields)
+    async def _finish(
+        self, step: Step, ctx: StepContext, base: Row, outcome: str, **fields: Any
+    ) -> Row:
+        row = await self._record(
+            base, state="done", outcome=outcome, finished_at=time.time(), **fields
+        )
         self.metrics.actions.labels(ctx.runbook, step.name, outcome).inc()
-        log.info("step_finished", run_id=ctx.run_id, step=step.name, phase=row["phase"],
-                 outcome=outcome, reason=row.get("reason"), fingerprint=ctx.alert.fingerprint,
-                 alertname=ctx.alert.alertname)
+        log.info(
+            "step_finished",
+            run_id=ctx.run_id,
+            step=step.name,
+            phase=row["phase"],
+            outcome=outcome,
+            reason=row.get("reason"),
+            fingerprint=ctx.alert.fingerprint,
+            alertname=ctx.alert.alertname,
+        )
         return row

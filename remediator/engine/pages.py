@@ -28,8 +28,15 @@ def _title(runbook: Runbook | None, name: str) -> str:
         return name
 
 
-def build(run: Row, steps: Sequence[Row], approvals: Sequence[Row], runbook: Runbook | None,
-          settings: Settings, *, headline: str | None = None) -> PageContent:
+def build(
+    run: Row,
+    steps: Sequence[Row],
+    approvals: Sequence[Row],
+    runbook: Runbook | None,
+    settings: Settings,
+    *,
+    headline: str | None = None,
+) -> PageContent:
     done: list[str] = []
     skipped: list[str] = []
     left: list[str] = []
@@ -49,22 +56,31 @@ def build(run: Row, steps: Sequence[Row], approvals: Sequence[Row], runbook: Run
             a = by_step.get(s["name"])
             state = a["state"] if a else "pending"
             if a is not None and state == "pending":
-                left.append(f"{title}: approve with `remediator approve {a['id']}`"
-                            f" (or reject with `remediator reject {a['id']}`); would run:"
-                            f" {s['rendered']}")
+                left.append(
+                    f"{title}: approve with `remediator approve {a['id']}`"
+                    f" (or reject with `remediator reject {a['id']}`); would run:"
+                    f" {s['rendered']}"
+                )
             elif a is not None:
                 left.append(f"{title}: approval {a['id']} {state}")
         elif outcome == "failed":
             left.append(f"{title}{phase} FAILED: {s['reason']}; do by hand: {s['rendered']}")
     if run.get("blocked_by"):
-        skipped.append(f"whole run: blocked by guard {run['blocked_by']}"
-                       f" ({run.get('detail') or ''})".rstrip(" ()"))
+        skipped.append(
+            f"whole run: blocked by guard {run['blocked_by']} ({run.get('detail') or ''})".rstrip(
+                " ()"
+            )
+        )
     alert = run["alert"]
     links: list[tuple[str, str]] = []
     anchor = runbook.anchor if runbook else ""
     if settings.links.runbooks:
-        links.append((f"Runbook {run['runbook']}",
-                      settings.links.runbooks + (f"#{anchor}" if anchor else "")))
+        links.append(
+            (
+                f"Runbook {run['runbook']}",
+                settings.links.runbooks + (f"#{anchor}" if anchor else ""),
+            )
+        )
     if settings.links.grafana:
         links.append(("Grafana: remediator", settings.links.grafana))
     if alert.get("generator_url"):
@@ -86,6 +102,9 @@ def build(run: Row, steps: Sequence[Row], approvals: Sequence[Row], runbook: Run
         left_for_human=tuple(left),
         links=tuple(links),
         labels={k: v[:256] for k, v in labels.items()},
-        details={"run_id": run["id"], "fingerprint": run["fingerprint"],
-                 "starts_at": run["starts_at"]},
+        details={
+            "run_id": run["id"],
+            "fingerprint": run["fingerprint"],
+            "starts_at": run["starts_at"],
+        },
     )

@@ -48,6 +48,6 @@ def load_entry_points(registry: Registry | None = None) -> Registry:
     for ep in entry_points(group=GROUP):
         try:
             ep.load()(registry)
-        except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the daemon
+        except Exception as exc:
             log.error("runbook_plugin_failed", entry_point=ep.name, error=repr(exc))
     return registry

@@ -20,68 +20,138 @@ from remediator.paging import text
 from remediator.settings import Settings
 
 
-def plan(payload: WebhookPayload, ruleset: RuleSet, registry: Registry,
-         settings: Settings) -> list[dict[str, Any]]:
+def plan(
+    payload: WebhookPayload, ruleset: RuleSet, registry: Registry, settings: Settings
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for occ in occurrences(payload, time.time()):
         entry: dict[str, Any] = {
-            "alertname": occ.alertname, "fingerprint": occ.fingerprint,
-            "starts_at": occ.starts_at, "status": occ.status, "runs": [],
+            "alertname": occ.alertname,
+            "fingerprint": occ.fingerprint,
+            "starts_at": occ.starts_at,
+            "status": occ.status,
+            "runs": [],
         }
         for rule in ruleset.select(occ.labels):
             runbook = registry.get(rule.runbook)
             if runbook is None:
                 continue
             ctx = StepContext(
-                run_id="replay", rule=rule.name, runbook=runbook.id,
-                alert=AlertView(occ.alertname, occ.fingerprint, occ.starts_at, occ.labels,
-                                occ.annotations, occ.generator_url),
-                params=rule.params, mode="dry-run", clients=Clients(settings=settings),
+                run_id="replay",
+                rule=rule.name,
+                runbook=runbook.id,
+                alert=AlertView(
+                    occ.alertname,
+                    occ.fingerprint,
+                    occ.starts_at,
+                    occ.labels,
+                    occ.annotations,
+                    occ.generator_url,
+                ),
+                params=rule.params,
+                mode="dry-run",
+                clients=Clients(settings=settings),
             )
             steps = []
             rows = []
             phase_steps = runbook.steps if occ.status == "firing" else ()
             for seq, step in enumerate(phase_steps):
                 rendered = safe_render(step, ctx)
-                would = ("wait for approval" if step.approval == "approve" else
-                         "run" if not step.mutates else
-                         "run (live mode) / record only (dry-run)")
-                steps.append({"seq": seq + 1, "name": step.name, "title": step.title,
-                              "kind": step.kind, "mutates": step.mutates,
-                              "approval": step.approval, "would": would,
-                              "call": rendered, "undo": step.undo is not None})
-                rows.append({"name": step.name, "phase": "fire", "rendered": rendered,
-                             "outcome": "awaiting_approval" if step.approval == "approve"
-                             else ("dry_run" if step.mutates else "skipped"),
-                             "reason": "dry-run: not executed" if step.mutates
-                             else "replay: not executed", "result": None})
+                would = (
+                    "wait for approval"
+                    if step.approval == "approve"
+                    else "run"
+                    if not step.mutates
+                    else "run (live mode) / record only (dry-run)"
+                )
+                steps.append(
+                    {
+                        "seq": seq + 1,
+                        "name": step.name,
+                        "title": step.title,
+                        "kind": step.kind,
+                        "mutates": step.mutates,
+                        "approval": step.approval,
+                        "would": would,
+                        "call": rendered,
+                        "undo": step.undo is not None,
+                    }
+                )
+                rows.append(
+                    {
+                        "name": step.name,
+                        "phase": "fire",
+                        "rendered": rendered,
+                        "outcome": "awaiting_approval"
+                        if step.approval == "approve"
+                        else ("dry_run" if step.mutates else "skipped"),
+                        "reason": "dry-run: not executed"
+                        if step.mutates
+                        else "replay: not executed",
+                        "result": None,
+                    }
+                )
             if occ.status == "resolved":
-                steps = [{"seq": 1, "name": "undo", "title": "Undo what the run recorded",
-                          "kind": "mitigate", "mutates": True, "approval": "auto",
-                          "would": "undo each recorded change of the firing run, once",
-                          "call": ", ".join(s.name for s in runbook.steps if s.undo) or
-                          "(nothing undoable)", "undo": False}]
-                steps += [{"seq": i + 2, "name": s.name, "title": s.title, "kind": s.kind,
-                           "mutates": s.mutates, "approval": s.approval, "would": "run",
-                           "call": safe_render(s, ctx), "undo": False}
-                          for i, s in enumerate(runbook.resolve_steps)]
+                steps = [
+                    {
+                        "seq": 1,
+                        "name": "undo",
+                        "title": "Undo what the run recorded",
+                        "kind": "mitigate",
+                        "mutates": True,
+                        "approval": "auto",
+                        "would": "undo each recorded change of the firing run, once",
+                        "call": ", ".join(s.name for s in runbook.steps if s.undo)
+                        or "(nothing undoable)",
+                        "undo": False,
+                    }
+                ]
+                steps += [
+                    {
+                        "seq": i + 2,
+                        "name": s.name,
+                        "title": s.title,
+                        "kind": s.kind,
+                        "mutates": s.mutates,
+                        "approval": s.approval,
+                        "would": "run",
+                        "call": safe_render(s, ctx),
+                        "undo": False,
+                    }
+                    for i, s in enumerate(runbook.resolve_steps)
+                ]
             guards = ["kill_switch", "circuit_open", "lock_busy"]
             if rule.cooldown:
                 guards.append(f"cooldown ({int(rule.cooldown)} s per target)")
             if rule.max_runs_per_hour:
                 guards.append(f"rate_limit ({rule.max_runs_per_hour}/h)")
             mode = "dry-run" if "dry-run" in (settings.mode, rule.mode) else "live"
-            run_row = {"id": "replay", "runbook": runbook.id, "alertname": occ.alertname,
-                       "rule": rule.name, "mode": mode, "severity": runbook.severity,
-                       "fingerprint": occ.fingerprint, "starts_at": occ.starts_at,
-                       "alert": {"labels": occ.labels, "generator_url": occ.generator_url}}
+            run_row = {
+                "id": "replay",
+                "runbook": runbook.id,
+                "alertname": occ.alertname,
+                "rule": rule.name,
+                "mode": mode,
+                "severity": runbook.severity,
+                "fingerprint": occ.fingerprint,
+                "starts_at": occ.starts_at,
+                "alert": {"labels": occ.labels, "generator_url": occ.generator_url},
+            }
             content = pages.build(run_row, rows, [], runbook, settings)
-            entry["runs"].append({
-                "rule": rule.name, "rule_source": rule.source, "runbook": runbook.id,
-                "runbook_title": runbook.title, "severity": runbook.severity, "mode": mode,
-                "target": f"{runbook.id}:{_safe_target(runbook, occ.labels, rule.params)}",
-                "guards": guards, "steps": steps, "page": text.body(content),
-            })
+            entry["runs"].append(
+                {
+                    "rule": rule.name,
+                    "rule_source": rule.source,
+                    "runbook": runbook.id,
+                    "runbook_title": runbook.title,
+                    "severity": runbook.severity,
+                    "mode": mode,
+                    "target": f"{runbook.id}:{_safe_target(runbook, occ.labels, rule.params)}",
+                    "guards": guards,
+                    "steps": steps,
+                    "page": text.body(content),
+                }
+            )
         out.append(entry)
     return out
 
@@ -89,26 +159,34 @@ def plan(payload: WebhookPayload, ruleset: RuleSet, registry: Registry,
 def _safe_target(runbook: Any, labels: Any, params: Any) -> str:
     try:
         return str(runbook.target(labels, params))
-    except Exception as exc:  # noqa: BLE001 - shown, not raised
+    except Exception as exc:
         return f"(invalid: {exc})"
 
 
 def format_timeline(entries: list[dict[str, Any]]) -> str:
     lines: list[str] = []
     for e in entries:
-        lines.append(f"● {e['alertname']} [{e['status']}] fingerprint={e['fingerprint']}"
-                     f" startsAt={e['starts_at']}")
+        lines.append(
+            f"● {e['alertname']} [{e['status']}] fingerprint={e['fingerprint']}"
+            f" startsAt={e['starts_at']}"
+        )
         if not e["runs"]:
             lines.append("    no rule matches: nothing would run")
         for r in e["runs"]:
-            lines.append(f"  ├─ rule {r['rule']} ({r['rule_source']}) -> {r['runbook']}"
-                         f" {r['runbook_title']} [{r['severity']}, mode {r['mode']}]")
+            lines.append(
+                f"  ├─ rule {r['rule']} ({r['rule_source']}) -> {r['runbook']}"
+                f" {r['runbook_title']} [{r['severity']}, mode {r['mode']}]"
+            )
             lines.append(f"  │  target {r['target']}; guards: {', '.join(r['guards'])}")
             for s in r["steps"]:
-                flag = "approve" if s["approval"] == "approve" else (
-                    "mutates" if s["mutates"] else "reads")
-                lines.append(f"  │  {s['seq']:>2}. [{s['kind']}/{flag}] {s['title']}"
-                             f" -> {s['would']}")
+                flag = (
+                    "approve"
+                    if s["approval"] == "approve"
+                    else ("mutates" if s["mutates"] else "reads")
+                )
+                lines.append(
+                    f"  │  {s['seq']:>2}. [{s['kind']}/{flag}] {s['title']} -> {s['would']}"
+                )
                 for call_line in str(s["call"]).splitlines():
                     lines.append(f"  │        {call_line}")
             lines.append("  └─ page:")

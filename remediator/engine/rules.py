@@ -21,8 +21,16 @@ from remediator.engine.matchers import Matcher, MatcherSyntaxError, parse_matche
 from remediator.engine.registry import Registry
 from remediator.settings import parse_duration
 
-_KEYS = {"name", "matchers", "runbook", "params", "mode", "cooldown", "max_runs_per_hour",
-         "description"}
+_KEYS = {
+    "name",
+    "matchers",
+    "runbook",
+    "params",
+    "mode",
+    "cooldown",
+    "max_runs_per_hour",
+    "description",
+}
 
 
 @dataclass(frozen=True)
@@ -34,7 +42,7 @@ class Rule:
     mode: Literal["dry-run", "live"] | None
     cooldown: float
     max_runs_per_hour: int | None
-    source: str          # file:line, for messages
+    source: str  # file:line, for messages
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
@@ -111,8 +119,10 @@ def _parse_rule(raw: Any, where: str, registry: Registry, errors: list[str]) -> 
     runbook_id = raw.get("runbook")
     runbook = registry.get(runbook_id) if isinstance(runbook_id, str) else None
     if runbook is None:
-        errors.append(f"{at}: rule {name!r}: unknown runbook {runbook_id!r}"
-                      f" (known: {', '.join(registry.ids()) or 'none'})")
+        errors.append(
+            f"{at}: rule {name!r}: unknown runbook {runbook_id!r}"
+            f" (known: {', '.join(registry.ids()) or 'none'})"
+        )
     params_raw = raw.get("params") or {}
     params: BaseModel | None = None
     if not isinstance(params_raw, dict):
@@ -140,8 +150,16 @@ def _parse_rule(raw: Any, where: str, registry: Registry, errors: list[str]) -> 
         errors.append(f"{at}: rule {name!r}: max_runs_per_hour must be a positive integer")
     if len(errors) > before or params is None:
         return None
-    return Rule(name=name, matchers=tuple(matchers), runbook=str(runbook_id), params=params,
-                mode=mode, cooldown=cooldown, max_runs_per_hour=mrph, source=at)
+    return Rule(
+        name=name,
+        matchers=tuple(matchers),
+        runbook=str(runbook_id),
+        params=params,
+        mode=mode,
+        cooldown=cooldown,
+        max_runs_per_hour=mrph,
+        source=at,
+    )
 
 
 def load(path: str | Path, registry: Registry) -> tuple[RuleSet | None, list[str]]:
@@ -175,8 +193,10 @@ def load(path: str | Path, registry: Registry) -> tuple[RuleSet | None, list[str
             if rule is None:
                 continue
             if rule.name in seen:
-                errors.append(f"{rule.source}: duplicate rule name {rule.name!r}"
-                              f" (first defined at {seen[rule.name]})")
+                errors.append(
+                    f"{rule.source}: duplicate rule name {rule.name!r}"
+                    f" (first defined at {seen[rule.name]})"
+                )
                 continue
             seen[rule.name] = rule.source
             rules.append(rule)

@@ -43,14 +43,23 @@ LOCK_TTL = 900.0
 
 @dataclass(frozen=True)
 class Decision:
-    status: str          # ok | not_found | conflict
+    status: str  # ok | not_found | conflict
     detail: str = ""
 
 
 class Engine:
-    def __init__(self, *, store: StateStore, registry: Registry, metrics: Metrics,
-                 settings: Settings, clients: Clients, outbox: Outbox, owner: str,
-                 rules: Callable[[], RuleSet | None]) -> None:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        registry: Registry,
+        metrics: Metrics,
+        settings: Settings,
+        clients: Clients,
+        outbox: Outbox,
+        owner: str,
+        rules: Callable[[], RuleSet | None],
+    ) -> None:
         self.store = store
         self.registry = registry
         self.metrics = metrics
@@ -101,25 +110,48 @@ class Engine:
             return None
         now = time.time()
         run_id = "r" + uuid.uuid4().hex[:12]
-        mode: Mode = ("dry-run" if "dry-run" in (self.settings.mode, rule.mode) else "live")
-        alert = {"labels": occ["labels"], "annotations": occ["annotations"],
-                 "generator_url": occ["generator_url"]}
+        mode: Mode = "dry-run" if "dry-run" in (self.settings.mode, rule.mode) else "live"
+        alert = {
+            "labels": occ["labels"],
+            "annotations": occ["annotations"],
+            "generator_url": occ["generator_url"],
+        }
         run: Row = {
-            "id": run_id, "rule": rule.name, "runbook": runbook.id,
-            "fingerprint": occ["fingerprint"], "starts_at": occ["starts_at"],
-            "alertname": occ["alertname"], "target": self._target(runbook, occ["labels"],
-                                                                 rule.params),
-            "mode": mode, "state": "running", "alert": alert,
-            "params": rule.params.model_dump(mode="json"), "severity": runbook.severity,
-            "received_at": occ["received_at"], "created_at": now, "updated_at": now,
-            "owner": self.owner, "lease_until": now + self.lease,
+            "id": run_id,
+            "rule": rule.name,
+            "runbook": runbook.id,
+            "fingerprint": occ["fingerprint"],
+            "starts_at": occ["starts_at"],
+            "alertname": occ["alertname"],
+            "target": self._target(runbook, occ["labels"], rule.params),
+            "mode": mode,
+            "state": "running",
+            "alert": alert,
+            "params": rule.params.model_dump(mode="json"),
+            "severity": runbook.severity,
+            "received_at": occ["received_at"],
+            "created_at": now,
+            "updated_at": now,
+            "owner": self.owner,
+            "lease_until": now + self.lease,
         }
         if not await self.store.create_run(run):
-            log.info("run_exists", rule=rule.name, fingerprint=occ["fingerprint"],
-                     alertname=occ["alertname"])
+            log.info(
+                "run_exists",
+                rule=rule.name,
+                fingerprint=occ["fingerprint"],
+                alertname=occ["alertname"],
+            )
             return None
-        log.info("run_started", run_id=run_id, rule=rule.name, runbook=runbook.id,
-                 fingerprint=occ["fingerprint"], alertname=occ["alertname"], mode=mode)
+        log.info(
+            "run_started",
+            run_id=run_id,
+            rule=rule.name,
+            runbook=runbook.id,
+            fingerprint=occ["fingerprint"],
+            alertname=occ["alertname"],
+            mode=mode,
+        )
         stored = await self.store.get_run(run_id)
         assert stored is not None
         await self.fire(stored, runbook, rule)
@@ -133,14 +165,16 @@ class Engine:
             await self.store.update_run(run["id"], mode="paused", detail="kill switch on")
         circuit = await self.store.get_circuit(runbook.id)
         if circuit is not None and circuit["state"] == "open":
-            if not await self.store.half_open_circuit(runbook.id,
-                                                      self.settings.engine.circuit_reset):
+            if not await self.store.half_open_circuit(
+                runbook.id, self.settings.engine.circuit_reset
+            ):
                 return "circuit_open"
             self.metrics.circuit_state.labels(runbook.id).set(1)
-        if rule is not None and rule.max_runs_per_hour is not None:
-            if await self.store.count_runs_since(rule.name, time.time() - 3600) \
-                    > rule.max_runs_per_hour:
-                return "rate_limit"
+        if rule is not None and rule.max_runs_per_hour is not None and (
+            await self.store.count_runs_since(rule.name, time.time() - 3600)
+            > rule.max_runs_per_hour
+        ):
+            return "rate_limit"
         if rule is not None and rule.cooldown > 0:
             last = await self.store.last_run_for_target(rule.name, run["target"], run["id"])
             if last is not None and last["created_at"] > time.time() - rule.cooldown:
@@ -157,12 +191,21 @@ class Engine:
             if s.get("result") and s["outcome"] in ("applied", "skipped"):
                 results[s["name"]] = s["result"].get("data", {})
         return StepContext(
-            run_id=run["id"], rule=run["rule"], runbook=runbook.id,
-            alert=AlertView(alertname=run["alertname"], fingerprint=run["fingerprint"],
-                            starts_at=run["starts_at"], labels=alert["labels"],
-                            annotations=alert["annotations"],
-                            generator_url=alert.get("generator_url", "")),
-            params=params, mode=run["mode"], clients=self.clients, results=results,
+            run_id=run["id"],
+            rule=run["rule"],
+            runbook=runbook.id,
+            alert=AlertView(
+                alertname=run["alertname"],
+                fingerprint=run["fingerprint"],
+                starts_at=run["starts_at"],
+                labels=alert["labels"],
+                annotations=alert["annotations"],
+                generator_url=alert.get("generator_url", ""),
+            ),
+            params=params,
+            mode=run["mode"],
+            clients=self.clients,
+            results=results,
         )
 
     async def fire(self, run: Row, runbook: Runbook, rule: Rule | None) -> None:
@@ -172,16 +215,28 @@ class Engine:
             if blocked is not None:
                 self.metrics.guard_blocks.labels(blocked).inc()
                 self.metrics.runbook_runs.labels(runbook.id, "blocked").inc()
-                await self.store.update_run(run["id"], state="done", outcome="blocked",
-                                            blocked_by=blocked, finished_at=time.time())
-                log.warning("run_blocked", run_id=run["id"], guard=blocked, rule=run["rule"],
-                            fingerprint=run["fingerprint"], alertname=run["alertname"])
+                await self.store.update_run(
+                    run["id"],
+                    state="done",
+                    outcome="blocked",
+                    blocked_by=blocked,
+                    finished_at=time.time(),
+                )
+                log.warning(
+                    "run_blocked",
+                    run_id=run["id"],
+                    guard=blocked,
+                    rule=run["rule"],
+                    fingerprint=run["fingerprint"],
+                    alertname=run["alertname"],
+                )
                 return
         else:
             await self.store.acquire_lock(run["target"], run["id"], self.owner, LOCK_TTL)
         if runbook.page_first:
-            content = pages.build(run, [], [], runbook, self.settings,
-                                  headline="paged first; diagnosis running")
+            content = pages.build(
+                run, [], [], runbook, self.settings, headline="paged first; diagnosis running"
+            )
             await self.outbox.enqueue(f"{run['id']}:first", "trigger", content)
 
         by_name = {s["name"]: s for s in existing}
@@ -191,20 +246,33 @@ class Engine:
             prior = by_name.get(step.name)
             if stop_reason is not None and (prior is None or prior["state"] != "done"):
                 now = time.time()
-                await self.store.record_step({
-                    "run_id": run["id"], "phase": "fire", "seq": seq, "name": step.name,
-                    "kind": step.kind, "mutates": step.mutates, "approval": step.approval,
-                    "state": "done", "outcome": "skipped", "rendered": "",
-                    "reason": stop_reason, "started_at": now, "finished_at": now,
-                })
+                await self.store.record_step(
+                    {
+                        "run_id": run["id"],
+                        "phase": "fire",
+                        "seq": seq,
+                        "name": step.name,
+                        "kind": step.kind,
+                        "mutates": step.mutates,
+                        "approval": step.approval,
+                        "state": "done",
+                        "outcome": "skipped",
+                        "rendered": "",
+                        "reason": stop_reason,
+                        "started_at": now,
+                        "finished_at": now,
+                    }
+                )
                 self.metrics.actions.labels(runbook.id, step.name, "skipped").inc()
                 continue
             approval_id = None
             if step.approval == "approve" and (prior is None or prior["state"] != "done"):
                 approval_id = await self.store.create_approval(
-                    run["id"], step.name, time.time() + self.settings.engine.approval_ttl)
-            row = await self.steps.run(step, ctx, phase="fire", seq=seq, existing=prior,
-                                       approval_id=approval_id)
+                    run["id"], step.name, time.time() + self.settings.engine.approval_ttl
+                )
+            row = await self.steps.run(
+                step, ctx, phase="fire", seq=seq, existing=prior, approval_id=approval_id
+            )
             if row["outcome"] in ("applied", "skipped") and row.get("result"):
                 ctx.results[step.name] = row["result"].get("data", {})
             if row["outcome"] == "applied" and step.kind == "mitigate" and step.mutates:
@@ -244,34 +312,49 @@ class Engine:
         assert current is not None
         await self.store.update_run(run["id"], outcome=outcome)
         next_state = "undoing" if current["undo_state"] == "requested" else "waiting"
-        if await self.store.update_run(run["id"], expect_owner=self.owner,
-                                       expect_state="running", state=next_state):
-            log.info("run_fired", run_id=run["id"], outcome=outcome,
-                     fingerprint=run["fingerprint"], alertname=run["alertname"])
+        if await self.store.update_run(
+            run["id"], expect_owner=self.owner, expect_state="running", state=next_state
+        ):
+            log.info(
+                "run_fired",
+                run_id=run["id"],
+                outcome=outcome,
+                fingerprint=run["fingerprint"],
+                alertname=run["alertname"],
+            )
             if next_state == "undoing":
                 current["state"] = "undoing"
                 await self.undo(current)
 
     async def _circuit(self, runbook: Runbook, *, ok: bool) -> None:
         state, opened = await self.store.record_circuit_result(
-            runbook.id, ok, self.settings.engine.circuit_failures)
+            runbook.id, ok, self.settings.engine.circuit_failures
+        )
         self.metrics.circuit_state.labels(runbook.id).set(
-            {"closed": 0, "half-open": 1, "open": 2}[state])
+            {"closed": 0, "half-open": 1, "open": 2}[state]
+        )
         if opened:
             log.error("circuit_opened", runbook=runbook.id)
             from remediator.paging.base import PageContent
 
             content = PageContent(
-                dedup_key=f"remediator/circuit/{runbook.id}", severity="P1",
+                dedup_key=f"remediator/circuit/{runbook.id}",
+                severity="P1",
                 title=f"[{runbook.id}] circuit breaker opened: "
-                      f"{self.settings.engine.circuit_failures} consecutive failed runs",
-                alertname="RemediatorCircuitOpen", runbook=runbook.id, rule="-", mode="live",
-                skipped=(f"new {runbook.id} runs are blocked for "
-                         f"{int(self.settings.engine.circuit_reset)} s, then one trial run",),
+                f"{self.settings.engine.circuit_failures} consecutive failed runs",
+                alertname="RemediatorCircuitOpen",
+                runbook=runbook.id,
+                rule="-",
+                mode="live",
+                skipped=(
+                    f"new {runbook.id} runs are blocked for "
+                    f"{int(self.settings.engine.circuit_reset)} s, then one trial run",
+                ),
                 left_for_human=("look at `remediator actions` for the failures",),
             )
-            await self.outbox.enqueue(f"circuit:{runbook.id}:{int(time.time())}", "trigger",
-                                      content)
+            await self.outbox.enqueue(
+                f"circuit:{runbook.id}:{int(time.time())}", "trigger", content
+            )
 
     # ----------------------------------------------------------------- resolve
 
@@ -280,8 +363,12 @@ class Engine:
             if run["outcome"] == "blocked" or run.get("blocked_by"):
                 continue
             if not await self.store.request_undo(run["id"], time.time()):
-                log.info("resolve_repeat", run_id=run["id"], fingerprint=occ["fingerprint"],
-                         alertname=occ["alertname"])
+                log.info(
+                    "resolve_repeat",
+                    run_id=run["id"],
+                    fingerprint=occ["fingerprint"],
+                    alertname=occ["alertname"],
+                )
                 continue
             await self.try_undo(run["id"])
 
@@ -300,8 +387,13 @@ class Engine:
             return
         all_steps = await self.store.steps_for_run(run["id"])
         done_undos = {s["name"]: s for s in all_steps if s["phase"] == "undo"}
-        to_undo = [s for s in all_steps if s["phase"] in ("fire", "approved")
-                   and s["outcome"] == "applied" and s.get("changes") is not None]
+        to_undo = [
+            s
+            for s in all_steps
+            if s["phase"] in ("fire", "approved")
+            and s["outcome"] == "applied"
+            and s.get("changes") is not None
+        ]
         to_undo.sort(key=lambda s: s["finished_at"] or 0, reverse=True)
         ctx = self._ctx(run, runbook, [s for s in all_steps if s["phase"] != "undo"])
         ctx.mode = "live"  # undo puts back what was actually changed
@@ -309,25 +401,43 @@ class Engine:
             step = runbook.step(s["name"])
             if step.undo is None:
                 continue
-            await self.steps.run(step, ctx, phase="undo", seq=seq,
-                                 existing=done_undos.get(step.name), changes=s["changes"])
+            await self.steps.run(
+                step,
+                ctx,
+                phase="undo",
+                seq=seq,
+                existing=done_undos.get(step.name),
+                changes=s["changes"],
+            )
         resolved_rows = {s["name"]: s for s in all_steps if s["phase"] == "resolve"}
         ctx.mode = run["mode"]
         for seq, step in enumerate(runbook.resolve_steps):
-            await self.steps.run(step, ctx, phase="resolve", seq=seq,
-                                 existing=resolved_rows.get(step.name))
+            await self.steps.run(
+                step, ctx, phase="resolve", seq=seq, existing=resolved_rows.get(step.name)
+            )
         steps = await self.store.steps_for_run(run["id"])
         approvals = await self.store.approvals_for_run(run["id"])
         for a in approvals:
             if a["state"] == "pending":
                 await self.store.transition_approval(a["id"], "pending", "expired")
-        content = pages.build(run, steps, approvals, runbook, self.settings,
-                              headline="alert resolved")
+        content = pages.build(
+            run, steps, approvals, runbook, self.settings, headline="alert resolved"
+        )
         await self.outbox.enqueue(f"{run['id']}:resolve", "resolve", content)
-        await self.store.update_run(run["id"], expect_owner=self.owner, state="done",
-                                    undo_state="done", finished_at=time.time())
-        log.info("run_undone", run_id=run["id"], undone=len(to_undo),
-                 fingerprint=run["fingerprint"], alertname=run["alertname"])
+        await self.store.update_run(
+            run["id"],
+            expect_owner=self.owner,
+            state="done",
+            undo_state="done",
+            finished_at=time.time(),
+        )
+        log.info(
+            "run_undone",
+            run_id=run["id"],
+            undone=len(to_undo),
+            fingerprint=run["fingerprint"],
+            alertname=run["alertname"],
+        )
 
     # --------------------------------------------------------------- approvals
 
@@ -341,8 +451,14 @@ class Engine:
             if state == "pending":
                 state = "expired"
             return Decision("conflict", f"approval {approval_id} is {state}")
-        log.warning("approval_decided", approval=approval_id, decision=decision, by=who,
-                    run_id=a["run_id"], step=a["step"])
+        log.warning(
+            "approval_decided",
+            approval=approval_id,
+            decision=decision,
+            by=who,
+            run_id=a["run_id"],
+            step=a["step"],
+        )
         return Decision("ok")
 
     async def run_approved(self, approval: Row) -> None:
@@ -356,17 +472,25 @@ class Engine:
         ctx = self._ctx(run, runbook, [s for s in steps if s["phase"] == "fire"])
         if await self.is_paused():
             ctx.mode = "paused"
-        prior = next((s for s in steps if s["phase"] == "approved"
-                      and s["name"] == step.name), None)
+        prior = next(
+            (s for s in steps if s["phase"] == "approved" and s["name"] == step.name), None
+        )
         row = await self.steps.run(step, ctx, phase="approved", seq=len(steps), existing=prior)
         await self.store.transition_approval(
-            approval["id"], "executing", "executed" if row["outcome"] == "applied" else "failed")
+            approval["id"], "executing", "executed" if row["outcome"] == "applied" else "failed"
+        )
         if row["outcome"] == "applied" and step.kind == "mitigate":
             await self._mitigated(run)
         steps = await self.store.steps_for_run(run["id"])
         approvals = await self.store.approvals_for_run(run["id"])
-        content = pages.build(run, steps, approvals, runbook, self.settings,
-                              headline=f"approved step {step.name}: {row['outcome']}")
+        content = pages.build(
+            run,
+            steps,
+            approvals,
+            runbook,
+            self.settings,
+            headline=f"approved step {step.name}: {row['outcome']}",
+        )
         await self.outbox.enqueue(f"{run['id']}:approved:{approval['id']}", "trigger", content)
 
     async def expire_approvals(self) -> None:
@@ -378,9 +502,14 @@ class Engine:
             log.warning("approval_expired", approval=a["id"], run_id=run["id"], step=a["step"])
             steps = await self.store.steps_for_run(run["id"])
             approvals = await self.store.approvals_for_run(run["id"])
-            content = pages.build(run, steps, approvals, runbook, self.settings,
-                                  headline=f"approval {a['id']} for {a['step']} expired"
-                                           " unanswered")
+            content = pages.build(
+                run,
+                steps,
+                approvals,
+                runbook,
+                self.settings,
+                headline=f"approval {a['id']} for {a['step']} expired unanswered",
+            )
             await self.outbox.enqueue(f"{run['id']}:expired:{a['id']}", "trigger", content)
 
     # ---------------------------------------------------------------- recovery
@@ -390,8 +519,13 @@ class Engine:
         runbook = self.registry.get(run["runbook"])
         if runbook is None:
             return
-        log.warning("run_resumed", run_id=run["id"], state=run["state"],
-                    fingerprint=run["fingerprint"], alertname=run["alertname"])
+        log.warning(
+            "run_resumed",
+            run_id=run["id"],
+            state=run["state"],
+            fingerprint=run["fingerprint"],
+            alertname=run["alertname"],
+        )
         if run["state"] == "running":
             rs = self.rules()
             rule = rs.get(run["rule"]) if rs is not None else None

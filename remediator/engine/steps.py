@@ -67,8 +67,9 @@ class StepFn(Protocol):
 
 
 class UndoFn(Protocol):
-    def __call__(self, *, ctx: StepContext, changes: Mapping[str, Any],
-                 **_: Any) -> Awaitable[StepOutcome]: ...
+    def __call__(
+        self, *, ctx: StepContext, changes: Mapping[str, Any], **_: Any
+    ) -> Awaitable[StepOutcome]: ...
 
 
 class RenderFn(Protocol):
@@ -79,17 +80,17 @@ class RenderFn(Protocol):
 class Step:
     name: str
     kind: Kind
-    title: str                      # human words: "Serve the last-good pricing pack"
+    title: str  # human words: "Serve the last-good pricing pack"
     run: StepFn
-    render: RenderFn                # the call it makes, for plans: SQL, kubectl, aws ...
+    render: RenderFn  # the call it makes, for plans: SQL, kubectl, aws ...
     mutates: bool = False
     approval: Approval = "auto"
     undo: UndoFn | None = None
     timeout: float = 30.0
-    attempts: int = 3               # total tries for temporary errors (tenacity)
-    backoff: float = 0.5            # first wait; doubles, capped at 10 s
-    idempotent: bool = False        # safe to run again if a crash hid its outcome
-    stop_on_failure: bool = False   # later steps depend on this one
+    attempts: int = 3  # total tries for temporary errors (tenacity)
+    backoff: float = 0.5  # first wait; doubles, capped at 10 s
+    idempotent: bool = False  # safe to run again if a crash hid its outcome
+    stop_on_failure: bool = False  # later steps depend on this one
 
 
 class NoParams(BaseModel):
@@ -101,15 +102,15 @@ TargetFn = Callable[[Mapping[str, str], Any], str]
 
 @dataclass(frozen=True)
 class Runbook:
-    id: str                         # "RB-01"
+    id: str  # "RB-01"
     title: str
     severity: Severity
     steps: tuple[Step, ...]
     params: type[BaseModel] = NoParams
-    resolve_steps: tuple[Step, ...] = ()   # new actions on resolve (not undos)
+    resolve_steps: tuple[Step, ...] = ()  # new actions on resolve (not undos)
     target: TargetFn = lambda labels, params: labels.get("alertname", "")
-    page_first: bool = False        # P0: page before diagnosing
-    anchor: str = ""                # runbook document anchor, e.g. "rb-01-..."
+    page_first: bool = False  # P0: page before diagnosing
+    anchor: str = ""  # runbook document anchor, e.g. "rb-01-..."
 
     def step(self, name: str) -> Step:
         for s in (*self.steps, *self.resolve_steps):

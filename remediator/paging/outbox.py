@@ -11,6 +11,7 @@ never send the same page twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 
@@ -105,10 +106,8 @@ class Outbox:
                 n = 0
             if n == 0:
                 self.wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), interval)
-                except TimeoutError:
-                    pass
 
     async def send_direct(self, content: PageContent) -> None:
         """Bypass the outbox (used only when the state store itself is down)."""

@@ -26,7 +26,7 @@ from remediator.server.webhook import WebhookHandler
 if TYPE_CHECKING:
     from remediator.daemon import Daemon
 
-DAEMON = web.AppKey("daemon", "Daemon")
+DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 
 
 def _operator(request: web.Request) -> str | web.Response:
@@ -139,9 +139,13 @@ def create_app(daemon: Daemon) -> web.Application:
     # client_max_size bounds what aiohttp itself buffers; the webhook checks its own limit.
     app = web.Application(client_max_size=daemon.settings.limits.max_body_bytes + 1)
     app[DAEMON] = daemon
-    hook = WebhookHandler(daemon.settings, daemon.journal, daemon.metrics,
-                          known_alertnames=daemon.known_alertnames,
-                          on_journal_down=daemon.journal_down)
+    hook = WebhookHandler(
+        daemon.settings,
+        daemon.journal,
+        daemon.metrics,
+        known_alertnames=daemon.known_alertnames,
+        on_journal_down=daemon.journal_down,
+    )
 
     async def unsupported(request: web.Request) -> web.Response:
         resp = error(405, "method_not_allowed", "use POST")

@@ -13,8 +13,9 @@ log = logs.get("remediator.server")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data, default=str), status=status,
-                        content_type="application/json")
+    return web.Response(
+        body=orjson.dumps(data, default=str), status=status, content_type="application/json"
+    )
 
 
 def error(status: int, error: str, detail: Any = None, **log_fields: Any) -> web.Response:

@@ -43,9 +43,15 @@ def _schema_detail(exc: ValidationError) -> list[dict[str, str]]:
 
 
 class WebhookHandler:
-    def __init__(self, settings: Settings, journal: JournalWriter, metrics: Metrics, *,
-                 known_alertnames: Callable[[], frozenset[str]],
-                 on_journal_down: Callable[[str], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        journal: JournalWriter,
+        metrics: Metrics,
+        *,
+        known_alertnames: Callable[[], frozenset[str]],
+        on_journal_down: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self.settings = settings
         self.journal = journal
         self.metrics = metrics
@@ -70,8 +76,9 @@ class WebhookHandler:
         received_at = time.time()
         if self.tokens:
             if auth.match_token(auth.presented_secret(request), self.tokens) is None:
-                resp = error(401, "unauthorized", "missing or invalid credentials",
-                             remote=request.remote)
+                resp = error(
+                    401, "unauthorized", "missing or invalid credentials", remote=request.remote
+                )
                 resp.headers["WWW-Authenticate"] = 'Bearer realm="remediator"'
                 return resp
 
@@ -79,8 +86,11 @@ class WebhookHandler:
         if request.content_length is not None and request.content_length > limit:
             return error(413, "payload_too_large", f"body exceeds {limit} bytes")
         if request.content_type not in _JSON_TYPES:
-            return error(415, "unsupported_media_type",
-                         f"expected application/json, got {request.content_type or 'none'}")
+            return error(
+                415,
+                "unsupported_media_type",
+                f"expected application/json, got {request.content_type or 'none'}",
+            )
         chunks: list[bytes] = []
         size = 0
         while chunk := await request.content.read(65536):
@@ -98,13 +108,17 @@ class WebhookHandler:
             return error(422, "schema_violation", _schema_detail(exc))
 
         if len(payload.alerts) > self.settings.limits.max_alerts_per_payload:
-            return error(413, "too_many_alerts",
-                         f"{len(payload.alerts)} alerts; limit is "
-                         f"{self.settings.limits.max_alerts_per_payload}")
+            return error(
+                413,
+                "too_many_alerts",
+                f"{len(payload.alerts)} alerts; limit is "
+                f"{self.settings.limits.max_alerts_per_payload}",
+            )
         if payload.truncatedAlerts:
             self.metrics.truncated_alerts.inc(payload.truncatedAlerts)
-            log.warning("alerts_truncated", truncated=payload.truncatedAlerts,
-                        group_key=payload.groupKey)
+            log.warning(
+                "alerts_truncated", truncated=payload.truncatedAlerts, group_key=payload.groupKey
+            )
 
         occs = occurrences(payload, received_at)
         try:
@@ -113,8 +127,9 @@ class WebhookHandler:
             log.error("journal_unavailable", error=str(exc), alerts=len(occs))
             if self.on_journal_down is not None:
                 await self.on_journal_down(str(exc))
-            return error(503, "journal_unavailable",
-                         "the state store cannot be reached; retry later")
+            return error(
+                503, "journal_unavailable", "the state store cannot be reached; retry later"
+            )
 
         known = self.known_alertnames()
         dups = 0
@@ -125,9 +140,13 @@ class WebhookHandler:
             self.metrics.alerts_received.labels(alertname=name, status=occ.status).inc()
             if not new:
                 dups += 1
-            log.info("alert_journaled" if new else "alert_duplicate",
-                     fingerprint=occ.fingerprint, alertname=occ.alertname,
-                     status=occ.status, starts_at=occ.starts_at)
+            log.info(
+                "alert_journaled" if new else "alert_duplicate",
+                fingerprint=occ.fingerprint,
+                alertname=occ.alertname,
+                status=occ.status,
+                starts_at=occ.starts_at,
+            )
         # Repeats inside the same payload are duplicates too.
         dups += len(payload.alerts) - len(occs)
         if dups:

@@ -184,11 +184,16 @@ class PostgresBackend:
     async def open(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=self._min, max_size=self._max, timeout=5,
+                self.dsn,
+                min_size=self._min,
+                max_size=self._max,
+                timeout=5,
                 command_timeout=10,
             )
         except (*_PG_DOWN, asyncpg.PostgresError) as exc:
-            raise StateUnavailable(f"postgres {redact_dsn(self.dsn)}: {type(exc).__name__}") from exc
+            raise StateUnavailable(
+                f"postgres {redact_dsn(self.dsn)}: {type(exc).__name__}"
+            ) from exc
         await _migrate(self)
 
     @asynccontextmanager
@@ -261,14 +266,15 @@ async def _migrate(backend: SqliteBackend | PostgresBackend) -> None:
             await conn.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) "
                 "VALUES (?, ?, CAST(CURRENT_TIMESTAMP AS TEXT))",
-                version, name,
+                version,
+                name,
             )
 
 
 async def open_backend(url: str) -> SqliteBackend | PostgresBackend:
     backend: SqliteBackend | PostgresBackend
     if url.startswith("sqlite:///"):
-        backend = SqliteBackend(url[len("sqlite:///"):] or ":memory:")
+        backend = SqliteBackend(url[len("sqlite:///") :] or ":memory:")
     elif url.startswith(("postgresql://", "postgres://")):
         backend = PostgresBackend(url)
     else:

@@ -25,8 +25,15 @@ _Waiter = tuple[Sequence[Occurrence], "asyncio.Future[list[bool]]"]
 
 
 class JournalWriter:
-    def __init__(self, store: StateStore, metrics: Metrics, *, flushers: int = 1,
-                 max_batch: int = 1000, on_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        metrics: Metrics,
+        *,
+        flushers: int = 1,
+        max_batch: int = 1000,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._store = store
         self._metrics = metrics
         self._queue: asyncio.Queue[_Waiter | None] = asyncio.Queue()
@@ -37,8 +44,9 @@ class JournalWriter:
         self._closed = False
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._run(), name=f"journal-{i}")
-                       for i in range(self._flushers)]
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"journal-{i}") for i in range(self._flushers)
+        ]
 
     async def append(self, occs: Sequence[Occurrence]) -> list[bool]:
         """Durably journal; True for each new occurrence, False for a repeat."""
@@ -76,7 +84,7 @@ class JournalWriter:
                 if not fut.done():
                     fut.set_exception(exc)
             return
-        except Exception as exc:  # noqa: BLE001 - every waiter must get an answer
+        except Exception as exc:
             err = StateUnavailable(f"journal write failed: {type(exc).__name__}: {exc}")
             for _, fut in batch:
                 if not fut.done():
@@ -85,7 +93,7 @@ class JournalWriter:
         self._metrics.journal_batch_size.observe(len(flat))
         i = 0
         for occs, fut in batch:
-            part, i = results[i:i + len(occs)], i + len(occs)
+            part, i = results[i : i + len(occs)], i + len(occs)
             if not fut.done():
                 fut.set_result(part)
         if self._on_commit is not None and any(results):

@@ -36,9 +36,23 @@ _INSERT_OCCURRENCE = (
 )
 
 _RUN_COLUMNS = (
-    "id", "rule", "runbook", "fingerprint", "starts_at", "alertname", "target", "mode",
-    "state", "alert", "params", "severity", "received_at", "created_at", "updated_at",
-    "owner", "lease_until",
+    "id",
+    "rule",
+    "runbook",
+    "fingerprint",
+    "starts_at",
+    "alertname",
+    "target",
+    "mode",
+    "state",
+    "alert",
+    "params",
+    "severity",
+    "received_at",
+    "created_at",
+    "updated_at",
+    "owner",
+    "lease_until",
 )
 
 
@@ -75,9 +89,17 @@ class StateStore:
         async with self.backend.transaction() as c:
             for o in occs:
                 n = await c.execute(
-                    _INSERT_OCCURRENCE, o.fingerprint, o.starts_at, o.status, o.alertname,
-                    dumps(o.labels), dumps(o.annotations), o.ends_at, o.generator_url,
-                    o.group_key, o.received_at,
+                    _INSERT_OCCURRENCE,
+                    o.fingerprint,
+                    o.starts_at,
+                    o.status,
+                    o.alertname,
+                    dumps(o.labels),
+                    dumps(o.annotations),
+                    o.ends_at,
+                    o.generator_url,
+                    o.group_key,
+                    o.received_at,
                 )
                 out.append(n == 1)
         return out
@@ -89,7 +111,10 @@ class StateStore:
             " attempts = attempts + 1 WHERE id IN (SELECT id FROM occurrences"
             " WHERE state = 'pending' OR (state = 'processing' AND claim_until < ?)"
             f" ORDER BY id LIMIT ?{self._skip}) RETURNING *",
-            owner, now + lease, now, limit,
+            owner,
+            now + lease,
+            now,
+            limit,
         )
         for r in rows:
             r["labels"] = loads(r["labels"])
@@ -101,7 +126,11 @@ class StateStore:
         await self._execute(
             "UPDATE occurrences SET state = ?, processed_at = ?, error = ?"
             " WHERE id = ? AND claimed_by = ?",
-            "failed" if error else "done", time.time(), error, occ_id, owner,
+            "failed" if error else "done",
+            time.time(),
+            error,
+            occ_id,
+            owner,
         )
 
     async def count_pending(self) -> int:
@@ -149,7 +178,8 @@ class StateStore:
     async def runs_for_alert(self, fingerprint: str, starts_at: str) -> list[Row]:
         rows = await self._fetch(
             "SELECT * FROM runs WHERE fingerprint = ? AND starts_at = ? ORDER BY created_at",
-            fingerprint, starts_at,
+            fingerprint,
+            starts_at,
         )
         return [self._run(r) for r in rows]
 
@@ -157,8 +187,14 @@ class StateStore:
         rows = await self._fetch("SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", limit)
         return [self._run(r) for r in rows]
 
-    async def update_run(self, run_id: str, *, expect_owner: str | None = None,
-                         expect_state: str | None = None, **fields: Any) -> bool:
+    async def update_run(
+        self,
+        run_id: str,
+        *,
+        expect_owner: str | None = None,
+        expect_state: str | None = None,
+        **fields: Any,
+    ) -> bool:
         fields["updated_at"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in fields)
         sql = f"UPDATE runs SET {sets} WHERE id = ?"
@@ -176,17 +212,25 @@ class StateStore:
         n = await self._execute(
             "UPDATE runs SET resolved_at = ?, undo_state = 'requested', updated_at = ?"
             " WHERE id = ? AND resolved_at IS NULL",
-            now, now, run_id,
+            now,
+            now,
+            run_id,
         )
         return n == 1
 
-    async def claim_run(self, run_id: str, owner: str, lease: float,
-                        from_state: str, to_state: str) -> bool:
+    async def claim_run(
+        self, run_id: str, owner: str, lease: float, from_state: str, to_state: str
+    ) -> bool:
         now = time.time()
         n = await self._execute(
             "UPDATE runs SET state = ?, owner = ?, lease_until = ?, updated_at = ?"
             " WHERE id = ? AND state = ?",
-            to_state, owner, now + lease, now, run_id, from_state,
+            to_state,
+            owner,
+            now + lease,
+            now,
+            run_id,
+            from_state,
         )
         return n == 1
 
@@ -197,7 +241,11 @@ class StateStore:
             "UPDATE runs SET owner = ?, lease_until = ?, updated_at = ? WHERE id IN"
             " (SELECT id FROM runs WHERE state IN ('running', 'undoing') AND lease_until < ?"
             f" ORDER BY created_at LIMIT ?{self._skip}) RETURNING *",
-            owner, now + lease, now, now, limit,
+            owner,
+            now + lease,
+            now,
+            now,
+            limit,
         )
         return [self._run(r) for r in rows]
 
@@ -205,14 +253,16 @@ class StateStore:
         now = time.time()
         return await self._execute(
             "UPDATE runs SET lease_until = ? WHERE owner = ? AND state IN ('running', 'undoing')",
-            now + lease, owner,
+            now + lease,
+            owner,
         )
 
     async def count_runs_since(self, rule: str, since: float) -> int:
         rows = await self._fetch(
             "SELECT COUNT(*) AS n FROM runs WHERE rule = ? AND created_at >= ?"
             " AND blocked_by IS NULL",
-            rule, since,
+            rule,
+            since,
         )
         return int(rows[0]["n"])
 
@@ -220,7 +270,9 @@ class StateStore:
         rows = await self._fetch(
             "SELECT * FROM runs WHERE rule = ? AND target = ? AND id <> ?"
             " AND blocked_by IS NULL ORDER BY created_at DESC LIMIT 1",
-            rule, target, exclude,
+            rule,
+            target,
+            exclude,
         )
         return self._run(rows[0]) if rows else None
 
@@ -228,9 +280,24 @@ class StateStore:
 
     async def record_step(self, step: Row) -> None:
         """Insert or update one step of a run; the audit trail is these rows."""
-        cols = ("run_id", "phase", "seq", "name", "kind", "mutates", "approval", "state",
-                "outcome", "rendered", "result", "changes", "reason", "attempts",
-                "started_at", "finished_at")
+        cols = (
+            "run_id",
+            "phase",
+            "seq",
+            "name",
+            "kind",
+            "mutates",
+            "approval",
+            "state",
+            "outcome",
+            "rendered",
+            "result",
+            "changes",
+            "reason",
+            "attempts",
+            "started_at",
+            "finished_at",
+        )
         row = dict(step)
         row["mutates"] = int(bool(row.get("mutates")))
         row.setdefault("attempts", 0)
@@ -249,10 +316,12 @@ class StateStore:
     async def steps_for_run(self, run_id: str, phase: str | None = None) -> list[Row]:
         if phase is None:
             rows = await self._fetch(
-                "SELECT * FROM steps WHERE run_id = ? ORDER BY started_at, id", run_id)
+                "SELECT * FROM steps WHERE run_id = ? ORDER BY started_at, id", run_id
+            )
         else:
             rows = await self._fetch(
-                "SELECT * FROM steps WHERE run_id = ? AND phase = ? ORDER BY seq", run_id, phase)
+                "SELECT * FROM steps WHERE run_id = ? AND phase = ? ORDER BY seq", run_id, phase
+            )
         for r in rows:
             r["result"] = loads(r["result"])
             r["changes"] = loads(r["changes"])
@@ -279,10 +348,14 @@ class StateStore:
             await c.execute(
                 "INSERT INTO approvals (run_id, step, state, requested_at, expires_at)"
                 " VALUES (?, ?, 'pending', ?, ?) ON CONFLICT (run_id, step) DO NOTHING",
-                run_id, step, time.time(), expires_at,
+                run_id,
+                step,
+                time.time(),
+                expires_at,
             )
             rows = await c.fetch(
-                "SELECT id FROM approvals WHERE run_id = ? AND step = ?", run_id, step)
+                "SELECT id FROM approvals WHERE run_id = ? AND step = ?", run_id, step
+            )
         return int(rows[0]["id"])
 
     async def get_approval(self, approval_id: int) -> Row | None:
@@ -290,8 +363,7 @@ class StateStore:
         return rows[0] if rows else None
 
     async def approvals_for_run(self, run_id: str) -> list[Row]:
-        return await self._fetch(
-            "SELECT * FROM approvals WHERE run_id = ? ORDER BY id", run_id)
+        return await self._fetch("SELECT * FROM approvals WHERE run_id = ? ORDER BY id", run_id)
 
     async def decide_approval(self, approval_id: int, decision: str, who: str) -> bool:
         """pending -> approved|rejected, only before it expires. One decision wins."""
@@ -299,14 +371,20 @@ class StateStore:
         n = await self._execute(
             "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?"
             " WHERE id = ? AND state = 'pending' AND expires_at > ?",
-            decision, who, now, approval_id, now,
+            decision,
+            who,
+            now,
+            approval_id,
+            now,
         )
         return n == 1
 
     async def transition_approval(self, approval_id: int, from_state: str, to_state: str) -> bool:
         n = await self._execute(
             "UPDATE approvals SET state = ? WHERE id = ? AND state = ?",
-            to_state, approval_id, from_state,
+            to_state,
+            approval_id,
+            from_state,
         )
         return n == 1
 
@@ -338,14 +416,17 @@ class StateStore:
     async def all_circuits(self) -> list[Row]:
         return await self._fetch("SELECT * FROM circuits ORDER BY runbook")
 
-    async def record_circuit_result(self, runbook: str, ok: bool, threshold: int) -> tuple[str, bool]:
+    async def record_circuit_result(
+        self, runbook: str, ok: bool, threshold: int
+    ) -> tuple[str, bool]:
         """Count consecutive failures; returns (state, opened_now)."""
         now = time.time()
         async with self.backend.transaction() as c:
             rows = await c.fetch(
                 f"SELECT * FROM circuits WHERE runbook = ?{self._skip.replace(' SKIP LOCKED', '')}",
-                runbook)
-            prev = rows[0] if rows else {"state": "closed", "failures": 0, "opened_at": None}
+                runbook,
+            )
+            prev: Row = rows[0] if rows else {"state": "closed", "failures": 0, "opened_at": None}
             if ok:
                 state, failures, opened_at = "closed", 0, None
             else:
@@ -353,13 +434,19 @@ class StateStore:
                 state = "open" if failures >= threshold else prev["state"]
                 if prev["state"] == "half-open":
                     state = "open"  # the trial run failed
-                opened_at = now if state == "open" and prev["state"] != "open" else prev["opened_at"]
+                opened_at = (
+                    now if state == "open" and prev["state"] != "open" else prev["opened_at"]
+                )
             await c.execute(
                 "INSERT INTO circuits (runbook, state, failures, opened_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (runbook) DO UPDATE SET"
                 " state = excluded.state, failures = excluded.failures,"
                 " opened_at = excluded.opened_at, updated_at = excluded.updated_at",
-                runbook, state, failures, opened_at, now,
+                runbook,
+                state,
+                failures,
+                opened_at,
+                now,
             )
         return state, state == "open" and prev["state"] != "open"
 
@@ -369,7 +456,9 @@ class StateStore:
         n = await self._execute(
             "UPDATE circuits SET state = 'half-open', updated_at = ?"
             " WHERE runbook = ? AND state = 'open' AND opened_at <= ?",
-            now, runbook, now - reset_after,
+            now,
+            runbook,
+            now - reset_after,
         )
         return n == 1
 
@@ -382,7 +471,11 @@ class StateStore:
             " ON CONFLICT (target) DO UPDATE SET run_id = excluded.run_id,"
             " owner = excluded.owner, expires_at = excluded.expires_at"
             " WHERE locks.expires_at < ? OR locks.run_id = excluded.run_id",
-            target, run_id, owner, now + ttl, now,
+            target,
+            run_id,
+            owner,
+            now + ttl,
+            now,
         )
         return n == 1
 
@@ -400,13 +493,23 @@ class StateStore:
             "INSERT INTO flags (name, value, updated_at, updated_by) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
             " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-            name, value, time.time(), who,
+            name,
+            value,
+            time.time(),
+            who,
         )
 
     # ------------------------------------------------------------------ outbox
 
-    async def enqueue_page(self, idem: str, pager: str, action: str, dedup_key: str,
-                           event: dict[str, Any], conn: Conn | None = None) -> bool:
+    async def enqueue_page(
+        self,
+        idem: str,
+        pager: str,
+        action: str,
+        dedup_key: str,
+        event: dict[str, Any],
+        conn: Conn | None = None,
+    ) -> bool:
         sql = (
             "INSERT INTO outbox (idem, pager, action, dedup_key, event, state,"
             " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)"
@@ -425,7 +528,11 @@ class StateStore:
             " WHERE id IN (SELECT id FROM outbox WHERE state = 'pending'"
             " AND next_attempt_at <= ? AND (claim_until IS NULL OR claim_until < ?)"
             f" ORDER BY id LIMIT ?{self._skip}) RETURNING *",
-            owner, now + lease, now, now, limit,
+            owner,
+            now + lease,
+            now,
+            now,
+            limit,
         )
         for r in rows:
             r["event"] = loads(r["event"])
@@ -435,17 +542,25 @@ class StateStore:
     async def page_sent(self, page_id: int) -> None:
         await self._execute(
             "UPDATE outbox SET state = 'sent', sent_at = ?, claim_until = NULL WHERE id = ?",
-            time.time(), page_id)
+            time.time(),
+            page_id,
+        )
 
     async def page_retry(self, page_id: int, at: float, error: str) -> None:
         await self._execute(
             "UPDATE outbox SET next_attempt_at = ?, last_error = ?, claim_until = NULL"
-            " WHERE id = ?", at, error, page_id)
+            " WHERE id = ?",
+            at,
+            error,
+            page_id,
+        )
 
     async def page_failed(self, page_id: int, error: str) -> None:
         await self._execute(
-            "UPDATE outbox SET state = 'failed', last_error = ?, claim_until = NULL"
-            " WHERE id = ?", error, page_id)
+            "UPDATE outbox SET state = 'failed', last_error = ?, claim_until = NULL WHERE id = ?",
+            error,
+            page_id,
+        )
 
     async def list_pages(self, limit: int = 100) -> list[Row]:
         rows = await self._fetch("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", limit)
@@ -458,5 +573,7 @@ async def runs_waiting_undo(store: StateStore, limit: int = 10) -> list[Row]:
     """Runs whose alert resolved but whose undo has not started (e.g. paused then)."""
     rows = await store._fetch(
         "SELECT * FROM runs WHERE state = 'waiting' AND undo_state = 'requested'"
-        " ORDER BY resolved_at LIMIT ?", limit)
+        " ORDER BY resolved_at LIMIT ?",
+        limit,
+    )
     return [StateStore._run(r) for r in rows]

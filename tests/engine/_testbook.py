@@ -48,15 +48,17 @@ async def throttle(*, ctx: StepContext, **_: Any) -> Done:
     db = ctx.clients.need("database")
     async with db.transaction() as tx:
         prev = await tx.fetchval("SELECT value FROM knobs WHERE name = 'throttle' FOR UPDATE")
-        await tx.execute("UPDATE knobs SET value = $1 WHERE name = 'throttle'",
-                         ctx.params.throttle_to)
+        await tx.execute(
+            "UPDATE knobs SET value = $1 WHERE name = 'throttle'", ctx.params.throttle_to
+        )
     return Done(f"throttle {prev} -> {ctx.params.throttle_to}", changes={"throttle": prev})
 
 
 async def unthrottle(*, ctx: StepContext, changes: Any, **_: Any) -> Done:
     await _count(ctx, "unthrottle")
     await ctx.clients.need("database").execute(
-        "UPDATE knobs SET value = $1 WHERE name = 'throttle'", changes["throttle"])
+        "UPDATE knobs SET value = $1 WHERE name = 'throttle'", changes["throttle"]
+    )
     return Done(f"throttle back to {changes['throttle']}")
 
 
@@ -78,7 +80,8 @@ async def scale_down(*, ctx: StepContext, **_: Any) -> Done:
 
 async def scale_back(*, ctx: StepContext, changes: Any, **_: Any) -> Done:
     await ctx.clients.need("database").execute(
-        "UPDATE knobs SET value = $1 WHERE name = 'replicas'", changes["replicas"])
+        "UPDATE knobs SET value = $1 WHERE name = 'replicas'", changes["replicas"]
+    )
     return Done(f"replicas back to {changes['replicas']}")
 
 
@@ -87,17 +90,42 @@ def render_throttle(*, ctx: StepContext, **_: Any) -> str:
 
 
 RUNBOOK = Runbook(
-    id="RB-T", title="Test incident", severity="P1", params=Params,
+    id="RB-T",
+    title="Test incident",
+    severity="P1",
+    params=Params,
     target=lambda labels, params: labels.get("service", "none"),
     steps=(
         Step("look", "diagnose", "Read the knobs", look, describe("SELECT name, value FROM knobs")),
-        Step("throttle", "mitigate", "Throttle", throttle, render_throttle, mutates=True,
-             undo=unthrottle, stop_on_failure=True),
-        Step("second", "verify", "Second step", second, describe("INSERT INTO calls"),
-             idempotent=True, attempts=1),
-        Step("scale_down", "mitigate", "Scale to zero", scale_down,
-             describe("UPDATE knobs SET value = 0 WHERE name = 'replicas'"), mutates=True,
-             approval="approve", undo=scale_back),
+        Step(
+            "throttle",
+            "mitigate",
+            "Throttle",
+            throttle,
+            render_throttle,
+            mutates=True,
+            undo=unthrottle,
+            stop_on_failure=True,
+        ),
+        Step(
+            "second",
+            "verify",
+            "Second step",
+            second,
+            describe("INSERT INTO calls"),
+            idempotent=True,
+            attempts=1,
+        ),
+        Step(
+            "scale_down",
+            "mitigate",
+            "Scale to zero",
+            scale_down,
+            describe("UPDATE knobs SET value = 0 WHERE name = 'replicas'"),
+            mutates=True,
+            approval="approve",
+            undo=scale_back,
+        ),
     ),
 )
 
@@ -109,7 +137,11 @@ def registry() -> Registry:
 
 
 def rules(**extra: str) -> str:
-    lines = ["rules:", "  - name: test-rule", "    matchers: ['alertname=\"TestAlert\"']",
-             "    runbook: RB-T"]
+    lines = [
+        "rules:",
+        "  - name: test-rule",
+        "    matchers: ['alertname=\"TestAlert\"']",
+        "    runbook: RB-T",
+    ]
     lines += [f"    {k}: {v}" for k, v in extra.items()]
     return "\n".join(lines) + "\n"

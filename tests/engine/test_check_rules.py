@@ -46,12 +46,20 @@ def test_every_error_is_reported_with_file_and_line(tmp_path: Path):
 def test_cli_exits_1_on_errors_and_0_on_the_shipped_rules(tmp_path: Path):
     f = tmp_path / "r.yaml"
     f.write_text("rules:\n  - name: x\n    matchers: ['alertname=\"A\"']\n    runbook: NOPE\n")
-    p = subprocess.run([sys.executable, "-m", "remediator", "check-rules", str(f)],
-                       capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        [sys.executable, "-m", "remediator", "check-rules", str(f)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert p.returncode == 1
     assert f"{f}:2: rule 'x': unknown runbook 'NOPE'" in p.stderr
     shipped = Path(__file__).parents[2] / "rules"
-    p = subprocess.run([sys.executable, "-m", "remediator", "check-rules", str(shipped)],
-                       capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        [sys.executable, "-m", "remediator", "check-rules", str(shipped)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("SUCCESS")

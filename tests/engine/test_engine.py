@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import pytest
@@ -18,15 +17,26 @@ ALERT = make_alert("TestAlert", {"service": "checkout", "severity": "page"})
 
 
 async def test_live_run_records_every_step_and_pages_with_context(clients, target_db):
-    async with Harness(_testbook.registry(), _testbook.rules(), clients=clients,
-                       settings={"links": {"runbooks": "https://runbooks.example/x",
-                                           "grafana": "https://grafana.example/d/r"}}) as h:
+    async with Harness(
+        _testbook.registry(),
+        _testbook.rules(),
+        clients=clients,
+        settings={
+            "links": {
+                "runbooks": "https://runbooks.example/x",
+                "grafana": "https://grafana.example/d/r",
+            }
+        },
+    ) as h:
         await h.deliver(ALERT)
         [run] = await h.runs()
         steps = {s["name"]: s for s in await h.steps(run["id"])}
         assert {n: s["outcome"] for n, s in steps.items()} == {
-            "look": "applied", "throttle": "applied", "second": "applied",
-            "scale_down": "awaiting_approval"}
+            "look": "applied",
+            "throttle": "applied",
+            "second": "applied",
+            "scale_down": "awaiting_approval",
+        }
         assert steps["throttle"]["changes"] == {"throttle": 0}
         assert await knobs(target_db) == {"throttle": 1, "replicas": 3, "other": 7}
         [page] = h.pager.triggers()
@@ -39,19 +49,23 @@ async def test_live_run_records_every_step_and_pages_with_context(clients, targe
         hrefs = dict(c.links)
         assert hrefs["Alert source"] == ALERT["generatorURL"]
         assert hrefs["Grafana: remediator"] == "https://grafana.example/d/r"
-        assert h.metrics.registry.get_sample_value(
-            "remediator_time_to_mitigation_seconds_count", {"runbook": "RB-T"}) == 1
+        assert (
+            h.metrics.registry.get_sample_value(
+                "remediator_time_to_mitigation_seconds_count", {"runbook": "RB-T"}
+            )
+            == 1
+        )
 
 
 async def test_dry_run_mutates_nothing_and_records_the_full_plan(clients, target_db):
-    async with Harness(_testbook.registry(), _testbook.rules(), clients=clients,
-                       settings={"mode": "dry-run"}) as h:
+    async with Harness(
+        _testbook.registry(), _testbook.rules(), clients=clients, settings={"mode": "dry-run"}
+    ) as h:
         await h.deliver(ALERT)
         [run] = await h.runs()
         steps = {s["name"]: s for s in await h.steps(run["id"])}
         assert steps["throttle"]["outcome"] == "dry_run"
-        assert steps["throttle"]["rendered"] == \
-            "UPDATE knobs SET value = 1 WHERE name = 'throttle'"
+        assert steps["throttle"]["rendered"] == "UPDATE knobs SET value = 1 WHERE name = 'throttle'"
         assert steps["scale_down"]["outcome"] == "awaiting_approval"
         assert set(steps) == {"look", "throttle", "second", "scale_down"}
         assert "throttle" not in await calls(target_db)
@@ -61,8 +75,12 @@ async def test_dry_run_mutates_nothing_and_records_the_full_plan(clients, target
 
 
 async def test_rule_cannot_loosen_global_dry_run(clients, target_db):
-    async with Harness(_testbook.registry(), _testbook.rules(mode="live"), clients=clients,
-                       settings={"mode": "dry-run"}) as h:
+    async with Harness(
+        _testbook.registry(),
+        _testbook.rules(mode="live"),
+        clients=clients,
+        settings={"mode": "dry-run"},
+    ) as h:
         await h.deliver(ALERT)
         assert (await h.runs())[0]["mode"] == "dry-run"
         assert await knobs(target_db) == {"throttle": 0, "replicas": 3, "other": 7}
@@ -112,8 +130,12 @@ async def test_rejected_step_never_runs(clients, target_db):
 
 
 async def test_pending_approval_expires_into_a_new_page(clients, target_db):
-    async with Harness(_testbook.registry(), _testbook.rules(), clients=clients,
-                       settings={"engine": {"approval_ttl": "0.2s"}}) as h:
+    async with Harness(
+        _testbook.registry(),
+        _testbook.rules(),
+        clients=clients,
+        settings={"engine": {"approval_ttl": "0.2s"}},
+    ) as h:
         await h.deliver(ALERT)
         [run] = await h.runs()
         [a] = await h.approvals(run["id"])
@@ -140,15 +162,22 @@ async def test_kill_switch_plans_but_never_mutates_and_the_page_says_so(clients,
         assert await knobs(target_db) == {"throttle": 0, "replicas": 3, "other": 7}
         [page] = h.pager.triggers()
         assert page.content.mode == "paused"
-        assert h.metrics.registry.get_sample_value(
-            "remediator_guard_blocks_total", {"guard": "kill_switch"}) == 1
+        assert (
+            h.metrics.registry.get_sample_value(
+                "remediator_guard_blocks_total", {"guard": "kill_switch"}
+            )
+            == 1
+        )
 
 
-async def test_kill_switch_set_through_one_instance_stops_another(clients, target_db,
-                                                                  pg_schema_dsn):
+async def test_kill_switch_set_through_one_instance_stops_another(
+    clients, target_db, pg_schema_dsn
+):
     reg = _testbook.registry()
-    async with Harness(reg, _testbook.rules(), clients=clients, state_url=pg_schema_dsn) as a, \
-            Harness(reg, _testbook.rules(), clients=clients, state_url=pg_schema_dsn) as b:
+    async with (
+        Harness(reg, _testbook.rules(), clients=clients, state_url=pg_schema_dsn) as a,
+        Harness(reg, _testbook.rules(), clients=clients, state_url=pg_schema_dsn) as b,
+    ):
         await a.engine.set_paused(True, "alice")
         await b.deliver(ALERT)
         [run] = await b.runs()
@@ -157,31 +186,42 @@ async def test_kill_switch_set_through_one_instance_stops_another(clients, targe
 
 
 async def test_cooldown_blocks_a_second_run_on_the_same_target(clients, target_db):
-    async with Harness(_testbook.registry(), _testbook.rules(cooldown="30m"),
-                       clients=clients) as h:
+    async with Harness(_testbook.registry(), _testbook.rules(cooldown="30m"), clients=clients) as h:
         await h.deliver(ALERT)
-        again = make_alert("TestAlert", {"service": "checkout", "severity": "page"},
-                           starts_at="2026-11-28T01:00:00Z")
+        again = make_alert(
+            "TestAlert",
+            {"service": "checkout", "severity": "page"},
+            starts_at="2026-11-28T01:00:00Z",
+        )
         other = make_alert("TestAlert", {"service": "search", "severity": "page"})
         await h.deliver(again, other)
         runs = {(r["alert"]["labels"]["service"], r["starts_at"]): r for r in await h.runs()}
         assert runs[("checkout", "2026-11-28T01:00:00Z")]["blocked_by"] == "cooldown"
         assert runs[("search", other["startsAt"])]["blocked_by"] is None
-        assert h.metrics.registry.get_sample_value(
-            "remediator_guard_blocks_total", {"guard": "cooldown"}) == 1
+        assert (
+            h.metrics.registry.get_sample_value(
+                "remediator_guard_blocks_total", {"guard": "cooldown"}
+            )
+            == 1
+        )
         assert (await calls(target_db)).count("throttle") == 2
 
 
 async def test_max_runs_per_hour_blocks_and_counts(clients, target_db):
-    async with Harness(_testbook.registry(), _testbook.rules(max_runs_per_hour="2"),
-                       clients=clients) as h:
+    async with Harness(
+        _testbook.registry(), _testbook.rules(max_runs_per_hour="2"), clients=clients
+    ) as h:
         alerts = [make_alert("TestAlert", {"service": f"s{i}"}) for i in range(4)]
         for a in alerts:
             await h.deliver(a)
         blocked = [r for r in await h.runs() if r["blocked_by"] == "rate_limit"]
         assert len(blocked) == 2
-        assert h.metrics.registry.get_sample_value(
-            "remediator_guard_blocks_total", {"guard": "rate_limit"}) == 2
+        assert (
+            h.metrics.registry.get_sample_value(
+                "remediator_guard_blocks_total", {"guard": "rate_limit"}
+            )
+            == 2
+        )
 
 
 async def test_lock_blocks_a_concurrent_run_on_the_same_target(clients, target_db):
@@ -194,28 +234,39 @@ async def test_lock_blocks_a_concurrent_run_on_the_same_target(clients, target_d
 
 
 async def test_circuit_opens_after_n_failed_runs_pages_once_and_blocks(clients, target_db):
-    async with Harness(_testbook.registry(), _testbook.rules(params="{fail: true}"),
-                       clients=clients, settings={"engine": {"circuit_failures": 2}}) as h:
+    async with Harness(
+        _testbook.registry(),
+        _testbook.rules(params="{fail: true}"),
+        clients=clients,
+        settings={"engine": {"circuit_failures": 2}},
+    ) as h:
         for i in range(3):
             await h.deliver(make_alert("TestAlert", {"service": f"s{i}"}))
         runs = sorted(await h.runs(), key=lambda r: r["created_at"])
         assert [r["outcome"] for r in runs] == ["failed", "failed", "blocked"]
         assert runs[2]["blocked_by"] == "circuit_open"
-        circuit_pages = [e for e in h.pager.triggers()
-                         if e.content.alertname == "RemediatorCircuitOpen"]
+        circuit_pages = [
+            e for e in h.pager.triggers() if e.content.alertname == "RemediatorCircuitOpen"
+        ]
         assert len(circuit_pages) == 1
         # a failed mitigation with stop_on_failure: later steps are skipped, not run
         steps = {s["name"]: s for s in await h.steps(runs[0]["id"])}
         assert steps["second"]["outcome"] == "skipped"
-        assert h.metrics.registry.get_sample_value(
-            "remediator_guard_blocks_total", {"guard": "circuit_open"}) == 1
+        assert (
+            h.metrics.registry.get_sample_value(
+                "remediator_guard_blocks_total", {"guard": "circuit_open"}
+            )
+            == 1
+        )
 
 
-async def test_same_payload_five_times_concurrently_gives_one_run(clients, target_db,
-                                                                 pg_schema_dsn):
+async def test_same_payload_five_times_concurrently_gives_one_run(
+    clients, target_db, pg_schema_dsn
+):
     reg = _testbook.registry()
-    harnesses = [Harness(reg, _testbook.rules(), clients=clients, state_url=pg_schema_dsn)
-                 for _ in range(5)]
+    harnesses = [
+        Harness(reg, _testbook.rules(), clients=clients, state_url=pg_schema_dsn) for _ in range(5)
+    ]
     for h in harnesses:
         await h.__aenter__()
     try:
@@ -229,8 +280,12 @@ async def test_same_payload_five_times_concurrently_gives_one_run(clients, targe
 
 
 async def test_interrupted_run_is_finished_without_redoing_completed_steps(clients, target_db):
-    async with Harness(_testbook.registry(), _testbook.rules(params="{hang_second: true}"),
-                       clients=clients, settings={"engine": {"lease": "0.2s"}}) as h:
+    async with Harness(
+        _testbook.registry(),
+        _testbook.rules(params="{hang_second: true}"),
+        clients=clients,
+        settings={"engine": {"lease": "0.2s"}},
+    ) as h:
         task = asyncio.create_task(h.deliver(ALERT))
         while not _testbook.GATE:
             await asyncio.sleep(0.01)
@@ -259,14 +314,16 @@ async def test_page_is_not_lost_across_a_restart(clients, target_db, tmp_path):
     state = f"sqlite:///{tmp_path}/state.db"
     first = CapturePager()
     first.fail_next(10, RetryLater("peer down"))
-    async with Harness(_testbook.registry(), _testbook.rules(), clients=clients,
-                       state_url=state, pager=first) as h:
+    async with Harness(
+        _testbook.registry(), _testbook.rules(), clients=clients, state_url=state, pager=first
+    ) as h:
         await h.deliver(ALERT)
         assert first.delivered == []
     # a new process on the same state store delivers what the old one queued
     second = CapturePager()
-    async with Harness(_testbook.registry(), _testbook.rules(), clients=clients,
-                       state_url=state, pager=second) as h2:
+    async with Harness(
+        _testbook.registry(), _testbook.rules(), clients=clients, state_url=state, pager=second
+    ) as h2:
         await h2.store._execute("UPDATE outbox SET next_attempt_at = 0")
         await h2.flush_pages()
         await h2.flush_pages()
@@ -279,9 +336,12 @@ async def test_page_is_not_lost_across_a_restart(clients, target_db, tmp_path):
 async def test_outbox_retries_429_and_5xx_and_gives_up_on_400(clients, target_db):
     url = "https://events.pagerduty.example/v2/enqueue"
     route = respx.post(url)
-    route.side_effect = [httpx.Response(429), httpx.Response(500),
-                         httpx.Response(202, json={"status": "success"}),
-                         httpx.Response(400, json={"status": "invalid"})]
+    route.side_effect = [
+        httpx.Response(429),
+        httpx.Response(500),
+        httpx.Response(202, json={"status": "success"}),
+        httpx.Response(400, json={"status": "invalid"}),
+    ]
     pd = PagerDutyPager("routing-key-1234", url)
     async with Harness(_testbook.registry(), _testbook.rules(), clients=clients) as h:
         h.outbox.pagers = {"pagerduty": pd}
@@ -298,8 +358,18 @@ async def test_outbox_retries_429_and_5xx_and_gives_up_on_400(clients, target_db
         assert rows["resolve"]["state"] == "failed" and rows["resolve"]["attempts"] == 1
         assert route.call_count == 4
         m = h.metrics.registry.get_sample_value
-        assert m("remediator_pages_total", {"pager": "pagerduty", "event": "trigger",
-                                            "outcome": "retry"}) == 2
-        assert m("remediator_pages_total", {"pager": "pagerduty", "event": "resolve",
-                                            "outcome": "rejected"}) == 1
+        assert (
+            m(
+                "remediator_pages_total",
+                {"pager": "pagerduty", "event": "trigger", "outcome": "retry"},
+            )
+            == 2
+        )
+        assert (
+            m(
+                "remediator_pages_total",
+                {"pager": "pagerduty", "event": "resolve", "outcome": "rejected"},
+            )
+            == 1
+        )
     await pd.aclose()

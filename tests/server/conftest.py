@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +19,7 @@ async def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     schema = "t_" + uuid.uuid4().hex[:12]
     try:
         conn = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         service_missing("PostgreSQL", exc)
         raise
     await conn.execute(f'CREATE SCHEMA "{schema}"')

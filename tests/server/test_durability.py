@@ -28,8 +28,10 @@ async def test_postgres_down_gives_503_never_2xx_and_recovers(pg_schema_dsn, tmp
     (tmp_path / "rules").mkdir()
     cfg = {"state": via_proxy, "rules": str(tmp_path / "rules")}
     try:
-        async with running_daemon(cfg, workers=False) as d, \
-                httpx.AsyncClient(base_url=d.url, timeout=30) as c:
+        async with (
+            running_daemon(cfg, workers=False) as d,
+            httpx.AsyncClient(base_url=d.url, timeout=30) as c,
+        ):
             a = make_alert("DatabaseDown", {"instance": "db1"})
             proxy.cut()
             for _ in range(3):
@@ -58,7 +60,9 @@ async def test_postgres_down_gives_503_never_2xx_and_recovers(pg_schema_dsn, tmp
 def _serve(config: Path, cwd: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "remediator", "serve", "--config", str(config)],
-        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
 
@@ -114,8 +118,14 @@ async def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(tmp_path):
     try:
         await _wait_ready(url, proc)
         async with httpx.AsyncClient(timeout=20) as c:
-            sends = [asyncio.create_task(c.post(url + "/api/v1/alerts", json=make_payload(
-                make_alert("A", {"i": str(i)})))) for i in range(50)]
+            sends = [
+                asyncio.create_task(
+                    c.post(
+                        url + "/api/v1/alerts", json=make_payload(make_alert("A", {"i": str(i)}))
+                    )
+                )
+                for i in range(50)
+            ]
             # signal while requests are still in flight: after the first answer
             await asyncio.wait(sends, return_when=asyncio.FIRST_COMPLETED)
             proc.send_signal(signal.SIGTERM)

@@ -11,13 +11,16 @@ from tests.helpers import running_daemon
 
 
 async def test_reload_keeps_old_rules_when_new_ones_are_bad_and_counts_outcomes(
-        state_url, tmp_path: Path):
+    state_url, tmp_path: Path
+):
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "r.yaml").write_text(_testbook.rules())
     cfg = {"state": state_url, "rules": str(rules)}
-    async with running_daemon(cfg, registry=_testbook.registry(), workers=False) as d, \
-            httpx.AsyncClient(base_url=d.url) as c:
+    async with (
+        running_daemon(cfg, registry=_testbook.registry(), workers=False) as d,
+        httpx.AsyncClient(base_url=d.url) as c,
+    ):
         (rules / "r.yaml").write_text("rules:\n  - name: x\n    runbook: RB-T\n")
         r = await c.post("/-/reload")
         assert r.status_code == 400 and "matchers" in str(r.json()["detail"])

@@ -35,30 +35,41 @@ async def journal_rows(state_url: str) -> list[dict[str, object]]:
 
 async def test_accepts_a_payload_captured_from_alertmanager_0_25(state_url, tmp_path):
     body = (FIXTURES / "firing.json").read_bytes()
-    async with running_daemon(config(state_url, tmp_path), workers=False) as d, \
-            httpx.AsyncClient(base_url=d.url) as c:
-        r = await c.post("/api/v1/alerts", content=body,
-                         headers={"Content-Type": "application/json",
-                                  "User-Agent": "Alertmanager/0.25.0"})
+    async with (
+        running_daemon(config(state_url, tmp_path), workers=False) as d,
+        httpx.AsyncClient(base_url=d.url) as c,
+    ):
+        r = await c.post(
+            "/api/v1/alerts",
+            content=body,
+            headers={"Content-Type": "application/json", "User-Agent": "Alertmanager/0.25.0"},
+        )
         assert r.status_code == 202, r.text
         assert r.json()["journaled"] == 2
         assert d.sample("remediator_webhooks_received_total", {"code": "202"}) == 1
     rows = await journal_rows(state_url)
     sent = json.loads(body)["alerts"]
     assert sorted((x["fingerprint"], x["starts_at"], x["status"]) for x in rows) == sorted(
-        (a["fingerprint"], a["startsAt"], a["status"]) for a in sent)
+        (a["fingerprint"], a["startsAt"], a["status"]) for a in sent
+    )
     polygon = next(x for x in rows if x["labels"].get("provider") == "polygon")
     assert polygon["generator_url"].startswith("http://prometheus.example")
     assert polygon["starts_at"].endswith(".123456789Z")  # nanoseconds kept, not rounded
 
 
 async def test_mixed_firing_and_resolved_group_journals_each_alert_by_its_own_status(
-        state_url, tmp_path):
-    async with running_daemon(config(state_url, tmp_path), workers=False) as d, \
-            httpx.AsyncClient(base_url=d.url) as c:
+    state_url, tmp_path
+):
+    async with (
+        running_daemon(config(state_url, tmp_path), workers=False) as d,
+        httpx.AsyncClient(base_url=d.url) as c,
+    ):
         for name in ("firing.json", "mixed-firing-resolved.json"):
-            r = await c.post("/api/v1/alerts", content=(FIXTURES / name).read_bytes(),
-                             headers={"Content-Type": "application/json"})
+            r = await c.post(
+                "/api/v1/alerts",
+                content=(FIXTURES / name).read_bytes(),
+                headers={"Content-Type": "application/json"},
+            )
             assert r.status_code == 202
         # the second body repeats fmp (firing) and adds polygon (resolved)
         assert r.json() == {**r.json(), "journaled": 1, "duplicates": 1}
@@ -68,12 +79,15 @@ async def test_mixed_firing_and_resolved_group_journals_each_alert_by_its_own_st
 
 
 async def test_same_payload_three_times_journals_once_and_counts_two_duplicates_each(
-        state_url, tmp_path):
+    state_url, tmp_path
+):
     a1 = make_alert("DiskFull", {"instance": "h1"})
     a2 = make_alert("DiskFull", {"instance": "h2"})
     body = make_payload(a1, a2)
-    async with running_daemon(config(state_url, tmp_path), workers=False) as d, \
-            httpx.AsyncClient(base_url=d.url) as c:
+    async with (
+        running_daemon(config(state_url, tmp_path), workers=False) as d,
+        httpx.AsyncClient(base_url=d.url) as c,
+    ):
         for _ in range(3):
             r = await c.post("/api/v1/alerts", json=body)
             assert r.status_code == 202
@@ -83,8 +97,10 @@ async def test_same_payload_three_times_journals_once_and_counts_two_duplicates_
 
 async def test_concurrent_identical_deliveries_journal_each_occurrence_once(state_url, tmp_path):
     body = make_payload(*(make_alert("Storm", {"i": str(i)}) for i in range(20)))
-    async with running_daemon(config(state_url, tmp_path), workers=False) as d, \
-            httpx.AsyncClient(base_url=d.url) as c:
+    async with (
+        running_daemon(config(state_url, tmp_path), workers=False) as d,
+        httpx.AsyncClient(base_url=d.url) as c,
+    ):
         rs = await asyncio.gather(*(c.post("/api/v1/alerts", json=body) for _ in range(5)))
         assert [r.status_code for r in rs] == [202] * 5
         assert sum(r.json()["journaled"] for r in rs) == 20
@@ -94,23 +110,31 @@ async def test_concurrent_identical_deliveries_journal_each_occurrence_once(stat
 
 async def test_fire_and_resolve_of_one_alert_are_two_occurrences(state_url, tmp_path):
     a = make_alert("DiskFull", {"instance": "h1"})
-    async with running_daemon(config(state_url, tmp_path), workers=False) as d, \
-            httpx.AsyncClient(base_url=d.url) as c:
+    async with (
+        running_daemon(config(state_url, tmp_path), workers=False) as d,
+        httpx.AsyncClient(base_url=d.url) as c,
+    ):
         assert (await c.post("/api/v1/alerts", json=make_payload(a))).status_code == 202
         assert (await c.post("/api/v1/alerts", json=make_payload(resolved(a)))).status_code == 202
     assert sorted(x["status"] for x in await journal_rows(state_url)) == ["firing", "resolved"]
 
 
-@pytest.mark.parametrize(("body", "headers", "code", "error"), [
-    (b"{not json", {"Content-Type": "application/json"}, 400, "malformed_json"),
-    (b"\xff\xfe\x00garbage", {"Content-Type": "application/json"}, 400, "malformed_json"),
-    (b'{"version": "4"}', {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
-    (b"[]", {"Content-Type": "application/json"}, 422, "schema_violation"),
-])
+@pytest.mark.parametrize(
+    ("body", "headers", "code", "error"),
+    [
+        (b"{not json", {"Content-Type": "application/json"}, 400, "malformed_json"),
+        (b"\xff\xfe\x00garbage", {"Content-Type": "application/json"}, 400, "malformed_json"),
+        (b'{"version": "4"}', {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+        (b"[]", {"Content-Type": "application/json"}, 422, "schema_violation"),
+    ],
+)
 async def test_bad_requests_get_a_json_error_and_change_nothing(
-        state_url, tmp_path, body, headers, code, error):
-    async with running_daemon(config(state_url, tmp_path), workers=False) as d, \
-            httpx.AsyncClient(base_url=d.url) as c:
+    state_url, tmp_path, body, headers, code, error
+):
+    async with (
+        running_daemon(config(state_url, tmp_path), workers=False) as d,
+        httpx.AsyncClient(base_url=d.url) as c,
+    ):
         r = await c.post("/api/v1/alerts", content=body, headers=headers)
         assert r.status_code == code
         assert r.json()["error"] == error and "detail" in r.json()
@@ -121,8 +145,10 @@ async def test_bad_requests_get_a_json_error_and_change_nothing(
 async def test_schema_violation_names_the_field_and_journals_nothing(state_url, tmp_path):
     good = make_alert("DiskFull", {"instance": "h1"})
     bad = {**make_alert("DiskFull", {"instance": "h2"}), "startsAt": "yesterday"}
-    async with running_daemon(config(state_url, tmp_path), workers=False) as d, \
-            httpx.AsyncClient(base_url=d.url) as c:
+    async with (
+        running_daemon(config(state_url, tmp_path), workers=False) as d,
+        httpx.AsyncClient(base_url=d.url) as c,
+    ):
         r = await c.post("/api/v1/alerts", json=make_payload(good, bad))
         assert r.status_code == 422
         fields = [x["field"] for x in r.json()["detail"]]
@@ -142,32 +168,38 @@ async def test_oversized_body_gets_413(state_url, tmp_path):
         async def chunks():  # no Content-Length: the limit still holds while reading
             data = json.dumps(big).encode()
             for i in range(0, len(data), 512):
-                yield data[i:i + 512]
-        r = await c.post("/api/v1/alerts", content=chunks(),
-                         headers={"Content-Type": "application/json"})
+                yield data[i : i + 512]
+
+        r = await c.post(
+            "/api/v1/alerts", content=chunks(), headers={"Content-Type": "application/json"}
+        )
         assert r.status_code == 413
     assert await journal_rows(state_url) == []
 
 
 async def test_truncated_alerts_are_counted(state_url, tmp_path):
-    async with running_daemon(config(state_url, tmp_path), workers=False) as d, \
-            httpx.AsyncClient(base_url=d.url) as c:
-        r = await c.post("/api/v1/alerts",
-                         json=make_payload(make_alert("A"), truncated=7))
+    async with (
+        running_daemon(config(state_url, tmp_path), workers=False) as d,
+        httpx.AsyncClient(base_url=d.url) as c,
+    ):
+        r = await c.post("/api/v1/alerts", json=make_payload(make_alert("A"), truncated=7))
         assert r.status_code == 202
         assert d.sample("remediator_truncated_alerts_total") == 7
 
 
 async def test_auth_bearer_and_basic_accepted_wrong_or_missing_refused(state_url, tmp_path):
-    cfg = config(state_url, tmp_path,
-                 auth={"webhook_tokens": [TOKEN], "operator_tokens": {"alice": OPERATOR}})
+    cfg = config(
+        state_url,
+        tmp_path,
+        auth={"webhook_tokens": [TOKEN], "operator_tokens": {"alice": OPERATOR}},
+    )
     body = make_payload(make_alert("A"))
     basic = base64.b64encode(f"alertmanager:{TOKEN}".encode()).decode()
     async with running_daemon(cfg, workers=False) as d, httpx.AsyncClient(base_url=d.url) as c:
         for headers, code in [
             ({}, 401),
             ({"Authorization": "Bearer nope"}, 401),
-            ({"Authorization": f"Bearer {OPERATOR}"}, 401),   # operator token: not a webhook
+            ({"Authorization": f"Bearer {OPERATOR}"}, 401),  # operator token: not a webhook
             ({"Authorization": "Basic !!!"}, 401),
             ({"Authorization": f"Bearer {TOKEN}"}, 202),
             ({"Authorization": f"Basic {basic}"}, 202),
@@ -187,8 +219,10 @@ async def test_auth_bearer_and_basic_accepted_wrong_or_missing_refused(state_url
 
 
 async def test_probes_and_metrics(state_url, tmp_path):
-    async with running_daemon(config(state_url, tmp_path), workers=False) as d, \
-            httpx.AsyncClient(base_url=d.url) as c:
+    async with (
+        running_daemon(config(state_url, tmp_path), workers=False) as d,
+        httpx.AsyncClient(base_url=d.url) as c,
+    ):
         assert (await c.get("/healthz")).status_code == 200
         r = await c.get("/readyz")
         assert r.status_code == 200 and r.json()["status"] == "ready"
