@@ -18,7 +18,9 @@ rejected because Python's ``re`` has no equivalent.
 Two deliberate departures, both towards refusing: a value that would close
 Alertmanager's anchoring group (``a)|(b``) is rejected instead of matching unanchored,
 and so is a pattern Python cannot express. This module must never accept a regex whose
-meaning differs from the one Alertmanager gives it.
+meaning differs from the one Alertmanager gives it. One difference it cannot remove:
+Python's ``re`` backtracks where RE2 runs in linear time, so a pathological pattern such
+as ``(a+)+b`` is slow on long values; rule files are trusted configuration.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from remediator.engine.index import RuleIndex, alertname_keys
-from remediator.engine.matchers import OPS, Matcher, matches_all, parse_matcher, parse_matchers
+from remediator.engine.matchers import OPS, Matcher, Op, matches_all, parse_matcher, parse_matchers
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,36 @@ def test_select_equals_a_scan_of_all_rules(rules: list[Rule], labels: list[dict[
     assert len(index) == len(rules)
     for ls in labels:
         assert index.select(ls) == scan(rules, ls)
+
+
+def test_select_equals_a_scan_on_a_large_random_rule_set() -> None:
+    rnd = random.Random(7)
+
+    def random_matcher() -> Matcher:
+        name = rnd.choice(sorted(VALUES))
+        op = rnd.choice(OPS)
+        pool = REGEXES[name] if op in ("=~", "!~") else VALUES[name]
+        return Matcher(name, op, rnd.choice(pool))
+
+    def random_rule(i: int) -> Rule:
+        ms = [random_matcher() for _ in range(rnd.randint(0, 3))]
+        if rnd.random() < 0.5:  # most real rules name their alert
+            op: Op = rnd.choice(["=", "=~"])
+            pool = REGEXES["alertname"] if op == "=~" else ALERTNAMES
+            ms.insert(0, Matcher("alertname", op, rnd.choice(pool)))
+        return Rule(f"r{i}", tuple(ms))
+
+    rules = [random_rule(i) for i in range(400)]
+    labels = [
+        {k: rnd.choice([*v, "x"]) for k, v in VALUES.items() if rnd.random() < 0.8}
+        for _ in range(300)
+    ]
+    index = RuleIndex(rules)
+    selected = [index.select(ls) for ls in labels]
+    assert selected == [scan(rules, ls) for ls in labels]
+    # Not vacuous: many alerts match something, and many rules were bucketed.
+    assert sum(1 for s in selected if s) > 200
+    assert sum(1 for r in rules if alertname_keys(r.matchers) is not None) > 100
 
 
 # --- specific behaviour ----------------------------------------------------------------

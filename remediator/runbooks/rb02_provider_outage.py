@@ -1,0 +1,300 @@
+"""RB-02 Provider outage, as declared steps (P2: a notification, not a page).
+
+Runbook order, automated:
+
+    2 check the provider's status URL             diagnose
+    3 pause the active alerts that depend on it   mitigate; records exactly which ids
+    4 verify the cache serves last-good data      verify (Redis; a dead Redis fails
+                                                  this step only)
+    on resolve:
+      7 re-enable exactly the alerts step 3 paused   (undo of step 3)
+      6 replay the DLQ as a Kubernetes Job           (resolve step, once the provider
+                                                      reports healthy again)
+
+The engine runs undos before resolve steps, so re-enabling comes before the replay
+(the runbook lists the replay first); both happen on the same resolve.
+
+The provider comes from the alert's ``provider`` label and must name a configured
+provider (``targets.http.providers``; without settings, the ``providers`` param).
+The runbook's step 7 re-enables every alert of the provider, including ones a human
+disabled on purpose; this module re-enables only the ids it paused, and only those
+still paused. It must never put an unchecked label into SQL or a Job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from remediator import validation
+from remediator.engine.context import StepContext
+from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
+from remediator.errors import TargetError
+
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}", re.ASCII)
+_PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
+_KEY = re.compile(r"[!-~]{1,512}", re.ASCII)  # printable ASCII, no spaces
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Used only when the daemon has no targets.http.providers to check against.
+    providers: tuple[str, ...] = ("polygon", "fmp", "fred")
+    # Keys whose presence shows the cache still serves last-good data.
+    cache_keys: tuple[str, ...] = ("fundamentals:AAPL",)
+    # The runbook pauses alerts only for a confirmed outage.
+    pause_only_if_confirmed: bool = True
+    replay_image: str = "dawsos/worker:stable"
+    replay_max_retries: int = Field(3, ge=1, le=10)
+    job_ttl_seconds: int = Field(86_400, ge=600, le=604_800)
+
+    @field_validator("providers")
+    @classmethod
+    def _providers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v or any(not _PROVIDER.fullmatch(p) for p in v):
+            raise ValueError("a non-empty list of provider names")
+        return v
+
+    @field_validator("cache_keys")
+    @classmethod
+    def _keys(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v or len(v) > 100 or any(not _KEY.fullmatch(k) for k in v):
+            raise ValueError("1..100 cache keys of printable ASCII without spaces")
+        return v
+
+    @field_validator("replay_image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if not _IMAGE.fullmatch(v):
+            raise ValueError("not an image reference")
+        return v
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def allowed_providers(ctx: StepContext) -> Collection[str]:
+    settings = ctx.clients.settings
+    configured = getattr(getattr(getattr(settings, "targets", None), "http", None),
+                         "providers", None)
+    if configured:
+        return tuple(configured)
+    params: Params = ctx.params
+    return params.providers
+
+
+def provider_of(ctx: StepContext) -> str:
+    """The alert's provider, in its configured spelling (InputRejected otherwise)."""
+    return validation.provider(ctx.labels.get("provider"), allowed_providers(ctx))
+
+
+def _target(labels: Mapping[str, str], params: Any) -> str:
+    # The target function cannot see the settings; the params list names the same
+    # providers by default. A rejected label gets the engine's ":invalid" key.
+    return validation.provider(labels.get("provider"), params.providers)
+
+
+def _sql(text: str, *binds: object) -> str:
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    lines += [f"-- ${i} = {b!r}" for i, b in enumerate(binds, 1)]
+    return "\n".join(lines)
+
+
+def _namespace(ctx: StepContext) -> str:
+    kube = ctx.clients.kubernetes
+    if kube is not None:
+        return str(kube.namespace)
+    settings = ctx.clients.settings
+    if settings is not None:
+        return str(settings.targets.kubernetes.namespace)
+    return "<namespace>"
+
+
+def _slug(provider: str) -> str:
+    """A validated provider name as a DNS label part ("My_Feed" -> "my-feed")."""
+    return re.sub(r"[^a-z0-9-]", "-", provider.lower())[:30].strip("-") or "provider"
+
+
+def replay_job_name(provider: str, run_id: str) -> str:
+    return validation.k8s_name(f"replay-dlq-{_slug(provider)}-{run_id.lower()}"[:63]
+                               .rstrip("-"), field="job")
+
+
+def _replay_command(provider: str, params: Params) -> list[str]:
+    return ["python", "-m", "jobs.replay_dlq", "--provider", provider,
+            "--max-retries", str(params.replay_max_retries)]
+
+
+# ------------------------------------------------------------ 2 provider status
+
+
+async def provider_status(*, ctx: StepContext, **_: Any) -> Done:
+    provider = provider_of(ctx)
+    http = ctx.clients.need("http")
+    try:
+        health = await http.provider_status(provider)
+    except TargetError as exc:
+        # No answer from the status URL is itself a sign of the outage.
+        return Done(f"{provider} status URL unreachable: {str(exc)[:160]}",
+                    data={"provider": provider, "healthy": False, "reachable": False,
+                          "detail": str(exc)[:200]})
+    word = "reports healthy" if health.healthy else "is DOWN"
+    return Done(f"{provider} {word} ({health.detail})",
+                data={"provider": provider, "healthy": bool(health.healthy),
+                      "reachable": True, "status_code": health.status_code,
+                      "detail": str(health.detail)[:200]})
+
+
+def render_provider_status(*, ctx: StepContext, **_: Any) -> str:
+    return f"GET <targets.http.providers.{provider_of(ctx)}>  # expect 2xx and status ok"
+
+
+# ---------------------------------------------------- 3 pause dependent alerts
+
+_SELECT_ACTIVE = """
+SELECT id FROM alerts
+WHERE condition_json->>'provider' = $1 AND active
+ORDER BY id
+FOR UPDATE
+"""
+_PAUSE = "UPDATE alerts SET active = FALSE WHERE id = ANY($1::text[]) AND active"
+
+
+async def pause_alerts(*, ctx: StepContext, **_: Any) -> Done | Skip:
+    p: Params = ctx.params
+    provider = provider_of(ctx)
+    status = ctx.results.get("provider_status")
+    if p.pause_only_if_confirmed:
+        if not status:
+            return Skip(f"{provider} status is unknown (its check failed): outage not"
+                        " confirmed, alerts left as they are")
+        if status.get("healthy"):
+            return Skip(f"{provider} reports healthy: outage not confirmed (network or API"
+                        " key on our side?); alerts left as they are")
+    db = ctx.clients.need("database")
+    async with db.transaction() as tx:
+        rows = await tx.fetch(_SELECT_ACTIVE, provider)
+        ids = [r["id"] for r in rows]
+        if not ids:
+            return Skip(f"no active alerts depend on {provider}")
+        await tx.execute(_PAUSE, ids)
+    return Done(f"paused {len(ids)} alerts that depend on {provider}: {', '.join(ids)}",
+                data={"paused": ids},
+                changes={"provider": provider, "paused": ids, "previous_active": True})
+
+
+async def resume_alerts(*, ctx: StepContext, changes: Mapping[str, Any],
+                        **_: Any) -> Done | Skip:
+    ids = [str(i) for i in changes.get("paused", [])]
+    if not ids:
+        return Skip("no alerts were paused")
+    db = ctx.clients.need("database")
+    async with db.transaction() as tx:
+        rows = await tx.fetch(
+            "SELECT id, active FROM alerts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+            ids)
+        still_paused = [r["id"] for r in rows if not r["active"]]
+        if still_paused:
+            await tx.execute(
+                "UPDATE alerts SET active = TRUE WHERE id = ANY($1::text[]) AND NOT active",
+                still_paused)
+    active = sorted({r["id"] for r in rows} - set(still_paused))
+    gone = sorted(set(ids) - {r["id"] for r in rows})
+    notes = []
+    if active:
+        notes.append(f"already active, left alone: {', '.join(active)}")
+    if gone:
+        notes.append(f"deleted meanwhile: {', '.join(gone)}")
+    if not still_paused:
+        return Skip("; ".join(notes) or "nothing to re-enable")
+    return Done("; ".join([f"re-enabled the {len(still_paused)} alerts it paused:"
+                           f" {', '.join(still_paused)}", *notes]),
+                data={"reenabled": still_paused})
+
+
+def render_pause_alerts(*, ctx: StepContext, **_: Any) -> str:
+    provider = provider_of(ctx)
+    return (f"BEGIN;\n{_sql(_SELECT_ACTIVE, provider)}\n"
+            f"{_PAUSE}\n-- $1 = <the ids selected above, recorded for undo>\nCOMMIT;")
+
+
+# ------------------------------------------------------------- 4 cache check
+
+
+async def check_cache(*, ctx: StepContext, **_: Any) -> Done:
+    p: Params = ctx.params
+    cache = ctx.clients.need("cache")
+    check = await cache.check_last_good(p.cache_keys)
+    if check.misses:
+        raise StepFailed(f"cache misses {', '.join(check.misses)}: users get errors, not"
+                         " last-good data")
+    return Done(f"cache serves last-good data for {', '.join(check.hits)}",
+                data={"hits": list(check.hits)})
+
+
+def render_check_cache(*, ctx: StepContext, **_: Any) -> str:
+    p: Params = ctx.params
+    return "redis-cli MGET " + " ".join(p.cache_keys) + "  # every key must be present"
+
+
+# --------------------------------------------------------- 6 replay the DLQ
+
+
+async def replay_dlq(*, ctx: StepContext, **_: Any) -> Done | Skip:
+    p: Params = ctx.params
+    provider = provider_of(ctx)
+    http = ctx.clients.need("http")
+    try:
+        health = await http.provider_status(provider)
+    except TargetError as exc:
+        return Skip(f"cannot confirm {provider} recovered ({str(exc)[:120]}); replay the DLQ"
+                    " by hand once it has")
+    if not health.healthy:
+        return Skip(f"{provider} still reports down ({health.detail}); replay the DLQ by hand"
+                    " once it recovers")
+    kube = ctx.clients.need("kubernetes")
+    name = replay_job_name(provider, ctx.run_id)
+    await kube.create_job(
+        name, p.replay_image, _replay_command(provider, p),
+        labels={"app.kubernetes.io/managed-by": "remediator", "remediator/runbook": "RB-02",
+                "remediator/provider": _slug(provider), "remediator/run": ctx.run_id},
+        ttl_seconds_after_finished=p.job_ttl_seconds, backoff_limit=0)
+    return Done(f"started DLQ replay job {name} for {provider}", data={"job": name})
+
+
+def render_replay_dlq(*, ctx: StepContext, **_: Any) -> str:
+    p: Params = ctx.params
+    provider = provider_of(ctx)
+    return (f"kubectl create job {replay_job_name(provider, ctx.run_id)} -n {_namespace(ctx)}"
+            f" --image={p.replay_image} -- {' '.join(_replay_command(provider, p))}"
+            "  # once the provider reports healthy")
+
+
+STEPS: Sequence[Step] = (
+    Step("provider_status", "diagnose", "Check the provider's status URL", provider_status,
+         render_provider_status, timeout=20.0, attempts=1),
+    Step("pause_alerts", "mitigate", "Pause the active alerts that depend on the provider",
+         pause_alerts, render_pause_alerts, mutates=True, undo=resume_alerts),
+    Step("check_cache", "verify", "Verify the cache serves last-good data", check_cache,
+         render_check_cache, timeout=10.0, attempts=2, backoff=0.2),
+)
+
+RESOLVE_STEPS: Sequence[Step] = (
+    Step("replay_dlq", "mitigate", "Replay the provider's dead-letter queue", replay_dlq,
+         render_replay_dlq, mutates=True, idempotent=True, timeout=30.0),
+)
+
+RUNBOOK = Runbook(
+    id="RB-02",
+    title="Provider outage",
+    severity="P2",
+    steps=tuple(STEPS),
+    resolve_steps=tuple(RESOLVE_STEPS),
+    params=Params,
+    target=_target,
+    anchor="rb-02-provider-outage",
+)
