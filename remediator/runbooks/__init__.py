@@ -1,4 +1,4 @@
-"""The built-in DawsOS runbooks (RB-01 .. RB-06).
+"""The built-in DawsOS runbooks.
 
 They register through the ``remediator.runbooks`` entry point exactly as a
 third-party package would: ``register_builtin(registry)``.
@@ -7,13 +7,15 @@ third-party package would: ``register_builtin(registry)``.
 from __future__ import annotations
 
 from remediator.engine.registry import Registry
+from remediator.engine.steps import Runbook
+
+
+def builtin() -> list[Runbook]:
+    from remediator.runbooks import rb01_pricing_pack, rb02_provider_outage, rb03_alert_storm
+
+    return [rb01_pricing_pack.RUNBOOK, rb02_provider_outage.RUNBOOK, rb03_alert_storm.RUNBOOK]
 
 
 def register_builtin(registry: Registry) -> None:
-    from remediator.runbooks import ALL
-
-    for runbook in ALL:
+    for runbook in builtin():
         registry.register(runbook)
-
-
-ALL: list = []  # type: ignore[type-arg]  # filled as the runbook modules land

@@ -1,0 +1,248 @@
+"""Real parts for the RB-01..RB-03 tests: a fresh DawsOS database, FakeKubeAPI with the
+official client, respx for the providers and the app, real Redis, and helpers to read
+what happened (whole-database snapshots, page text).
+
+Test modules wrap these context managers in their own fixtures (there is no
+conftest.py here: the lead owns it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import kubernetes.client as k8s
+import pytest
+import redis.asyncio as aioredis
+import respx
+import yaml
+
+from remediator import testing_dawsos
+from remediator.clients.cache import Cache
+from remediator.clients.database import TargetDatabase
+from remediator.clients.http import HttpChecks
+from remediator.clients.kubernetes import KubernetesClient
+from remediator.engine.context import Clients
+from remediator.engine.registry import Registry
+from remediator.errors import TargetTimeout, TargetUnavailable
+from remediator.paging import text
+from remediator.paging.base import PageEvent
+from remediator.runbooks import rb01_pricing_pack, rb02_provider_outage, rb03_alert_storm
+from remediator.settings import Settings, from_mapping
+from remediator.testing import Harness
+
+NS = "prod"
+BASE = "http://127.0.0.1:9"  # respx answers; nothing listens there, nothing leaves the host
+PROVIDER_URLS = {
+    "polygon": f"{BASE}/polygon/v1/status",
+    "fmp": f"{BASE}/fmp/api/v3/quote/AAPL",
+    "fred": f"{BASE}/fred/series/observations",
+}
+APP_URL = f"{BASE}/app"
+GATE_URL = f"{APP_URL}/execute"
+TABLES = ("users", "pricing_pack", "symbol_mapping", "prices", "fx_rates", "alerts",
+          "notifications", "provider_rights", "user_licenses", "analytics_events",
+          "audit_log", "portfolios", "portfolio_positions", "portfolio_metrics")
+_ROOT_CONFTEST = (Path(__file__).parent.parent / "conftest.py").resolve()
+
+Snapshot = dict[str, list[dict[str, Any]]]
+
+
+def shared(config: pytest.Config) -> ModuleType:
+    """tests/conftest.py as pytest loaded it (PG_DSN, REDIS_URL, service_missing)."""
+    for plugin in config.pluginmanager.get_plugins():
+        path = getattr(plugin, "__file__", None)
+        if isinstance(plugin, ModuleType) and path and Path(path).resolve() == _ROOT_CONFTEST:
+            return plugin
+    raise RuntimeError(f"{_ROOT_CONFTEST} is not loaded as a pytest plugin")
+
+
+def registry() -> Registry:
+    r = Registry()
+    for module in (rb01_pricing_pack, rb02_provider_outage, rb03_alert_storm):
+        r.register(module.RUNBOOK)
+    return r
+
+
+def rules_yaml(runbook: str, alertnames: Iterable[str], params: Mapping[str, Any] | None = None,
+               ) -> str:
+    """One rule per alert name, no cooldown or rate limit (tests deliver repeatedly)."""
+    rules = [{"name": f"{name.lower()}-rule", "matchers": [f'alertname="{name}"'],
+              "runbook": runbook, "params": dict(params or {})} for name in alertnames]
+    return yaml.safe_dump({"rules": rules})
+
+
+def settings() -> Settings:
+    return from_mapping({"targets": {"http": {"providers": PROVIDER_URLS, "app_url": APP_URL},
+                                     "kubernetes": {"mode": "off", "namespace": NS}}}, env={})
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for "service down" tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+# ------------------------------------------------------------------ real parts
+
+
+@asynccontextmanager
+async def dawsos_db(config: pytest.Config) -> AsyncIterator[tuple[str, TargetDatabase]]:
+    """A fresh seeded DawsOS database (dsn, client); dropped afterwards."""
+    conf = shared(config)
+    try:
+        dsn = await testing_dawsos.create_dawsos_database(conf.PG_DSN)
+    except (TargetUnavailable, TargetTimeout, OSError) as exc:
+        conf.service_missing("PostgreSQL", exc)
+        raise
+    db = await TargetDatabase.connect(dsn)
+    try:
+        yield dsn, db
+    finally:
+        await db.aclose()
+        await testing_dawsos.drop_database(conf.PG_DSN, dsn)
+
+
+@asynccontextmanager
+async def kube_client(url: str) -> AsyncIterator[KubernetesClient]:
+    cfg = k8s.Configuration()
+    cfg.host = url
+    cfg.retries = False
+    client = KubernetesClient(k8s.ApiClient(cfg), NS, request_timeout=5.0)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def http_checks() -> AsyncIterator[tuple[HttpChecks, respx.MockRouter]]:
+    """HttpChecks on the configured URLs, every request answered by respx."""
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
+        http = HttpChecks(PROVIDER_URLS, APP_URL, timeout=2.0)
+        try:
+            yield http, router
+        finally:
+            await http.aclose()
+
+
+def providers_answer(router: respx.MockRouter, down: Mapping[str, int] | None = None) -> None:
+    """Every provider answers {"status": "ok"}, except ``down`` (name -> HTTP status)."""
+    for name, url in PROVIDER_URLS.items():
+        code = (down or {}).get(name)
+        if code is None:
+            router.get(url).respond(200, json={"status": "ok"})
+        else:
+            router.get(url).respond(code, json={"status": "error", "message": "maintenance"})
+
+
+def gate_answers(router: respx.MockRouter, code: int = 200) -> respx.Route:
+    body = {"ok": True} if code == 200 else {"detail": "Pricing pack warming in progress"}
+    return router.post(GATE_URL).respond(code, json=body)
+
+
+@asynccontextmanager
+async def redis_keys(config: pytest.Config) -> AsyncIterator[tuple[aioredis.Redis, str]]:
+    """A raw client on the test Redis and a key prefix of this test; its keys removed."""
+    conf = shared(config)
+    client = aioredis.from_url(conf.REDIS_URL)
+    try:
+        await client.ping()
+    except (OSError, aioredis.RedisError) as exc:
+        await client.aclose()
+        conf.service_missing("Redis", exc)
+        raise
+    prefix = f"rb0103-test:{uuid.uuid4().hex}:"
+    try:
+        yield client, prefix
+    finally:
+        keys = [k async for k in client.scan_iter(match=prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+def cache_for(config: pytest.Config) -> Cache:
+    return Cache(shared(config).REDIS_URL, timeout=2.0)
+
+
+def clients(*, db: TargetDatabase | None = None, kube: KubernetesClient | None = None,
+            http: HttpChecks | None = None, cache: Cache | None = None,
+            with_settings: bool = True) -> Clients:
+    return Clients(database=db, kubernetes=kube, http=http, cache=cache,
+                   settings=settings() if with_settings else None)
+
+
+# --------------------------------------------------------------- what happened
+
+
+async def snapshot(dsn: str) -> Snapshot:
+    """Every row of every DawsOS table."""
+    return await testing_dawsos.snapshot(dsn, TABLES)
+
+
+def changed(before: Snapshot, table: str, key: str, updates: Mapping[Any, Mapping[str, Any]],
+            *, deleted: Iterable[Any] = ()) -> Snapshot:
+    """``before`` with exactly these rows updated (by ``key``) and deleted."""
+    after = copy.deepcopy(before)
+    gone = set(deleted)
+    rows = []
+    seen = set()
+    for row in after[table]:
+        if row[key] in gone:
+            seen.add(row[key])
+            continue
+        if row[key] in updates:
+            seen.add(row[key])
+            row.update(updates[row[key]])
+        rows.append(row)
+    missing = (set(updates) | gone) - seen
+    assert not missing, f"no such rows in {table}: {missing}"
+    after[table] = rows
+    return after
+
+
+def page_text(event: PageEvent) -> str:
+    return text.body(event.content)
+
+
+def last(h: Harness, action: str) -> PageEvent:
+    events = [e for e in h.pager.sent if e.action == action]
+    assert events, f"no {action} page was sent"
+    return events[-1]
+
+
+def section(page: str, title: str) -> list[str]:
+    """The items of one page section ("Done", "Skipped (why)", "Left for you")."""
+    lines = page.splitlines()
+    start = lines.index(title) + 1
+    items = []
+    for line in lines[start:]:
+        if not line.startswith("- "):
+            break
+        items.append(line[2:])
+    return [] if items == ["(none)"] else items
+
+
+async def wait_for_job(fake: Any, name: str, timeout: float = 10.0) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while (job := fake.get("jobs", NS, name)) is None:
+            await asyncio.sleep(0.01)
+    return dict(job)
+
+
+def job_posts(fake: Any) -> list[Any]:
+    return [r for r in fake.requests if r.method == "POST" and r.path.endswith("/jobs")]

@@ -1,0 +1,361 @@
+"""RB-01 pricing pack build failure on the real engine: a real DawsOS Postgres, the
+official Kubernetes client against FakeKubeAPI, respx for the providers and the app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import respx
+
+from remediator.clients.database import TargetDatabase
+from remediator.clients.http import HttpChecks
+from remediator.clients.kubernetes import KubernetesClient
+from remediator.runbooks import rb01_pricing_pack as rb01
+from remediator.testing import Harness, make_alert, resolved
+from remediator.testing_k8s import FakeKubeAPI
+from tests.runbooks import _rb0103_fixtures as fx
+
+D = fx.today()
+TODAY, YESTERDAY = f"PP-{D}", f"PP-{D - timedelta(days=1)}"
+ALERT = make_alert("PricingPackBuildSlow", {"severity": "critical", "service": "dawsos",
+                                            "instance": "scheduler-0:9100"})
+FAST = {"build_poll_seconds": 0.05, "build_wait_seconds": 5}
+RULES = fx.rules_yaml("RB-01", ["PricingPackBuildSlow", "PricingPackNotReady"], FAST)
+SCHEDULER_LOG = (
+    "00:00:01 build_pack start date=%s\n00:02:10 build_pack prices fetched 8/22\n"
+    "00:02:11 build_pack ERROR fmp timeout after 30s\nunrelated line\n" % D
+)
+
+
+@pytest.fixture
+async def target(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, TargetDatabase]]:
+    async with fx.dawsos_db(request.config) as pair:
+        yield pair
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeKubeAPI]:
+    async with FakeKubeAPI() as server:
+        server.add_pod(fx.NS, "scheduler-0", {"app": "scheduler"}, SCHEDULER_LOG)
+        yield server
+
+
+@pytest.fixture
+async def kube(fake: FakeKubeAPI) -> AsyncIterator[KubernetesClient]:
+    async with fx.kube_client(fake.url) as client:
+        yield client
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[tuple[HttpChecks, respx.MockRouter]]:
+    async with fx.http_checks() as pair:
+        yield pair
+
+
+def harness(target: tuple[str, TargetDatabase], kube: KubernetesClient, http: HttpChecks,
+            **kw: Any) -> Harness:
+    return Harness(fx.registry(), kw.pop("rules", RULES),
+                   clients=fx.clients(db=target[1], kube=kube, http=http), **kw)
+
+
+async def play_build(fake: FakeKubeAPI, db: TargetDatabase, name: str, *,
+                     succeed: bool = True) -> None:
+    """The Job controller and build_pack itself: the pack is written, the Job ends."""
+    await fx.wait_for_job(fake, name)
+    if succeed:
+        await db.execute("UPDATE pricing_pack SET status = 'ready', hash = 'h-rebuilt'"
+                         " WHERE date = $1", D)
+        fake.set_job_status(fx.NS, name, succeeded=1)
+    else:
+        fake.set_job_status(fx.NS, name, failed=1)
+
+
+async def steps_by_name(h: Harness, phase: str = "fire") -> dict[str, dict[str, Any]]:
+    [run] = await h.runs()
+    return {s["name"]: s for s in await h.steps(run["id"], phase)}
+
+
+async def no_pack_fresh(db: TargetDatabase) -> None:
+    await db.execute("UPDATE pricing_pack SET is_fresh = FALSE")
+
+
+# --------------------------------------------------------------------- live
+
+
+async def test_live_run_rebuilds_marks_new_pack_fresh_and_changes_nothing_else(
+        target, fake, kube, http) -> None:
+    dsn, db = target
+    checks, router = http
+    fx.providers_answer(router)
+    gate = fx.gate_answers(router, 200)
+    before = await fx.snapshot(dsn)
+    job = f"build-pack-{D}-1"
+    async with harness(target, kube, checks) as h:
+        builder = asyncio.create_task(play_build(fake, db, job))
+        await h.deliver(ALERT)
+        await builder
+        steps = await steps_by_name(h)
+        page = fx.page_text(fx.last(h, "trigger"))
+
+    assert {n: s["outcome"] for n, s in steps.items()} == {
+        "scheduler_logs": "applied", "provider_health": "applied", "recent_packs": "applied",
+        "long_running_queries": "applied", "serve_last_good": "skipped",
+        "rerun_build": "applied", "await_build": "applied", "mark_fresh": "applied",
+        "freshness_gate": "applied"}
+    # The whole database: the simulated build wrote today's pack; the runbook only
+    # flipped is_fresh on today's and yesterday's rows.
+    expected = fx.changed(before, "pricing_pack", "id", {
+        TODAY: {"is_fresh": True, "status": "ready", "hash": "h-rebuilt"},
+        YESTERDAY: {"is_fresh": False}})
+    assert await fx.snapshot(dsn) == expected
+    assert steps["mark_fresh"]["changes"] == {"rows": [
+        {"id": YESTERDAY, "previous_is_fresh": True, "is_fresh": False},
+        {"id": TODAY, "previous_is_fresh": False, "is_fresh": True}]}
+    [post] = fx.job_posts(fake)
+    assert post.path == f"/apis/batch/v1/namespaces/{fx.NS}/jobs"
+    container = post.body["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "jobs.build_pack", "--date", str(D),
+                                    "--force"]
+    assert post.body["metadata"]["labels"]["remediator/pack-date"] == str(D)
+    assert gate.call_count == 1
+    assert "1 with errors" in steps["scheduler_logs"]["result"]["summary"]
+    assert f"{YESTERDAY} is fresh already" in steps["serve_last_good"]["reason"]
+    assert f"Mark the new pack fresh, unmark older packs: marked {TODAY} fresh; unmarked" \
+        f" {YESTERDAY}" in fx.section(page, "Done")
+    assert "Verify the freshness gate (POST /execute): POST /execute answered 200:" \
+        " valuations are served" in fx.section(page, "Done")
+    assert any(s.startswith("Serve the last-good pricing pack: ")
+               for s in fx.section(page, "Skipped (why)"))
+    assert fx.section(page, "Left for you") == []
+
+
+async def test_no_fresh_pack_and_provider_down_serves_last_good_only(
+        target, fake, kube, http) -> None:
+    dsn, db = target
+    checks, router = http
+    fx.providers_answer(router, down={"fmp": 503})
+    fx.gate_answers(router, 200)
+    await no_pack_fresh(db)
+    before = await fx.snapshot(dsn)
+    async with harness(target, kube, checks) as h:
+        await h.deliver(ALERT)
+        steps = await steps_by_name(h)
+        page = fx.page_text(fx.last(h, "trigger"))
+
+    assert await fx.snapshot(dsn) == fx.changed(before, "pricing_pack", "id",
+                                                {YESTERDAY: {"is_fresh": True}})
+    assert steps["serve_last_good"]["changes"] == {
+        "pack_date": str(D), "flipped": [{"id": YESTERDAY, "previous_is_fresh": False}]}
+    assert steps["rerun_build"]["outcome"] == "skipped"
+    assert "providers unhealthy (fmp)" in steps["rerun_build"]["reason"]
+    assert fx.job_posts(fake) == []
+    assert steps["mark_fresh"]["outcome"] == "skipped"
+    done, skipped = fx.section(page, "Done"), fx.section(page, "Skipped (why)")
+    assert f"Serve the last-good pricing pack: marked last-good pack {YESTERDAY} fresh" \
+        " (temporary; no pack was fresh)" in done
+    assert any("fmp DOWN (HTTP 503" in d for d in done)
+    assert any(s.startswith("Rerun the pack build as a Kubernetes Job: providers unhealthy")
+               for s in skipped)
+    assert any(s.startswith("Mark the new pack fresh, unmark older packs: the pack for")
+               for s in skipped)
+
+
+async def test_resolve_keeps_last_good_fresh_when_no_newer_pack_is_fresh(
+        target, fake, kube, http) -> None:
+    dsn, db = target
+    checks, router = http
+    fx.providers_answer(router, down={"polygon": 503})
+    fx.gate_answers(router, 200)
+    await no_pack_fresh(db)
+    async with harness(target, kube, checks) as h:
+        await h.deliver(ALERT)
+        after_fire = await fx.snapshot(dsn)
+        await h.deliver(resolved(ALERT))
+        undo = (await steps_by_name(h, "undo"))["serve_last_good"]
+        page = fx.page_text(fx.last(h, "resolve"))
+    assert await fx.snapshot(dsn) == after_fire
+    assert undo["outcome"] == "skipped"
+    assert any(s.startswith(f"Serve the last-good pricing pack [undo]: kept {YESTERDAY} fresh:"
+                            " no newer pack is fresh") for s in fx.section(page, "Skipped (why)"))
+
+
+async def test_resolve_unmarks_last_good_once_a_newer_pack_is_fresh(
+        target, fake, kube, http) -> None:
+    dsn, db = target
+    checks, router = http
+    fx.providers_answer(router, down={"polygon": 503})
+    fx.gate_answers(router, 200)
+    await no_pack_fresh(db)
+    before = await fx.snapshot(dsn)
+    async with harness(target, kube, checks) as h:
+        await h.deliver(ALERT)
+        # A human finished the build by hand and marked today's pack fresh, leaving
+        # yesterday's marked too.
+        await db.execute("UPDATE pricing_pack SET status = 'ready', hash = 'by-hand',"
+                         " is_fresh = TRUE WHERE id = $1", TODAY)
+        await h.deliver(resolved(ALERT))
+        undo = (await steps_by_name(h, "undo"))["serve_last_good"]
+    assert undo["outcome"] == "rolled_back"
+    assert await fx.snapshot(dsn) == fx.changed(before, "pricing_pack", "id", {
+        TODAY: {"status": "ready", "hash": "by-hand", "is_fresh": True}})
+
+
+async def test_resolve_restores_nothing_a_verified_build_replaced(
+        target, fake, kube, http) -> None:
+    dsn, db = target
+    checks, router = http
+    fx.providers_answer(router)
+    fx.gate_answers(router, 200)
+    await no_pack_fresh(db)
+    before = await fx.snapshot(dsn)
+    async with harness(target, kube, checks) as h:
+        builder = asyncio.create_task(play_build(fake, db, f"build-pack-{D}-1"))
+        await h.deliver(ALERT)
+        await builder
+        fired = await steps_by_name(h)
+        after_fire = await fx.snapshot(dsn)
+        await h.deliver(resolved(ALERT))
+        undo = await steps_by_name(h, "undo")
+        page = fx.page_text(fx.last(h, "resolve"))
+    assert fired["serve_last_good"]["outcome"] == "applied"
+    assert fired["mark_fresh"]["changes"]["rows"] == [
+        {"id": YESTERDAY, "previous_is_fresh": True, "is_fresh": False},
+        {"id": TODAY, "previous_is_fresh": False, "is_fresh": True}]
+    assert after_fire == fx.changed(before, "pricing_pack", "id", {
+        TODAY: {"is_fresh": True, "status": "ready", "hash": "h-rebuilt"}})
+    assert await fx.snapshot(dsn) == after_fire
+    assert set(undo) == {"serve_last_good"}  # marking the verified pack is never undone
+    assert undo["serve_last_good"]["outcome"] == "skipped"
+    assert any(f"replaced by our verified build {TODAY}" in s
+               for s in fx.section(page, "Skipped (why)"))
+
+
+# ------------------------------------------------------------------ dry-run
+
+
+async def test_dry_run_changes_nothing_and_plans_every_step_with_its_call(
+        target, fake, kube, http) -> None:
+    dsn, db = target
+    checks, router = http
+    fx.providers_answer(router)
+    fx.gate_answers(router, 503)
+    await no_pack_fresh(db)
+    before = await fx.snapshot(dsn)
+    async with harness(target, kube, checks, settings={"mode": "dry-run"}) as h:
+        await h.deliver(ALERT)
+        steps = await steps_by_name(h)
+        page = fx.page_text(fx.last(h, "trigger"))
+    assert await fx.snapshot(dsn) == before
+    assert fx.job_posts(fake) == []
+    assert [n for n, s in steps.items() if s["outcome"] == "dry_run"] == [
+        "serve_last_good", "rerun_build", "mark_fresh"]
+    calls = {n: s["rendered"] for n, s in steps.items()}
+    assert set(calls) == {s.name for s in rb01.RUNBOOK.steps}
+    assert calls["scheduler_logs"] == (f"kubectl logs -l app=scheduler -n {fx.NS} --tail=200"
+                                       " --prefix | grep build_pack")
+    assert "GET <targets.http.providers.fmp>" in calls["provider_health"]
+    assert "FROM pricing_pack\nORDER BY date DESC\nLIMIT 5" in calls["recent_packs"]
+    assert "FROM pg_stat_activity" in calls["long_running_queries"]
+    assert "UPDATE pricing_pack SET is_fresh = TRUE WHERE id = $1 AND NOT is_fresh\n" \
+        f"-- $1 = '{YESTERDAY}' (newest ready pack before {D})" in calls["serve_last_good"]
+    assert f"kubectl create job build-pack-{D}-<attempt 1..2> -n {fx.NS}" \
+        f" --image=dawsos/scheduler:stable -- python -m jobs.build_pack --date {D} --force" \
+        in calls["rerun_build"]
+    assert f"kubectl get job build-pack-{D}-<attempt> -n {fx.NS}" in calls["await_build"]
+    assert "UPDATE pricing_pack SET is_fresh = (date = $1) WHERE id = ANY($2::text[])" \
+        f"\n-- $1 = '{D}'" in calls["mark_fresh"]
+    assert calls["freshness_gate"].startswith(f"POST {fx.APP_URL}/execute")
+    assert page.startswith("DRY-RUN: nothing was changed")
+    assert any(s.startswith("Serve the last-good pricing pack: dry-run: not executed;"
+                            " would run:") for s in fx.section(page, "Skipped (why)"))
+    assert any("answered 503 (pack warming" in s for s in fx.section(page, "Left for you"))
+
+
+# ------------------------------------------------------------------- guards
+
+
+async def test_rerun_attempts_are_bounded_per_date(target, fake, kube, http) -> None:
+    dsn, db = target
+    checks, router = http
+    fx.providers_answer(router)
+    fx.gate_answers(router, 503)
+    # Attempt 1 ran (and failed) before: an earlier run's Job record.
+    await kube.create_job(f"build-pack-{D}-1", "dawsos/scheduler:stable", ["true"],
+                          labels={"remediator/run": "earlier"})
+    fake.set_job_status(fx.NS, f"build-pack-{D}-1", failed=1)
+    before = await fx.snapshot(dsn)
+    second = make_alert("PricingPackBuildSlow", {"service": "dawsos"},
+                        starts_at="2026-11-28T01:09:04Z")
+    async with harness(target, kube, checks) as h:
+        builder = asyncio.create_task(play_build(fake, db, f"build-pack-{D}-2", succeed=False))
+        await h.deliver(ALERT)
+        await builder
+        first_run = await steps_by_name(h)
+        await h.deliver(second)
+        runs = await h.runs()
+        later = {s["name"]: s for s in await h.steps(runs[0]["id"], "fire")}
+        page = fx.page_text(fx.last(h, "trigger"))
+    assert first_run["rerun_build"]["result"]["data"]["attempt"] == 2
+    assert first_run["await_build"]["outcome"] == "failed"
+    assert f"build job build-pack-{D}-2 failed" in first_run["await_build"]["reason"]
+    assert later["rerun_build"]["outcome"] == "skipped"
+    assert f"rerun limit reached for {D}: 2 of 2 attempts used" in later["rerun_build"]["reason"]
+    assert [p.body["metadata"]["name"] for p in fx.job_posts(fake)] == [
+        f"build-pack-{D}-1", f"build-pack-{D}-2"]  # the setup's and the first run's only
+    assert await fx.snapshot(dsn) == before
+    assert any("rerun limit reached" in s for s in fx.section(page, "Skipped (why)"))
+
+
+async def test_no_second_build_while_one_is_running(target, fake, kube, http) -> None:
+    dsn, _db = target
+    checks, router = http
+    fx.providers_answer(router)
+    fx.gate_answers(router, 503)
+    await kube.create_job(f"build-pack-{D}-1", "dawsos/scheduler:stable", ["true"],
+                          labels={"remediator/run": "earlier"})
+    async with harness(target, kube, checks) as h:
+        await h.deliver(ALERT)
+        steps = await steps_by_name(h)
+    assert steps["rerun_build"]["outcome"] == "skipped"
+    assert f"build job build-pack-{D}-1 is still running" in steps["rerun_build"]["reason"]
+    assert len(fx.job_posts(fake)) == 1
+
+
+@pytest.mark.parametrize("date_label", [
+    f"../{D}", f"{D}' OR '1'='1", "x" * 10_240, "1999-01-01", f"{D}\n"])
+async def test_hostile_date_label_changes_nothing_and_is_reported(
+        target, fake, kube, http, date_label: str) -> None:
+    dsn, db = target
+    checks, router = http
+    fx.providers_answer(router)
+    fx.gate_answers(router, 503)
+    await no_pack_fresh(db)
+    before = await fx.snapshot(dsn)
+    alert = make_alert("PricingPackNotReady", {"service": "dawsos", "date": date_label})
+    async with harness(target, kube, checks) as h:
+        await h.deliver(alert)
+        steps = await steps_by_name(h)
+        page = fx.page_text(fx.last(h, "trigger"))
+        [run] = await h.runs()
+    assert await fx.snapshot(dsn) == before
+    assert fx.job_posts(fake) == []
+    assert run["target"] == "RB-01:PricingPackNotReady:invalid"
+    for name in ("serve_last_good", "rerun_build", "await_build", "mark_fresh"):
+        assert steps[name]["outcome"] == "failed"
+        assert steps[name]["reason"].startswith("rejected input date: ")
+    left = fx.section(page, "Left for you")
+    assert any(item.startswith("Serve the last-good pricing pack FAILED: rejected input date:")
+               for item in left)
+    assert all(len(item) < 1200 for item in left)  # the 10 kB label is never echoed whole
+
+
+def test_params_refuse_unsafe_values() -> None:
+    for bad in ({"rerun_max_attempts": 0}, {"build_image": "x; rm -rf /"},
+                {"timezone": "Mars/Olympus"}, {"build_wait_seconds": 3600},
+                {"build_poll_seconds": 60, "build_wait_seconds": 30}, {"unknown": 1}):
+        with pytest.raises(ValueError):
+            rb01.Params.model_validate(bad)
