@@ -396,6 +396,13 @@ class Engine:
         ]
         to_undo.sort(key=lambda s: s["finished_at"] or 0, reverse=True)
         ctx = self._ctx(run, runbook, [s for s in all_steps if s["phase"] != "undo"])
+        # New actions on resolve first (RB-02 replays the DLQ before re-enabling
+        # alerts, as the runbook orders it), then undo in reverse order of change.
+        resolved_rows = {s["name"]: s for s in all_steps if s["phase"] == "resolve"}
+        for seq, step in enumerate(runbook.resolve_steps):
+            await self.steps.run(
+                step, ctx, phase="resolve", seq=seq, existing=resolved_rows.get(step.name)
+            )
         ctx.mode = "live"  # undo puts back what was actually changed
         for seq, s in enumerate(to_undo):
             step = runbook.step(s["name"])
@@ -409,17 +416,11 @@ class Engine:
                 existing=done_undos.get(step.name),
                 changes=s["changes"],
             )
-        resolved_rows = {s["name"]: s for s in all_steps if s["phase"] == "resolve"}
-        ctx.mode = run["mode"]
-        for seq, step in enumerate(runbook.resolve_steps):
-            await self.steps.run(
-                step, ctx, phase="resolve", seq=seq, existing=resolved_rows.get(step.name)
-            )
+        for a in await self.store.approvals_for_run(run["id"]):
+            if a["state"] == "pending":  # the alert is gone: nothing left to approve
+                await self.store.transition_approval(a["id"], "pending", "expired")
         steps = await self.store.steps_for_run(run["id"])
         approvals = await self.store.approvals_for_run(run["id"])
-        for a in approvals:
-            if a["state"] == "pending":
-                await self.store.transition_approval(a["id"], "pending", "expired")
         content = pages.build(
             run, steps, approvals, runbook, self.settings, headline="alert resolved"
         )

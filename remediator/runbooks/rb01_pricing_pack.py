@@ -110,8 +110,7 @@ def pack_date(labels: Mapping[str, str], params: Params) -> date:
     raw = labels.get("date")
     if raw is None:
         return today
-    return validation.pack_date(raw, today=today, window_days=params.date_window_days,
-                                field="date")
+    return validation.pack_date(raw, today=today, window_days=params.date_window_days, field="date")
 
 
 def job_name(day: date, attempt: int) -> str:
@@ -131,8 +130,7 @@ class Hint(str):
 def _sql(text: str, *binds: object) -> str:
     """The statement and, one per line, the values it binds (as a plan shows them)."""
     lines = [line.rstrip() for line in text.strip().splitlines()]
-    lines += [f"-- ${i} = {b if isinstance(b, Hint) else repr(b)}"
-              for i, b in enumerate(binds, 1)]
+    lines += [f"-- ${i} = {b if isinstance(b, Hint) else repr(b)}" for i, b in enumerate(binds, 1)]
     return "\n".join(lines)
 
 
@@ -148,9 +146,13 @@ def _namespace(ctx: StepContext) -> str:
 
 def _pack_row(row: Mapping[str, Any]) -> dict[str, Any]:
     created = row.get("created_at")
-    return {"id": row["id"], "date": row["date"].isoformat(), "is_fresh": row["is_fresh"],
-            "status": row["status"],
-            "created_at": created.isoformat() if created is not None else None}
+    return {
+        "id": row["id"],
+        "date": row["date"].isoformat(),
+        "is_fresh": row["is_fresh"],
+        "status": row["status"],
+        "created_at": created.isoformat() if created is not None else None,
+    }
 
 
 def _ready(row: Mapping[str, Any] | None) -> bool:
@@ -178,25 +180,34 @@ async def _job_state(kube: Any, name: str) -> str | None:
 async def scheduler_logs(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
     kube = ctx.clients.need("kubernetes")
-    lines = await kube.pod_logs(p.scheduler_selector, tail_lines=p.log_tail_lines,
-                                grep="build_pack")
+    lines = await kube.pod_logs(
+        p.scheduler_selector, tail_lines=p.log_tail_lines, grep="build_pack"
+    )
     texts = [f"{ln.pod}: {ln.text[:_LINE_CHARS]}" for ln in lines]
     errors = [t for t in texts if any(w in t.lower() for w in _ERROR_WORDS)]
     pods = sorted({ln.pod for ln in lines})
     if not texts:
-        summary = (f"no build_pack lines in the last {p.log_tail_lines} lines of"
-                   f" {p.scheduler_selector} pods (scheduler not running the build?)")
+        summary = (
+            f"no build_pack lines in the last {p.log_tail_lines} lines of"
+            f" {p.scheduler_selector} pods (scheduler not running the build?)"
+        )
     else:
-        summary = (f"{len(texts)} build_pack lines from {len(pods)} pod(s), {len(errors)}"
-                   f" with errors; last: {texts[-1][:160]}")
-    return Done(summary, data={"lines": texts[-_MAX_LOG_LINES:],
-                               "errors": errors[-_MAX_LOG_LINES:], "pods": pods})
+        summary = (
+            f"{len(texts)} build_pack lines from {len(pods)} pod(s), {len(errors)}"
+            f" with errors; last: {texts[-1][:160]}"
+        )
+    return Done(
+        summary,
+        data={"lines": texts[-_MAX_LOG_LINES:], "errors": errors[-_MAX_LOG_LINES:], "pods": pods},
+    )
 
 
 def render_scheduler_logs(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
-    return (f"kubectl logs -l {p.scheduler_selector} -n {_namespace(ctx)}"
-            f" --tail={p.log_tail_lines} --prefix | grep build_pack")
+    return (
+        f"kubectl logs -l {p.scheduler_selector} -n {_namespace(ctx)}"
+        f" --tail={p.log_tail_lines} --prefix | grep build_pack"
+    )
 
 
 # ------------------------------------------------------------ 2 provider health
@@ -208,8 +219,11 @@ async def _probe(http: Any, name: str) -> dict[str, Any]:
     except TargetError as exc:
         # An unreachable status page is an unhealthy provider, not a failed check.
         return {"healthy": False, "status_code": None, "detail": str(exc)[:200]}
-    return {"healthy": bool(health.healthy), "status_code": health.status_code,
-            "detail": str(health.detail)[:200]}
+    return {
+        "healthy": bool(health.healthy),
+        "status_code": health.status_code,
+        "detail": str(health.detail)[:200],
+    }
 
 
 async def provider_health(*, ctx: StepContext, **_: Any) -> Done:
@@ -218,20 +232,25 @@ async def provider_health(*, ctx: StepContext, **_: Any) -> Done:
     configured = set(http.providers)
     names = [n for n in p.build_providers if n in configured]
     if not names:
-        raise StepFailed(f"none of the build providers {list(p.build_providers)} is configured"
-                         " in targets.http.providers")
+        raise StepFailed(
+            f"none of the build providers {list(p.build_providers)} is configured"
+            " in targets.http.providers"
+        )
     found = await asyncio.gather(*(_probe(http, n) for n in names))
     by_name = dict(zip(names, found, strict=True))
     unhealthy = [n for n, r in by_name.items() if not r["healthy"]]
     parts = [f"{n} {'ok' if r['healthy'] else 'DOWN'} ({r['detail']})" for n, r in by_name.items()]
-    return Done("; ".join(parts), data={"healthy": not unhealthy, "unhealthy": unhealthy,
-                                        "providers": by_name})
+    return Done(
+        "; ".join(parts),
+        data={"healthy": not unhealthy, "unhealthy": unhealthy, "providers": by_name},
+    )
 
 
 def render_provider_health(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
-    return "\n".join(f"GET <targets.http.providers.{n}>  # expect 2xx and status ok"
-                     for n in p.build_providers)
+    return "\n".join(
+        f"GET <targets.http.providers.{n}>  # expect 2xx and status ok" for n in p.build_providers
+    )
 
 
 # ---------------------------------------------------------------- 3 diagnosis
@@ -259,8 +278,9 @@ async def recent_packs(*, ctx: StepContext, **_: Any) -> Done:
     rows = await ctx.clients.need("database").fetch(_RECENT_PACKS)
     packs = [_pack_row(r) for r in rows]
     fresh = [r["id"] for r in packs if r["is_fresh"]]
-    listing = "; ".join(f"{r['id']} {r['status']}{' fresh' if r['is_fresh'] else ''}"
-                        for r in packs)
+    listing = "; ".join(
+        f"{r['id']} {r['status']}{' fresh' if r['is_fresh'] else ''}" for r in packs
+    )
     note = ""
     if packs and not packs[0]["is_fresh"]:
         note = f" (latest {packs[0]['id']} is not fresh)"
@@ -270,17 +290,26 @@ async def recent_packs(*, ctx: StepContext, **_: Any) -> Done:
 async def long_running_queries(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
     rows = await ctx.clients.need("database").fetch(_LONG_QUERIES)
-    queries = [{"pid": r["pid"], "user": r["usename"], "application": r["application_name"],
-                "seconds": round(float(r["seconds"] or 0.0), 1), "query": r["query"]}
-               for r in rows]
+    queries = [
+        {
+            "pid": r["pid"],
+            "user": r["usename"],
+            "application": r["application_name"],
+            "seconds": round(float(r["seconds"] or 0.0), 1),
+            "query": r["query"],
+        }
+        for r in rows
+    ]
     slow = [q for q in queries if q["seconds"] >= p.slow_query_seconds]
     if not slow:
         summary = f"{len(queries)} active queries, none over {p.slow_query_seconds:g} s"
     else:
         top = slow[0]
-        summary = (f"{len(slow)} active queries over {p.slow_query_seconds:g} s; longest"
-                   f" {top['seconds']:g} s (pid {top['pid']}): {str(top['query'])[:80]};"
-                   " terminating stuck sessions is left to a human (RB-05)")
+        summary = (
+            f"{len(slow)} active queries over {p.slow_query_seconds:g} s; longest"
+            f" {top['seconds']:g} s (pid {top['pid']}): {str(top['query'])[:80]};"
+            " terminating stuck sessions is left to a human (RB-05)"
+        )
     return Done(summary, data={"queries": queries, "slow": [q["pid"] for q in slow]})
 
 
@@ -301,24 +330,32 @@ async def serve_last_good(*, ctx: StepContext, **_: Any) -> Done | Skip:
     # Serializable: "no pack is fresh" must still hold when we flip one.
     async with db.transaction(isolation="serializable") as tx:
         fresh = await tx.fetch(
-            "SELECT id FROM pricing_pack WHERE is_fresh ORDER BY date DESC FOR UPDATE")
+            "SELECT id FROM pricing_pack WHERE is_fresh ORDER BY date DESC FOR UPDATE"
+        )
         if fresh:
             ids = ", ".join(r["id"] for r in fresh)
             return Skip(f"{ids} is fresh already: users are served; nothing to flip")
         last_good = await tx.fetchrow(_LAST_GOOD, day)
         if last_good is None:
-            raise StepFailed(f"no ready pack before {day} to serve; users get 503 until a"
-                             " pack is built and marked fresh by hand")
+            raise StepFailed(
+                f"no ready pack before {day} to serve; users get 503 until a"
+                " pack is built and marked fresh by hand"
+            )
         await tx.execute(_SERVE, last_good["id"])
     pid = last_good["id"]
-    return Done(f"marked last-good pack {pid} fresh (temporary; no pack was fresh)",
-                data={"served": pid},
-                changes={"pack_date": day.isoformat(),
-                         "flipped": [{"id": pid, "previous_is_fresh": False}]})
+    return Done(
+        f"marked last-good pack {pid} fresh (temporary; no pack was fresh)",
+        data={"served": pid},
+        changes={
+            "pack_date": day.isoformat(),
+            "flipped": [{"id": pid, "previous_is_fresh": False}],
+        },
+    )
 
 
-async def unserve_last_good(*, ctx: StepContext, changes: Mapping[str, Any],
-                            **_: Any) -> Done | Skip:
+async def unserve_last_good(
+    *, ctx: StepContext, changes: Mapping[str, Any], **_: Any
+) -> Done | Skip:
     db = ctx.clients.need("database")
     replaced_by = (ctx.results.get("mark_fresh") or {}).get("marked")
     restored: list[str] = []
@@ -327,7 +364,8 @@ async def unserve_last_good(*, ctx: StepContext, changes: Mapping[str, Any],
         for item in changes.get("flipped", []):
             pid = item["id"]
             row = await tx.fetchrow(
-                "SELECT id, date, is_fresh FROM pricing_pack WHERE id = $1 FOR UPDATE", pid)
+                "SELECT id, date, is_fresh FROM pricing_pack WHERE id = $1 FOR UPDATE", pid
+            )
             if row is None:
                 left.append(f"{pid} no longer exists")
                 continue
@@ -337,14 +375,20 @@ async def unserve_last_good(*, ctx: StepContext, changes: Mapping[str, Any],
                 continue
             newer = await tx.fetchval(
                 "SELECT id FROM pricing_pack WHERE is_fresh AND date > $1"
-                " ORDER BY date DESC LIMIT 1", row["date"])
+                " ORDER BY date DESC LIMIT 1",
+                row["date"],
+            )
             if newer is None:
-                left.append(f"kept {pid} fresh: no newer pack is fresh, and unmarking it would"
-                            " bring the 503s back; unmark it by hand once a new pack is fresh")
+                left.append(
+                    f"kept {pid} fresh: no newer pack is fresh, and unmarking it would"
+                    " bring the 503s back; unmark it by hand once a new pack is fresh"
+                )
                 continue
             await tx.execute(
                 "UPDATE pricing_pack SET is_fresh = $2 WHERE id = $1 AND is_fresh",
-                pid, bool(item["previous_is_fresh"]))
+                pid,
+                bool(item["previous_is_fresh"]),
+            )
             restored.append(f"{pid} unmarked (newer {newer} is fresh)")
     if not restored:
         return Skip("; ".join(left) or "nothing recorded")
@@ -354,15 +398,21 @@ async def unserve_last_good(*, ctx: StepContext, changes: Mapping[str, Any],
 def render_serve_last_good(*, ctx: StepContext, **_: Any) -> str:
     day = pack_date(ctx.labels, ctx.params)
     packs = (ctx.results.get("recent_packs") or {}).get("packs", [])
-    guess = next((p["id"] for p in packs if p["status"] == "ready"
-                  and p["date"] < day.isoformat()), None)
-    candidate = Hint(f"{guess!r} (newest ready pack before {day})" if guess
-                     else f"<newest ready pack before {day}>")
-    return "\n".join([
-        "-- only if no pack is fresh (SELECT id FROM pricing_pack WHERE is_fresh FOR UPDATE)",
-        _sql(_LAST_GOOD, day.isoformat()),
-        _sql(_SERVE, candidate),
-    ])
+    guess = next(
+        (p["id"] for p in packs if p["status"] == "ready" and p["date"] < day.isoformat()), None
+    )
+    candidate = Hint(
+        f"{guess!r} (newest ready pack before {day})"
+        if guess
+        else f"<newest ready pack before {day}>"
+    )
+    return "\n".join(
+        [
+            "-- only if no pack is fresh (SELECT id FROM pricing_pack WHERE is_fresh FOR UPDATE)",
+            _sql(_LAST_GOOD, day.isoformat()),
+            _sql(_SERVE, candidate),
+        ]
+    )
 
 
 # ------------------------------------------------------------ 5 rerun the build
@@ -373,7 +423,8 @@ async def rerun_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
     day = pack_date(ctx.labels, p)
     db = ctx.clients.need("database")
     pack = await db.fetchrow(
-        "SELECT id, status, hash, is_fresh FROM pricing_pack WHERE date = $1", day)
+        "SELECT id, status, hash, is_fresh FROM pricing_pack WHERE date = $1", day
+    )
     if _ready(pack):
         assert pack is not None
         return Skip(f"{pack['id']} is already built (ready); no rerun needed")
@@ -394,26 +445,40 @@ async def rerun_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
         return Skip(f"build job {running[0]} is still running; not starting another")
     if len(existing) >= p.rerun_max_attempts:
         jobs = ", ".join(f"{job_name(day, a)} {s}" for a, s in sorted(existing.items()))
-        return Skip(f"rerun limit reached for {day}: {len(existing)} of {p.rerun_max_attempts}"
-                    f" attempts used ({jobs}); left to a human (symbol mappings, DB health)")
+        return Skip(
+            f"rerun limit reached for {day}: {len(existing)} of {p.rerun_max_attempts}"
+            f" attempts used ({jobs}); left to a human (symbol mappings, DB health)"
+        )
     attempt = next(a for a in range(1, p.rerun_max_attempts + 1) if a not in existing)
     name = job_name(day, attempt)
     await kube.create_job(
-        name, p.build_image, _command(day),
-        labels={"app.kubernetes.io/managed-by": "remediator", "remediator/runbook": "RB-01",
-                "remediator/pack-date": day.isoformat(), "remediator/run": ctx.run_id},
-        ttl_seconds_after_finished=p.job_ttl_seconds, backoff_limit=0)
-    return Done(f"started build job {name} (attempt {attempt} of {p.rerun_max_attempts})",
-                data={"job": name, "attempt": attempt, "date": day.isoformat()})
+        name,
+        p.build_image,
+        _command(day),
+        labels={
+            "app.kubernetes.io/managed-by": "remediator",
+            "remediator/runbook": "RB-01",
+            "remediator/pack-date": day.isoformat(),
+            "remediator/run": ctx.run_id,
+        },
+        ttl_seconds_after_finished=p.job_ttl_seconds,
+        backoff_limit=0,
+    )
+    return Done(
+        f"started build job {name} (attempt {attempt} of {p.rerun_max_attempts})",
+        data={"job": name, "attempt": attempt, "date": day.isoformat()},
+    )
 
 
 def render_rerun_build(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     day = pack_date(ctx.labels, p)
     name = f"build-pack-{day.isoformat()}-<attempt 1..{p.rerun_max_attempts}>"
-    return (f"kubectl create job {name} -n {_namespace(ctx)} --image={p.build_image}"
-            f" -- {' '.join(_command(day))}"
-            "  # only if providers are healthy, no build job runs and attempts remain")
+    return (
+        f"kubectl create job {name} -n {_namespace(ctx)} --image={p.build_image}"
+        f" -- {' '.join(_command(day))}"
+        "  # only if providers are healthy, no build job runs and attempts remain"
+    )
 
 
 # -------------------------------------------------------- 6a wait for the pack
@@ -430,8 +495,9 @@ async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
         pack = await db.fetchrow(_PACK_OF_DAY, day)
         if _ready(pack):
             assert pack is not None
-            return Done(f"{pack['id']} is built (ready)", data={"ready": True,
-                                                                 "pack_id": pack["id"]})
+            return Done(
+                f"{pack['id']} is built (ready)", data={"ready": True, "pack_id": pack["id"]}
+            )
         status = pack["status"] if pack else "missing"
         return Skip(f"pack for {day} is {status} and no rerun was started")
     kube = ctx.clients.need("kubernetes")
@@ -442,16 +508,20 @@ async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
             pack = await db.fetchrow(_PACK_OF_DAY, day)
             if _ready(pack):
                 assert pack is not None
-                return Done(f"{pack['id']} built by job {job}",
-                            data={"ready": True, "pack_id": pack["id"], "job": job})
+                return Done(
+                    f"{pack['id']} built by job {job}",
+                    data={"ready": True, "pack_id": pack["id"], "job": job},
+                )
             state = await kube.job_status(job)
             if state == "succeeded":
                 # The job writes the pack before it exits: look once more.
                 pack = await db.fetchrow(_PACK_OF_DAY, day)
                 if _ready(pack):
                     assert pack is not None
-                    return Done(f"{pack['id']} built by job {job}",
-                                data={"ready": True, "pack_id": pack["id"], "job": job})
+                    return Done(
+                        f"{pack['id']} built by job {job}",
+                        data={"ready": True, "pack_id": pack["id"], "job": job},
+                    )
                 status = pack["status"] if pack else "missing"
                 raise StepFailed(f"job {job} succeeded but the pack for {day} is {status}")
             if state == "failed":
@@ -460,8 +530,10 @@ async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
             if not exc.temporary:
                 raise
         if loop.time() + p.build_poll_seconds > deadline:
-            raise StepFailed(f"pack for {day} not ready after {p.build_wait_seconds:g} s;"
-                             f" job {job} still running")
+            raise StepFailed(
+                f"pack for {day} not ready after {p.build_wait_seconds:g} s;"
+                f" job {job} still running"
+            )
         await asyncio.sleep(p.build_poll_seconds)
 
 
@@ -469,9 +541,10 @@ def render_await_build(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     day = pack_date(ctx.labels, p)
     job = (ctx.results.get("rerun_build") or {}).get("job") or f"build-pack-{day}-<attempt>"
-    return (_sql(_PACK_OF_DAY, day.isoformat()) +
-            f"\nkubectl get job {job} -n {_namespace(ctx)}"
-            f"  # every {p.build_poll_seconds:g} s, up to {p.build_wait_seconds:g} s")
+    return (
+        _sql(_PACK_OF_DAY, day.isoformat()) + f"\nkubectl get job {job} -n {_namespace(ctx)}"
+        f"  # every {p.build_poll_seconds:g} s, up to {p.build_wait_seconds:g} s"
+    )
 
 
 # --------------------------------------------------------- 6b mark pack fresh
@@ -500,8 +573,11 @@ async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
         newer = [r["id"] for r in rows if r["date"] > day and r["is_fresh"]]
         if newer:
             return Skip(f"newer pack {newer[0]} is fresh; not marking older {target['id']}")
-        touched = [r for r in rows if (r["date"] == day and not r["is_fresh"])
-                   or (r["date"] < day and r["is_fresh"])]
+        touched = [
+            r
+            for r in rows
+            if (r["date"] == day and not r["is_fresh"]) or (r["date"] < day and r["is_fresh"])
+        ]
         if not touched:
             return Skip(f"{target['id']} is already the only fresh pack")
         await tx.execute(_MARK, day, [r["id"] for r in touched])
@@ -509,17 +585,27 @@ async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
     summary = f"marked {target['id']} fresh"
     if unmarked:
         summary += f"; unmarked {', '.join(unmarked)}"
-    return Done(summary, data={"marked": target["id"], "unmarked": unmarked},
-                changes={"rows": [{"id": r["id"], "previous_is_fresh": r["is_fresh"],
-                                   "is_fresh": r["date"] == day} for r in touched]})
+    return Done(
+        summary,
+        data={"marked": target["id"], "unmarked": unmarked},
+        changes={
+            "rows": [
+                {"id": r["id"], "previous_is_fresh": r["is_fresh"], "is_fresh": r["date"] == day}
+                for r in touched
+            ]
+        },
+    )
 
 
 def render_mark_fresh(*, ctx: StepContext, **_: Any) -> str:
     day = pack_date(ctx.labels, ctx.params)
-    return (f"BEGIN ISOLATION LEVEL SERIALIZABLE;\n{_sql(_LOCK_FOR_MARK, day.isoformat())}\n"
-            + _sql(_MARK, day.isoformat(),
-                   Hint(f"<{validation.pack_id_for(day)} and older fresh packs>"))
-            + "\nCOMMIT;")
+    return (
+        f"BEGIN ISOLATION LEVEL SERIALIZABLE;\n{_sql(_LOCK_FOR_MARK, day.isoformat())}\n"
+        + _sql(
+            _MARK, day.isoformat(), Hint(f"<{validation.pack_id_for(day)} and older fresh packs>")
+        )
+        + "\nCOMMIT;"
+    )
 
 
 # ----------------------------------------------------------- 7 freshness gate
@@ -532,8 +618,10 @@ async def freshness_gate(*, ctx: StepContext, **_: Any) -> Done:
     except ConfigError as exc:
         raise StepFailed(str(exc)) from exc
     if result.ok:
-        return Done("POST /execute answered 200: valuations are served",
-                    data={"status_code": result.status_code})
+        return Done(
+            "POST /execute answered 200: valuations are served",
+            data={"status_code": result.status_code},
+        )
     why = " (pack warming: no fresh pack)" if result.warming else ""
     raise StepFailed(f"POST /execute answered {result.status_code}{why}: {result.detail}")
 
@@ -541,9 +629,11 @@ async def freshness_gate(*, ctx: StepContext, **_: Any) -> Done:
 def render_freshness_gate(*, ctx: StepContext, **_: Any) -> str:
     settings = ctx.clients.settings
     app = getattr(getattr(getattr(settings, "targets", None), "http", None), "app_url", None)
-    return (f"POST {app or '<targets.http.app_url>'}/execute"
-            ' {"pattern_id": "portfolio_overview", "portfolio_id": "test-portfolio-uuid",'
-            ' "inputs": {}}  # expect 200, not 503')
+    return (
+        f"POST {app or '<targets.http.app_url>'}/execute"
+        ' {"pattern_id": "portfolio_overview", "portfolio_id": "test-portfolio-uuid",'
+        ' "inputs": {}}  # expect 200, not 503'
+    )
 
 
 def _literal(text: str) -> Any:
@@ -554,24 +644,79 @@ def _literal(text: str) -> Any:
 
 
 STEPS: Sequence[Step] = (
-    Step("scheduler_logs", "diagnose", "Read the scheduler's build_pack log lines",
-         scheduler_logs, render_scheduler_logs, timeout=30.0),
-    Step("provider_health", "diagnose", "Check the price providers' health",
-         provider_health, render_provider_health, timeout=20.0, attempts=1),
-    Step("recent_packs", "diagnose", "List the last 5 pricing packs", recent_packs,
-         _literal(_RECENT_PACKS)),
-    Step("long_running_queries", "diagnose", "List long-running queries (read-only)",
-         long_running_queries, _literal(_LONG_QUERIES)),
-    Step("serve_last_good", "mitigate", "Serve the last-good pricing pack", serve_last_good,
-         render_serve_last_good, mutates=True, undo=unserve_last_good),
-    Step("rerun_build", "mitigate", "Rerun the pack build as a Kubernetes Job", rerun_build,
-         render_rerun_build, mutates=True),
-    Step("await_build", "verify", "Wait for the new pack to be built", await_build,
-         render_await_build, timeout=900.0, attempts=1),
-    Step("mark_fresh", "mitigate", "Mark the new pack fresh, unmark older packs", mark_fresh,
-         render_mark_fresh, mutates=True),
-    Step("freshness_gate", "verify", "Verify the freshness gate (POST /execute)",
-         freshness_gate, render_freshness_gate, timeout=20.0),
+    Step(
+        "scheduler_logs",
+        "diagnose",
+        "Read the scheduler's build_pack log lines",
+        scheduler_logs,
+        render_scheduler_logs,
+        timeout=30.0,
+    ),
+    Step(
+        "provider_health",
+        "diagnose",
+        "Check the price providers' health",
+        provider_health,
+        render_provider_health,
+        timeout=20.0,
+        attempts=1,
+    ),
+    Step(
+        "recent_packs",
+        "diagnose",
+        "List the last 5 pricing packs",
+        recent_packs,
+        _literal(_RECENT_PACKS),
+    ),
+    Step(
+        "long_running_queries",
+        "diagnose",
+        "List long-running queries (read-only)",
+        long_running_queries,
+        _literal(_LONG_QUERIES),
+    ),
+    Step(
+        "serve_last_good",
+        "mitigate",
+        "Serve the last-good pricing pack",
+        serve_last_good,
+        render_serve_last_good,
+        mutates=True,
+        undo=unserve_last_good,
+    ),
+    Step(
+        "rerun_build",
+        "mitigate",
+        "Rerun the pack build as a Kubernetes Job",
+        rerun_build,
+        render_rerun_build,
+        mutates=True,
+    ),
+    Step(
+        "await_build",
+        "verify",
+        "Wait for the new pack to be built",
+        await_build,
+        render_await_build,
+        timeout=900.0,
+        attempts=1,
+    ),
+    Step(
+        "mark_fresh",
+        "mitigate",
+        "Mark the new pack fresh, unmark older packs",
+        mark_fresh,
+        render_mark_fresh,
+        mutates=True,
+    ),
+    Step(
+        "freshness_gate",
+        "verify",
+        "Verify the freshness gate (POST /execute)",
+        freshness_gate,
+        render_freshness_gate,
+        timeout=20.0,
+    ),
 )
 
 RUNBOOK = Runbook(

@@ -79,8 +79,9 @@ class Params(BaseModel):
 
 def allowed_providers(ctx: StepContext) -> Collection[str]:
     settings = ctx.clients.settings
-    configured = getattr(getattr(getattr(settings, "targets", None), "http", None),
-                         "providers", None)
+    configured = getattr(
+        getattr(getattr(settings, "targets", None), "http", None), "providers", None
+    )
     if configured:
         return tuple(configured)
     params: Params = ctx.params
@@ -120,13 +121,21 @@ def _slug(provider: str) -> str:
 
 
 def replay_job_name(provider: str, run_id: str) -> str:
-    return validation.k8s_name(f"replay-dlq-{_slug(provider)}-{run_id.lower()}"[:63]
-                               .rstrip("-"), field="job")
+    return validation.k8s_name(
+        f"replay-dlq-{_slug(provider)}-{run_id.lower()}"[:63].rstrip("-"), field="job"
+    )
 
 
 def _replay_command(provider: str, params: Params) -> list[str]:
-    return ["python", "-m", "jobs.replay_dlq", "--provider", provider,
-            "--max-retries", str(params.replay_max_retries)]
+    return [
+        "python",
+        "-m",
+        "jobs.replay_dlq",
+        "--provider",
+        provider,
+        "--max-retries",
+        str(params.replay_max_retries),
+    ]
 
 
 # ------------------------------------------------------------ 2 provider status
@@ -139,14 +148,26 @@ async def provider_status(*, ctx: StepContext, **_: Any) -> Done:
         health = await http.provider_status(provider)
     except TargetError as exc:
         # No answer from the status URL is itself a sign of the outage.
-        return Done(f"{provider} status URL unreachable: {str(exc)[:160]}",
-                    data={"provider": provider, "healthy": False, "reachable": False,
-                          "detail": str(exc)[:200]})
+        return Done(
+            f"{provider} status URL unreachable: {str(exc)[:160]}",
+            data={
+                "provider": provider,
+                "healthy": False,
+                "reachable": False,
+                "detail": str(exc)[:200],
+            },
+        )
     word = "reports healthy" if health.healthy else "is DOWN"
-    return Done(f"{provider} {word} ({health.detail})",
-                data={"provider": provider, "healthy": bool(health.healthy),
-                      "reachable": True, "status_code": health.status_code,
-                      "detail": str(health.detail)[:200]})
+    return Done(
+        f"{provider} {word} ({health.detail})",
+        data={
+            "provider": provider,
+            "healthy": bool(health.healthy),
+            "reachable": True,
+            "status_code": health.status_code,
+            "detail": str(health.detail)[:200],
+        },
+    )
 
 
 def render_provider_status(*, ctx: StepContext, **_: Any) -> str:
@@ -170,11 +191,15 @@ async def pause_alerts(*, ctx: StepContext, **_: Any) -> Done | Skip:
     status = ctx.results.get("provider_status")
     if p.pause_only_if_confirmed:
         if not status:
-            return Skip(f"{provider} status is unknown (its check failed): outage not"
-                        " confirmed, alerts left as they are")
+            return Skip(
+                f"{provider} status is unknown (its check failed): outage not"
+                " confirmed, alerts left as they are"
+            )
         if status.get("healthy"):
-            return Skip(f"{provider} reports healthy: outage not confirmed (network or API"
-                        " key on our side?); alerts left as they are")
+            return Skip(
+                f"{provider} reports healthy: outage not confirmed (network or API"
+                " key on our side?); alerts left as they are"
+            )
     db = ctx.clients.need("database")
     async with db.transaction() as tx:
         rows = await tx.fetch(_SELECT_ACTIVE, provider)
@@ -182,26 +207,28 @@ async def pause_alerts(*, ctx: StepContext, **_: Any) -> Done | Skip:
         if not ids:
             return Skip(f"no active alerts depend on {provider}")
         await tx.execute(_PAUSE, ids)
-    return Done(f"paused {len(ids)} alerts that depend on {provider}: {', '.join(ids)}",
-                data={"paused": ids},
-                changes={"provider": provider, "paused": ids, "previous_active": True})
+    return Done(
+        f"paused {len(ids)} alerts that depend on {provider}: {', '.join(ids)}",
+        data={"paused": ids},
+        changes={"provider": provider, "paused": ids, "previous_active": True},
+    )
 
 
-async def resume_alerts(*, ctx: StepContext, changes: Mapping[str, Any],
-                        **_: Any) -> Done | Skip:
+async def resume_alerts(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> Done | Skip:
     ids = [str(i) for i in changes.get("paused", [])]
     if not ids:
         return Skip("no alerts were paused")
     db = ctx.clients.need("database")
     async with db.transaction() as tx:
         rows = await tx.fetch(
-            "SELECT id, active FROM alerts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
-            ids)
+            "SELECT id, active FROM alerts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", ids
+        )
         still_paused = [r["id"] for r in rows if not r["active"]]
         if still_paused:
             await tx.execute(
                 "UPDATE alerts SET active = TRUE WHERE id = ANY($1::text[]) AND NOT active",
-                still_paused)
+                still_paused,
+            )
     active = sorted({r["id"] for r in rows} - set(still_paused))
     gone = sorted(set(ids) - {r["id"] for r in rows})
     notes = []
@@ -211,15 +238,23 @@ async def resume_alerts(*, ctx: StepContext, changes: Mapping[str, Any],
         notes.append(f"deleted meanwhile: {', '.join(gone)}")
     if not still_paused:
         return Skip("; ".join(notes) or "nothing to re-enable")
-    return Done("; ".join([f"re-enabled the {len(still_paused)} alerts it paused:"
-                           f" {', '.join(still_paused)}", *notes]),
-                data={"reenabled": still_paused})
+    return Done(
+        "; ".join(
+            [
+                f"re-enabled the {len(still_paused)} alerts it paused: {', '.join(still_paused)}",
+                *notes,
+            ]
+        ),
+        data={"reenabled": still_paused},
+    )
 
 
 def render_pause_alerts(*, ctx: StepContext, **_: Any) -> str:
     provider = provider_of(ctx)
-    return (f"BEGIN;\n{_sql(_SELECT_ACTIVE, provider)}\n"
-            f"{_PAUSE}\n-- $1 = <the ids selected above, recorded for undo>\nCOMMIT;")
+    return (
+        f"BEGIN;\n{_sql(_SELECT_ACTIVE, provider)}\n"
+        f"{_PAUSE}\n-- $1 = <the ids selected above, recorded for undo>\nCOMMIT;"
+    )
 
 
 # ------------------------------------------------------------- 4 cache check
@@ -230,10 +265,12 @@ async def check_cache(*, ctx: StepContext, **_: Any) -> Done:
     cache = ctx.clients.need("cache")
     check = await cache.check_last_good(p.cache_keys)
     if check.misses:
-        raise StepFailed(f"cache misses {', '.join(check.misses)}: users get errors, not"
-                         " last-good data")
-    return Done(f"cache serves last-good data for {', '.join(check.hits)}",
-                data={"hits": list(check.hits)})
+        raise StepFailed(
+            f"cache misses {', '.join(check.misses)}: users get errors, not last-good data"
+        )
+    return Done(
+        f"cache serves last-good data for {', '.join(check.hits)}", data={"hits": list(check.hits)}
+    )
 
 
 def render_check_cache(*, ctx: StepContext, **_: Any) -> str:
@@ -251,41 +288,85 @@ async def replay_dlq(*, ctx: StepContext, **_: Any) -> Done | Skip:
     try:
         health = await http.provider_status(provider)
     except TargetError as exc:
-        return Skip(f"cannot confirm {provider} recovered ({str(exc)[:120]}); replay the DLQ"
-                    " by hand once it has")
+        return Skip(
+            f"cannot confirm {provider} recovered ({str(exc)[:120]}); replay the DLQ"
+            " by hand once it has"
+        )
     if not health.healthy:
-        return Skip(f"{provider} still reports down ({health.detail}); replay the DLQ by hand"
-                    " once it recovers")
+        return Skip(
+            f"{provider} still reports down ({health.detail}); replay the DLQ by hand"
+            " once it recovers"
+        )
     kube = ctx.clients.need("kubernetes")
     name = replay_job_name(provider, ctx.run_id)
     await kube.create_job(
-        name, p.replay_image, _replay_command(provider, p),
-        labels={"app.kubernetes.io/managed-by": "remediator", "remediator/runbook": "RB-02",
-                "remediator/provider": _slug(provider), "remediator/run": ctx.run_id},
-        ttl_seconds_after_finished=p.job_ttl_seconds, backoff_limit=0)
+        name,
+        p.replay_image,
+        _replay_command(provider, p),
+        labels={
+            "app.kubernetes.io/managed-by": "remediator",
+            "remediator/runbook": "RB-02",
+            "remediator/provider": _slug(provider),
+            "remediator/run": ctx.run_id,
+        },
+        ttl_seconds_after_finished=p.job_ttl_seconds,
+        backoff_limit=0,
+    )
     return Done(f"started DLQ replay job {name} for {provider}", data={"job": name})
 
 
 def render_replay_dlq(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     provider = provider_of(ctx)
-    return (f"kubectl create job {replay_job_name(provider, ctx.run_id)} -n {_namespace(ctx)}"
-            f" --image={p.replay_image} -- {' '.join(_replay_command(provider, p))}"
-            "  # once the provider reports healthy")
+    return (
+        f"kubectl create job {replay_job_name(provider, ctx.run_id)} -n {_namespace(ctx)}"
+        f" --image={p.replay_image} -- {' '.join(_replay_command(provider, p))}"
+        "  # once the provider reports healthy"
+    )
 
 
 STEPS: Sequence[Step] = (
-    Step("provider_status", "diagnose", "Check the provider's status URL", provider_status,
-         render_provider_status, timeout=20.0, attempts=1),
-    Step("pause_alerts", "mitigate", "Pause the active alerts that depend on the provider",
-         pause_alerts, render_pause_alerts, mutates=True, undo=resume_alerts),
-    Step("check_cache", "verify", "Verify the cache serves last-good data", check_cache,
-         render_check_cache, timeout=10.0, attempts=2, backoff=0.2),
+    Step(
+        "provider_status",
+        "diagnose",
+        "Check the provider's status URL",
+        provider_status,
+        render_provider_status,
+        timeout=20.0,
+        attempts=1,
+    ),
+    Step(
+        "pause_alerts",
+        "mitigate",
+        "Pause the active alerts that depend on the provider",
+        pause_alerts,
+        render_pause_alerts,
+        mutates=True,
+        undo=resume_alerts,
+    ),
+    Step(
+        "check_cache",
+        "verify",
+        "Verify the cache serves last-good data",
+        check_cache,
+        render_check_cache,
+        timeout=10.0,
+        attempts=2,
+        backoff=0.2,
+    ),
 )
 
 RESOLVE_STEPS: Sequence[Step] = (
-    Step("replay_dlq", "mitigate", "Replay the provider's dead-letter queue", replay_dlq,
-         render_replay_dlq, mutates=True, idempotent=True, timeout=30.0),
+    Step(
+        "replay_dlq",
+        "mitigate",
+        "Replay the provider's dead-letter queue",
+        replay_dlq,
+        render_replay_dlq,
+        mutates=True,
+        idempotent=True,
+        timeout=30.0,
+    ),
 )
 
 RUNBOOK = Runbook(

@@ -44,10 +44,10 @@ class Params(BaseModel):
     window_minutes: int = Field(5, ge=1, le=60)
     top_limit: int = Field(10, ge=1, le=100)
     disable_top_n: int = Field(3, ge=0, le=20)
-    min_notifications: int = Field(50, ge=1)   # in the window, to be disabled
-    exempt_alerts: tuple[str, ...] = ()        # never cooled down nor disabled
+    min_notifications: int = Field(50, ge=1)  # in the window, to be disabled
+    exempt_alerts: tuple[str, ...] = ()  # never cooled down nor disabled
     evaluator_deployment: str = "scheduler"
-    dedupe_days: int = Field(2, ge=0, le=90)   # today (UTC) and this many days before
+    dedupe_days: int = Field(2, ge=0, le=90)  # today (UTC) and this many days before
     max_delete: int = Field(5000, ge=1, le=50_000)
 
     @field_validator("evaluator_deployment")
@@ -115,14 +115,17 @@ async def global_cooldown(*, ctx: StepContext, **_: Any) -> Done | Skip:
         await tx.execute(_COOL, p.cooldown_minutes, ids)
     previous = {r["id"]: r["cooldown_minutes"] for r in rows}
     low, high = min(previous.values()), max(previous.values())
-    return Done(f"cooldown raised to {p.cooldown_minutes} min on {len(ids)} alerts"
-                f" (they had {low}-{high} min)",
-                data={"alerts": ids},
-                changes={"cooldown_minutes": p.cooldown_minutes, "previous": previous})
+    return Done(
+        f"cooldown raised to {p.cooldown_minutes} min on {len(ids)} alerts"
+        f" (they had {low}-{high} min)",
+        data={"alerts": ids},
+        changes={"cooldown_minutes": p.cooldown_minutes, "previous": previous},
+    )
 
 
-async def restore_cooldowns(*, ctx: StepContext, changes: Mapping[str, Any],
-                            **_: Any) -> Done | Skip:
+async def restore_cooldowns(
+    *, ctx: StepContext, changes: Mapping[str, Any], **_: Any
+) -> Done | Skip:
     previous: Mapping[str, int] = changes.get("previous", {})
     ours = int(changes["cooldown_minutes"])
     ids = sorted(previous)
@@ -132,18 +135,22 @@ async def restore_cooldowns(*, ctx: StepContext, changes: Mapping[str, Any],
         done = await tx.fetch(_UNCOOL, ids, [int(previous[i]) for i in ids], ours)
     restored = sorted(r["id"] for r in done)
     changed = [i for i in ids if i not in set(restored)]
-    note = (f"; left alone (changed since, or deleted): {_ids(changed)}" if changed else "")
+    note = f"; left alone (changed since, or deleted): {_ids(changed)}" if changed else ""
     if not restored:
         return Skip(f"no alert still had the {ours} min cooldown we set{note}")
-    return Done(f"restored the previous cooldown of {len(restored)} alerts{note}",
-                data={"restored": restored, "left_alone": changed})
+    return Done(
+        f"restored the previous cooldown of {len(restored)} alerts{note}",
+        data={"restored": restored, "left_alone": changed},
+    )
 
 
 def render_global_cooldown(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
-    return (f"BEGIN;\n{_sql(_COOL_SELECT, p.cooldown_minutes, list(p.exempt_alerts))}\n"
-            f"{_COOL}\n-- $1 = {p.cooldown_minutes!r}, $2 = <the ids selected above; their"
-            " old cooldowns are recorded for undo>\nCOMMIT;")
+    return (
+        f"BEGIN;\n{_sql(_COOL_SELECT, p.cooldown_minutes, list(p.exempt_alerts))}\n"
+        f"{_COOL}\n-- $1 = {p.cooldown_minutes!r}, $2 = <the ids selected above; their"
+        " old cooldowns are recorded for undo>\nCOMMIT;"
+    )
 
 
 # ------------------------------------------------------------- 2 top offenders
@@ -162,11 +169,21 @@ LIMIT $2
 async def top_offenders(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
     rows = await ctx.clients.need("database").fetch(_TOP, p.window_minutes, p.top_limit)
-    offenders = [{"id": r["id"], "name": r["name"], "count": int(r["notification_count"]),
-                  "active": r["active"], "condition": r["condition_json"]} for r in rows]
+    offenders = [
+        {
+            "id": r["id"],
+            "name": r["name"],
+            "count": int(r["notification_count"]),
+            "active": r["active"],
+            "condition": r["condition_json"],
+        }
+        for r in rows
+    ]
     listing = ", ".join(f"{o['id']} {o['name']!r} {o['count']}" for o in offenders)
-    return Done(f"top alerts in the last {p.window_minutes} min: {listing or 'none'}",
-                data={"offenders": offenders})
+    return Done(
+        f"top alerts in the last {p.window_minutes} min: {listing or 'none'}",
+        data={"offenders": offenders},
+    )
 
 
 # --------------------------------------------------------- 3 disable offenders
@@ -180,9 +197,12 @@ def _chosen(ctx: StepContext) -> list[dict[str, Any]] | None:
     found = ctx.results.get("top_offenders")
     if found is None:
         return None
-    eligible = [o for o in found.get("offenders", [])
-                if o["count"] >= p.min_notifications and o["id"] not in p.exempt_alerts]
-    return eligible[:p.disable_top_n]
+    eligible = [
+        o
+        for o in found.get("offenders", [])
+        if o["count"] >= p.min_notifications and o["id"] not in p.exempt_alerts
+    ]
+    return eligible[: p.disable_top_n]
 
 
 async def disable_offenders(*, ctx: StepContext, **_: Any) -> Done | Skip:
@@ -191,8 +211,9 @@ async def disable_offenders(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if chosen is None:
         return Skip("top offenders are unknown (their query failed); nothing disabled")
     if not chosen:
-        return Skip(f"no alert reached {p.min_notifications} notifications in"
-                    f" {p.window_minutes} min")
+        return Skip(
+            f"no alert reached {p.min_notifications} notifications in {p.window_minutes} min"
+        )
     db = ctx.clients.need("database")
     async with db.transaction() as tx:
         rows = await tx.fetch(_DISABLE_SELECT, [o["id"] for o in chosen])
@@ -202,24 +223,31 @@ async def disable_offenders(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if not active:
         return Skip(f"the top offenders {_ids([o['id'] for o in chosen])} are already disabled")
     counts = {o["id"]: o["count"] for o in chosen}
-    return Done("disabled " + ", ".join(f"{i} ({counts[i]} in {p.window_minutes} min)"
-                                        for i in active) + "; they stay disabled for review",
-                data={"disabled": active},
-                changes={"disabled": active, "previous_active": True})
+    return Done(
+        "disabled "
+        + ", ".join(f"{i} ({counts[i]} in {p.window_minutes} min)" for i in active)
+        + "; they stay disabled for review",
+        data={"disabled": active},
+        changes={"disabled": active, "previous_active": True},
+    )
 
 
 def render_disable_offenders(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     chosen = _chosen(ctx)
-    ids: object = [o["id"] for o in chosen] if chosen is not None else \
-        f"<top {p.disable_top_n} with >= {p.min_notifications} notifications>"
+    ids: object = (
+        [o["id"] for o in chosen]
+        if chosen is not None
+        else f"<top {p.disable_top_n} with >= {p.min_notifications} notifications>"
+    )
     return f"{_DISABLE}\n-- $1 = {ids!r}"
 
 
 # -------------------------------------------------------------- 4 dedupe check
 
-_WINDOW = "(date_trunc('day', now() AT TIME ZONE 'UTC') - make_interval(days => $1))" \
-          " AT TIME ZONE 'UTC'"
+_WINDOW = (
+    "(date_trunc('day', now() AT TIME ZONE 'UTC') - make_interval(days => $1)) AT TIME ZONE 'UTC'"
+)
 _DUPLICATES = f"""
 SELECT user_id, alert_id, date_trunc('day', created_at AT TIME ZONE 'UTC') AS day,
        COUNT(*) AS n
@@ -253,12 +281,26 @@ async def check_dedupe(*, ctx: StepContext, **_: Any) -> Done:
         idx = f"index {UNIQUE_INDEX} exists but is not a valid unique index"
     else:
         idx = f"unique index {UNIQUE_INDEX} present"
-    sample = [{"user_id": str(g["user_id"]), "alert_id": g["alert_id"],
-               "day": g["day"].date().isoformat(), "count": int(g["n"])} for g in groups[:20]]
-    return Done(f"{len(groups)} duplicate (user, alert, day) groups with {extra} extra rows"
-                f" since {p.dedupe_days} day(s) ago; {idx}",
-                data={"groups": len(groups), "extra_rows": extra, "sample": sample,
-                      "index_present": index is not None, "index_ok": index_ok})
+    sample = [
+        {
+            "user_id": str(g["user_id"]),
+            "alert_id": g["alert_id"],
+            "day": g["day"].date().isoformat(),
+            "count": int(g["n"]),
+        }
+        for g in groups[:20]
+    ]
+    return Done(
+        f"{len(groups)} duplicate (user, alert, day) groups with {extra} extra rows"
+        f" since {p.dedupe_days} day(s) ago; {idx}",
+        data={
+            "groups": len(groups),
+            "extra_rows": extra,
+            "sample": sample,
+            "index_present": index is not None,
+            "index_ok": index_ok,
+        },
+    )
 
 
 def render_check_dedupe(*, ctx: StepContext, **_: Any) -> str:
@@ -292,24 +334,41 @@ async def delete_duplicates(*, ctx: StepContext, **_: Any) -> Done | Skip:
         if not rows:
             return Skip("no duplicate notifications to delete")
         if len(rows) > p.max_delete:
-            raise StepFailed(f"more than max_delete={p.max_delete} duplicates; nothing deleted,"
-                             " dedupe in batches by hand")
+            raise StepFailed(
+                f"more than max_delete={p.max_delete} duplicates; nothing deleted,"
+                " dedupe in batches by hand"
+            )
         await tx.execute(_DELETE, [r["id"] for r in rows])
-    deleted = [{"id": r["id"], "user_id": str(r["user_id"]), "alert_id": r["alert_id"],
-                "payload_json": r["payload_json"], "created_at": r["created_at"].isoformat()}
-               for r in rows]
-    return Done(f"deleted {len(rows)} duplicate notifications (the first of each user, alert"
-                " and day kept)", data={"deleted": len(rows)}, changes={"deleted": deleted})
+    deleted = [
+        {
+            "id": r["id"],
+            "user_id": str(r["user_id"]),
+            "alert_id": r["alert_id"],
+            "payload_json": r["payload_json"],
+            "created_at": r["created_at"].isoformat(),
+        }
+        for r in rows
+    ]
+    return Done(
+        f"deleted {len(rows)} duplicate notifications (the first of each user, alert and day kept)",
+        data={"deleted": len(rows)},
+        changes={"deleted": deleted},
+    )
 
 
 def render_delete_duplicates(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     found = ctx.results.get("check_dedupe")
-    note = (f"\n-- check_dedupe found {found['extra_rows']} extra rows"
-            + ("; approving now would delete nothing" if not found["extra_rows"] else "")
-            if found else "")
-    return (f"BEGIN;\n{_sql(_DUP_ROWS, p.dedupe_days, p.max_delete + 1)}\n"
-            f"{_DELETE}\n-- $1 = <the ids selected above; rows recorded>{note}\nCOMMIT;")
+    note = (
+        f"\n-- check_dedupe found {found['extra_rows']} extra rows"
+        + ("; approving now would delete nothing" if not found["extra_rows"] else "")
+        if found
+        else ""
+    )
+    return (
+        f"BEGIN;\n{_sql(_DUP_ROWS, p.dedupe_days, p.max_delete + 1)}\n"
+        f"{_DELETE}\n-- $1 = <the ids selected above; rows recorded>{note}\nCOMMIT;"
+    )
 
 
 # ------------------------------------------------ 5 scale evaluator (approve)
@@ -322,28 +381,32 @@ async def scale_evaluator_down(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if await kube.get_replicas(dep) == 0:
         return Skip(f"deployment/{dep} is already at 0 replicas")
     previous = int(await kube.scale(dep, 0))
-    return Done(f"scaled deployment/{dep} from {previous} to 0 replicas",
-                data={"previous_replicas": previous},
-                changes={"deployment": dep, "previous_replicas": previous, "replicas": 0})
+    return Done(
+        f"scaled deployment/{dep} from {previous} to 0 replicas",
+        data={"previous_replicas": previous},
+        changes={"deployment": dep, "previous_replicas": previous, "replicas": 0},
+    )
 
 
-async def scale_evaluator_back(*, ctx: StepContext, changes: Mapping[str, Any],
-                               **_: Any) -> Done | Skip:
+async def scale_evaluator_back(
+    *, ctx: StepContext, changes: Mapping[str, Any], **_: Any
+) -> Done | Skip:
     kube = ctx.clients.need("kubernetes")
     dep = validation.k8s_name(changes["deployment"], field="deployment")
     previous = int(changes["previous_replicas"])
     current = await kube.get_replicas(dep)
     if current != int(changes["replicas"]):
-        return Skip(f"deployment/{dep} now has {current} replicas (changed since);"
-                    " left alone")
+        return Skip(f"deployment/{dep} now has {current} replicas (changed since); left alone")
     await kube.scale(dep, previous)
     return Done(f"scaled deployment/{dep} back to {previous} replicas")
 
 
 def render_scale(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
-    return (f"kubectl scale deployment/{p.evaluator_deployment} -n {_namespace(ctx)}"
-            " --replicas=0  # previous replicas recorded; restored on resolve")
+    return (
+        f"kubectl scale deployment/{p.evaluator_deployment} -n {_namespace(ctx)}"
+        " --replicas=0  # previous replicas recorded; restored on resolve"
+    )
 
 
 # ----------------------------------------------------- on resolve: for review
@@ -354,18 +417,23 @@ async def review_offenders(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if not ids:
         return Skip("no offenders were disabled")
     rows = await ctx.clients.need("database").fetch(
-        "SELECT id, name, active FROM alerts WHERE id = ANY($1::text[]) ORDER BY id", ids)
+        "SELECT id, name, active FROM alerts WHERE id = ANY($1::text[]) ORDER BY id", ids
+    )
     still = [f"{r['id']} ({r['name']})" for r in rows if not r["active"]]
     if not still:
         return Skip(f"the offenders {_ids(ids)} were re-enabled already")
-    return Done(f"still disabled, for review: {', '.join(still)}; fix each rule, then"
-                " UPDATE alerts SET active = TRUE WHERE id = '<id>'",
-                data={"disabled": [r["id"] for r in rows if not r["active"]]})
+    return Done(
+        f"still disabled, for review: {', '.join(still)}; fix each rule, then"
+        " UPDATE alerts SET active = TRUE WHERE id = '<id>'",
+        data={"disabled": [r["id"] for r in rows if not r["active"]]},
+    )
 
 
 def render_review(*, ctx: StepContext, **_: Any) -> str:
-    return "SELECT id, name, active FROM alerts WHERE id = ANY($1::text[])\n" \
-           "-- $1 = <the offenders disabled by this run>"
+    return (
+        "SELECT id, name, active FROM alerts WHERE id = ANY($1::text[])\n"
+        "-- $1 = <the offenders disabled by this run>"
+    )
 
 
 def _literal(text: str) -> Any:
@@ -377,24 +445,56 @@ def _literal(text: str) -> Any:
 
 
 STEPS: Sequence[Step] = (
-    Step("global_cooldown", "mitigate", "Raise every alert's cooldown (emergency brake)",
-         global_cooldown, render_global_cooldown, mutates=True, undo=restore_cooldowns),
-    Step("top_offenders", "diagnose", "Find the top firing alerts", top_offenders,
-         _literal(_TOP)),
-    Step("disable_offenders", "mitigate", "Disable the top offending alerts",
-         disable_offenders, render_disable_offenders, mutates=True),
-    Step("check_dedupe", "diagnose", "Check notification dedupe", check_dedupe,
-         render_check_dedupe),
-    Step("delete_duplicates", "mitigate", "Delete duplicate notifications", delete_duplicates,
-         render_delete_duplicates, mutates=True, approval="approve"),
-    Step("scale_evaluator_down", "mitigate", "Scale the alert evaluator (scheduler) to 0",
-         scale_evaluator_down, render_scale, mutates=True, approval="approve",
-         undo=scale_evaluator_back),
+    Step(
+        "global_cooldown",
+        "mitigate",
+        "Raise every alert's cooldown (emergency brake)",
+        global_cooldown,
+        render_global_cooldown,
+        mutates=True,
+        undo=restore_cooldowns,
+    ),
+    Step("top_offenders", "diagnose", "Find the top firing alerts", top_offenders, _literal(_TOP)),
+    Step(
+        "disable_offenders",
+        "mitigate",
+        "Disable the top offending alerts",
+        disable_offenders,
+        render_disable_offenders,
+        mutates=True,
+    ),
+    Step(
+        "check_dedupe", "diagnose", "Check notification dedupe", check_dedupe, render_check_dedupe
+    ),
+    Step(
+        "delete_duplicates",
+        "mitigate",
+        "Delete duplicate notifications",
+        delete_duplicates,
+        render_delete_duplicates,
+        mutates=True,
+        approval="approve",
+    ),
+    Step(
+        "scale_evaluator_down",
+        "mitigate",
+        "Scale the alert evaluator (scheduler) to 0",
+        scale_evaluator_down,
+        render_scale,
+        mutates=True,
+        approval="approve",
+        undo=scale_evaluator_back,
+    ),
 )
 
 RESOLVE_STEPS: Sequence[Step] = (
-    Step("review_offenders", "notify", "List disabled offenders for review", review_offenders,
-         render_review),
+    Step(
+        "review_offenders",
+        "notify",
+        "List disabled offenders for review",
+        review_offenders,
+        render_review,
+    ),
 )
 
 RUNBOOK = Runbook(

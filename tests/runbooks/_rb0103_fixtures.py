@@ -48,9 +48,22 @@ PROVIDER_URLS = {
 }
 APP_URL = f"{BASE}/app"
 GATE_URL = f"{APP_URL}/execute"
-TABLES = ("users", "pricing_pack", "symbol_mapping", "prices", "fx_rates", "alerts",
-          "notifications", "provider_rights", "user_licenses", "analytics_events",
-          "audit_log", "portfolios", "portfolio_positions", "portfolio_metrics")
+TABLES = (
+    "users",
+    "pricing_pack",
+    "symbol_mapping",
+    "prices",
+    "fx_rates",
+    "alerts",
+    "notifications",
+    "provider_rights",
+    "user_licenses",
+    "analytics_events",
+    "audit_log",
+    "portfolios",
+    "portfolio_positions",
+    "portfolio_metrics",
+)
 _ROOT_CONFTEST = (Path(__file__).parent.parent / "conftest.py").resolve()
 
 Snapshot = dict[str, list[dict[str, Any]]]
@@ -72,17 +85,34 @@ def registry() -> Registry:
     return r
 
 
-def rules_yaml(runbook: str, alertnames: Iterable[str], params: Mapping[str, Any] | None = None,
-               ) -> str:
+def rules_yaml(
+    runbook: str,
+    alertnames: Iterable[str],
+    params: Mapping[str, Any] | None = None,
+) -> str:
     """One rule per alert name, no cooldown or rate limit (tests deliver repeatedly)."""
-    rules = [{"name": f"{name.lower()}-rule", "matchers": [f'alertname="{name}"'],
-              "runbook": runbook, "params": dict(params or {})} for name in alertnames]
+    rules = [
+        {
+            "name": f"{name.lower()}-rule",
+            "matchers": [f'alertname="{name}"'],
+            "runbook": runbook,
+            "params": dict(params or {}),
+        }
+        for name in alertnames
+    ]
     return yaml.safe_dump({"rules": rules})
 
 
 def settings() -> Settings:
-    return from_mapping({"targets": {"http": {"providers": PROVIDER_URLS, "app_url": APP_URL},
-                                     "kubernetes": {"mode": "off", "namespace": NS}}}, env={})
+    return from_mapping(
+        {
+            "targets": {
+                "http": {"providers": PROVIDER_URLS, "app_url": APP_URL},
+                "kubernetes": {"mode": "off", "namespace": NS},
+            }
+        },
+        env={},
+    )
 
 
 def free_port() -> int:
@@ -179,11 +209,21 @@ def cache_for(config: pytest.Config) -> Cache:
     return Cache(shared(config).REDIS_URL, timeout=2.0)
 
 
-def clients(*, db: TargetDatabase | None = None, kube: KubernetesClient | None = None,
-            http: HttpChecks | None = None, cache: Cache | None = None,
-            with_settings: bool = True) -> Clients:
-    return Clients(database=db, kubernetes=kube, http=http, cache=cache,
-                   settings=settings() if with_settings else None)
+def clients(
+    *,
+    db: TargetDatabase | None = None,
+    kube: KubernetesClient | None = None,
+    http: HttpChecks | None = None,
+    cache: Cache | None = None,
+    with_settings: bool = True,
+) -> Clients:
+    return Clients(
+        database=db,
+        kubernetes=kube,
+        http=http,
+        cache=cache,
+        settings=settings() if with_settings else None,
+    )
 
 
 # --------------------------------------------------------------- what happened
@@ -194,8 +234,14 @@ async def snapshot(dsn: str) -> Snapshot:
     return await testing_dawsos.snapshot(dsn, TABLES)
 
 
-def changed(before: Snapshot, table: str, key: str, updates: Mapping[Any, Mapping[str, Any]],
-            *, deleted: Iterable[Any] = ()) -> Snapshot:
+def changed(
+    before: Snapshot,
+    table: str,
+    key: str,
+    updates: Mapping[Any, Mapping[str, Any]],
+    *,
+    deleted: Iterable[Any] = (),
+) -> Snapshot:
     """``before`` with exactly these rows updated (by ``key``) and deleted."""
     after = copy.deepcopy(before)
     gone = set(deleted)

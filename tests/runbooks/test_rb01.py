@@ -4,30 +4,39 @@ official Kubernetes client against FakeKubeAPI, respx for the providers and the 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import respx
+import yaml
 
 from remediator.clients.database import TargetDatabase
 from remediator.clients.http import HttpChecks
 from remediator.clients.kubernetes import KubernetesClient
+from remediator.engine import replay
+from remediator.engine import rules as rules_mod
+from remediator.models import WebhookPayload
 from remediator.runbooks import rb01_pricing_pack as rb01
+from remediator.settings import from_mapping
 from remediator.testing import Harness, make_alert, resolved
 from remediator.testing_k8s import FakeKubeAPI
 from tests.runbooks import _rb0103_fixtures as fx
 
 D = fx.today()
 TODAY, YESTERDAY = f"PP-{D}", f"PP-{D - timedelta(days=1)}"
-ALERT = make_alert("PricingPackBuildSlow", {"severity": "critical", "service": "dawsos",
-                                            "instance": "scheduler-0:9100"})
+ALERT = make_alert(
+    "PricingPackBuildSlow",
+    {"severity": "critical", "service": "dawsos", "instance": "scheduler-0:9100"},
+)
 FAST = {"build_poll_seconds": 0.05, "build_wait_seconds": 5}
 RULES = fx.rules_yaml("RB-01", ["PricingPackBuildSlow", "PricingPackNotReady"], FAST)
 SCHEDULER_LOG = (
-    "00:00:01 build_pack start date=%s\n00:02:10 build_pack prices fetched 8/22\n"
-    "00:02:11 build_pack ERROR fmp timeout after 30s\nunrelated line\n" % D
+    f"00:00:01 build_pack start date={D}\n00:02:10 build_pack prices fetched 8/22\n"
+    "00:02:11 build_pack ERROR fmp timeout after 30s\nunrelated line\n"
 )
 
 
@@ -56,19 +65,26 @@ async def http() -> AsyncIterator[tuple[HttpChecks, respx.MockRouter]]:
         yield pair
 
 
-def harness(target: tuple[str, TargetDatabase], kube: KubernetesClient, http: HttpChecks,
-            **kw: Any) -> Harness:
-    return Harness(fx.registry(), kw.pop("rules", RULES),
-                   clients=fx.clients(db=target[1], kube=kube, http=http), **kw)
+def harness(
+    target: tuple[str, TargetDatabase], kube: KubernetesClient, http: HttpChecks, **kw: Any
+) -> Harness:
+    return Harness(
+        fx.registry(),
+        kw.pop("rules", RULES),
+        clients=fx.clients(db=target[1], kube=kube, http=http),
+        **kw,
+    )
 
 
-async def play_build(fake: FakeKubeAPI, db: TargetDatabase, name: str, *,
-                     succeed: bool = True) -> None:
+async def play_build(
+    fake: FakeKubeAPI, db: TargetDatabase, name: str, *, succeed: bool = True
+) -> None:
     """The Job controller and build_pack itself: the pack is written, the Job ends."""
     await fx.wait_for_job(fake, name)
     if succeed:
-        await db.execute("UPDATE pricing_pack SET status = 'ready', hash = 'h-rebuilt'"
-                         " WHERE date = $1", D)
+        await db.execute(
+            "UPDATE pricing_pack SET status = 'ready', hash = 'h-rebuilt' WHERE date = $1", D
+        )
         fake.set_job_status(fx.NS, name, succeeded=1)
     else:
         fake.set_job_status(fx.NS, name, failed=1)
@@ -87,7 +103,8 @@ async def no_pack_fresh(db: TargetDatabase) -> None:
 
 
 async def test_live_run_rebuilds_marks_new_pack_fresh_and_changes_nothing_else(
-        target, fake, kube, http) -> None:
+    target, fake, kube, http
+) -> None:
     dsn, db = target
     checks, router = http
     fx.providers_answer(router)
@@ -102,39 +119,60 @@ async def test_live_run_rebuilds_marks_new_pack_fresh_and_changes_nothing_else(
         page = fx.page_text(fx.last(h, "trigger"))
 
     assert {n: s["outcome"] for n, s in steps.items()} == {
-        "scheduler_logs": "applied", "provider_health": "applied", "recent_packs": "applied",
-        "long_running_queries": "applied", "serve_last_good": "skipped",
-        "rerun_build": "applied", "await_build": "applied", "mark_fresh": "applied",
-        "freshness_gate": "applied"}
+        "scheduler_logs": "applied",
+        "provider_health": "applied",
+        "recent_packs": "applied",
+        "long_running_queries": "applied",
+        "serve_last_good": "skipped",
+        "rerun_build": "applied",
+        "await_build": "applied",
+        "mark_fresh": "applied",
+        "freshness_gate": "applied",
+    }
     # The whole database: the simulated build wrote today's pack; the runbook only
     # flipped is_fresh on today's and yesterday's rows.
-    expected = fx.changed(before, "pricing_pack", "id", {
-        TODAY: {"is_fresh": True, "status": "ready", "hash": "h-rebuilt"},
-        YESTERDAY: {"is_fresh": False}})
+    expected = fx.changed(
+        before,
+        "pricing_pack",
+        "id",
+        {
+            TODAY: {"is_fresh": True, "status": "ready", "hash": "h-rebuilt"},
+            YESTERDAY: {"is_fresh": False},
+        },
+    )
     assert await fx.snapshot(dsn) == expected
-    assert steps["mark_fresh"]["changes"] == {"rows": [
-        {"id": YESTERDAY, "previous_is_fresh": True, "is_fresh": False},
-        {"id": TODAY, "previous_is_fresh": False, "is_fresh": True}]}
+    assert steps["mark_fresh"]["changes"] == {
+        "rows": [
+            {"id": YESTERDAY, "previous_is_fresh": True, "is_fresh": False},
+            {"id": TODAY, "previous_is_fresh": False, "is_fresh": True},
+        ]
+    }
     [post] = fx.job_posts(fake)
     assert post.path == f"/apis/batch/v1/namespaces/{fx.NS}/jobs"
     container = post.body["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["python", "-m", "jobs.build_pack", "--date", str(D),
-                                    "--force"]
+    assert container["command"] == ["python", "-m", "jobs.build_pack", "--date", str(D), "--force"]
     assert post.body["metadata"]["labels"]["remediator/pack-date"] == str(D)
     assert gate.call_count == 1
     assert "1 with errors" in steps["scheduler_logs"]["result"]["summary"]
     assert f"{YESTERDAY} is fresh already" in steps["serve_last_good"]["reason"]
-    assert f"Mark the new pack fresh, unmark older packs: marked {TODAY} fresh; unmarked" \
+    assert (
+        f"Mark the new pack fresh, unmark older packs: marked {TODAY} fresh; unmarked"
         f" {YESTERDAY}" in fx.section(page, "Done")
-    assert "Verify the freshness gate (POST /execute): POST /execute answered 200:" \
+    )
+    assert (
+        "Verify the freshness gate (POST /execute): POST /execute answered 200:"
         " valuations are served" in fx.section(page, "Done")
-    assert any(s.startswith("Serve the last-good pricing pack: ")
-               for s in fx.section(page, "Skipped (why)"))
+    )
+    assert any(
+        s.startswith("Serve the last-good pricing pack: ")
+        for s in fx.section(page, "Skipped (why)")
+    )
     assert fx.section(page, "Left for you") == []
 
 
 async def test_no_fresh_pack_and_provider_down_serves_last_good_only(
-        target, fake, kube, http) -> None:
+    target, fake, kube, http
+) -> None:
     dsn, db = target
     checks, router = http
     fx.providers_answer(router, down={"fmp": 503})
@@ -146,26 +184,35 @@ async def test_no_fresh_pack_and_provider_down_serves_last_good_only(
         steps = await steps_by_name(h)
         page = fx.page_text(fx.last(h, "trigger"))
 
-    assert await fx.snapshot(dsn) == fx.changed(before, "pricing_pack", "id",
-                                                {YESTERDAY: {"is_fresh": True}})
+    assert await fx.snapshot(dsn) == fx.changed(
+        before, "pricing_pack", "id", {YESTERDAY: {"is_fresh": True}}
+    )
     assert steps["serve_last_good"]["changes"] == {
-        "pack_date": str(D), "flipped": [{"id": YESTERDAY, "previous_is_fresh": False}]}
+        "pack_date": str(D),
+        "flipped": [{"id": YESTERDAY, "previous_is_fresh": False}],
+    }
     assert steps["rerun_build"]["outcome"] == "skipped"
     assert "providers unhealthy (fmp)" in steps["rerun_build"]["reason"]
     assert fx.job_posts(fake) == []
     assert steps["mark_fresh"]["outcome"] == "skipped"
     done, skipped = fx.section(page, "Done"), fx.section(page, "Skipped (why)")
-    assert f"Serve the last-good pricing pack: marked last-good pack {YESTERDAY} fresh" \
+    assert (
+        f"Serve the last-good pricing pack: marked last-good pack {YESTERDAY} fresh"
         " (temporary; no pack was fresh)" in done
+    )
     assert any("fmp DOWN (HTTP 503" in d for d in done)
-    assert any(s.startswith("Rerun the pack build as a Kubernetes Job: providers unhealthy")
-               for s in skipped)
-    assert any(s.startswith("Mark the new pack fresh, unmark older packs: the pack for")
-               for s in skipped)
+    assert any(
+        s.startswith("Rerun the pack build as a Kubernetes Job: providers unhealthy")
+        for s in skipped
+    )
+    assert any(
+        s.startswith("Mark the new pack fresh, unmark older packs: the pack for") for s in skipped
+    )
 
 
 async def test_resolve_keeps_last_good_fresh_when_no_newer_pack_is_fresh(
-        target, fake, kube, http) -> None:
+    target, fake, kube, http
+) -> None:
     dsn, db = target
     checks, router = http
     fx.providers_answer(router, down={"polygon": 503})
@@ -179,12 +226,18 @@ async def test_resolve_keeps_last_good_fresh_when_no_newer_pack_is_fresh(
         page = fx.page_text(fx.last(h, "resolve"))
     assert await fx.snapshot(dsn) == after_fire
     assert undo["outcome"] == "skipped"
-    assert any(s.startswith(f"Serve the last-good pricing pack [undo]: kept {YESTERDAY} fresh:"
-                            " no newer pack is fresh") for s in fx.section(page, "Skipped (why)"))
+    assert any(
+        s.startswith(
+            f"Serve the last-good pricing pack [undo]: kept {YESTERDAY} fresh:"
+            " no newer pack is fresh"
+        )
+        for s in fx.section(page, "Skipped (why)")
+    )
 
 
 async def test_resolve_unmarks_last_good_once_a_newer_pack_is_fresh(
-        target, fake, kube, http) -> None:
+    target, fake, kube, http
+) -> None:
     dsn, db = target
     checks, router = http
     fx.providers_answer(router, down={"polygon": 503})
@@ -195,17 +248,23 @@ async def test_resolve_unmarks_last_good_once_a_newer_pack_is_fresh(
         await h.deliver(ALERT)
         # A human finished the build by hand and marked today's pack fresh, leaving
         # yesterday's marked too.
-        await db.execute("UPDATE pricing_pack SET status = 'ready', hash = 'by-hand',"
-                         " is_fresh = TRUE WHERE id = $1", TODAY)
+        await db.execute(
+            "UPDATE pricing_pack SET status = 'ready', hash = 'by-hand',"
+            " is_fresh = TRUE WHERE id = $1",
+            TODAY,
+        )
         await h.deliver(resolved(ALERT))
         undo = (await steps_by_name(h, "undo"))["serve_last_good"]
     assert undo["outcome"] == "rolled_back"
-    assert await fx.snapshot(dsn) == fx.changed(before, "pricing_pack", "id", {
-        TODAY: {"status": "ready", "hash": "by-hand", "is_fresh": True}})
+    assert await fx.snapshot(dsn) == fx.changed(
+        before,
+        "pricing_pack",
+        "id",
+        {TODAY: {"status": "ready", "hash": "by-hand", "is_fresh": True}},
+    )
 
 
-async def test_resolve_restores_nothing_a_verified_build_replaced(
-        target, fake, kube, http) -> None:
+async def test_resolve_restores_nothing_a_verified_build_replaced(target, fake, kube, http) -> None:
     dsn, db = target
     checks, router = http
     fx.providers_answer(router)
@@ -224,21 +283,28 @@ async def test_resolve_restores_nothing_a_verified_build_replaced(
     assert fired["serve_last_good"]["outcome"] == "applied"
     assert fired["mark_fresh"]["changes"]["rows"] == [
         {"id": YESTERDAY, "previous_is_fresh": True, "is_fresh": False},
-        {"id": TODAY, "previous_is_fresh": False, "is_fresh": True}]
-    assert after_fire == fx.changed(before, "pricing_pack", "id", {
-        TODAY: {"is_fresh": True, "status": "ready", "hash": "h-rebuilt"}})
+        {"id": TODAY, "previous_is_fresh": False, "is_fresh": True},
+    ]
+    assert after_fire == fx.changed(
+        before,
+        "pricing_pack",
+        "id",
+        {TODAY: {"is_fresh": True, "status": "ready", "hash": "h-rebuilt"}},
+    )
     assert await fx.snapshot(dsn) == after_fire
     assert set(undo) == {"serve_last_good"}  # marking the verified pack is never undone
     assert undo["serve_last_good"]["outcome"] == "skipped"
-    assert any(f"replaced by our verified build {TODAY}" in s
-               for s in fx.section(page, "Skipped (why)"))
+    assert any(
+        f"replaced by our verified build {TODAY}" in s for s in fx.section(page, "Skipped (why)")
+    )
 
 
 # ------------------------------------------------------------------ dry-run
 
 
 async def test_dry_run_changes_nothing_and_plans_every_step_with_its_call(
-        target, fake, kube, http) -> None:
+    target, fake, kube, http
+) -> None:
     dsn, db = target
     checks, router = http
     fx.providers_answer(router)
@@ -252,26 +318,38 @@ async def test_dry_run_changes_nothing_and_plans_every_step_with_its_call(
     assert await fx.snapshot(dsn) == before
     assert fx.job_posts(fake) == []
     assert [n for n, s in steps.items() if s["outcome"] == "dry_run"] == [
-        "serve_last_good", "rerun_build", "mark_fresh"]
+        "serve_last_good",
+        "rerun_build",
+        "mark_fresh",
+    ]
     calls = {n: s["rendered"] for n, s in steps.items()}
     assert set(calls) == {s.name for s in rb01.RUNBOOK.steps}
-    assert calls["scheduler_logs"] == (f"kubectl logs -l app=scheduler -n {fx.NS} --tail=200"
-                                       " --prefix | grep build_pack")
+    assert calls["scheduler_logs"] == (
+        f"kubectl logs -l app=scheduler -n {fx.NS} --tail=200 --prefix | grep build_pack"
+    )
     assert "GET <targets.http.providers.fmp>" in calls["provider_health"]
     assert "FROM pricing_pack\nORDER BY date DESC\nLIMIT 5" in calls["recent_packs"]
     assert "FROM pg_stat_activity" in calls["long_running_queries"]
-    assert "UPDATE pricing_pack SET is_fresh = TRUE WHERE id = $1 AND NOT is_fresh\n" \
+    assert (
+        "UPDATE pricing_pack SET is_fresh = TRUE WHERE id = $1 AND NOT is_fresh\n"
         f"-- $1 = '{YESTERDAY}' (newest ready pack before {D})" in calls["serve_last_good"]
-    assert f"kubectl create job build-pack-{D}-<attempt 1..2> -n {fx.NS}" \
-        f" --image=dawsos/scheduler:stable -- python -m jobs.build_pack --date {D} --force" \
+    )
+    assert (
+        f"kubectl create job build-pack-{D}-<attempt 1..2> -n {fx.NS}"
+        f" --image=dawsos/scheduler:stable -- python -m jobs.build_pack --date {D} --force"
         in calls["rerun_build"]
+    )
     assert f"kubectl get job build-pack-{D}-<attempt> -n {fx.NS}" in calls["await_build"]
-    assert "UPDATE pricing_pack SET is_fresh = (date = $1) WHERE id = ANY($2::text[])" \
+    assert (
+        "UPDATE pricing_pack SET is_fresh = (date = $1) WHERE id = ANY($2::text[])"
         f"\n-- $1 = '{D}'" in calls["mark_fresh"]
+    )
     assert calls["freshness_gate"].startswith(f"POST {fx.APP_URL}/execute")
     assert page.startswith("DRY-RUN: nothing was changed")
-    assert any(s.startswith("Serve the last-good pricing pack: dry-run: not executed;"
-                            " would run:") for s in fx.section(page, "Skipped (why)"))
+    assert any(
+        s.startswith("Serve the last-good pricing pack: dry-run: not executed; would run:")
+        for s in fx.section(page, "Skipped (why)")
+    )
     assert any("answered 503 (pack warming" in s for s in fx.section(page, "Left for you"))
 
 
@@ -284,12 +362,17 @@ async def test_rerun_attempts_are_bounded_per_date(target, fake, kube, http) -> 
     fx.providers_answer(router)
     fx.gate_answers(router, 503)
     # Attempt 1 ran (and failed) before: an earlier run's Job record.
-    await kube.create_job(f"build-pack-{D}-1", "dawsos/scheduler:stable", ["true"],
-                          labels={"remediator/run": "earlier"})
+    await kube.create_job(
+        f"build-pack-{D}-1",
+        "dawsos/scheduler:stable",
+        ["true"],
+        labels={"remediator/run": "earlier"},
+    )
     fake.set_job_status(fx.NS, f"build-pack-{D}-1", failed=1)
     before = await fx.snapshot(dsn)
-    second = make_alert("PricingPackBuildSlow", {"service": "dawsos"},
-                        starts_at="2026-11-28T01:09:04Z")
+    second = make_alert(
+        "PricingPackBuildSlow", {"service": "dawsos"}, starts_at="2026-11-28T01:09:04Z"
+    )
     async with harness(target, kube, checks) as h:
         builder = asyncio.create_task(play_build(fake, db, f"build-pack-{D}-2", succeed=False))
         await h.deliver(ALERT)
@@ -305,18 +388,23 @@ async def test_rerun_attempts_are_bounded_per_date(target, fake, kube, http) -> 
     assert later["rerun_build"]["outcome"] == "skipped"
     assert f"rerun limit reached for {D}: 2 of 2 attempts used" in later["rerun_build"]["reason"]
     assert [p.body["metadata"]["name"] for p in fx.job_posts(fake)] == [
-        f"build-pack-{D}-1", f"build-pack-{D}-2"]  # the setup's and the first run's only
+        f"build-pack-{D}-1",
+        f"build-pack-{D}-2",
+    ]  # the setup's and the first run's only
     assert await fx.snapshot(dsn) == before
     assert any("rerun limit reached" in s for s in fx.section(page, "Skipped (why)"))
 
 
 async def test_no_second_build_while_one_is_running(target, fake, kube, http) -> None:
-    dsn, _db = target
     checks, router = http
     fx.providers_answer(router)
     fx.gate_answers(router, 503)
-    await kube.create_job(f"build-pack-{D}-1", "dawsos/scheduler:stable", ["true"],
-                          labels={"remediator/run": "earlier"})
+    await kube.create_job(
+        f"build-pack-{D}-1",
+        "dawsos/scheduler:stable",
+        ["true"],
+        labels={"remediator/run": "earlier"},
+    )
     async with harness(target, kube, checks) as h:
         await h.deliver(ALERT)
         steps = await steps_by_name(h)
@@ -325,10 +413,12 @@ async def test_no_second_build_while_one_is_running(target, fake, kube, http) ->
     assert len(fx.job_posts(fake)) == 1
 
 
-@pytest.mark.parametrize("date_label", [
-    f"../{D}", f"{D}' OR '1'='1", "x" * 10_240, "1999-01-01", f"{D}\n"])
+@pytest.mark.parametrize(
+    "date_label", [f"../{D}", f"{D}' OR '1'='1", "x" * 10_240, "1999-01-01", f"{D}\n"]
+)
 async def test_hostile_date_label_changes_nothing_and_is_reported(
-        target, fake, kube, http, date_label: str) -> None:
+    target, fake, kube, http, date_label: str
+) -> None:
     dsn, db = target
     checks, router = http
     fx.providers_answer(router)
@@ -348,14 +438,88 @@ async def test_hostile_date_label_changes_nothing_and_is_reported(
         assert steps[name]["outcome"] == "failed"
         assert steps[name]["reason"].startswith("rejected input date: ")
     left = fx.section(page, "Left for you")
-    assert any(item.startswith("Serve the last-good pricing pack FAILED: rejected input date:")
-               for item in left)
+    assert any(
+        item.startswith("Serve the last-good pricing pack FAILED: rejected input date:")
+        for item in left
+    )
     assert all(len(item) < 1200 for item in left)  # the 10 kB label is never echoed whole
 
 
 def test_params_refuse_unsafe_values() -> None:
-    for bad in ({"rerun_max_attempts": 0}, {"build_image": "x; rm -rf /"},
-                {"timezone": "Mars/Olympus"}, {"build_wait_seconds": 3600},
-                {"build_poll_seconds": 60, "build_wait_seconds": 30}, {"unknown": 1}):
+    for bad in (
+        {"rerun_max_attempts": 0},
+        {"build_image": "x; rm -rf /"},
+        {"timezone": "Mars/Olympus"},
+        {"build_wait_seconds": 3600},
+        {"build_poll_seconds": 60, "build_wait_seconds": 30},
+        {"unknown": 1},
+    ):
         with pytest.raises(ValueError):
             rb01.Params.model_validate(bad)
+
+
+# ------------------------------------------- shipped rules and example payloads
+
+ROOT = Path(__file__).resolve().parents[2]
+OURS = {
+    "RB-01": ["PricingPackBuildSlow", "PricingPackNotReady"],
+    "RB-02": ["ProviderErrorRateHigh", "ProviderCircuitBreakerOpen"],
+    "RB-03": ["AlertStorm", "NotificationQueueBacklog"],
+}
+
+
+def shipped_rules(tmp_path: Path) -> Any:
+    """rules/dawsos.yaml restricted to RB-01..RB-03 (RB-04..06 are registered elsewhere)."""
+    doc = yaml.safe_load((ROOT / "rules" / "dawsos.yaml").read_text())
+    assert {r["runbook"] for r in doc["rules"]} <= {f"RB-0{i}" for i in range(1, 7)}
+    mine = [r for r in doc["rules"] if r["runbook"] in OURS]
+    path = tmp_path / "dawsos.yaml"
+    path.write_text(yaml.safe_dump({"rules": mine}))
+    ruleset, errors = rules_mod.load(path, fx.registry())
+    assert errors == []
+    assert ruleset is not None
+    return ruleset, mine
+
+
+def test_shipped_rules_load_and_bind_each_alert_to_its_runbook(tmp_path: Path) -> None:
+    ruleset, raw = shipped_rules(tmp_path)
+    for runbook, names in OURS.items():
+        for name in names:
+            labels = {
+                "alertname": name,
+                "service": "dawsos",
+                "severity": "critical",
+                "provider": "polygon",
+            }
+            assert [r.runbook for r in ruleset.select(labels)] == [runbook], name
+    assert all("mode" not in r for r in raw)  # the global mode decides
+    assert all(r.cooldown > 0 and r.max_runs_per_hour for r in ruleset.rules)
+    # Another team's alert of the same name does not drive DawsOS runbooks.
+    assert ruleset.select({"alertname": "AlertStorm", "severity": "critical"}) == []
+
+
+@pytest.mark.parametrize(
+    "example",
+    sorted(
+        p.name
+        for p in (ROOT / "remediator" / "examples").glob("*.json")
+        if p.name.split("-")[0] in {n for names in OURS.values() for n in names}
+    ),
+)
+def test_example_payloads_replay_as_a_readable_plan(tmp_path: Path, example: str) -> None:
+    ruleset, _raw = shipped_rules(tmp_path)
+    raw = (ROOT / "remediator" / "examples" / example).read_bytes()
+    payload = WebhookPayload.model_validate_json(raw)
+    assert json.loads(raw)["version"] == "4"
+    [entry] = replay.plan(payload, ruleset, fx.registry(), from_mapping({}, env={}))
+    [run] = entry["runs"]
+    runbook = fx.registry().get(run["runbook"])
+    assert runbook is not None and payload.alerts[0].alertname in OURS[runbook.id]
+    if example.endswith("-firing.json"):
+        assert [s["name"] for s in run["steps"]] == [s.name for s in runbook.steps]
+        assert all(s["call"] and "not rendered" not in s["call"] for s in run["steps"])
+    else:
+        assert entry["status"] == "resolved"
+        assert [s["name"] for s in run["steps"]][1:] == [s.name for s in runbook.resolve_steps]
+    timeline = replay.format_timeline([entry])
+    assert f"-> {runbook.id} {runbook.title}" in timeline

@@ -18,11 +18,18 @@ from remediator.testing import Harness, make_alert, resolved
 from remediator.testing_k8s import FakeKubeAPI
 from tests.runbooks import _rb0103_fixtures as fx
 
-ALERT = make_alert("ProviderErrorRateHigh", {"severity": "warning", "service": "dawsos",
-                                             "provider": "polygon"})
+ALERT = make_alert(
+    "ProviderErrorRateHigh", {"severity": "warning", "service": "dawsos", "provider": "polygon"}
+)
 # Active alerts whose condition names polygon; pgn-103 was disabled by a human.
-POLYGON_ACTIVE = ["6f1c2b7e-9d4a-4c1e-8b2f-3a5d7e9f1b24", "abc-123", "def-456", "pgn-101",
-                  "pgn-102", "pgn-104"]
+POLYGON_ACTIVE = [
+    "6f1c2b7e-9d4a-4c1e-8b2f-3a5d7e9f1b24",
+    "abc-123",
+    "def-456",
+    "pgn-101",
+    "pgn-102",
+    "pgn-104",
+]
 KEYS = ("fundamentals:AAPL", "prices:polygon:AAPL")
 
 
@@ -67,15 +74,31 @@ async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
 
 
 def rules(prefix: str, **params: Any) -> str:
-    return fx.rules_yaml("RB-02", ["ProviderErrorRateHigh", "ProviderCircuitBreakerOpen"],
-                         {"cache_keys": [prefix + k for k in KEYS], **params})
+    return fx.rules_yaml(
+        "RB-02",
+        ["ProviderErrorRateHigh", "ProviderCircuitBreakerOpen"],
+        {"cache_keys": [prefix + k for k in KEYS], **params},
+    )
 
 
-def harness(target: tuple[str, TargetDatabase], kube: KubernetesClient, http: HttpChecks,
-            cache: Cache, prefix: str, *, with_settings: bool = True, **kw: Any) -> Harness:
-    return Harness(fx.registry(), kw.pop("rules", rules(prefix)),
-                   clients=fx.clients(db=target[1], kube=kube, http=http, cache=cache,
-                                      with_settings=with_settings), **kw)
+def harness(
+    target: tuple[str, TargetDatabase],
+    kube: KubernetesClient,
+    http: HttpChecks,
+    cache: Cache,
+    prefix: str,
+    *,
+    with_settings: bool = True,
+    **kw: Any,
+) -> Harness:
+    return Harness(
+        fx.registry(),
+        kw.pop("rules", rules(prefix)),
+        clients=fx.clients(
+            db=target[1], kube=kube, http=http, cache=cache, with_settings=with_settings
+        ),
+        **kw,
+    )
 
 
 async def steps_of(h: Harness, phase: str | None = None) -> dict[str, dict[str, Any]]:
@@ -91,7 +114,8 @@ def paused(before: fx.Snapshot, ids: list[str]) -> fx.Snapshot:
 
 
 async def test_live_outage_pauses_exactly_the_active_dependent_alerts(
-        target, fake, kube, http, cache, redis_prefix) -> None:
+    target, fake, kube, http, cache, redis_prefix
+) -> None:
     dsn, _db = target
     checks, router = http
     fx.providers_answer(router, down={"polygon": 503})
@@ -103,23 +127,38 @@ async def test_live_outage_pauses_exactly_the_active_dependent_alerts(
         [run] = await h.runs()
     assert await fx.snapshot(dsn) == paused(before, POLYGON_ACTIVE)
     assert steps["pause_alerts"]["changes"] == {
-        "provider": "polygon", "paused": POLYGON_ACTIVE, "previous_active": True}
+        "provider": "polygon",
+        "paused": POLYGON_ACTIVE,
+        "previous_active": True,
+    }
     assert {n: s["outcome"] for n, s in steps.items()} == {
-        "provider_status": "applied", "pause_alerts": "applied", "check_cache": "applied"}
+        "provider_status": "applied",
+        "pause_alerts": "applied",
+        "check_cache": "applied",
+    }
     assert run["target"] == "RB-02:polygon" and run["severity"] == "P2"
     assert fake.requests == []  # nothing on the cluster until the alert resolves
     done = fx.section(page, "Done")
-    assert any(d.startswith("Check the provider's status URL: polygon is DOWN (HTTP 503")
-               for d in done)
-    assert ("Pause the active alerts that depend on the provider: paused 6 alerts that depend"
-            f" on polygon: {', '.join(POLYGON_ACTIVE)}") in done
-    assert any(d.startswith("Verify the cache serves last-good data: cache serves last-good"
-                            f" data for {redis_prefix}fundamentals:AAPL") for d in done)
+    assert any(
+        d.startswith("Check the provider's status URL: polygon is DOWN (HTTP 503") for d in done
+    )
+    assert (
+        "Pause the active alerts that depend on the provider: paused 6 alerts that depend"
+        f" on polygon: {', '.join(POLYGON_ACTIVE)}"
+    ) in done
+    assert any(
+        d.startswith(
+            "Verify the cache serves last-good data: cache serves last-good"
+            f" data for {redis_prefix}fundamentals:AAPL"
+        )
+        for d in done
+    )
     assert fx.section(page, "Left for you") == []
 
 
 async def test_resolve_reenables_only_what_it_paused_and_replays_the_dlq(
-        target, fake, kube, http, cache, redis_prefix) -> None:
+    target, fake, kube, http, cache, redis_prefix
+) -> None:
     dsn, db = target
     checks, router = http
     status = router.get(fx.PROVIDER_URLS["polygon"])
@@ -142,23 +181,39 @@ async def test_resolve_reenables_only_what_it_paused_and_replays_the_dlq(
     assert next(r for r in after["alerts"] if r["id"] == "pgn-103")["active"] is False
     assert undo["pause_alerts"]["outcome"] == "rolled_back"
     assert undo["pause_alerts"]["result"]["data"]["reenabled"] == [
-        i for i in POLYGON_ACTIVE if i != "pgn-102"]
+        i for i in POLYGON_ACTIVE if i != "pgn-102"
+    ]
     assert replay["outcome"] == "applied"
     [post] = fx.job_posts(fake)
     name = f"replay-dlq-polygon-{run['id']}"
     assert post.body["metadata"]["name"] == name
     assert post.body["spec"]["template"]["spec"]["containers"][0]["command"] == [
-        "python", "-m", "jobs.replay_dlq", "--provider", "polygon", "--max-retries", "3"]
+        "python",
+        "-m",
+        "jobs.replay_dlq",
+        "--provider",
+        "polygon",
+        "--max-retries",
+        "3",
+    ]
     done = fx.section(page, "Done")
-    assert any(d.startswith("Pause the active alerts that depend on the provider [undo]:"
-                            " re-enabled the 5 alerts it paused") and
-               "already active, left alone: pgn-102" in d for d in done)
-    assert f"Replay the provider's dead-letter queue [resolve]: started DLQ replay job {name}" \
+    assert any(
+        d.startswith(
+            "Pause the active alerts that depend on the provider [undo]:"
+            " re-enabled the 5 alerts it paused"
+        )
+        and "already active, left alone: pgn-102" in d
+        for d in done
+    )
+    assert (
+        f"Replay the provider's dead-letter queue [resolve]: started DLQ replay job {name}"
         " for polygon" in done
+    )
 
 
 async def test_resolve_does_not_replay_while_the_provider_is_still_down(
-        target, fake, kube, http, cache, redis_prefix) -> None:
+    target, fake, kube, http, cache, redis_prefix
+) -> None:
     checks, router = http
     fx.providers_answer(router, down={"polygon": 502})
     async with harness(target, kube, checks, cache, redis_prefix) as h:
@@ -170,8 +225,9 @@ async def test_resolve_does_not_replay_while_the_provider_is_still_down(
     assert fx.job_posts(fake) == []
 
 
-async def test_redis_down_fails_only_the_cache_check(target, fake, kube, http,
-                                                     redis_prefix) -> None:
+async def test_redis_down_fails_only_the_cache_check(
+    target, fake, kube, http, redis_prefix
+) -> None:
     dsn, _db = target
     checks, router = http
     fx.providers_answer(router, down={"polygon": 503})
@@ -188,26 +244,33 @@ async def test_redis_down_fails_only_the_cache_check(target, fake, kube, http,
     assert steps["check_cache"]["outcome"] == "failed"
     assert "cannot reach Redis" in steps["check_cache"]["reason"]
     assert await fx.snapshot(dsn) == paused(before, POLYGON_ACTIVE)
-    assert any(item.startswith("Verify the cache serves last-good data FAILED: cache:")
-               for item in fx.section(page, "Left for you"))
+    assert any(
+        item.startswith("Verify the cache serves last-good data FAILED: cache:")
+        for item in fx.section(page, "Left for you")
+    )
 
 
-async def test_cache_misses_are_reported_for_a_human(target, fake, kube, http, cache,
-                                                     redis_prefix) -> None:
+async def test_cache_misses_are_reported_for_a_human(
+    target, fake, kube, http, cache, redis_prefix
+) -> None:
     checks, router = http
     fx.providers_answer(router, down={"polygon": 503})
-    rules_missing = rules(redis_prefix, cache_keys=[redis_prefix + "fundamentals:AAPL",
-                                                    redis_prefix + "fundamentals:MSFT"])
+    rules_missing = rules(
+        redis_prefix,
+        cache_keys=[redis_prefix + "fundamentals:AAPL", redis_prefix + "fundamentals:MSFT"],
+    )
     async with harness(target, kube, checks, cache, redis_prefix, rules=rules_missing) as h:
         await h.deliver(ALERT)
         check = (await steps_of(h, "fire"))["check_cache"]
     assert check["outcome"] == "failed"
-    assert check["reason"] == (f"cache misses {redis_prefix}fundamentals:MSFT: users get"
-                               " errors, not last-good data")
+    assert check["reason"] == (
+        f"cache misses {redis_prefix}fundamentals:MSFT: users get errors, not last-good data"
+    )
 
 
-async def test_unconfirmed_outage_pauses_nothing(target, fake, kube, http, cache,
-                                                 redis_prefix) -> None:
+async def test_unconfirmed_outage_pauses_nothing(
+    target, fake, kube, http, cache, redis_prefix
+) -> None:
     dsn, _db = target
     checks, router = http
     fx.providers_answer(router)  # the status page says polygon is fine
@@ -218,22 +281,28 @@ async def test_unconfirmed_outage_pauses_nothing(target, fake, kube, http, cache
         page = fx.page_text(fx.last(h, "trigger"))
     assert await fx.snapshot(dsn) == before
     assert steps["pause_alerts"]["outcome"] == "skipped"
-    assert any(s.startswith("Pause the active alerts that depend on the provider: polygon"
-                            " reports healthy: outage not confirmed")
-               for s in fx.section(page, "Skipped (why)"))
+    assert any(
+        s.startswith(
+            "Pause the active alerts that depend on the provider: polygon"
+            " reports healthy: outage not confirmed"
+        )
+        for s in fx.section(page, "Skipped (why)")
+    )
 
 
 # ------------------------------------------------------------------ dry-run
 
 
 async def test_dry_run_changes_nothing_and_plans_every_step(
-        target, fake, kube, http, cache, redis_prefix) -> None:
+    target, fake, kube, http, cache, redis_prefix
+) -> None:
     dsn, _db = target
     checks, router = http
     fx.providers_answer(router, down={"polygon": 503})
     before = await fx.snapshot(dsn)
-    async with harness(target, kube, checks, cache, redis_prefix,
-                       settings={"mode": "dry-run"}) as h:
+    async with harness(
+        target, kube, checks, cache, redis_prefix, settings={"mode": "dry-run"}
+    ) as h:
         await h.deliver(ALERT)
         await h.deliver(resolved(ALERT))
         fire = await steps_of(h, "fire")
@@ -245,29 +314,47 @@ async def test_dry_run_changes_nothing_and_plans_every_step(
     assert resolve["replay_dlq"]["outcome"] == "dry_run"
     calls = {n: s["rendered"] for n, s in {**fire, **resolve}.items()}
     assert set(calls) == {s.name for s in (*rb02.RUNBOOK.steps, *rb02.RUNBOOK.resolve_steps)}
-    assert calls["provider_status"] == ("GET <targets.http.providers.polygon>  # expect 2xx"
-                                        " and status ok")
+    assert calls["provider_status"] == (
+        "GET <targets.http.providers.polygon>  # expect 2xx and status ok"
+    )
     assert "WHERE condition_json->>'provider' = $1 AND active" in calls["pause_alerts"]
     assert "-- $1 = 'polygon'" in calls["pause_alerts"]
-    assert "UPDATE alerts SET active = FALSE WHERE id = ANY($1::text[]) AND active" \
+    assert (
+        "UPDATE alerts SET active = FALSE WHERE id = ANY($1::text[]) AND active"
         in calls["pause_alerts"]
+    )
     assert calls["check_cache"].startswith(f"redis-cli MGET {redis_prefix}fundamentals:AAPL")
-    assert f"-n {fx.NS} --image=dawsos/worker:stable -- python -m jobs.replay_dlq --provider" \
+    assert (
+        f"-n {fx.NS} --image=dawsos/worker:stable -- python -m jobs.replay_dlq --provider"
         " polygon --max-retries 3" in calls["replay_dlq"]
+    )
     assert page.startswith("DRY-RUN: nothing was changed")
-    assert any(s.startswith("Pause the active alerts that depend on the provider: dry-run:"
-                            " not executed; would run: BEGIN;")
-               for s in fx.section(page, "Skipped (why)"))
+    assert any(
+        s.startswith(
+            "Pause the active alerts that depend on the provider: dry-run:"
+            " not executed; would run: BEGIN;"
+        )
+        for s in fx.section(page, "Skipped (why)")
+    )
 
 
 # ------------------------------------------------------------------- guards
 
 
-@pytest.mark.parametrize("provider", [
-    "polygon' OR '1'='1", "../polygon", "polygon/../../fmp", "p" * 10_240, "polygon\n", "",
-])
+@pytest.mark.parametrize(
+    "provider",
+    [
+        "polygon' OR '1'='1",
+        "../polygon",
+        "polygon/../../fmp",
+        "p" * 10_240,
+        "polygon\n",
+        "",
+    ],
+)
 async def test_hostile_provider_label_changes_nothing_and_is_reported(
-        target, fake, kube, http, cache, redis_prefix, provider: str) -> None:
+    target, fake, kube, http, cache, redis_prefix, provider: str
+) -> None:
     dsn, _db = target
     checks, router = http
     fx.providers_answer(router, down={"polygon": 503})
@@ -288,13 +375,18 @@ async def test_hostile_provider_label_changes_nothing_and_is_reported(
         assert s["outcome"] == "failed"
         assert s["reason"].startswith("rejected input provider: ")
     left = fx.section(page, "Left for you")
-    assert any(item.startswith("Pause the active alerts that depend on the provider FAILED:"
-                               " rejected input provider:") for item in left)
+    assert any(
+        item.startswith(
+            "Pause the active alerts that depend on the provider FAILED: rejected input provider:"
+        )
+        for item in left
+    )
     assert all(len(item) < 1200 for item in left)
 
 
 async def test_provider_is_checked_against_the_configured_providers(
-        target, fake, kube, http, cache, redis_prefix) -> None:
+    target, fake, kube, http, cache, redis_prefix
+) -> None:
     """With settings, a provider configured there but absent from params is accepted;
     without settings, only the params list counts."""
     dsn, _db = target
@@ -311,17 +403,27 @@ async def test_provider_is_checked_against_the_configured_providers(
     assert with_settings["pause_alerts"]["changes"]["provider"] == "fmp"  # configured spelling
     assert await fx.snapshot(dsn) == paused(before, fmp_active)
 
-    async with harness(target, kube, checks, cache, redis_prefix, rules=limited,
-                       with_settings=False) as h:
-        await h.deliver(make_alert("ProviderErrorRateHigh", {"provider": "fmp"},
-                                   starts_at="2026-11-28T02:00:00Z"))
+    async with harness(
+        target, kube, checks, cache, redis_prefix, rules=limited, with_settings=False
+    ) as h:
+        await h.deliver(
+            make_alert(
+                "ProviderErrorRateHigh", {"provider": "fmp"}, starts_at="2026-11-28T02:00:00Z"
+            )
+        )
         without = await steps_of(h, "fire")
     assert without["pause_alerts"]["outcome"] == "failed"
     assert "not a configured provider (one of ['polygon'])" in without["pause_alerts"]["reason"]
 
 
 def test_params_refuse_unsafe_values() -> None:
-    for bad in ({"providers": ["poly gon"]}, {"cache_keys": ["a b"]}, {"cache_keys": []},
-                {"replay_image": "img`id`"}, {"replay_max_retries": 0}, {"mode": "live"}):
+    for bad in (
+        {"providers": ["poly gon"]},
+        {"cache_keys": ["a b"]},
+        {"cache_keys": []},
+        {"replay_image": "img`id`"},
+        {"replay_max_retries": 0},
+        {"mode": "live"},
+    ):
         with pytest.raises(ValueError):
             rb02.Params.model_validate(bad)
