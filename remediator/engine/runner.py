@@ -170,9 +170,13 @@ class Engine:
             ):
                 return "circuit_open"
             self.metrics.circuit_state.labels(runbook.id).set(1)
-        if rule is not None and rule.max_runs_per_hour is not None and (
-            await self.store.count_runs_since(rule.name, time.time() - 3600)
-            > rule.max_runs_per_hour
+        if (
+            rule is not None
+            and rule.max_runs_per_hour is not None
+            and (
+                await self.store.count_runs_since(rule.name, time.time() - 3600)
+                > rule.max_runs_per_hour
+            )
         ):
             return "rate_limit"
         if rule is not None and rule.cooldown > 0:
@@ -222,6 +226,18 @@ class Engine:
                     blocked_by=blocked,
                     finished_at=time.time(),
                 )
+                if runbook.page_first:
+                    # P0: a human hears about it even when a guard stops the robot.
+                    blocked_run = {**run, "blocked_by": blocked}
+                    content = pages.build(
+                        blocked_run,
+                        [],
+                        [],
+                        runbook,
+                        self.settings,
+                        headline=f"not acted on: blocked by guard {blocked}; act by hand",
+                    )
+                    await self.outbox.enqueue(f"{run['id']}:blocked", "trigger", content)
                 log.warning(
                     "run_blocked",
                     run_id=run["id"],

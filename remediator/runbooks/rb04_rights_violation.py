@@ -164,8 +164,7 @@ def export_key(user_id: str | None, payload: Any) -> tuple[str | None, str | Non
             return None, "s3_key is not a PDF under the user's own prefix"
         return key, None
     export_id = payload.get("export_id")
-    if not isinstance(export_id, str) or not _EXPORT_ID.fullmatch(export_id) \
-            or ".." in export_id:
+    if not isinstance(export_id, str) or not _EXPORT_ID.fullmatch(export_id) or ".." in export_id:
         return None, "no usable export_id in the event payload"
     return f"{user_id}/{export_id}.pdf", None
 
@@ -194,11 +193,16 @@ async def inspect_registry(*, ctx: StepContext, **_: Any) -> Done:
         raise StepFailed(f"provider {provider} has no row in provider_rights")
     ok = row["export"] == "restricted" and row["require_license"]
     verdict = "as expected" if ok else "MISCONFIGURED (expected restricted, require_license)"
-    return Done(f"{provider}: export={row['export']}, require_license="
-                f"{str(row['require_license']).lower()}: {verdict}",
-                data={"provider": provider, "export": row["export"],
-                      "require_license": bool(row["require_license"]),
-                      "misconfigured": not ok})
+    return Done(
+        f"{provider}: export={row['export']}, require_license="
+        f"{str(row['require_license']).lower()}: {verdict}",
+        data={
+            "provider": provider,
+            "export": row["export"],
+            "require_license": bool(row["require_license"]),
+            "misconfigured": not ok,
+        },
+    )
 
 
 def render_inspect_registry(*, ctx: StepContext, **_: Any) -> str:
@@ -224,10 +228,13 @@ async def check_reported_user(*, ctx: StepContext, **_: Any) -> Done | Skip:
     rows = await db.fetch(_USER_LICENSES, uuid.UUID(user), provider)
     types = [r["license_type"] for r in rows]
     if not types:
-        return Done(f"user {user} holds no {provider} license",
-                    data={"user_id": user, "license_types": []})
-    return Done(f"user {user} holds {provider} licenses: {', '.join(types)}",
-                data={"user_id": user, "license_types": types})
+        return Done(
+            f"user {user} holds no {provider} license", data={"user_id": user, "license_types": []}
+        )
+    return Done(
+        f"user {user} holds {provider} licenses: {', '.join(types)}",
+        data={"user_id": user, "license_types": types},
+    )
 
 
 def render_check_reported_user(*, ctx: StepContext, **_: Any) -> str:
@@ -263,18 +270,22 @@ async def restrict_exports(*, ctx: StepContext, **_: Any) -> Done | Skip:
         if row["export"] == "restricted" and row["require_license"]:
             return Skip(f"{provider} exports are already restricted with a license required")
         await tx.execute(_RESTRICT, provider)
-    old = {"provider": provider, "export": row["export"],
-           "require_license": bool(row["require_license"])}
-    return Done(f"blocked {provider} exports (was export={row['export']}, require_license="
-                f"{str(row['require_license']).lower()}); {KEPT}",
-                data={"provider": provider, "previous": old},
-                changes={"provider_rights": [old]})
+    old = {
+        "provider": provider,
+        "export": row["export"],
+        "require_license": bool(row["require_license"]),
+    }
+    return Done(
+        f"blocked {provider} exports (was export={row['export']}, require_license="
+        f"{str(row['require_license']).lower()}); {KEPT}",
+        data={"provider": provider, "previous": old},
+        changes={"provider_rights": [old]},
+    )
 
 
 def render_restrict_exports(*, ctx: StepContext, **_: Any) -> str:
     provider = provider_of(ctx)
-    return (f"BEGIN;\n{_sql(_LOCK_ROW, provider)}\n{_sql(_RESTRICT, provider)}\nCOMMIT;\n"
-            f"-- {KEPT}")
+    return f"BEGIN;\n{_sql(_LOCK_ROW, provider)}\n{_sql(_RESTRICT, provider)}\nCOMMIT;\n-- {KEPT}"
 
 
 # ------------------------------------------------------------ 4 audit exports
@@ -308,38 +319,55 @@ async def audit_exports(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
     provider = provider_of(ctx)
     db = ctx.clients.need("database")
-    rows = await db.fetch(_AUDIT, provider, p.audit_days, list(p.export_license_types),
-                          p.max_audit_rows)
+    rows = await db.fetch(
+        _AUDIT, provider, p.audit_days, list(p.export_license_types), p.max_audit_rows
+    )
     violations: list[dict[str, Any]] = []
     for r in rows:
         user = str(r["user_id"]) if r["user_id"] is not None else None
         payload = r["payload_json"]
         key, problem = export_key(user, payload)
         export_id = payload.get("export_id") if isinstance(payload, Mapping) else None
-        violations.append({
-            "event_id": int(r["id"]), "user_id": user,
-            "created_at": r["created_at"].isoformat(),
-            "export_id": export_id[:128] if isinstance(export_id, str) else None,
-            "providers_unknown": bool(r["providers_unknown"]),
-            "key": key, "key_problem": problem,
-        })
+        violations.append(
+            {
+                "event_id": int(r["id"]),
+                "user_id": user,
+                "created_at": r["created_at"].isoformat(),
+                "export_id": export_id[:128] if isinstance(export_id, str) else None,
+                "providers_unknown": bool(r["providers_unknown"]),
+                "key": key,
+                "key_problem": problem,
+            }
+        )
     users = sorted({v["user_id"] for v in violations if v["user_id"] is not None})
     truncated = len(rows) >= p.max_audit_rows
     if not violations:
-        summary = (f"no export_pdf event in {p.audit_days} days carried {provider} data"
-                   " without an export license")
+        summary = (
+            f"no export_pdf event in {p.audit_days} days carried {provider} data"
+            " without an export license"
+        )
     else:
-        summary = (f"{len(violations)}{'+' if truncated else ''} export_pdf events in"
-                   f" {p.audit_days} days carried {provider} data without an export license,"
-                   f" by {len(users)} users: {_users(users)}")
-    return Done(summary, data={"provider": provider, "violations": violations,
-                               "users": users, "truncated": truncated})
+        summary = (
+            f"{len(violations)}{'+' if truncated else ''} export_pdf events in"
+            f" {p.audit_days} days carried {provider} data without an export license,"
+            f" by {len(users)} users: {_users(users)}"
+        )
+    return Done(
+        summary,
+        data={
+            "provider": provider,
+            "violations": violations,
+            "users": users,
+            "truncated": truncated,
+        },
+    )
 
 
 def render_audit_exports(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
-    return _sql(_AUDIT, provider_of(ctx), p.audit_days, list(p.export_license_types),
-                p.max_audit_rows)
+    return _sql(
+        _AUDIT, provider_of(ctx), p.audit_days, list(p.export_license_types), p.max_audit_rows
+    )
 
 
 # ------------------------------------------------------------ 5 revoke PDFs
@@ -356,8 +384,9 @@ async def _licensed_now(ctx: StepContext, provider: str, users: Sequence[str]) -
     if not users:
         return set()
     db = ctx.clients.need("database")
-    rows = await db.fetch(_LICENSED_NOW, [uuid.UUID(u) for u in users], provider,
-                          list(p.export_license_types))
+    rows = await db.fetch(
+        _LICENSED_NOW, [uuid.UUID(u) for u in users], provider, list(p.export_license_types)
+    )
     return {str(r["user_id"]) for r in rows}
 
 
@@ -368,19 +397,19 @@ async def revoke_pdfs(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if not violations:
         return Skip("the audit found no violating exports")
     aws = ctx.clients.need("aws")
-    licensed = await _licensed_now(ctx, provider,
-                                   sorted({v["user_id"] for v in violations if v["user_id"]}))
+    licensed = await _licensed_now(
+        ctx, provider, sorted({v["user_id"] for v in violations if v["user_id"]})
+    )
     bad = [v for v in violations if v["key"] is None]
     now_legit = [v for v in violations if v["key"] is not None and v["user_id"] in licensed]
     todo = [v for v in violations if v["key"] is not None and v["user_id"] not in licensed]
-    over = todo[p.max_revocations:]
+    over = todo[p.max_revocations :]
     deleted: list[dict[str, Any]] = []
     already_gone: list[str] = []
-    for v in todo[:p.max_revocations]:
+    for v in todo[: p.max_revocations]:
         if await aws.s3_object_exists(p.exports_bucket, v["key"]):
             await aws.s3_delete_object(p.exports_bucket, v["key"])
-            deleted.append({"user_id": v["user_id"], "key": v["key"],
-                            "event_id": v["event_id"]})
+            deleted.append({"user_id": v["user_id"], "key": v["key"], "event_id": v["event_id"]})
         else:
             already_gone.append(v["key"])
     parts = [f"deleted {len(deleted)} PDFs from s3://{p.exports_bucket}"]
@@ -389,29 +418,42 @@ async def revoke_pdfs(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if now_legit:
         parts.append(f"{len(now_legit)} kept: the user holds a license now")
     if bad:
-        parts.append(f"{len(bad)} NOT revoked, no safe key: "
-                     + "; ".join(f"event {v['event_id']}: {v['key_problem']}" for v in bad[:5]))
+        parts.append(
+            f"{len(bad)} NOT revoked, no safe key: "
+            + "; ".join(f"event {v['event_id']}: {v['key_problem']}" for v in bad[:5])
+        )
     if over:
-        parts.append(f"{len(over)} over the limit of {p.max_revocations} left for a human: "
-                     + ", ".join(v["key"] for v in over[:5]))
-    data = {"deleted": deleted, "already_gone": already_gone,
-            "kept_licensed": [v["key"] for v in now_legit],
-            "no_key": [v["event_id"] for v in bad], "over_limit": [v["key"] for v in over]}
+        parts.append(
+            f"{len(over)} over the limit of {p.max_revocations} left for a human: "
+            + ", ".join(v["key"] for v in over[:5])
+        )
+    data = {
+        "deleted": deleted,
+        "already_gone": already_gone,
+        "kept_licensed": [v["key"] for v in now_legit],
+        "no_key": [v["event_id"] for v in bad],
+        "over_limit": [v["key"] for v in over],
+    }
     # Deleting cannot be undone; the record is for the audit trail only.
-    return Done("; ".join(parts), data=data,
-                changes={"bucket": p.exports_bucket, "deleted": [d["key"] for d in deleted]})
+    return Done(
+        "; ".join(parts),
+        data=data,
+        changes={"bucket": p.exports_bucket, "deleted": [d["key"] for d in deleted]},
+    )
 
 
 def render_revoke_pdfs(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     audit = ctx.results.get("audit_exports")
     if not audit:
-        return (f"aws s3 rm s3://{p.exports_bucket}/<user-uuid>/<export-id>.pdf  # for each"
-                f" unlicensed export the audit finds, at most {p.max_revocations}")
+        return (
+            f"aws s3 rm s3://{p.exports_bucket}/<user-uuid>/<export-id>.pdf  # for each"
+            f" unlicensed export the audit finds, at most {p.max_revocations}"
+        )
     keys = [v["key"] for v in audit.get("violations", []) if v.get("key")]
     if not keys:
         return "(the audit found no revocable export)"
-    lines = [f"aws s3 rm s3://{p.exports_bucket}/{k}" for k in keys[:p.max_revocations]]
+    lines = [f"aws s3 rm s3://{p.exports_bucket}/{k}" for k in keys[: p.max_revocations]]
     if len(keys) > p.max_revocations:
         lines.append(f"# {len(keys) - p.max_revocations} more over the limit, by hand")
     lines.append("# skipped at run time for users who hold an export license by then")
@@ -446,36 +488,41 @@ async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
     for user in sorted(by_user):
         if user in licensed:
             continue
-        present = [v for v in by_user[user]
-                   if await aws.s3_object_exists(p.exports_bucket, v["key"])]
+        present = [
+            v for v in by_user[user] if await aws.s3_object_exists(p.exports_bucket, v["key"])
+        ]
         (not_revoked if present else revoked).append(user)
     if not revoked:
-        return Skip("no violating user's exports have been revoked yet (approve the"
-                    " revocation first)" + (f"; still in S3 for {_users(not_revoked)}"
-                                            if not_revoked else ""))
-    over = revoked[p.max_notifications:]
+        return Skip(
+            "no violating user's exports have been revoked yet (approve the"
+            " revocation first)"
+            + (f"; still in S3 for {_users(not_revoked)}" if not_revoked else "")
+        )
+    over = revoked[p.max_notifications :]
     db = ctx.clients.need("database")
     inserted: list[int] = []
     notified: list[str] = []
     async with db.transaction() as tx:
-        for user in revoked[:p.max_notifications]:
+        for user in revoked[: p.max_notifications]:
             exports = sorted(v["export_id"] for v in by_user[user] if v["export_id"])
             payload = {"message": REVOKED_MESSAGE, "provider": provider, "exports": exports}
             row = await tx.fetchrow(_NOTIFY, uuid.UUID(user), p.notification_alert_id, payload)
             if row is not None:
                 inserted.append(int(row["id"]))
                 notified.append(user)
-    parts = [f"notified {len(notified)} users that their export was revoked: "
-             f"{_users(notified)}"]
-    already = sorted(set(revoked[:p.max_notifications]) - set(notified))
+    parts = [f"notified {len(notified)} users that their export was revoked: {_users(notified)}"]
+    already = sorted(set(revoked[: p.max_notifications]) - set(notified))
     if already:
         parts.append(f"{len(already)} already notified today")
     if not_revoked:
         parts.append(f"not notified, export still in S3: {_users(not_revoked)}")
     if over:
         parts.append(f"{len(over)} over the limit of {p.max_notifications} left for a human")
-    return Done("; ".join(parts), data={"notified": notified, "not_revoked": not_revoked},
-                changes={"notifications": inserted})
+    return Done(
+        "; ".join(parts),
+        data={"notified": notified, "not_revoked": not_revoked},
+        changes={"notifications": inserted},
+    )
 
 
 def render_notify_users(*, ctx: StepContext, **_: Any) -> str:
@@ -483,10 +530,16 @@ def render_notify_users(*, ctx: StepContext, **_: Any) -> str:
     audit = ctx.results.get("audit_exports") or {}
     users = audit.get("users") or ["<user-uuid>"]
     payload = {"message": REVOKED_MESSAGE, "provider": provider_of(ctx), "exports": ["..."]}
-    return (_sql(_NOTIFY, f"<each of {len(users)} users: {_users(list(users))}>",
-                 p.notification_alert_id, payload)
-            + f"\n-- only users whose violating exports are gone from S3;"
-              f" at most {p.max_notifications}")
+    return (
+        _sql(
+            _NOTIFY,
+            f"<each of {len(users)} users: {_users(list(users))}>",
+            p.notification_alert_id,
+            payload,
+        )
+        + f"\n-- only users whose violating exports are gone from S3;"
+        f" at most {p.max_notifications}"
+    )
 
 
 # ------------------------------------------------------------ 6 grant license
@@ -519,22 +572,28 @@ async def grant_license(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if not users:
         return Skip("no violating user to license")
     if len(users) > p.max_license_grants:
-        raise StepFailed(f"{len(users)} users would be licensed, more than"
-                         f" max_license_grants={p.max_license_grants}: grant by hand to the"
-                         " users compliance confirms")
+        raise StepFailed(
+            f"{len(users)} users would be licensed, more than"
+            f" max_license_grants={p.max_license_grants}: grant by hand to the"
+            " users compliance confirms"
+        )
     db = ctx.clients.need("database")
     async with db.transaction() as tx:
-        rows = await tx.fetch(_GRANT, [uuid.UUID(u) for u in users], provider,
-                              p.grant_license_type)
+        rows = await tx.fetch(_GRANT, [uuid.UUID(u) for u in users], provider, p.grant_license_type)
     granted = sorted(str(r["user_id"]) for r in rows)
     if not granted:
         return Skip(f"every user already holds a {provider} {p.grant_license_type} license")
-    return Done(f"granted a {provider} {p.grant_license_type} license to {len(granted)} users:"
-                f" {_users(granted)}",
-                data={"granted": granted},
-                changes={"user_licenses": [{"user_id": u, "provider": provider,
-                                            "license_type": p.grant_license_type}
-                                           for u in granted]})
+    return Done(
+        f"granted a {provider} {p.grant_license_type} license to {len(granted)} users:"
+        f" {_users(granted)}",
+        data={"granted": granted},
+        changes={
+            "user_licenses": [
+                {"user_id": u, "provider": provider, "license_type": p.grant_license_type}
+                for u in granted
+            ]
+        },
+    )
 
 
 def render_grant_license(*, ctx: StepContext, **_: Any) -> str:
@@ -557,10 +616,12 @@ async def report_block(*, ctx: StepContext, **_: Any) -> Done:
     row = await db.fetchrow(_REPORT, provider)
     if row is None:
         raise StepFailed(f"provider {provider} has no row in provider_rights")
-    return Done(f"{provider} stays export={row['export']}, require_license="
-                f"{str(row['require_license']).lower()}: nothing is lifted automatically;"
-                " compliance lifts the block when the audit is closed",
-                data={"export": row["export"], "require_license": bool(row["require_license"])})
+    return Done(
+        f"{provider} stays export={row['export']}, require_license="
+        f"{str(row['require_license']).lower()}: nothing is lifted automatically;"
+        " compliance lifts the block when the audit is closed",
+        data={"export": row["export"], "require_license": bool(row["require_license"])},
+    )
 
 
 def render_report_block(*, ctx: StepContext, **_: Any) -> str:
@@ -568,30 +629,86 @@ def render_report_block(*, ctx: StepContext, **_: Any) -> str:
 
 
 STEPS: Sequence[Step] = (
-    Step("inspect_registry", "diagnose", "Inspect the provider's rights registry row",
-         inspect_registry, render_inspect_registry, stop_on_failure=True, timeout=15.0),
-    Step("check_reported_user", "diagnose", "Check the reported user's licenses",
-         check_reported_user, render_check_reported_user, timeout=15.0),
-    Step("restrict_exports", "mitigate",
-         "Block exports of the provider (kept after resolve: compliance lifts it)",
-         restrict_exports, render_restrict_exports, mutates=True, idempotent=True,
-         timeout=15.0),
-    Step("audit_exports", "diagnose", "Audit recent PDF exports against user licenses",
-         audit_exports, render_audit_exports, timeout=30.0),
-    Step("revoke_pdfs", "mitigate", "Revoke the violating PDFs (S3 delete)", revoke_pdfs,
-         render_revoke_pdfs, mutates=True, approval="approve", idempotent=True, timeout=120.0,
-         attempts=2),
-    Step("notify_users", "notify", "Notify the users whose exports were revoked",
-         notify_users, render_notify_users, mutates=True, approval="approve",
-         idempotent=True, timeout=60.0),
-    Step("grant_license", "mitigate", "Grant the missing license (only if legitimate)",
-         grant_license, render_grant_license, mutates=True, approval="approve",
-         idempotent=True, timeout=15.0),
+    Step(
+        "inspect_registry",
+        "diagnose",
+        "Inspect the provider's rights registry row",
+        inspect_registry,
+        render_inspect_registry,
+        stop_on_failure=True,
+        timeout=15.0,
+    ),
+    Step(
+        "check_reported_user",
+        "diagnose",
+        "Check the reported user's licenses",
+        check_reported_user,
+        render_check_reported_user,
+        timeout=15.0,
+    ),
+    Step(
+        "restrict_exports",
+        "mitigate",
+        "Block exports of the provider (kept after resolve: compliance lifts it)",
+        restrict_exports,
+        render_restrict_exports,
+        mutates=True,
+        idempotent=True,
+        timeout=15.0,
+    ),
+    Step(
+        "audit_exports",
+        "diagnose",
+        "Audit recent PDF exports against user licenses",
+        audit_exports,
+        render_audit_exports,
+        timeout=30.0,
+    ),
+    Step(
+        "revoke_pdfs",
+        "mitigate",
+        "Revoke the violating PDFs (S3 delete)",
+        revoke_pdfs,
+        render_revoke_pdfs,
+        mutates=True,
+        approval="approve",
+        idempotent=True,
+        timeout=120.0,
+        attempts=2,
+    ),
+    Step(
+        "notify_users",
+        "notify",
+        "Notify the users whose exports were revoked",
+        notify_users,
+        render_notify_users,
+        mutates=True,
+        approval="approve",
+        idempotent=True,
+        timeout=60.0,
+    ),
+    Step(
+        "grant_license",
+        "mitigate",
+        "Grant the missing license (only if legitimate)",
+        grant_license,
+        render_grant_license,
+        mutates=True,
+        approval="approve",
+        idempotent=True,
+        timeout=15.0,
+    ),
 )
 
 RESOLVE_STEPS: Sequence[Step] = (
-    Step("report_block", "verify", "Exports stay blocked until compliance lifts the block",
-         report_block, render_report_block, timeout=15.0),
+    Step(
+        "report_block",
+        "verify",
+        "Exports stay blocked until compliance lifts the block",
+        report_block,
+        render_report_block,
+        timeout=15.0,
+    ),
 )
 
 RUNBOOK = Runbook(

@@ -43,8 +43,18 @@ from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import InputRejected
 
 _QUERY_CHARS = 300
-_BUSY = frozenset({"rebooting", "failing-over", "modifying", "upgrading", "maintenance",
-                   "creating", "deleting", "backtracking"})
+_BUSY = frozenset(
+    {
+        "rebooting",
+        "failing-over",
+        "modifying",
+        "upgrading",
+        "maintenance",
+        "creating",
+        "deleting",
+        "backtracking",
+    }
+)
 
 
 def _rds(field: str, value: str) -> str:
@@ -66,10 +76,20 @@ class Params(BaseModel):
     block_threshold_seconds: float = Field(60.0, ge=0, le=86_400)
     max_terminations: int = Field(3, ge=0, le=20)  # 0: diagnose only
     # Superuser and replication roles are always protected, whatever these say.
-    protected_roles: tuple[str, ...] = ("postgres", "rdsadmin", "rdsrepladmin",
-                                        "rds_superuser", "rds_replication", "replicator")
-    protected_applications: tuple[str, ...] = ("remediator", "pg_dump", "pg_restore",
-                                               "pg_basebackup")
+    protected_roles: tuple[str, ...] = (
+        "postgres",
+        "rdsadmin",
+        "rdsrepladmin",
+        "rds_superuser",
+        "rds_replication",
+        "replicator",
+    )
+    protected_applications: tuple[str, ...] = (
+        "remediator",
+        "pg_dump",
+        "pg_restore",
+        "pg_basebackup",
+    )
     scale_up_class: str = "db.r6g.2xlarge"
     # Restore to this long before the alert started (the last moment known good).
     pitr_minutes_before_alert: int = Field(15, ge=0, le=7 * 24 * 60)
@@ -122,11 +142,20 @@ async def rds_status(*, ctx: StepContext, **_: Any) -> Done:
     aws = ctx.clients.need("aws")
     st = await aws.describe_db_instance(p.db_instance_identifier)
     pending = dict(st.pending_modified)
-    words = f"{st.identifier} is {st.status} ({st.instance_class}, " \
-            f"{'Multi-AZ' if st.multi_az else 'Single-AZ'})"
+    words = (
+        f"{st.identifier} is {st.status} ({st.instance_class}, "
+        f"{'Multi-AZ' if st.multi_az else 'Single-AZ'})"
+    )
     words += f"; pending modifications: {pending}" if pending else "; no pending modifications"
-    return Done(words, data={"status": st.status, "instance_class": st.instance_class,
-                             "multi_az": st.multi_az, "pending_modified": pending})
+    return Done(
+        words,
+        data={
+            "status": st.status,
+            "instance_class": st.instance_class,
+            "multi_az": st.multi_az,
+            "pending_modified": pending,
+        },
+    )
 
 
 def render_rds_status(*, ctx: StepContext, **_: Any) -> str:
@@ -142,25 +171,28 @@ async def failover(*, ctx: StepContext, **_: Any) -> Done | Skip:
     aws = ctx.clients.need("aws")
     st = await aws.describe_db_instance(p.db_instance_identifier)
     if st.status in _BUSY:
-        return Skip(f"{st.identifier} is {st.status}: a failover or change is already under"
-                    " way")
+        return Skip(f"{st.identifier} is {st.status}: a failover or change is already under way")
     if p.db_cluster_identifier is not None:
         await aws.failover_db_cluster(p.db_cluster_identifier)
         what = f"failed over cluster {p.db_cluster_identifier}"
     else:
         await aws.reboot_db_instance_with_failover(p.db_instance_identifier)
         what = f"rebooted {p.db_instance_identifier} with failover to its standby"
-    return Done(f"{what} (status was {st.status}); expect 1-3 minutes",
-                data={"previous_status": st.status},
-                changes={"failover": p.db_cluster_identifier or p.db_instance_identifier})
+    return Done(
+        f"{what} (status was {st.status}); expect 1-3 minutes",
+        data={"previous_status": st.status},
+        changes={"failover": p.db_cluster_identifier or p.db_instance_identifier},
+    )
 
 
 def render_failover(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     if p.db_cluster_identifier is not None:
         return f"aws rds failover-db-cluster --db-cluster-identifier {p.db_cluster_identifier}"
-    return (f"aws rds reboot-db-instance --db-instance-identifier {p.db_instance_identifier}"
-            " --force-failover")
+    return (
+        f"aws rds reboot-db-instance --db-instance-identifier {p.db_instance_identifier}"
+        " --force-failover"
+    )
 
 
 # ------------------------------------------------------- 3 top statements
@@ -178,23 +210,33 @@ async def top_statements(*, ctx: StepContext, **_: Any) -> Done | Skip:
     p: Params = ctx.params
     db = ctx.clients.need("database")
     if not await db.fetchval(_HAS_PGSS):
-        return Skip("pg_stat_statements is not installed in this database (CREATE EXTENSION"
-                    " pg_stat_statements; it needs shared_preload_libraries)")
+        return Skip(
+            "pg_stat_statements is not installed in this database (CREATE EXTENSION"
+            " pg_stat_statements; it needs shared_preload_libraries)"
+        )
     try:
         rows = await db.fetch(_TOP, p.top_statements)
     except QueryRejected as exc:
         # Installed but not preloaded (55000), or an old version's column names.
         return Skip(f"pg_stat_statements cannot be read: {str(exc)[:200]}")
-    top = [{"query": r["query"], "calls": int(r["calls"]),
+    top = [
+        {
+            "query": r["query"],
+            "calls": int(r["calls"]),
             "mean_ms": round(float(r["mean_exec_time"]), 1),
-            "total_ms": round(float(r["total_exec_time"]), 1), "rows": int(r["rows"])}
-           for r in rows]
+            "total_ms": round(float(r["total_exec_time"]), 1),
+            "rows": int(r["rows"]),
+        }
+        for r in rows
+    ]
     if not top:
         return Done("pg_stat_statements has no statements yet", data={"top": []})
     head = top[0]
-    return Done(f"top {len(top)} statements by total time; #1: {head['total_ms']} ms total,"
-                f" {head['calls']} calls: {' '.join(head['query'].split())[:120]}",
-                data={"top": top})
+    return Done(
+        f"top {len(top)} statements by total time; #1: {head['total_ms']} ms total,"
+        f" {head['calls']} calls: {' '.join(head['query'].split())[:120]}",
+        data={"top": top},
+    )
 
 
 def render_top_statements(*, ctx: StepContext, **_: Any) -> str:
@@ -222,14 +264,25 @@ async def long_queries(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
     db = ctx.clients.need("database")
     rows = await db.fetch(_LONG, p.long_query_seconds)
-    found = [{"pid": int(r["pid"]), "user": r["usename"], "application": r["application_name"],
-              "seconds": _seconds(r["seconds"]), "query": r["query"]} for r in rows]
+    found = [
+        {
+            "pid": int(r["pid"]),
+            "user": r["usename"],
+            "application": r["application_name"],
+            "seconds": _seconds(r["seconds"]),
+            "query": r["query"],
+        }
+        for r in rows
+    ]
     if not found:
-        return Done(f"no query has run longer than {p.long_query_seconds:g} s",
-                    data={"queries": []})
+        return Done(
+            f"no query has run longer than {p.long_query_seconds:g} s", data={"queries": []}
+        )
     desc = ", ".join(f"pid {q['pid']} ({q['user']}, {q['seconds']} s)" for q in found[:5])
-    return Done(f"{len(found)} queries running longer than {p.long_query_seconds:g} s: {desc}",
-                data={"queries": found})
+    return Done(
+        f"{len(found)} queries running longer than {p.long_query_seconds:g} s: {desc}",
+        data={"queries": found},
+    )
 
 
 def render_long_queries(*, ctx: StepContext, **_: Any) -> str:
@@ -258,16 +311,26 @@ LIMIT 100
 async def blocking_sessions(*, ctx: StepContext, **_: Any) -> Done:
     db = ctx.clients.need("database")
     rows = await db.fetch(_BLOCKING)
-    pairs = [{"blocked_pid": int(r["blocked_pid"]), "blocked_user": r["blocked_user"],
-              "waited": _seconds(r["waited"]), "blocked_query": r["blocked_query"],
-              "blocker_pid": int(r["blocker_pid"]), "blocker_user": r["blocker_user"],
-              "blocker_application": r["blocker_application"],
-              "blocker_state": r["blocker_state"], "blocker_query": r["blocker_query"]}
-             for r in rows]
+    pairs = [
+        {
+            "blocked_pid": int(r["blocked_pid"]),
+            "blocked_user": r["blocked_user"],
+            "waited": _seconds(r["waited"]),
+            "blocked_query": r["blocked_query"],
+            "blocker_pid": int(r["blocker_pid"]),
+            "blocker_user": r["blocker_user"],
+            "blocker_application": r["blocker_application"],
+            "blocker_state": r["blocker_state"],
+            "blocker_query": r["blocker_query"],
+        }
+        for r in rows
+    ]
     if not pairs:
         return Done("no session is waiting on another", data={"pairs": []})
-    desc = ", ".join(f"{x['blocker_pid']} ({x['blocker_user']}) blocks {x['blocked_pid']}"
-                     f" for {x['waited']} s" for x in pairs[:5])
+    desc = ", ".join(
+        f"{x['blocker_pid']} ({x['blocker_user']}) blocks {x['blocked_pid']} for {x['waited']} s"
+        for x in pairs[:5]
+    )
     return Done(f"{len(pairs)} lock waits: {desc}", data={"pairs": pairs})
 
 
@@ -337,60 +400,106 @@ async def terminate_blockers(*, ctx: StepContext, **_: Any) -> Done | Skip:
     db = ctx.clients.need("database")
     roles, apps = list(p.protected_roles), list(p.protected_applications)
     rows = await db.fetch(_BLOCKERS, roles, apps)
-    cands = [{"pid": int(r["pid"]), "backend_start": r["backend_start"], "user": r["usename"],
-              "application": r["application_name"], "state": r["state"], "query": r["query"],
-              "blocking": int(r["blocking"]), "max_wait": _seconds(r["max_wait"]),
-              "protected": r["protected"]} for r in rows]
+    cands = [
+        {
+            "pid": int(r["pid"]),
+            "backend_start": r["backend_start"],
+            "user": r["usename"],
+            "application": r["application_name"],
+            "state": r["state"],
+            "query": r["query"],
+            "blocking": int(r["blocking"]),
+            "max_wait": _seconds(r["max_wait"]),
+            "protected": r["protected"],
+        }
+        for r in rows
+    ]
     if not cands:
         return Skip("no session blocks another")
     spared = [c for c in cands if c["protected"] is not None]
-    young = [c for c in cands if c["protected"] is None
-             and float(c["max_wait"]) < p.block_threshold_seconds]
-    eligible = [c for c in cands if c["protected"] is None
-                and float(c["max_wait"]) >= p.block_threshold_seconds]
-    chosen, over = eligible[:p.max_terminations], eligible[p.max_terminations:]
+    young = [
+        c
+        for c in cands
+        if c["protected"] is None and float(c["max_wait"]) < p.block_threshold_seconds
+    ]
+    eligible = [
+        c
+        for c in cands
+        if c["protected"] is None and float(c["max_wait"]) >= p.block_threshold_seconds
+    ]
+    chosen, over = eligible[: p.max_terminations], eligible[p.max_terminations :]
     terminated: list[dict[str, Any]] = []
     if chosen:
-        done = await db.fetch(_TERMINATE, [c["pid"] for c in chosen],
-                              [c["backend_start"] for c in chosen], roles, apps,
-                              p.block_threshold_seconds)
+        done = await db.fetch(
+            _TERMINATE,
+            [c["pid"] for c in chosen],
+            [c["backend_start"] for c in chosen],
+            roles,
+            apps,
+            p.block_threshold_seconds,
+        )
         hit = {int(r["pid"]) for r in done if r["terminated"]}
-        terminated = [{k: v for k, v in c.items() if k != "backend_start"}
-                      for c in chosen if c["pid"] in hit]
+        terminated = [
+            {k: v for k, v in c.items() if k != "backend_start"} for c in chosen if c["pid"] in hit
+        ]
     notes = []
     if spared:
         notes.append("spared " + ", ".join(f"{_who(c)}: {c['protected']}" for c in spared))
     if young:
-        notes.append(f"below the {p.block_threshold_seconds:g} s threshold: "
-                     + ", ".join(_who(c) for c in young))
+        notes.append(
+            f"below the {p.block_threshold_seconds:g} s threshold: "
+            + ", ".join(_who(c) for c in young)
+        )
     if over:
-        notes.append(f"over the limit of {p.max_terminations} per run, left for a human: "
-                     + ", ".join(_who(c) for c in over))
+        notes.append(
+            f"over the limit of {p.max_terminations} per run, left for a human: "
+            + ", ".join(_who(c) for c in over)
+        )
     gone = [c for c in chosen if c["pid"] not in {t["pid"] for t in terminated}]
     if gone:
         notes.append("no longer blocking when re-checked: " + ", ".join(_who(c) for c in gone))
-    record = {"spared": [{"pid": c["pid"], "user": c["user"], "reason": c["protected"]}
-                         for c in spared],
-              "terminated": terminated}
+    record = {
+        "spared": [{"pid": c["pid"], "user": c["user"], "reason": c["protected"]} for c in spared],
+        "terminated": terminated,
+    }
     if not terminated:
         return Skip("terminated nothing; " + "; ".join(notes), data=record)
     head = "terminated " + ", ".join(
-        f"{_who(c)} blocking {c['blocking']} for {c['max_wait']} s" for c in terminated)
+        f"{_who(c)} blocking {c['blocking']} for {c['max_wait']} s" for c in terminated
+    )
     # A terminated session cannot be brought back: recorded for the audit, no undo.
-    return Done("; ".join([head, *notes]), data=record,
-                changes={"terminated": [{"pid": c["pid"], "user": c["user"],
-                                         "application": c["application"],
-                                         "query": c["query"]} for c in terminated]})
+    return Done(
+        "; ".join([head, *notes]),
+        data=record,
+        changes={
+            "terminated": [
+                {
+                    "pid": c["pid"],
+                    "user": c["user"],
+                    "application": c["application"],
+                    "query": c["query"],
+                }
+                for c in terminated
+            ]
+        },
+    )
 
 
 def render_terminate_blockers(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
-    return (f"{_sql(_BLOCKERS, list(p.protected_roles), list(p.protected_applications))};\n"
-            f"-- then, for at most {p.max_terminations} unprotected blockers that made someone"
-            f" wait >= {p.block_threshold_seconds:g} s:\n"
-            + _sql(_TERMINATE, "<chosen pids>", "<their backend_start>",
-                   list(p.protected_roles), list(p.protected_applications),
-                   p.block_threshold_seconds))
+    return (
+        f"{_sql(_BLOCKERS, list(p.protected_roles), list(p.protected_applications))};\n"
+        f"-- then, for at most {p.max_terminations} unprotected blockers that made someone"
+        f" wait >= {p.block_threshold_seconds:g} s:\n"
+        + _sql(
+            _TERMINATE,
+            "<chosen pids>",
+            "<their backend_start>",
+            list(p.protected_roles),
+            list(p.protected_applications),
+            p.block_threshold_seconds,
+        )
+    )
 
 
 # --------------------------------------------------------------- 5 scale up
@@ -406,19 +515,26 @@ async def scale_up(*, ctx: StepContext, **_: Any) -> Done | Skip:
         return Skip(f"{st.identifier} is {st.status}: wait for it to be available")
     previous = await aws.modify_db_instance_class(p.db_instance_identifier, p.scale_up_class)
     # Kept after resolve (scaling back costs another outage); the record says how.
-    return Done(f"scaling {p.db_instance_identifier} from {previous} to {p.scale_up_class}"
-                f" (5-15 min; Multi-AZ reduces downtime); to go back later: aws rds"
-                f" modify-db-instance --db-instance-identifier {p.db_instance_identifier}"
-                f" --db-instance-class {previous} --apply-immediately",
-                data={"previous_class": previous, "new_class": p.scale_up_class},
-                changes={"instance": p.db_instance_identifier, "previous_class": previous,
-                         "new_class": p.scale_up_class})
+    return Done(
+        f"scaling {p.db_instance_identifier} from {previous} to {p.scale_up_class}"
+        f" (5-15 min; Multi-AZ reduces downtime); to go back later: aws rds"
+        f" modify-db-instance --db-instance-identifier {p.db_instance_identifier}"
+        f" --db-instance-class {previous} --apply-immediately",
+        data={"previous_class": previous, "new_class": p.scale_up_class},
+        changes={
+            "instance": p.db_instance_identifier,
+            "previous_class": previous,
+            "new_class": p.scale_up_class,
+        },
+    )
 
 
 def render_scale_up(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
-    return (f"aws rds modify-db-instance --db-instance-identifier {p.db_instance_identifier}"
-            f" --db-instance-class {p.scale_up_class} --apply-immediately")
+    return (
+        f"aws rds modify-db-instance --db-instance-identifier {p.db_instance_identifier}"
+        f" --db-instance-class {p.scale_up_class} --apply-immediately"
+    )
 
 
 # ------------------------------------------------------ 6 point-in-time restore
@@ -443,43 +559,102 @@ async def point_in_time_restore(*, ctx: StepContext, **_: Any) -> Done:
     when, target = _restore_plan(ctx)
     aws = ctx.clients.need("aws")
     await aws.restore_db_instance_to_point_in_time(p.db_instance_identifier, target, when)
-    return Done(f"restoring {p.db_instance_identifier} as of {when:%Y-%m-%dT%H:%M:%SZ} into new"
-                f" instance {target}; verify it (SELECT count(*) FROM portfolios) before"
-                " switching DATABASE_URL by hand",
-                data={"target": target, "restore_time": when.isoformat()},
-                changes={"created_instance": target})
+    return Done(
+        f"restoring {p.db_instance_identifier} as of {when:%Y-%m-%dT%H:%M:%SZ} into new"
+        f" instance {target}; verify it (SELECT count(*) FROM portfolios) before"
+        " switching DATABASE_URL by hand",
+        data={"target": target, "restore_time": when.isoformat()},
+        changes={"created_instance": target},
+    )
 
 
 def render_point_in_time_restore(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     when, target = _restore_plan(ctx)
-    return (f"aws rds restore-db-instance-to-point-in-time --source-db-instance-identifier"
-            f" {p.db_instance_identifier} --target-db-instance-identifier {target}"
-            f" --restore-time {when:%Y-%m-%dT%H:%M:%SZ}"
-            "  # only if data corruption is confirmed; the switch-over stays manual")
+    return (
+        f"aws rds restore-db-instance-to-point-in-time --source-db-instance-identifier"
+        f" {p.db_instance_identifier} --target-db-instance-identifier {target}"
+        f" --restore-time {when:%Y-%m-%dT%H:%M:%SZ}"
+        "  # only if data corruption is confirmed; the switch-over stays manual"
+    )
 
 
 STEPS: Sequence[Step] = (
-    Step("rds_status", "diagnose", "RDS instance status and pending modifications",
-         rds_status, render_rds_status, timeout=20.0),
-    Step("failover", "mitigate", "Fail over to the standby (if the primary is down)",
-         failover, render_failover, mutates=True, approval="approve", timeout=60.0,
-         attempts=1),
-    Step("top_statements", "diagnose", "Top statements from pg_stat_statements",
-         top_statements, render_top_statements, timeout=15.0),
-    Step("long_queries", "diagnose", "Queries running longer than the threshold",
-         long_queries, render_long_queries, timeout=15.0),
-    Step("blocking_sessions", "diagnose", "Who blocks whom", blocking_sessions,
-         render_blocking_sessions, timeout=15.0),
-    Step("terminate_blockers", "mitigate", "Terminate sessions that block others",
-         terminate_blockers, render_terminate_blockers, mutates=True, idempotent=True,
-         timeout=20.0),
-    Step("scale_up", "mitigate", "Scale the instance up", scale_up, render_scale_up,
-         mutates=True, approval="approve", timeout=60.0, attempts=1),
-    Step("point_in_time_restore", "mitigate",
-         "Point-in-time restore into a new instance (only if data is corrupt)",
-         point_in_time_restore, render_point_in_time_restore, mutates=True,
-         approval="approve", timeout=60.0, attempts=1),
+    Step(
+        "rds_status",
+        "diagnose",
+        "RDS instance status and pending modifications",
+        rds_status,
+        render_rds_status,
+        timeout=20.0,
+    ),
+    Step(
+        "failover",
+        "mitigate",
+        "Fail over to the standby (if the primary is down)",
+        failover,
+        render_failover,
+        mutates=True,
+        approval="approve",
+        timeout=60.0,
+        attempts=1,
+    ),
+    Step(
+        "top_statements",
+        "diagnose",
+        "Top statements from pg_stat_statements",
+        top_statements,
+        render_top_statements,
+        timeout=15.0,
+    ),
+    Step(
+        "long_queries",
+        "diagnose",
+        "Queries running longer than the threshold",
+        long_queries,
+        render_long_queries,
+        timeout=15.0,
+    ),
+    Step(
+        "blocking_sessions",
+        "diagnose",
+        "Who blocks whom",
+        blocking_sessions,
+        render_blocking_sessions,
+        timeout=15.0,
+    ),
+    Step(
+        "terminate_blockers",
+        "mitigate",
+        "Terminate sessions that block others",
+        terminate_blockers,
+        render_terminate_blockers,
+        mutates=True,
+        idempotent=True,
+        timeout=20.0,
+    ),
+    Step(
+        "scale_up",
+        "mitigate",
+        "Scale the instance up",
+        scale_up,
+        render_scale_up,
+        mutates=True,
+        approval="approve",
+        timeout=60.0,
+        attempts=1,
+    ),
+    Step(
+        "point_in_time_restore",
+        "mitigate",
+        "Point-in-time restore into a new instance (only if data is corrupt)",
+        point_in_time_restore,
+        render_point_in_time_restore,
+        mutates=True,
+        approval="approve",
+        timeout=60.0,
+        attempts=1,
+    ),
 )
 
 RUNBOOK = Runbook(

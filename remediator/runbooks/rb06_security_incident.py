@@ -103,8 +103,9 @@ class Params(BaseModel):
     @field_validator("jwt_secret_key")
     @classmethod
     def _secret_key(cls, v: str) -> str:
-        if not 0 < len(v) <= 253 or any(not (c.isascii() and (c.isalnum() or c in "-._"))
-                                       for c in v):
+        if not 0 < len(v) <= 253 or any(
+            not (c.isascii() and (c.isalnum() or c in "-._")) for c in v
+        ):
             raise ValueError("a Secret key is 1-253 of A-Z a-z 0-9 - . _")
         return v
 
@@ -135,17 +136,26 @@ def source_network(ctx: StepContext, *, for_blocking: bool) -> validation.IPNetw
     if value is None:
         return None
     p: Params = ctx.params
-    return validation.public_ip(value, allow_list=p.allow_list if for_blocking else (),
-                                max_prefix_v4=p.max_prefix_v4, max_prefix_v6=p.max_prefix_v6)
+    return validation.public_ip(
+        value,
+        allow_list=p.allow_list if for_blocking else (),
+        max_prefix_v4=p.max_prefix_v4,
+        max_prefix_v6=p.max_prefix_v6,
+    )
 
 
 def _target(labels: Mapping[str, str], params: Any) -> str:
     value = labels.get("source_ip")
     if value is None:
         return labels.get("alertname", "")
-    return str(validation.public_ip(value, allow_list=params.allow_list,
-                                    max_prefix_v4=params.max_prefix_v4,
-                                    max_prefix_v6=params.max_prefix_v6))
+    return str(
+        validation.public_ip(
+            value,
+            allow_list=params.allow_list,
+            max_prefix_v4=params.max_prefix_v4,
+            max_prefix_v6=params.max_prefix_v6,
+        )
+    )
 
 
 def _sql(text: str, *binds: object) -> str:
@@ -172,8 +182,9 @@ def _users(ids: Sequence[str]) -> str:
 def _login_users(ctx: StepContext) -> list[str]:
     logins = ctx.results.get("logins_from_ip")
     if logins is None or "user_ids" not in logins:
-        raise StepFailed("the login lookup has no result in this run; find the accounts by"
-                         " hand first")
+        raise StepFailed(
+            "the login lookup has no result in this run; find the accounts by hand first"
+        )
     return [str(u) for u in logins["user_ids"]]
 
 
@@ -186,21 +197,31 @@ async def rotate_jwt_secret(*, ctx: StepContext, **_: Any) -> Done:
     # Lives only here and in the request; never in data, changes, logs or pages.
     await kube.patch_secret(p.jwt_secret_name, {p.jwt_secret_key: secrets.token_urlsafe(32)})
     stamp = await kube.rollout_restart(p.api_deployment)
-    record = {"secret": p.jwt_secret_name, "key": p.jwt_secret_key,
-              "deployment": p.api_deployment, "restarted_at": stamp}
+    record = {
+        "secret": p.jwt_secret_name,
+        "key": p.jwt_secret_key,
+        "deployment": p.api_deployment,
+        "restarted_at": stamp,
+    }
     # The old secret is leaked: rotating back would be wrong, so there is no undo.
-    return Done(f"rotated {p.jwt_secret_key} in secret {p.jwt_secret_name} and restarted"
-                f" deployment {p.api_deployment} (restartedAt {stamp}): every token is"
-                " invalid, users must log in again", data=record, changes=record)
+    return Done(
+        f"rotated {p.jwt_secret_key} in secret {p.jwt_secret_name} and restarted"
+        f" deployment {p.api_deployment} (restartedAt {stamp}): every token is"
+        " invalid, users must log in again",
+        data=record,
+        changes=record,
+    )
 
 
 def render_rotate_jwt_secret(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     ns = _namespace(ctx)
-    return (f"kubectl patch secret {p.jwt_secret_name} -n {ns} --type merge -p"
-            f" '{{\"data\": {{\"{p.jwt_secret_key}\": \"<new random secret, base64;"
-            " never shown>\"}}' && kubectl rollout restart"
-            f" deployment/{p.api_deployment} -n {ns}")
+    return (
+        f"kubectl patch secret {p.jwt_secret_name} -n {ns} --type merge -p"
+        f' \'{{"data": {{"{p.jwt_secret_key}": "<new random secret, base64;'
+        " never shown>\"}}' && kubectl rollout restart"
+        f" deployment/{p.api_deployment} -n {ns}"
+    )
 
 
 # ---------------------------------------------------------- 4 block source IP
@@ -224,17 +245,27 @@ async def block_source_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if cidr in current.addresses:
         return Skip(f"{cidr} is already blocked in {p.waf_ip_set_name}")
     if len(current.addresses) >= p.max_ip_set_size:
-        raise StepFailed(f"{p.waf_ip_set_name} already holds {len(current.addresses)}"
-                         f" addresses (max_ip_set_size={p.max_ip_set_size}): review the"
-                         f" blocks, then block {cidr} by hand")
+        raise StepFailed(
+            f"{p.waf_ip_set_name} already holds {len(current.addresses)}"
+            f" addresses (max_ip_set_size={p.max_ip_set_size}): review the"
+            f" blocks, then block {cidr} by hand"
+        )
     added = await aws.waf_add_addresses(p.waf_ip_set_name, set_id, [cidr], p.waf_scope)
     if not added:
         return Skip(f"{cidr} was blocked meanwhile by someone else")
-    record = {"ip_set": p.waf_ip_set_name, "ip_set_id": set_id, "scope": p.waf_scope,
-              "added": added}
+    record = {
+        "ip_set": p.waf_ip_set_name,
+        "ip_set_id": set_id,
+        "scope": p.waf_scope,
+        "added": added,
+    }
     # Kept on resolve for review (DESIGN); the record is what a human would unblock.
-    return Done(f"blocked {', '.join(added)} in WAF IP set {p.waf_ip_set_name}; kept after"
-                " the alert resolves, for review", data=record, changes=record)
+    return Done(
+        f"blocked {', '.join(added)} in WAF IP set {p.waf_ip_set_name}; kept after"
+        " the alert resolves, for review",
+        data=record,
+        changes=record,
+    )
 
 
 def render_block_source_ip(*, ctx: StepContext, **_: Any) -> str:
@@ -243,8 +274,10 @@ def render_block_source_ip(*, ctx: StepContext, **_: Any) -> str:
     if net is None:
         return "(no source_ip label: nothing to block)"
     set_id = p.waf_ip_set_id or "<params.waf_ip_set_id not set>"
-    return (f"aws wafv2 update-ip-set --name {p.waf_ip_set_name} --id {set_id} --scope"
-            f" {p.waf_scope} --addresses <current addresses> {net} --lock-token <token>")
+    return (
+        f"aws wafv2 update-ip-set --name {p.waf_ip_set_name} --id {set_id} --scope"
+        f" {p.waf_scope} --addresses <current addresses> {net} --lock-token <token>"
+    )
 
 
 # -------------------------------------------------------------- 3 IDOR audit
@@ -264,16 +297,25 @@ async def idor_audit(*, ctx: StepContext, **_: Any) -> Done:
     db = ctx.clients.need("database")
     rows = await db.fetch(_IDOR, p.idor_hours, p.idor_rows)
     users = sorted({str(r["user_id"]) for r in rows if r["user_id"] is not None})
-    ips = sorted({str(r["meta_json"].get("ip_address"))[:64] for r in rows
-                  if isinstance(r["meta_json"], Mapping) and r["meta_json"].get("ip_address")})
+    ips = sorted(
+        {
+            str(r["meta_json"].get("ip_address"))[:64]
+            for r in rows
+            if isinstance(r["meta_json"], Mapping) and r["meta_json"].get("ip_address")
+        }
+    )
     n = f"{len(rows)}{'+' if len(rows) >= p.idor_rows else ''}"
     if not rows:
-        return Done(f"no '403_idor' audit rows in the last {p.idor_hours} h",
-                    data={"count": 0, "users": [], "ips": []})
-    return Done(f"{n} '403_idor' audit rows in the last {p.idor_hours} h from"
-                f" {len(users)} users ({_users(users)}), addresses {_users(ips)}: RLS may be"
-                " missing or wrong if many",
-                data={"count": len(rows), "users": users, "ips": ips})
+        return Done(
+            f"no '403_idor' audit rows in the last {p.idor_hours} h",
+            data={"count": 0, "users": [], "ips": []},
+        )
+    return Done(
+        f"{n} '403_idor' audit rows in the last {p.idor_hours} h from"
+        f" {len(users)} users ({_users(users)}), addresses {_users(ips)}: RLS may be"
+        " missing or wrong if many",
+        data={"count": len(rows), "users": users, "ips": ips},
+    )
 
 
 def render_idor_audit(*, ctx: StepContext, **_: Any) -> str:
@@ -304,8 +346,10 @@ async def rls_gaps(*, ctx: StepContext, **_: Any) -> Done:
     no_policy = [r["tablename"] for r in rows if not r["has_policy"]]
     rls_off = [r["tablename"] for r in rows if r["has_policy"] and not r["rls_enabled"]]
     if not no_policy and not rls_off:
-        return Done(f"all {len(rows)} portfolio-scoped tables have RLS policies",
-                    data={"without_policy": [], "rls_disabled": []})
+        return Done(
+            f"all {len(rows)} portfolio-scoped tables have RLS policies",
+            data={"without_policy": [], "rls_disabled": []},
+        )
     parts = []
     if no_policy:
         parts.append(f"portfolio-scoped tables WITHOUT an RLS policy: {', '.join(no_policy)}")
@@ -343,20 +387,30 @@ def _addresses(net: validation.IPNetwork) -> list[str] | None:
 async def logins_from_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
     p: Params = ctx.params
     net = source_network(ctx, for_blocking=False)
+    # The empty list tells the approve steps there is nobody to act on, by design.
     if net is None:
-        return Skip("the alert carries no source_ip label: no address to look up")
+        return Skip(
+            "the alert carries no source_ip label: no address to look up", data={"user_ids": []}
+        )
     addresses = _addresses(net)
     if addresses is None:
-        return Skip(f"{net} holds more than {_MAX_LOGIN_ADDRESSES} addresses: look up"
-                    " logins by hand")
+        return Skip(
+            f"{net} holds more than {_MAX_LOGIN_ADDRESSES} addresses: look up logins by hand",
+            data={"user_ids": [], "too_broad": True},
+        )
     db = ctx.clients.need("database")
     rows = await db.fetch(_LOGINS, addresses, p.login_days)
     users = [str(r["user_id"]) for r in rows]
     if not users:
-        return Done(f"no logins from {net} in the last {p.login_days} days",
-                    data={"user_ids": [], "network": str(net)})
-    return Done(f"{len(users)} accounts logged in from {net} in the last {p.login_days} days:"
-                f" {_users(users)}", data={"user_ids": users, "network": str(net)})
+        return Done(
+            f"no logins from {net} in the last {p.login_days} days",
+            data={"user_ids": [], "network": str(net)},
+        )
+    return Done(
+        f"{len(users)} accounts logged in from {net} in the last {p.login_days} days:"
+        f" {_users(users)}",
+        data={"user_ids": users, "network": str(net)},
+    )
 
 
 def render_logins_from_ip(*, ctx: StepContext, **_: Any) -> str:
@@ -387,8 +441,8 @@ async def force_password_resets(*, ctx: StepContext, **_: Any) -> Done | Skip:
     p: Params = ctx.params
     users = _login_users(ctx)
     if not users:
-        return Skip("no account logged in from the address")
-    chosen, over = users[:p.max_password_resets], users[p.max_password_resets:]
+        return Skip("no account to reset: no login from the alert's address was found")
+    chosen, over = users[: p.max_password_resets], users[p.max_password_resets :]
     db = ctx.clients.need("database")
     async with db.transaction() as tx:
         rows = await tx.fetch(_LOCK_USERS, [uuid.UUID(u) for u in chosen])
@@ -401,22 +455,26 @@ async def force_password_resets(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if pending:
         notes.append(f"{len(pending)} already had a reset pending")
     if over:
-        notes.append(f"{len(over)} over the limit of {p.max_password_resets} left for a"
-                     f" human: {_users(over)}")
+        notes.append(
+            f"{len(over)} over the limit of {p.max_password_resets} left for a"
+            f" human: {_users(over)}"
+        )
     if not changed:
         return Skip("; ".join(["no reset forced", *notes]))
     # Kept on resolve: a compromised account stays reset. Previous values recorded.
-    return Done("; ".join([f"forced a password reset for {len(changed)} accounts:"
-                           f" {_users(changed)}", *notes]),
-                data={"reset": changed, "already_pending": pending},
-                changes={"users": [{"id": u, "password_reset_required": False}
-                                   for u in changed]})
+    return Done(
+        "; ".join(
+            [f"forced a password reset for {len(changed)} accounts: {_users(changed)}", *notes]
+        ),
+        data={"reset": changed, "already_pending": pending},
+        changes={"users": [{"id": u, "password_reset_required": False} for u in changed]},
+    )
 
 
 def render_force_password_resets(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     try:
-        users: list[str] | str = _login_users(ctx)[:p.max_password_resets]
+        users: list[str] | str = _login_users(ctx)[: p.max_password_resets]
     except StepFailed:
         users = "<the accounts that logged in from the address>"
     return f"BEGIN;\n{_sql(_LOCK_USERS, users)}\n{_sql(_RESET, '<those not yet reset>')}\nCOMMIT;"
@@ -436,12 +494,16 @@ async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
     p: Params = ctx.params
     users = _login_users(ctx)
     if not users:
-        return Skip("no account logged in from the address")
-    chosen, over = users[:p.max_notifications], users[p.max_notifications:]
+        return Skip("nobody to notify: no login from the alert's address was found")
+    chosen, over = users[: p.max_notifications], users[p.max_notifications :]
     db = ctx.clients.need("database")
     async with db.transaction() as tx:
-        rows = await tx.fetch(_NOTIFY, [uuid.UUID(u) for u in chosen], p.notification_alert_id,
-                              {"message": RESET_MESSAGE})
+        rows = await tx.fetch(
+            _NOTIFY,
+            [uuid.UUID(u) for u in chosen],
+            p.notification_alert_id,
+            {"message": RESET_MESSAGE},
+        )
     notified = sorted(str(r["user_id"]) for r in rows)
     notes = []
     if len(notified) < len(chosen):
@@ -450,15 +512,17 @@ async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
         notes.append(f"{len(over)} over the limit of {p.max_notifications} left for a human")
     if not notified:
         return Skip("; ".join(["nobody notified", *notes]))
-    return Done("; ".join([f"notified {len(notified)} accounts: {_users(notified)}", *notes]),
-                data={"notified": notified},
-                changes={"notifications": sorted(int(r["id"]) for r in rows)})
+    return Done(
+        "; ".join([f"notified {len(notified)} accounts: {_users(notified)}", *notes]),
+        data={"notified": notified},
+        changes={"notifications": sorted(int(r["id"]) for r in rows)},
+    )
 
 
 def render_notify_users(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     try:
-        users: list[str] | str = _login_users(ctx)[:p.max_notifications]
+        users: list[str] | str = _login_users(ctx)[: p.max_notifications]
     except StepFailed:
         users = "<the accounts that logged in from the address>"
     return _sql(_NOTIFY, users, p.notification_alert_id, {"message": RESET_MESSAGE})
@@ -476,15 +540,19 @@ async def list_blocks(*, ctx: StepContext, **_: Any) -> Done | Skip:
     try:
         current = await ctx.clients.need("aws").waf_get_ip_set(name, set_id, scope)
     except TargetError as exc:
-        return Done(f"kept for review (IP set unreadable: {str(exc)[:120]}):"
-                    f" {', '.join(added)} in {name}", data={"kept": added})
+        return Done(
+            f"kept for review (IP set unreadable: {str(exc)[:120]}): {', '.join(added)} in {name}",
+            data={"kept": added},
+        )
     kept = [a for a in added if a in current.addresses]
     gone = [a for a in added if a not in current.addresses]
     parts = []
     if kept:
-        parts.append(f"kept blocked for review: {', '.join(kept)} in {name}; unblock after"
-                     f" review with aws wafv2 update-ip-set --name {name} --id {set_id}"
-                     f" --scope {scope} (without them)")
+        parts.append(
+            f"kept blocked for review: {', '.join(kept)} in {name}; unblock after"
+            f" review with aws wafv2 update-ip-set --name {name} --id {set_id}"
+            f" --scope {scope} (without them)"
+        )
     if gone:
         parts.append(f"already unblocked by someone: {', '.join(gone)}")
     return Done("; ".join(parts), data={"kept": kept, "unblocked": gone})
@@ -493,34 +561,90 @@ async def list_blocks(*, ctx: StepContext, **_: Any) -> Done | Skip:
 def render_list_blocks(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     set_id = p.waf_ip_set_id or "<params.waf_ip_set_id>"
-    return (f"aws wafv2 get-ip-set --name {p.waf_ip_set_name} --id {set_id} --scope"
-            f" {p.waf_scope}  # list what this run blocked; nothing is removed")
+    return (
+        f"aws wafv2 get-ip-set --name {p.waf_ip_set_name} --id {set_id} --scope"
+        f" {p.waf_scope}  # list what this run blocked; nothing is removed"
+    )
 
 
 STEPS: Sequence[Step] = (
-    Step("rotate_jwt_secret", "mitigate", "Rotate the JWT secret and restart the API",
-         rotate_jwt_secret, render_rotate_jwt_secret, mutates=True, approval="approve",
-         timeout=60.0),
-    Step("block_source_ip", "mitigate", "Block the source IP in the WAF IP set",
-         block_source_ip, render_block_source_ip, mutates=True, idempotent=True,
-         timeout=30.0),
-    Step("idor_audit", "diagnose", "403_idor audit rows (RLS bypass attempts)", idor_audit,
-         render_idor_audit, timeout=15.0),
-    Step("rls_gaps", "diagnose", "Portfolio tables without RLS policies", rls_gaps,
-         render_rls_gaps, timeout=15.0),
-    Step("logins_from_ip", "diagnose", "Recent logins from the source IP", logins_from_ip,
-         render_logins_from_ip, timeout=15.0),
-    Step("force_password_resets", "mitigate", "Force password resets for those accounts",
-         force_password_resets, render_force_password_resets, mutates=True,
-         approval="approve", idempotent=True, timeout=15.0),
-    Step("notify_users", "notify", "Notify the affected users", notify_users,
-         render_notify_users, mutates=True, approval="approve", idempotent=True,
-         timeout=15.0),
+    Step(
+        "rotate_jwt_secret",
+        "mitigate",
+        "Rotate the JWT secret and restart the API",
+        rotate_jwt_secret,
+        render_rotate_jwt_secret,
+        mutates=True,
+        approval="approve",
+        timeout=60.0,
+    ),
+    Step(
+        "block_source_ip",
+        "mitigate",
+        "Block the source IP in the WAF IP set",
+        block_source_ip,
+        render_block_source_ip,
+        mutates=True,
+        idempotent=True,
+        timeout=30.0,
+    ),
+    Step(
+        "idor_audit",
+        "diagnose",
+        "403_idor audit rows (RLS bypass attempts)",
+        idor_audit,
+        render_idor_audit,
+        timeout=15.0,
+    ),
+    Step(
+        "rls_gaps",
+        "diagnose",
+        "Portfolio tables without RLS policies",
+        rls_gaps,
+        render_rls_gaps,
+        timeout=15.0,
+    ),
+    Step(
+        "logins_from_ip",
+        "diagnose",
+        "Recent logins from the source IP",
+        logins_from_ip,
+        render_logins_from_ip,
+        timeout=15.0,
+    ),
+    Step(
+        "force_password_resets",
+        "mitigate",
+        "Force password resets for those accounts",
+        force_password_resets,
+        render_force_password_resets,
+        mutates=True,
+        approval="approve",
+        idempotent=True,
+        timeout=15.0,
+    ),
+    Step(
+        "notify_users",
+        "notify",
+        "Notify the affected users",
+        notify_users,
+        render_notify_users,
+        mutates=True,
+        approval="approve",
+        idempotent=True,
+        timeout=15.0,
+    ),
 )
 
 RESOLVE_STEPS: Sequence[Step] = (
-    Step("list_blocks", "verify", "Blocks are kept: list them for review", list_blocks,
-         render_list_blocks, timeout=20.0),
+    Step(
+        "list_blocks",
+        "verify",
+        "Blocks are kept: list them for review",
+        list_blocks,
+        render_list_blocks,
+        timeout=20.0,
+    ),
 )
 
 RUNBOOK = Runbook(

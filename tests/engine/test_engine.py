@@ -373,3 +373,22 @@ async def test_outbox_retries_429_and_5xx_and_gives_up_on_400(clients, target_db
             == 1
         )
     await pd.aclose()
+
+
+async def test_a_p0_run_stopped_by_a_guard_still_pages_a_human(clients, target_db):
+    from dataclasses import replace
+
+    from remediator.engine.registry import Registry
+
+    reg = Registry()
+    reg.register(replace(_testbook.RUNBOOK, severity="P0", page_first=True))
+    async with Harness(reg, _testbook.rules(max_runs_per_hour="1"), clients=clients) as h:
+        await h.deliver(make_alert("TestAlert", {"service": "a"}))
+        await h.deliver(make_alert("TestAlert", {"service": "b"}))
+        blocked = [r for r in await h.runs() if r["blocked_by"] == "rate_limit"]
+        assert len(blocked) == 1
+        pages = [
+            e for e in h.pager.triggers() if e.content.dedup_key == f"remediator/{blocked[0]['id']}"
+        ]
+        assert len(pages) == 1
+        assert any("blocked by guard rate_limit" in s for s in pages[0].content.skipped)

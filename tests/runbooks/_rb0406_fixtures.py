@@ -62,12 +62,20 @@ def registry() -> Registry:
     return r
 
 
-def rules_yaml(runbook: str, alertnames: Iterable[str], params: Mapping[str, Any] | None = None,
-               **extra: Any) -> str:
+def rules_yaml(
+    runbook: str, alertnames: Iterable[str], params: Mapping[str, Any] | None = None, **extra: Any
+) -> str:
     """One rule per alert name; no cooldown or rate limit unless ``extra`` sets them."""
-    rules = [{"name": f"{name.lower()}-rule", "matchers": [f'alertname="{name}"'],
-              "runbook": runbook, "params": dict(params or {}), **extra}
-             for name in alertnames]
+    rules = [
+        {
+            "name": f"{name.lower()}-rule",
+            "matchers": [f'alertname="{name}"'],
+            "runbook": runbook,
+            "params": dict(params or {}),
+            **extra,
+        }
+        for name in alertnames
+    ]
     return yaml.safe_dump({"rules": rules})
 
 
@@ -107,8 +115,9 @@ def _key(row: Mapping[str, Any]) -> str:
     return json.dumps(row, sort_keys=True, default=str)
 
 
-def diff(before: Snapshot, after: Snapshot) -> dict[str, tuple[list[dict[str, Any]],
-                                                                list[dict[str, Any]]]]:
+def diff(
+    before: Snapshot, after: Snapshot
+) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
     """Per changed table: (rows only in ``before``, rows only in ``after``)."""
     out = {}
     for table in before:
@@ -128,8 +137,15 @@ def diff(before: Snapshot, after: Snapshot) -> dict[str, tuple[list[dict[str, An
 def aws_environment(tmp: Path) -> Iterator[None]:
     """Dummy credentials, no config files, no proxies, no instance metadata lookups."""
     with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "HTTP_PROXY",
-                     "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        for name in (
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_ENDPOINT_URL",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "http_proxy",
+            "https_proxy",
+        ):
             mp.delenv(name, raising=False)
         mp.setenv("AWS_ACCESS_KEY_ID", "AKIADUMMYRB0406TEST1")
         mp.setenv("AWS_SECRET_ACCESS_KEY", "dummy-secret-for-rb0406-tests")
@@ -203,8 +219,9 @@ def stored_text(h: Harness) -> str:
         conn.close()
 
 
-async def steps_by_name(h: Harness, run_id: str, phase: str | None = None
-                        ) -> dict[str, dict[str, Any]]:
+async def steps_by_name(
+    h: Harness, run_id: str, phase: str | None = None
+) -> dict[str, dict[str, Any]]:
     return {s["name"]: s for s in await h.steps(run_id, phase)}
 
 

@@ -25,8 +25,9 @@ from tests.runbooks import _rb0406_fixtures as fx
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ("RightsExportViolation",)
-FMP = make_alert("RightsExportViolation", {"provider": "fmp", "severity": "critical",
-                                           "service": "dawsos"})
+FMP = make_alert(
+    "RightsExportViolation", {"provider": "fmp", "severity": "critical", "service": "dawsos"}
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,10 @@ async def world(request: pytest.FixtureRequest, moto_url: str) -> AsyncIterator[
         s3 = fx.admin_client("s3", moto_url)
         bucket = fx.unique("dawsos-exports")
         s3.create_bucket(Bucket=bucket)
-        rows = await db.fetch("SELECT user_id, payload_json->>'export_id' AS export_id"
-                              " FROM analytics_events WHERE event_type = 'export_pdf'")
+        rows = await db.fetch(
+            "SELECT user_id, payload_json->>'export_id' AS export_id"
+            " FROM analytics_events WHERE event_type = 'export_pdf'"
+        )
         exports = {f"{r['user_id']}/{r['export_id']}.pdf": str(r["user_id"]) for r in rows}
         for key in [*exports, "reports/quarterly.pdf"]:
             s3.put_object(Bucket=bucket, Key=key, Body=b"%PDF-1.7 test")
@@ -72,7 +75,8 @@ async def violating_keys(db: TargetDatabase) -> set[str]:
         "SELECT user_id, payload_json->>'export_id' AS export_id FROM analytics_events"
         " WHERE event_type = 'export_pdf' AND created_at > now() - interval '7 days'"
         " AND payload_json->'providers' ? 'FMP' AND user_id = ANY($1::uuid[])",
-        [fx.uid(n) for n in RIGHTS_VIOLATORS])
+        [fx.uid(n) for n in RIGHTS_VIOLATORS],
+    )
     return {f"{r['user_id']}/{r['export_id']}.pdf" for r in rows}
 
 
@@ -80,7 +84,8 @@ async def violating_keys(db: TargetDatabase) -> set[str]:
 
 
 async def test_firing_blocks_the_provider_and_lists_violations_and_changes_nothing_else(
-        world: World) -> None:
+    world: World,
+) -> None:
     before, objects = await fx.snapshot(world.dsn), world.objects()
     async with Harness(fx.registry(), world.rules(), clients=world.clients) as h:
         await h.deliver(FMP)
@@ -95,25 +100,31 @@ async def test_firing_blocks_the_provider_and_lists_violations_and_changes_nothi
         assert (old["provider"], old["export"], old["require_license"]) == ("FMP", "allow", False)
         assert new == {**old, "export": "restricted", "require_license": True}
         assert steps["restrict_exports"]["changes"] == {
-            "provider_rights": [{"provider": "FMP", "export": "allow", "require_license": False}]}
+            "provider_rights": [{"provider": "FMP", "export": "allow", "require_license": False}]
+        }
         # Nothing that needs approval ran: every object is still there.
         assert world.objects() == objects
 
         audit = steps["audit_exports"]["result"]["data"]
         assert set(audit["users"]) == {fx.uid(n) for n in RIGHTS_VIOLATORS}
         assert {v["key"] for v in audit["violations"]} == await violating_keys(world.db)
-        assert {s: steps[s]["outcome"] for s in ("revoke_pdfs", "notify_users",
-                                                 "grant_license")} == {
-            "revoke_pdfs": "awaiting_approval", "notify_users": "awaiting_approval",
-            "grant_license": "awaiting_approval"}
+        assert {
+            s: steps[s]["outcome"] for s in ("revoke_pdfs", "notify_users", "grant_license")
+        } == {
+            "revoke_pdfs": "awaiting_approval",
+            "notify_users": "awaiting_approval",
+            "grant_license": "awaiting_approval",
+        }
 
         [page] = h.pager.triggers()
         body = fx.page_text(page)
         done, rest = body.split("Skipped (why)")
         skipped, left = rest.split("Left for you")
         assert "FMP: export=allow, require_license=false: MISCONFIGURED" in done
-        assert "blocked FMP exports (was export=allow, require_license=false); kept after" \
-               " the alert resolves: compliance lifts the block" in done
+        assert (
+            "blocked FMP exports (was export=allow, require_license=false); kept after"
+            " the alert resolves: compliance lifts the block" in done
+        )
         assert f"by {len(RIGHTS_VIOLATORS)} users" in done
         assert "Check the reported user's licenses: the alert names no reported user" in skipped
         for step in ("revoke_pdfs", "notify_users", "grant_license"):
@@ -123,8 +134,9 @@ async def test_firing_blocks_the_provider_and_lists_violations_and_changes_nothi
 
 async def test_dry_run_changes_nothing_and_the_plan_renders_every_step(world: World) -> None:
     before, objects = await fx.snapshot(world.dsn), world.objects()
-    async with Harness(fx.registry(), world.rules(), clients=world.clients,
-                       settings={"mode": "dry-run"}) as h:
+    async with Harness(
+        fx.registry(), world.rules(), clients=world.clients, settings={"mode": "dry-run"}
+    ) as h:
         await h.deliver(FMP)
         [run] = await h.runs()
         steps = await fx.steps_by_name(h, run["id"])
@@ -132,8 +144,10 @@ async def test_dry_run_changes_nothing_and_the_plan_renders_every_step(world: Wo
         assert world.objects() == objects
         assert list(steps) == [s.name for s in fx.registry().get("RB-04").steps]  # type: ignore[union-attr]
         assert steps["restrict_exports"]["outcome"] == "dry_run"
-        assert "UPDATE provider_rights\nSET export = 'restricted', require_license = TRUE" \
-               in steps["restrict_exports"]["rendered"]
+        assert (
+            "UPDATE provider_rights\nSET export = 'restricted', require_license = TRUE"
+            in steps["restrict_exports"]["rendered"]
+        )
         assert "-- $1 = 'FMP'" in steps["restrict_exports"]["rendered"]
         assert "FROM analytics_events AS e" in steps["audit_exports"]["rendered"]
         assert "INSERT INTO user_licenses" in steps["grant_license"]["rendered"]
@@ -151,7 +165,8 @@ async def test_dry_run_changes_nothing_and_the_plan_renders_every_step(world: Wo
 
 
 async def test_revoke_deletes_exactly_the_violating_pdfs_and_notify_tells_those_users(
-        world: World) -> None:
+    world: World,
+) -> None:
     expected = await violating_keys(world.db)
     async with Harness(fx.registry(), world.rules(), clients=world.clients) as h:
         await h.deliver(FMP)
@@ -170,8 +185,11 @@ async def test_revoke_deletes_exactly_the_violating_pdfs_and_notify_tells_those_
         assert gone == []
         assert {r["user_id"] for r in added} == {fx.uid(n) for n in RIGHTS_VIOLATORS}
         assert {r["alert_id"] for r in added} == {"sys-rights-violation"}
-        assert all(r["payload_json"]["message"] ==
-                   "Your export has been revoked due to licensing restrictions" for r in added)
+        assert all(
+            r["payload_json"]["message"]
+            == "Your export has been revoked due to licensing restrictions"
+            for r in added
+        )
 
         approved = await fx.steps_by_name(h, run["id"], "approved")
         assert approved["revoke_pdfs"]["outcome"] == "applied"
@@ -193,8 +211,7 @@ async def test_notify_waits_for_the_revocation_and_tells_nobody_before(world: Wo
         assert "approve the revocation first" in approved["notify_users"]["reason"]
 
 
-async def test_grant_for_the_reported_user_only_and_revoke_then_spares_them(
-        world: World) -> None:
+async def test_grant_for_the_reported_user_only_and_revoke_then_spares_them(world: World) -> None:
     reported = fx.uid(21)  # holds an FMP view license, exported anyway
     alert = make_alert("RightsExportViolation", {"provider": "FMP", "user_id": reported})
     expected = await violating_keys(world.db)
@@ -204,8 +221,10 @@ async def test_grant_for_the_reported_user_only_and_revoke_then_spares_them(
         await h.deliver(alert)
         [run] = await h.runs()
         steps = await fx.steps_by_name(h, run["id"])
-        assert steps["check_reported_user"]["result"]["summary"] == \
-            f"user {reported} holds FMP licenses: view"
+        assert (
+            steps["check_reported_user"]["result"]["summary"]
+            == f"user {reported} holds FMP licenses: view"
+        )
         before = await fx.snapshot(world.dsn)
 
         await h.approve(await fx.approval_for(h, run["id"], "grant_license"))
@@ -213,15 +232,15 @@ async def test_grant_for_the_reported_user_only_and_revoke_then_spares_them(
         assert list(changed) == ["user_licenses"]
         gone, [row] = changed["user_licenses"]
         assert gone == []
-        assert (row["user_id"], row["provider"], row["license_type"]) == (reported, "FMP",
-                                                                          "export")
+        assert (row["user_id"], row["provider"], row["license_type"]) == (reported, "FMP", "export")
 
         objects = world.objects()
         await h.approve(await fx.approval_for(h, run["id"], "revoke_pdfs"))
         assert world.objects() == objects - (expected - theirs)
         approved = await fx.steps_by_name(h, run["id"], "approved")
-        assert "1 kept: the user holds a license now" in approved["revoke_pdfs"]["result"][
-            "summary"]
+        assert (
+            "1 kept: the user holds a license now" in approved["revoke_pdfs"]["result"]["summary"]
+        )
 
 
 async def test_revoke_never_deletes_outside_the_users_own_prefix(world: World) -> None:
@@ -231,7 +250,8 @@ async def test_revoke_never_deletes_outside_the_users_own_prefix(world: World) -
         " ($1, 'export_pdf', $2), ($1, 'export_pdf', $3)",
         fx.uid(13),
         {"export_id": "exp-evil", "s3_key": licensed_key, "providers": ["FMP"]},
-        {"export_id": "../../reports/quarterly", "providers": ["FMP"]})
+        {"export_id": "../../reports/quarterly", "providers": ["FMP"]},
+    )
     expected = await violating_keys(world.db)
     async with Harness(fx.registry(), world.rules(), clients=world.clients) as h:
         await h.deliver(FMP)
@@ -241,7 +261,8 @@ async def test_revoke_never_deletes_outside_the_users_own_prefix(world: World) -
         assert world.objects() == objects - expected
         assert licensed_key in world.objects() and "reports/quarterly.pdf" in world.objects()
         summary = (await fx.steps_by_name(h, run["id"], "approved"))["revoke_pdfs"]["result"][
-            "summary"]
+            "summary"
+        ]
         assert "2 NOT revoked, no safe key" in summary
         assert "s3_key is not a PDF under the user's own prefix" in summary
         assert "no usable export_id in the event payload" in summary
@@ -249,8 +270,7 @@ async def test_revoke_never_deletes_outside_the_users_own_prefix(world: World) -
 
 async def test_revoke_is_bounded_per_run(world: World) -> None:
     expected = await violating_keys(world.db)
-    async with Harness(fx.registry(), world.rules(max_revocations=2),
-                       clients=world.clients) as h:
+    async with Harness(fx.registry(), world.rules(max_revocations=2), clients=world.clients) as h:
         await h.deliver(FMP)
         [run] = await h.runs()
         objects = world.objects()
@@ -263,8 +283,9 @@ async def test_revoke_is_bounded_per_run(world: World) -> None:
 
 async def test_grant_refuses_more_users_than_the_limit(world: World) -> None:
     before = await fx.snapshot(world.dsn)
-    async with Harness(fx.registry(), world.rules(max_license_grants=3),
-                       clients=world.clients) as h:
+    async with Harness(
+        fx.registry(), world.rules(max_license_grants=3), clients=world.clients
+    ) as h:
         await h.deliver(FMP)
         [run] = await h.runs()
         mid = await fx.snapshot(world.dsn)
@@ -272,8 +293,10 @@ async def test_grant_refuses_more_users_than_the_limit(world: World) -> None:
         assert await fx.snapshot(world.dsn) == mid
         assert list(fx.diff(before, mid)) == ["provider_rights"]
         body = fx.page_text(h.pager.triggers()[-1])
-        assert f"FAILED: {len(RIGHTS_VIOLATORS)} users would be licensed, more than" \
-               " max_license_grants=3" in body
+        assert (
+            f"FAILED: {len(RIGHTS_VIOLATORS)} users would be licensed, more than"
+            " max_license_grants=3" in body
+        )
 
 
 # ----------------------------------------------------------------- resolve
@@ -290,18 +313,30 @@ async def test_resolve_lifts_nothing_and_says_compliance_lifts_the_block(world: 
         assert {a["state"] for a in await h.approvals(run["id"])} == {"expired"}
         [page] = h.pager.resolves()
         body = fx.page_text(page)
-        assert "FMP stays export=restricted, require_license=true: nothing is lifted" \
-               " automatically; compliance lifts the block" in body
+        assert (
+            "FMP stays export=restricted, require_license=true: nothing is lifted"
+            " automatically; compliance lifts the block" in body
+        )
 
 
 # ------------------------------------------------------------- hostile labels
 
 
-@pytest.mark.parametrize("provider", [
-    "polygon' OR '1'='1", "x" * 10_240, "../fmp", "FMP\n", "fmp; DROP TABLE users", "",
-], ids=["sql-quote", "10kB", "dotdot", "newline", "statement", "empty"])
-async def test_hostile_provider_changes_nothing_and_is_reported(world: World,
-                                                                provider: str) -> None:
+@pytest.mark.parametrize(
+    "provider",
+    [
+        "polygon' OR '1'='1",
+        "x" * 10_240,
+        "../fmp",
+        "FMP\n",
+        "fmp; DROP TABLE users",
+        "",
+    ],
+    ids=["sql-quote", "10kB", "dotdot", "newline", "statement", "empty"],
+)
+async def test_hostile_provider_changes_nothing_and_is_reported(
+    world: World, provider: str
+) -> None:
     before, objects = await fx.snapshot(world.dsn), world.objects()
     alert = make_alert("RightsExportViolation", {"provider": provider})
     async with Harness(fx.registry(), world.rules(), clients=world.clients) as h:
@@ -315,16 +350,18 @@ async def test_hostile_provider_changes_nothing_and_is_reported(world: World,
         assert steps["inspect_registry"]["reason"].startswith("rejected input provider:")
         assert {steps[s]["outcome"] for s in steps if s != "inspect_registry"} == {"skipped"}
         body = fx.page_text(h.pager.triggers()[-1])
-        assert "Inspect the provider's rights registry row FAILED: rejected input provider:" \
-               in body
-        assert "Block exports of the provider (kept after resolve: compliance lifts it):" \
-               " not run: inspect_registry failed" in body
+        assert "Inspect the provider's rights registry row FAILED: rejected input provider:" in body
+        assert (
+            "Block exports of the provider (kept after resolve: compliance lifts it):"
+            " not run: inspect_registry failed" in body
+        )
         assert "x" * 100 not in body
 
 
 async def test_hostile_user_label_is_rejected_and_licenses_nobody(world: World) -> None:
-    alert = make_alert("RightsExportViolation",
-                       {"provider": "fmp", "user_id": "../../etc/passwd' OR 1=1"})
+    alert = make_alert(
+        "RightsExportViolation", {"provider": "fmp", "user_id": "../../etc/passwd' OR 1=1"}
+    )
     async with Harness(fx.registry(), world.rules(), clients=world.clients) as h:
         await h.deliver(alert)
         [run] = await h.runs()
@@ -334,16 +371,22 @@ async def test_hostile_user_label_is_rejected_and_licenses_nobody(world: World) 
         steps = await fx.steps_by_name(h, run["id"])
         assert steps["check_reported_user"]["reason"].startswith("rejected input user_id:")
         body = fx.page_text(h.pager.triggers()[-1])
-        assert "Grant the missing license (only if legitimate) [approved] FAILED: rejected" \
-               " input user_id:" in body
+        assert (
+            "Grant the missing license (only if legitimate) [approved] FAILED: rejected"
+            " input user_id:" in body
+        )
 
 
 # ----------------------------------------------------- shipped rules, examples
 
 
 INCIDENT_ALERTS = {
-    "RightsExportViolation": "RB-04", "DatabaseDown": "RB-05", "DatabaseSlowQueries": "RB-05",
-    "DatabaseCPUHigh": "RB-05", "SuspiciousRequestRate": "RB-06", "IdorSpike": "RB-06",
+    "RightsExportViolation": "RB-04",
+    "DatabaseDown": "RB-05",
+    "DatabaseSlowQueries": "RB-05",
+    "DatabaseCPUHigh": "RB-05",
+    "SuspiciousRequestRate": "RB-06",
+    "IdorSpike": "RB-06",
     "JwtLeakDetected": "RB-06",
 }
 
@@ -355,8 +398,12 @@ def test_shipped_incident_rules_load_and_bind_each_alert() -> None:
     assert all(r.mode is None for r in ruleset.rules)
     assert all(r.cooldown > 0 and r.max_runs_per_hour for r in ruleset.rules)
     for alertname, runbook in INCIDENT_ALERTS.items():
-        labels = {"alertname": alertname, "service": "dawsos", "provider": "fmp",
-                  "source_ip": "203.0.113.7"}
+        labels = {
+            "alertname": alertname,
+            "service": "dawsos",
+            "provider": "fmp",
+            "source_ip": "203.0.113.7",
+        }
         assert [r.runbook for r in ruleset.select(labels)] == [runbook], alertname
         # Another team's alert of the same name does not drive our runbooks.
         assert ruleset.select({**labels, "service": "billing"}) == []
@@ -380,7 +427,8 @@ def test_example_payloads_replay_into_a_plan_naming_every_step(alertname: str) -
         timeline = replay.format_timeline([entry])
         if status == "firing":
             assert [s["name"] for s in run["steps"]] == [s.name for s in runbook.steps]
-            assert all(s["call"] and not s["call"].startswith("(not rendered")
-                       for s in run["steps"]), run["steps"]
+            assert all(
+                s["call"] and not s["call"].startswith("(not rendered") for s in run["steps"]
+            ), run["steps"]
             for step in runbook.steps:
                 assert step.title in timeline
