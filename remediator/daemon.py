@@ -30,7 +30,7 @@ from remediator.paging.base import PageContent, Pager
 from remediator.paging.outbox import Outbox
 from remediator.settings import Settings
 from remediator.state.journal import JournalWriter
-from remediator.state.store import StateStore, runs_waiting_undo
+from remediator.state.store import StateStore
 
 log = logs.get("remediator.daemon")
 
@@ -275,16 +275,7 @@ class Daemon:
         await self.store.finish_occurrence(occ["id"], self.owner)
 
     async def maintenance_once(self) -> None:
-        lease = self.settings.engine.lease
-        await self.store.renew_leases(self.owner, lease)
-        for run in await self.store.claim_expired_runs(self.owner, lease):
-            await self.engine.resume(run)
-        if not await self.engine.is_paused():
-            for run in await runs_waiting_undo(self.store):
-                await self.engine.try_undo(run["id"])
-        await self.engine.expire_approvals()
-        for approval in await self.store.claim_approved():
-            await self.engine.run_approved(approval)
+        await self.engine.maintain()
         await self.refresh_gauges()
 
     async def _maintenance(self) -> None:

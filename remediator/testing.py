@@ -154,14 +154,7 @@ class Harness:
 
     async def maintenance(self) -> None:
         """Run what the daemon's maintenance loop runs (approvals, deferred undos)."""
-        from remediator.state.store import runs_waiting_undo
-
-        await self.engine.expire_approvals()
-        for approval in await self.store.claim_approved():
-            await self.engine.run_approved(approval)
-        if not await self.engine.is_paused():
-            for run in await runs_waiting_undo(self.store):
-                await self.engine.try_undo(run["id"])
+        await self.engine.maintain()
         await self.flush_pages()
 
     async def flush_pages(self) -> None:

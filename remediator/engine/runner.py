@@ -152,9 +152,17 @@ class Engine:
             alertname=occ["alertname"],
             mode=mode,
         )
-        stored = await self.store.get_run(run_id)
-        assert stored is not None
-        await self.fire(stored, runbook, rule)
+        # The row as stored: what we inserted, with the columns it left empty.
+        run.update(
+            outcome=None,
+            blocked_by=None,
+            detail=None,
+            finished_at=None,
+            mitigated_at=None,
+            undo_state=None,
+            resolved_at=None,
+        )
+        await self.fire(run, runbook, rule)
         return run_id
 
     async def _guard(self, run: Row, runbook: Runbook, rule: Rule | None) -> str | None:
@@ -326,10 +334,13 @@ class Engine:
         # Hand over: if the alert resolved while we ran, undo now; otherwise wait.
         current = await self.store.get_run(run["id"])
         assert current is not None
-        await self.store.update_run(run["id"], outcome=outcome)
         next_state = "undoing" if current["undo_state"] == "requested" else "waiting"
         if await self.store.update_run(
-            run["id"], expect_owner=self.owner, expect_state="running", state=next_state
+            run["id"],
+            expect_owner=self.owner,
+            expect_state="running",
+            state=next_state,
+            outcome=outcome,
         ):
             log.info(
                 "run_fired",
@@ -530,6 +541,22 @@ class Engine:
             await self.outbox.enqueue(f"{run['id']}:expired:{a['id']}", "trigger", content)
 
     # ---------------------------------------------------------------- recovery
+
+    async def maintain(self) -> None:
+        """One pass of the background work every replica does.
+
+        Renew our leases, resume runs whose owner died, start undos deferred by
+        the kill switch, expire approvals, and run the approved steps.
+        """
+        await self.store.renew_leases(self.owner, self.lease)
+        for run in await self.store.claim_expired_runs(self.owner, self.lease):
+            await self.resume(run)
+        if not await self.is_paused():
+            for run in await self.store.runs_waiting_undo():
+                await self.try_undo(run["id"])
+        await self.expire_approvals()
+        for approval in await self.store.claim_approved():
+            await self.run_approved(approval)
 
     async def resume(self, run: Row) -> None:
         """Finish a run whose owner died: never redo a completed step."""

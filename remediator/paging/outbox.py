@@ -48,9 +48,8 @@ class Outbox:
         event = PageEvent(action=action, content=content)  # type: ignore[arg-type]
         n = 0
         for name, pager in self.pagers.items():
-            if action == "trigger" and not pager.accepts(content.severity):
-                continue
-            if action == "resolve" and not pager.accepts(content.severity):
+            # A resolve goes where its trigger went: the same severity routing.
+            if not pager.accepts(content.severity):
                 continue
             if await self.store.enqueue_page(
                 f"{idem}:{name}", name, action, content.dedup_key, event.to_json()

@@ -42,6 +42,7 @@ from remediator import validation
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import ConfigError, TargetError, TargetRejected
+from remediator.runbooks import plan
 
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}", re.ASCII)
 _PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
@@ -121,29 +122,6 @@ def _target(labels: Mapping[str, str], params: Any) -> str:
     return pack_date(labels, params).isoformat()
 
 
-class Hint(str):
-    """A bind value known only at run time, shown as words in a plan."""
-
-    __slots__ = ()
-
-
-def _sql(text: str, *binds: object) -> str:
-    """The statement and, one per line, the values it binds (as a plan shows them)."""
-    lines = [line.rstrip() for line in text.strip().splitlines()]
-    lines += [f"-- ${i} = {b if isinstance(b, Hint) else repr(b)}" for i, b in enumerate(binds, 1)]
-    return "\n".join(lines)
-
-
-def _namespace(ctx: StepContext) -> str:
-    kube = ctx.clients.kubernetes
-    if kube is not None:
-        return str(kube.namespace)
-    settings = ctx.clients.settings
-    if settings is not None:
-        return str(settings.targets.kubernetes.namespace)
-    return "<namespace>"
-
-
 def _pack_row(row: Mapping[str, Any]) -> dict[str, Any]:
     created = row.get("created_at")
     return {
@@ -205,7 +183,7 @@ async def scheduler_logs(*, ctx: StepContext, **_: Any) -> Done:
 def render_scheduler_logs(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     return (
-        f"kubectl logs -l {p.scheduler_selector} -n {_namespace(ctx)}"
+        f"kubectl logs -l {p.scheduler_selector} -n {plan.namespace(ctx)}"
         f" --tail={p.log_tail_lines} --prefix | grep build_pack"
     )
 
@@ -401,7 +379,7 @@ def render_serve_last_good(*, ctx: StepContext, **_: Any) -> str:
     guess = next(
         (p["id"] for p in packs if p["status"] == "ready" and p["date"] < day.isoformat()), None
     )
-    candidate = Hint(
+    candidate = plan.Hint(
         f"{guess!r} (newest ready pack before {day})"
         if guess
         else f"<newest ready pack before {day}>"
@@ -409,8 +387,8 @@ def render_serve_last_good(*, ctx: StepContext, **_: Any) -> str:
     return "\n".join(
         [
             "-- only if no pack is fresh (SELECT id FROM pricing_pack WHERE is_fresh FOR UPDATE)",
-            _sql(_LAST_GOOD, day.isoformat()),
-            _sql(_SERVE, candidate),
+            plan.sql(_LAST_GOOD, day.isoformat()),
+            plan.sql(_SERVE, candidate),
         ]
     )
 
@@ -475,7 +453,7 @@ def render_rerun_build(*, ctx: StepContext, **_: Any) -> str:
     day = pack_date(ctx.labels, p)
     name = f"build-pack-{day.isoformat()}-<attempt 1..{p.rerun_max_attempts}>"
     return (
-        f"kubectl create job {name} -n {_namespace(ctx)} --image={p.build_image}"
+        f"kubectl create job {name} -n {plan.namespace(ctx)} --image={p.build_image}"
         f" -- {' '.join(_command(day))}"
         "  # only if providers are healthy, no build job runs and attempts remain"
     )
@@ -542,7 +520,8 @@ def render_await_build(*, ctx: StepContext, **_: Any) -> str:
     day = pack_date(ctx.labels, p)
     job = (ctx.results.get("rerun_build") or {}).get("job") or f"build-pack-{day}-<attempt>"
     return (
-        _sql(_PACK_OF_DAY, day.isoformat()) + f"\nkubectl get job {job} -n {_namespace(ctx)}"
+        plan.sql(_PACK_OF_DAY, day.isoformat())
+        + f"\nkubectl get job {job} -n {plan.namespace(ctx)}"
         f"  # every {p.build_poll_seconds:g} s, up to {p.build_wait_seconds:g} s"
     )
 
@@ -600,9 +579,11 @@ async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
 def render_mark_fresh(*, ctx: StepContext, **_: Any) -> str:
     day = pack_date(ctx.labels, ctx.params)
     return (
-        f"BEGIN ISOLATION LEVEL SERIALIZABLE;\n{_sql(_LOCK_FOR_MARK, day.isoformat())}\n"
-        + _sql(
-            _MARK, day.isoformat(), Hint(f"<{validation.pack_id_for(day)} and older fresh packs>")
+        f"BEGIN ISOLATION LEVEL SERIALIZABLE;\n{plan.sql(_LOCK_FOR_MARK, day.isoformat())}\n"
+        + plan.sql(
+            _MARK,
+            day.isoformat(),
+            plan.Hint(f"<{validation.pack_id_for(day)} and older fresh packs>"),
         )
         + "\nCOMMIT;"
     )

@@ -33,6 +33,7 @@ from remediator import validation
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import TargetError
+from remediator.runbooks import plan
 
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}", re.ASCII)
 _PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
@@ -97,22 +98,6 @@ def _target(labels: Mapping[str, str], params: Any) -> str:
     # The target function cannot see the settings; the params list names the same
     # providers by default. A rejected label gets the engine's ":invalid" key.
     return validation.provider(labels.get("provider"), params.providers)
-
-
-def _sql(text: str, *binds: object) -> str:
-    lines = [line.rstrip() for line in text.strip().splitlines()]
-    lines += [f"-- ${i} = {b!r}" for i, b in enumerate(binds, 1)]
-    return "\n".join(lines)
-
-
-def _namespace(ctx: StepContext) -> str:
-    kube = ctx.clients.kubernetes
-    if kube is not None:
-        return str(kube.namespace)
-    settings = ctx.clients.settings
-    if settings is not None:
-        return str(settings.targets.kubernetes.namespace)
-    return "<namespace>"
 
 
 def _slug(provider: str) -> str:
@@ -252,7 +237,7 @@ async def resume_alerts(*, ctx: StepContext, changes: Mapping[str, Any], **_: An
 def render_pause_alerts(*, ctx: StepContext, **_: Any) -> str:
     provider = provider_of(ctx)
     return (
-        f"BEGIN;\n{_sql(_SELECT_ACTIVE, provider)}\n"
+        f"BEGIN;\n{plan.sql(_SELECT_ACTIVE, provider)}\n"
         f"{_PAUSE}\n-- $1 = <the ids selected above, recorded for undo>\nCOMMIT;"
     )
 
@@ -319,7 +304,7 @@ def render_replay_dlq(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     provider = provider_of(ctx)
     return (
-        f"kubectl create job {replay_job_name(provider, ctx.run_id)} -n {_namespace(ctx)}"
+        f"kubectl create job {replay_job_name(provider, ctx.run_id)} -n {plan.namespace(ctx)}"
         f" --image={p.replay_image} -- {' '.join(_replay_command(provider, p))}"
         "  # once the provider reports healthy"
     )

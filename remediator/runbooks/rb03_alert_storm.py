@@ -33,6 +33,7 @@ from remediator import validation
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import InputRejected
+from remediator.runbooks import plan
 
 UNIQUE_INDEX = "uq_notify_user_alert_day"
 
@@ -64,22 +65,6 @@ class Params(BaseModel):
         if any(not 1 <= len(i) <= 64 for i in v):
             raise ValueError("alert ids are 1..64 characters")
         return v
-
-
-def _sql(text: str, *binds: object) -> str:
-    lines = [line.rstrip() for line in text.strip().splitlines()]
-    lines += [f"-- ${i} = {b!r}" for i, b in enumerate(binds, 1)]
-    return "\n".join(lines)
-
-
-def _namespace(ctx: StepContext) -> str:
-    kube = ctx.clients.kubernetes
-    if kube is not None:
-        return str(kube.namespace)
-    settings = ctx.clients.settings
-    if settings is not None:
-        return str(settings.targets.kubernetes.namespace)
-    return "<namespace>"
 
 
 def _ids(values: Sequence[str], limit: int = 20) -> str:
@@ -147,7 +132,7 @@ async def restore_cooldowns(
 def render_global_cooldown(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     return (
-        f"BEGIN;\n{_sql(_COOL_SELECT, p.cooldown_minutes, list(p.exempt_alerts))}\n"
+        f"BEGIN;\n{plan.sql(_COOL_SELECT, p.cooldown_minutes, list(p.exempt_alerts))}\n"
         f"{_COOL}\n-- $1 = {p.cooldown_minutes!r}, $2 = <the ids selected above; their"
         " old cooldowns are recorded for undo>\nCOMMIT;"
     )
@@ -305,7 +290,7 @@ async def check_dedupe(*, ctx: StepContext, **_: Any) -> Done:
 
 def render_check_dedupe(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
-    return _sql(_DUPLICATES, p.dedupe_days) + "\n" + _sql(_INDEX, UNIQUE_INDEX)
+    return plan.sql(_DUPLICATES, p.dedupe_days) + "\n" + plan.sql(_INDEX, UNIQUE_INDEX)
 
 
 # ---------------------------------------------------- 4 delete duplicates (approve)
@@ -366,7 +351,7 @@ def render_delete_duplicates(*, ctx: StepContext, **_: Any) -> str:
         else ""
     )
     return (
-        f"BEGIN;\n{_sql(_DUP_ROWS, p.dedupe_days, p.max_delete + 1)}\n"
+        f"BEGIN;\n{plan.sql(_DUP_ROWS, p.dedupe_days, p.max_delete + 1)}\n"
         f"{_DELETE}\n-- $1 = <the ids selected above; rows recorded>{note}\nCOMMIT;"
     )
 
@@ -404,7 +389,7 @@ async def scale_evaluator_back(
 def render_scale(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     return (
-        f"kubectl scale deployment/{p.evaluator_deployment} -n {_namespace(ctx)}"
+        f"kubectl scale deployment/{p.evaluator_deployment} -n {plan.namespace(ctx)}"
         " --replicas=0  # previous replicas recorded; restored on resolve"
     )
 
@@ -439,7 +424,7 @@ def render_review(*, ctx: StepContext, **_: Any) -> str:
 def _literal(text: str) -> Any:
     def render(*, ctx: StepContext, **_: Any) -> str:
         p: Params = ctx.params
-        return _sql(text, p.window_minutes, p.top_limit)
+        return plan.sql(text, p.window_minutes, p.top_limit)
 
     return render
 

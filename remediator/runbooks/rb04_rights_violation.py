@@ -40,6 +40,7 @@ from remediator.clients import aws as aws_checks
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import InputRejected
+from remediator.runbooks import plan
 
 _PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
 _EXPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", re.ASCII)
@@ -132,12 +133,6 @@ def reported_user(ctx: StepContext) -> str | None:
     return None if value is None else uuid_label(value, field="user_id")
 
 
-def _sql(text: str, *binds: object) -> str:
-    lines = [line.rstrip() for line in text.strip().splitlines()]
-    lines += [f"-- ${i} = {b!r}" for i, b in enumerate(binds, 1)]
-    return "\n".join(lines)
-
-
 def _users(ids: Sequence[str]) -> str:
     shown = ", ".join(ids[:_SHOWN_USERS])
     return shown + (f" and {len(ids) - _SHOWN_USERS} more" if len(ids) > _SHOWN_USERS else "")
@@ -206,7 +201,7 @@ async def inspect_registry(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_inspect_registry(*, ctx: StepContext, **_: Any) -> str:
-    return _sql(_INSPECT, provider_of(ctx))
+    return plan.sql(_INSPECT, provider_of(ctx))
 
 
 # ------------------------------------------------------ 2 reported user licenses
@@ -241,7 +236,7 @@ def render_check_reported_user(*, ctx: StepContext, **_: Any) -> str:
     user = reported_user(ctx)
     if user is None:
         return "(no user_id label: nothing to check)"
-    return _sql(_USER_LICENSES, user, provider_of(ctx))
+    return plan.sql(_USER_LICENSES, user, provider_of(ctx))
 
 
 # -------------------------------------------------------- 3 restrict exports
@@ -285,7 +280,8 @@ async def restrict_exports(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 def render_restrict_exports(*, ctx: StepContext, **_: Any) -> str:
     provider = provider_of(ctx)
-    return f"BEGIN;\n{_sql(_LOCK_ROW, provider)}\n{_sql(_RESTRICT, provider)}\nCOMMIT;\n-- {KEPT}"
+    lock, restrict = plan.sql(_LOCK_ROW, provider), plan.sql(_RESTRICT, provider)
+    return f"BEGIN;\n{lock}\n{restrict}\nCOMMIT;\n-- {KEPT}"
 
 
 # ------------------------------------------------------------ 4 audit exports
@@ -365,7 +361,7 @@ async def audit_exports(*, ctx: StepContext, **_: Any) -> Done:
 
 def render_audit_exports(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
-    return _sql(
+    return plan.sql(
         _AUDIT, provider_of(ctx), p.audit_days, list(p.export_license_types), p.max_audit_rows
     )
 
@@ -531,7 +527,7 @@ def render_notify_users(*, ctx: StepContext, **_: Any) -> str:
     users = audit.get("users") or ["<user-uuid>"]
     payload = {"message": REVOKED_MESSAGE, "provider": provider_of(ctx), "exports": ["..."]}
     return (
-        _sql(
+        plan.sql(
             _NOTIFY,
             f"<each of {len(users)} users: {_users(list(users))}>",
             p.notification_alert_id,
@@ -602,7 +598,7 @@ def render_grant_license(*, ctx: StepContext, **_: Any) -> str:
         users = _grantees(ctx)
     except StepFailed:
         users = ["<the users the audit finds>"]
-    return _sql(_GRANT, users, provider_of(ctx), p.grant_license_type)
+    return plan.sql(_GRANT, users, provider_of(ctx), p.grant_license_type)
 
 
 # ------------------------------------------------------- on resolve: report
@@ -625,7 +621,7 @@ async def report_block(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_report_block(*, ctx: StepContext, **_: Any) -> str:
-    return _sql(_REPORT, provider_of(ctx))
+    return plan.sql(_REPORT, provider_of(ctx))
 
 
 STEPS: Sequence[Step] = (

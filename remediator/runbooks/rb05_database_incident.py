@@ -41,6 +41,7 @@ from remediator.clients.database import QueryRejected
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import InputRejected
+from remediator.runbooks import plan
 
 _QUERY_CHARS = 300
 _BUSY = frozenset(
@@ -122,12 +123,6 @@ class Params(BaseModel):
 
 def _target(labels: Mapping[str, str], params: Any) -> str:
     return str(params.db_instance_identifier)
-
-
-def _sql(text: str, *binds: object) -> str:
-    lines = [line.rstrip() for line in text.strip().splitlines()]
-    lines += [f"-- ${i} = {b!r}" for i, b in enumerate(binds, 1)]
-    return "\n".join(lines)
 
 
 def _seconds(value: Any) -> float:
@@ -241,7 +236,7 @@ async def top_statements(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 def render_top_statements(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
-    return f"{_HAS_PGSS};\n{_sql(_TOP, p.top_statements)}"
+    return f"{_HAS_PGSS};\n{plan.sql(_TOP, p.top_statements)}"
 
 
 # ------------------------------------------------------- 4 long-running queries
@@ -287,7 +282,7 @@ async def long_queries(*, ctx: StepContext, **_: Any) -> Done:
 
 def render_long_queries(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
-    return _sql(_LONG, p.long_query_seconds)
+    return plan.sql(_LONG, p.long_query_seconds)
 
 
 # ------------------------------------------------------------ 4 who blocks whom
@@ -335,7 +330,7 @@ async def blocking_sessions(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_blocking_sessions(*, ctx: StepContext, **_: Any) -> str:
-    return _sql(_BLOCKING)
+    return plan.sql(_BLOCKING)
 
 
 # --------------------------------------------------------- 4 terminate blockers
@@ -488,10 +483,10 @@ async def terminate_blockers(*, ctx: StepContext, **_: Any) -> Done | Skip:
 def render_terminate_blockers(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     return (
-        f"{_sql(_BLOCKERS, list(p.protected_roles), list(p.protected_applications))};\n"
+        f"{plan.sql(_BLOCKERS, list(p.protected_roles), list(p.protected_applications))};\n"
         f"-- then, for at most {p.max_terminations} unprotected blockers that made someone"
         f" wait >= {p.block_threshold_seconds:g} s:\n"
-        + _sql(
+        + plan.sql(
             _TERMINATE,
             "<chosen pids>",
             "<their backend_start>",

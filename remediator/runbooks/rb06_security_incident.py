@@ -44,6 +44,7 @@ from remediator.clients import aws as aws_checks
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import InputRejected, TargetError
+from remediator.runbooks import plan
 
 _SHOWN = 10
 _MAX_LOGIN_ADDRESSES = 256  # a /24 at most: the login lookup lists addresses
@@ -158,22 +159,6 @@ def _target(labels: Mapping[str, str], params: Any) -> str:
     )
 
 
-def _sql(text: str, *binds: object) -> str:
-    lines = [line.rstrip() for line in text.strip().splitlines()]
-    lines += [f"-- ${i} = {b!r}" for i, b in enumerate(binds, 1)]
-    return "\n".join(lines)
-
-
-def _namespace(ctx: StepContext) -> str:
-    kube = ctx.clients.kubernetes
-    if kube is not None:
-        return str(kube.namespace)
-    settings = ctx.clients.settings
-    if settings is not None:
-        return str(settings.targets.kubernetes.namespace)
-    return "<namespace>"
-
-
 def _users(ids: Sequence[str]) -> str:
     shown = ", ".join(ids[:_SHOWN])
     return shown + (f" and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else "")
@@ -215,7 +200,7 @@ async def rotate_jwt_secret(*, ctx: StepContext, **_: Any) -> Done:
 
 def render_rotate_jwt_secret(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
-    ns = _namespace(ctx)
+    ns = plan.namespace(ctx)
     return (
         f"kubectl patch secret {p.jwt_secret_name} -n {ns} --type merge -p"
         f' \'{{"data": {{"{p.jwt_secret_key}": "<new random secret, base64;'
@@ -320,7 +305,7 @@ async def idor_audit(*, ctx: StepContext, **_: Any) -> Done:
 
 def render_idor_audit(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
-    return _sql(_IDOR, p.idor_hours, p.idor_rows)
+    return plan.sql(_IDOR, p.idor_hours, p.idor_rows)
 
 
 # --------------------------------------------------------------- 3 RLS gaps
@@ -359,7 +344,7 @@ async def rls_gaps(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_rls_gaps(*, ctx: StepContext, **_: Any) -> str:
-    return _sql(_RLS)
+    return plan.sql(_RLS)
 
 
 # ----------------------------------------------------------- 5 logins from IP
@@ -418,7 +403,7 @@ def render_logins_from_ip(*, ctx: StepContext, **_: Any) -> str:
     net = source_network(ctx, for_blocking=False)
     if net is None:
         return "(no source_ip label: nothing to look up)"
-    return _sql(_LOGINS, _addresses(net) or [f"<every address of {net}>"], p.login_days)
+    return plan.sql(_LOGINS, _addresses(net) or [f"<every address of {net}>"], p.login_days)
 
 
 # --------------------------------------------------- 5 force password resets
@@ -477,7 +462,8 @@ def render_force_password_resets(*, ctx: StepContext, **_: Any) -> str:
         users: list[str] | str = _login_users(ctx)[: p.max_password_resets]
     except StepFailed:
         users = "<the accounts that logged in from the address>"
-    return f"BEGIN;\n{_sql(_LOCK_USERS, users)}\n{_sql(_RESET, '<those not yet reset>')}\nCOMMIT;"
+    lock, reset = plan.sql(_LOCK_USERS, users), plan.sql(_RESET, "<those not yet reset>")
+    return f"BEGIN;\n{lock}\n{reset}\nCOMMIT;"
 
 
 # ------------------------------------------------------------ 6 notify users
@@ -525,7 +511,7 @@ def render_notify_users(*, ctx: StepContext, **_: Any) -> str:
         users: list[str] | str = _login_users(ctx)[: p.max_notifications]
     except StepFailed:
         users = "<the accounts that logged in from the address>"
-    return _sql(_NOTIFY, users, p.notification_alert_id, {"message": RESET_MESSAGE})
+    return plan.sql(_NOTIFY, users, p.notification_alert_id, {"message": RESET_MESSAGE})
 
 
 # ------------------------------------------------- on resolve: list the blocks

@@ -249,6 +249,15 @@ class StateStore:
         )
         return [self._run(r) for r in rows]
 
+    async def runs_waiting_undo(self, limit: int = 10) -> list[Row]:
+        """Runs whose alert resolved but whose undo has not started (e.g. paused then)."""
+        rows = await self._fetch(
+            "SELECT * FROM runs WHERE state = 'waiting' AND undo_state = 'requested'"
+            " ORDER BY resolved_at LIMIT ?",
+            limit,
+        )
+        return [self._run(r) for r in rows]
+
     async def renew_leases(self, owner: str, lease: float) -> int:
         now = time.time()
         return await self._execute(
@@ -568,12 +577,3 @@ class StateStore:
             r["event"] = loads(r["event"])
         return rows
 
-
-async def runs_waiting_undo(store: StateStore, limit: int = 10) -> list[Row]:
-    """Runs whose alert resolved but whose undo has not started (e.g. paused then)."""
-    rows = await store._fetch(
-        "SELECT * FROM runs WHERE state = 'waiting' AND undo_state = 'requested'"
-        " ORDER BY resolved_at LIMIT ?",
-        limit,
-    )
-    return [StateStore._run(r) for r in rows]

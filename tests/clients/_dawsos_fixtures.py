@@ -8,28 +8,15 @@ rebinds that module name to whichever directory's conftest it loaded last.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
-from types import ModuleType
 
 import pytest
-import redis.asyncio as aioredis
 
 from remediator import testing_dawsos
 from remediator.errors import TargetTimeout, TargetUnavailable
-
-_ROOT_CONFTEST = (Path(__file__).parent.parent / "conftest.py").resolve()
-
-
-def shared_conftest(config: pytest.Config) -> ModuleType:
-    """The module object of tests/conftest.py (PG_DSN, REDIS_URL, service_missing)."""
-    for plugin in config.pluginmanager.get_plugins():
-        path = getattr(plugin, "__file__", None)
-        if isinstance(plugin, ModuleType) and path and Path(path).resolve() == _ROOT_CONFTEST:
-            return plugin
-    raise RuntimeError(f"{_ROOT_CONFTEST} is not loaded as a pytest plugin")
+from tests.support import redis_with_prefix  # noqa: F401 - re-exported
+from tests.support import root_conftest as shared_conftest
 
 
 def admin_dsn(config: pytest.Config) -> str:
@@ -49,28 +36,3 @@ async def fresh_dawsos_database(config: pytest.Config, *, seed: bool = True) -> 
         yield dsn
     finally:
         await testing_dawsos.drop_database(shared.PG_DSN, dsn)
-
-
-@asynccontextmanager
-async def redis_with_prefix(config: pytest.Config) -> AsyncIterator[tuple[aioredis.Redis, str]]:
-    """A raw client on the shared test Redis and a key prefix unique to this test.
-
-    Never FLUSHDB: other engineers' tests share the database. Only this test's keys
-    are deleted afterwards.
-    """
-    shared = shared_conftest(config)
-    client = aioredis.from_url(shared.REDIS_URL)
-    try:
-        await client.ping()
-    except (OSError, aioredis.RedisError) as exc:
-        await client.aclose()
-        shared.service_missing("Redis", exc)
-        raise
-    prefix = f"remediator-test:{uuid.uuid4().hex}:"
-    try:
-        yield client, prefix
-    finally:
-        keys = [key async for key in client.scan_iter(match=prefix + "*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()

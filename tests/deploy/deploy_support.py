@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.support import root_conftest as shared_conftest  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -24,17 +24,7 @@ GRAFANA_DIR = REPO / "grafana"
 RULE_FILES = sorted(PROMETHEUS_DIR.glob("*-alerts.yml"))
 RULE_TEST_FILES = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
 
-_ROOT_CONFTEST = (Path(__file__).parent.parent / "conftest.py").resolve()
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def shared_conftest(config: pytest.Config) -> ModuleType:
-    """tests/conftest.py as pytest loaded it (``import conftest`` may name another one)."""
-    for plugin in config.pluginmanager.get_plugins():
-        path = getattr(plugin, "__file__", None)
-        if isinstance(plugin, ModuleType) and path and Path(path).resolve() == _ROOT_CONFTEST:
-            return plugin
-    raise RuntimeError(f"{_ROOT_CONFTEST} is not loaded as a pytest plugin")
 
 
 def load_yaml(path: Path) -> Any:

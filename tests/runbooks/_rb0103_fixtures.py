@@ -11,17 +11,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import socket
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import kubernetes.client as k8s
 import pytest
-import redis.asyncio as aioredis
 import respx
 import yaml
 
@@ -38,6 +34,8 @@ from remediator.paging.base import PageEvent
 from remediator.runbooks import rb01_pricing_pack, rb02_provider_outage, rb03_alert_storm
 from remediator.settings import Settings, from_mapping
 from remediator.testing import Harness
+from tests.support import redis_with_prefix as redis_keys  # noqa: F401 - re-exported
+from tests.support import root_conftest as shared
 
 NS = "prod"
 BASE = "http://127.0.0.1:9"  # respx answers; nothing listens there, nothing leaves the host
@@ -48,34 +46,9 @@ PROVIDER_URLS = {
 }
 APP_URL = f"{BASE}/app"
 GATE_URL = f"{APP_URL}/execute"
-TABLES = (
-    "users",
-    "pricing_pack",
-    "symbol_mapping",
-    "prices",
-    "fx_rates",
-    "alerts",
-    "notifications",
-    "provider_rights",
-    "user_licenses",
-    "analytics_events",
-    "audit_log",
-    "portfolios",
-    "portfolio_positions",
-    "portfolio_metrics",
-)
-_ROOT_CONFTEST = (Path(__file__).parent.parent / "conftest.py").resolve()
+TABLES = testing_dawsos.TABLES
 
 Snapshot = dict[str, list[dict[str, Any]]]
-
-
-def shared(config: pytest.Config) -> ModuleType:
-    """tests/conftest.py as pytest loaded it (PG_DSN, REDIS_URL, service_missing)."""
-    for plugin in config.pluginmanager.get_plugins():
-        path = getattr(plugin, "__file__", None)
-        if isinstance(plugin, ModuleType) and path and Path(path).resolve() == _ROOT_CONFTEST:
-            return plugin
-    raise RuntimeError(f"{_ROOT_CONFTEST} is not loaded as a pytest plugin")
 
 
 def registry() -> Registry:
@@ -182,27 +155,6 @@ def providers_answer(router: respx.MockRouter, down: Mapping[str, int] | None = 
 def gate_answers(router: respx.MockRouter, code: int = 200) -> respx.Route:
     body = {"ok": True} if code == 200 else {"detail": "Pricing pack warming in progress"}
     return router.post(GATE_URL).respond(code, json=body)
-
-
-@asynccontextmanager
-async def redis_keys(config: pytest.Config) -> AsyncIterator[tuple[aioredis.Redis, str]]:
-    """A raw client on the test Redis and a key prefix of this test; its keys removed."""
-    conf = shared(config)
-    client = aioredis.from_url(conf.REDIS_URL)
-    try:
-        await client.ping()
-    except (OSError, aioredis.RedisError) as exc:
-        await client.aclose()
-        conf.service_missing("Redis", exc)
-        raise
-    prefix = f"rb0103-test:{uuid.uuid4().hex}:"
-    try:
-        yield client, prefix
-    finally:
-        keys = [k async for k in client.scan_iter(match=prefix + "*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
 
 
 def cache_for(config: pytest.Config) -> Cache:

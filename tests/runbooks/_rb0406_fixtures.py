@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import kubernetes.client as k8s
@@ -37,22 +36,13 @@ from remediator.runbooks import (
 )
 from remediator.testing import Harness
 from remediator.testing_aws import start_moto_server
+from tests.support import root_conftest as shared
 
 REGION = "us-east-1"
 NS = "prod"
 TABLES = testing_dawsos.TABLES
-_ROOT_CONFTEST = (Path(__file__).parent.parent / "conftest.py").resolve()
 
 Snapshot = dict[str, list[dict[str, Any]]]
-
-
-def shared(config: pytest.Config) -> ModuleType:
-    """tests/conftest.py as pytest loaded it (PG_DSN, service_missing)."""
-    for plugin in config.pluginmanager.get_plugins():
-        path = getattr(plugin, "__file__", None)
-        if isinstance(plugin, ModuleType) and path and Path(path).resolve() == _ROOT_CONFTEST:
-            return plugin
-    raise RuntimeError(f"{_ROOT_CONFTEST} is not loaded as a pytest plugin")
 
 
 def registry() -> Registry:
