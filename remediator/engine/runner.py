@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -557,6 +557,40 @@ class Engine:
         await self.expire_approvals()
         for approval in await self.store.claim_approved():
             await self.run_approved(approval)
+        await self.escalate_long_runs()
+
+    async def escalate_long_runs(self) -> None:
+        """Page when a notify-level incident outlasts its runbook's threshold."""
+        escalating = {rb.id: rb for rb in self.registry if rb.escalate_after is not None}
+        now = time.time()
+        for run in await self.store.runs_to_escalate(list(escalating)):
+            runbook = escalating[run["runbook"]]
+            assert runbook.escalate_after is not None
+            after = runbook.escalate_after(runbook.params.model_validate(run["params"]))
+            if after is None or run["created_at"] > now - after:
+                continue
+            if not await self.store.mark_escalated(run["id"]):
+                continue
+            steps = await self.store.steps_for_run(run["id"])
+            approvals = await self.store.approvals_for_run(run["id"])
+            content = pages.build(
+                run,
+                steps,
+                approvals,
+                runbook,
+                self.settings,
+                headline=f"still firing after {int(after)} s: escalated to a page",
+            )
+            log.warning(
+                "run_escalated",
+                run_id=run["id"],
+                after=after,
+                fingerprint=run["fingerprint"],
+                alertname=run["alertname"],
+            )
+            await self.outbox.enqueue(
+                f"{run['id']}:escalated", "trigger", replace(content, severity="P1")
+            )
 
     async def resume(self, run: Row) -> None:
         """Finish a run whose owner died: never redo a completed step."""

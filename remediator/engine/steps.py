@@ -110,6 +110,9 @@ class Runbook:
     resolve_steps: tuple[Step, ...] = ()  # new actions on resolve (not undos)
     target: TargetFn = lambda labels, params: labels.get("alertname", "")
     page_first: bool = False  # P0: page before diagnosing
+    # A notify-level runbook (P2) becomes a page when its alert is still firing
+    # after this many seconds (read from the run's params; None: never).
+    escalate_after: Callable[[Any], float | None] | None = None
     anchor: str = ""  # runbook document anchor, e.g. "rb-01-..."
 
     def step(self, name: str) -> Step:

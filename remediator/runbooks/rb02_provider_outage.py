@@ -52,6 +52,8 @@ class Params(BaseModel):
     replay_image: str = "dawsos/worker:stable"
     replay_max_retries: int = Field(3, ge=1, le=10)
     job_ttl_seconds: int = Field(86_400, ge=600, le=604_800)
+    # The runbook is a notification (P2); an outage that lasts longer pages (P1).
+    page_after_seconds: float | None = Field(1800.0, gt=0)
 
     @field_validator("providers")
     @classmethod
@@ -363,4 +365,5 @@ RUNBOOK = Runbook(
     params=Params,
     target=_target,
     anchor="rb-02-provider-outage",
+    escalate_after=lambda params: params.page_after_seconds,
 )

@@ -149,6 +149,13 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
 """,
     ),
+    (
+        2,
+        "runs escalate after a threshold",
+        """
+ALTER TABLE runs ADD COLUMN escalated_at {float}
+""",
+    ),
 ]
 
 DIALECTS = {

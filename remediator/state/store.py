@@ -258,6 +258,29 @@ class StateStore:
         )
         return [self._run(r) for r in rows]
 
+    async def runs_to_escalate(self, runbooks: Sequence[str], limit: int = 50) -> list[Row]:
+        """Waiting, unresolved, not yet escalated runs of these runbooks, oldest first."""
+        if not runbooks:
+            return []
+        marks = ", ".join("?" for _ in runbooks)
+        rows = await self._fetch(
+            f"SELECT * FROM runs WHERE runbook IN ({marks}) AND state = 'waiting'"
+            " AND resolved_at IS NULL AND escalated_at IS NULL AND blocked_by IS NULL"
+            " ORDER BY created_at LIMIT ?",
+            *runbooks,
+            limit,
+        )
+        return [self._run(r) for r in rows]
+
+    async def mark_escalated(self, run_id: str) -> bool:
+        """One replica wins the escalation of a run."""
+        n = await self._execute(
+            "UPDATE runs SET escalated_at = ? WHERE id = ? AND escalated_at IS NULL",
+            time.time(),
+            run_id,
+        )
+        return n == 1
+
     async def renew_leases(self, owner: str, lease: float) -> int:
         now = time.time()
         return await self._execute(
@@ -576,4 +599,3 @@ class StateStore:
         for r in rows:
             r["event"] = loads(r["event"])
         return rows
-

@@ -392,3 +392,41 @@ async def test_a_p0_run_stopped_by_a_guard_still_pages_a_human(clients, target_d
         ]
         assert len(pages) == 1
         assert any("blocked by guard rate_limit" in s for s in pages[0].content.skipped)
+
+
+async def test_a_notify_level_run_that_outlasts_its_threshold_escalates_to_one_page(
+    clients, target_db
+):
+    from dataclasses import replace
+
+    from remediator.engine.registry import Registry
+
+    reg = Registry()
+    reg.register(replace(_testbook.RUNBOOK, severity="P2", escalate_after=lambda p: 0.2))
+    async with Harness(reg, _testbook.rules(), clients=clients) as h:
+        await h.deliver(ALERT)
+        await h.maintenance()  # too early: nothing
+        assert [e.content.severity for e in h.pager.triggers()] == ["P2"]
+        await asyncio.sleep(0.3)
+        await h.maintenance()
+        await h.maintenance()  # once, not on every pass
+        triggers = h.pager.triggers()
+        assert [e.content.severity for e in triggers] == ["P2", "P1"]
+        assert "escalated to a page" in triggers[1].content.title
+        [run] = await h.runs()
+        assert triggers[1].content.dedup_key == f"remediator/{run['id']}"
+
+
+async def test_a_resolved_run_never_escalates(clients, target_db):
+    from dataclasses import replace
+
+    from remediator.engine.registry import Registry
+
+    reg = Registry()
+    reg.register(replace(_testbook.RUNBOOK, severity="P2", escalate_after=lambda p: 0.1))
+    async with Harness(reg, _testbook.rules(), clients=clients) as h:
+        await h.deliver(ALERT)
+        await h.deliver(resolved(ALERT))
+        await asyncio.sleep(0.2)
+        await h.maintenance()
+        assert [e.content.severity for e in h.pager.triggers()] == ["P2"]
