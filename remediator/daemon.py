@@ -34,6 +34,8 @@ from remediator.state.store import StateStore
 
 log = logs.get("remediator.daemon")
 
+SHUTDOWN_GRACE = 5.0  # seconds in-flight occurrences get on SIGTERM
+
 
 def build_pagers(settings: Settings) -> dict[str, Pager]:
     from remediator.paging.opsgenie import OpsgeniePager
@@ -93,7 +95,10 @@ class Daemon:
         self.rule_errors: list[str] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._wake = asyncio.Event()  # new journal entries
-        self._maint_wake = asyncio.Event()  # approvals decided, undo requested
+        self._maint_wake = asyncio.Event()
+        self._finished: asyncio.Queue[int] = (
+            asyncio.Queue()
+        )  # processed occurrence ids  # approvals decided, undo requested
         self._last_direct_page = 0.0
         self._closing: list[Any] = []
 
@@ -111,6 +116,11 @@ class Daemon:
         if not ok:
             log.error("rules_invalid_at_start", errors=detail)
         pagers = self._pagers if self._pagers is not None else build_pagers(self.settings)
+        # Known label values start at zero, so rate() sees the first event of each.
+        self.metrics.prime(
+            {rb.id: [s.name for s in (*rb.steps, *rb.resolve_steps)] for rb in self.registry},
+            pagers,
+        )
         self.outbox = Outbox(
             self.store,
             pagers,
@@ -131,10 +141,8 @@ class Daemon:
         )
         self.metrics.paused.set(1 if await self.engine.is_paused() else 0)
         if workers:
-            n = self.settings.limits.workers
-            self._tasks += [
-                asyncio.create_task(self._worker(i), name=f"worker-{i}") for i in range(n)
-            ]
+            self._tasks.append(asyncio.create_task(self._dispatch(), name="dispatch"))
+            self._tasks.append(asyncio.create_task(self._finish_processed(), name="finisher"))
             self._tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
             self._tasks.append(asyncio.create_task(self.outbox.run_forever(), name="outbox"))
 
@@ -146,8 +154,20 @@ class Daemon:
         return clients
 
     async def stop(self) -> None:
-        """Finish in-flight work: the journal drains; workers stop between items."""
+        """Finish in-flight work: the journal drains, running occurrences get a grace
+        period (then their runs keep a lease another replica resumes), and the
+        processed ones are marked done before the store closes."""
         await self.journal.close()
+        dispatch = [t for t in self._tasks if t.get_name() == "dispatch"]
+        for t in dispatch:
+            t.cancel()
+            with suppress(asyncio.CancelledError):
+                await t
+        with suppress(StateUnavailable):
+            ids = []
+            while not self._finished.empty():
+                ids.append(self._finished.get_nowait())
+            await self.store.finish_occurrences(ids, self.owner)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -233,24 +253,51 @@ class Daemon:
 
     # ---------------------------------------------------------------- loops
 
-    async def _worker(self, i: int) -> None:
-        while True:
-            try:
-                rows = await self.store.claim_occurrences(self.owner, 1, self.settings.engine.lease)
-            except StateUnavailable as exc:
-                log.warning("worker_state_unavailable", error=str(exc))
-                await asyncio.sleep(self.settings.engine.poll_interval)
-                continue
-            if not rows:
-                self._wake.clear()
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.engine.poll_interval)
-                continue
-            self._wake.set()  # there may be more: let a sibling look too
-            for occ in rows:
-                await self._process(occ)
+    async def _dispatch(self) -> None:
+        """Claim journaled occurrences as workers free up, and process each in a task.
 
-    async def _process(self, occ: dict[str, Any]) -> None:
+        At most ``limits.workers`` occurrences are in progress; claims and the
+        "done" marks are batched, so an alert storm costs a few statements per batch
+        rather than two transactions per alert.
+        """
+        slots = asyncio.Semaphore(self.settings.limits.workers)
+        lease = self.settings.engine.lease
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await slots.acquire()  # wait for one free worker before claiming
+                free = 1
+                while free < 64 and not slots.locked():
+                    await slots.acquire()
+                    free += 1
+                # Clear before claiming: a commit after this point wakes us again.
+                self._wake.clear()
+                try:
+                    rows = await self.store.claim_occurrences(self.owner, free, lease)
+                except StateUnavailable as exc:
+                    log.warning("worker_state_unavailable", error=str(exc))
+                    rows = []
+                    await asyncio.sleep(self.settings.engine.poll_interval)
+                for _ in range(free - len(rows)):
+                    slots.release()
+                for occ in rows:
+                    task = asyncio.create_task(self._process(occ, slots))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                if not rows:
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._wake.wait(), self.settings.engine.poll_interval
+                        )
+        finally:
+            # Shutting down: let in-flight occurrences finish for a moment; a run cut
+            # short keeps its lease and is resumed by this or another replica.
+            if running:
+                _, pending = await asyncio.wait(running, timeout=SHUTDOWN_GRACE)
+                for task in pending:
+                    task.cancel()
+
+    async def _process(self, occ: dict[str, Any], slots: asyncio.Semaphore) -> None:
         try:
             if occ["attempts"] > 5:
                 raise RuntimeError("gave up after 5 attempts")
@@ -263,16 +310,30 @@ class Daemon:
                 fingerprint=occ["fingerprint"],
                 alertname=occ["alertname"],
             )
-            await asyncio.sleep(self.settings.engine.poll_interval)
             return
-        except Exception as exc:
+        except Exception as exc:  # recorded on the occurrence, never lost
             log.exception(
                 "occurrence_failed", fingerprint=occ["fingerprint"], alertname=occ["alertname"]
             )
             with suppress(StateUnavailable):
                 await self.store.finish_occurrence(occ["id"], self.owner, repr(exc)[:500])
             return
-        await self.store.finish_occurrence(occ["id"], self.owner)
+        finally:
+            slots.release()
+        self._finished.put_nowait(occ["id"])
+
+    async def _finish_processed(self) -> None:
+        """Mark processed occurrences done, many per statement (group commit again)."""
+        while True:
+            ids = [await self._finished.get()]
+            while not self._finished.empty():
+                ids.append(self._finished.get_nowait())
+            try:
+                await self.store.finish_occurrences(ids, self.owner)
+            except StateUnavailable as exc:
+                # Not marked: their claims expire and they are processed again, which
+                # is harmless (runs are unique per rule, fingerprint and startsAt).
+                log.warning("finish_state_unavailable", error=str(exc), occurrences=len(ids))
 
     async def maintenance_once(self) -> None:
         await self.engine.maintain()

@@ -6,9 +6,18 @@ depend on them. Tests build ``Metrics(CollectorRegistry())`` and read samples.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from remediator import __version__
+
+# The label values the daemon can produce (DESIGN.md "Metrics").
+RUN_OUTCOMES = ("succeeded", "failed", "awaiting_approval", "dry_run", "paused", "blocked")
+ACTION_OUTCOMES = ("applied", "dry_run", "skipped", "failed", "awaiting_approval", "rolled_back")
+GUARDS = ("cooldown", "rate_limit", "circuit_open", "kill_switch", "lock_busy")
+PAGE_EVENTS = ("trigger", "resolve")
+PAGE_OUTCOMES = ("delivered", "retry", "failed", "rejected")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -86,3 +95,29 @@ class Metrics:
         )
         self.build_info = Info(p + "build", "Build information", registry=r)
         self.build_info.info({"version": __version__})
+
+    def prime(self, runbooks: Mapping[str, Iterable[str]], pagers: Iterable[str] = ()) -> None:
+        """Create, at zero, the series of every known runbook, step, guard and pager.
+
+        rate(), increase() and changes() count from a series' second sample: a labelled
+        child created by its first event starts at 1, and that event is never seen (a
+        runbook's first time to mitigation would be NaN on the dashboards, and the
+        first failed step or rule reload would never fire an alert). ``runbooks`` maps
+        runbook id -> its step names.
+        """
+        for runbook, steps in runbooks.items():
+            self.time_to_mitigation.labels(runbook)
+            for outcome in RUN_OUTCOMES:
+                self.runbook_runs.labels(runbook, outcome)
+            for step in steps:
+                self.action_duration.labels(runbook, step)
+                for outcome in ACTION_OUTCOMES:
+                    self.actions.labels(runbook, step, outcome)
+        for guard in GUARDS:
+            self.guard_blocks.labels(guard)
+        for outcome in ("success", "failure"):
+            self.rule_reloads.labels(outcome)
+        for pager in pagers:
+            for event in PAGE_EVENTS:
+                for outcome in PAGE_OUTCOMES:
+                    self.pages.labels(pager, event, outcome)

@@ -8,6 +8,7 @@ key (fingerprint, startsAt, status) is identical whichever peer sent it.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,25 +23,31 @@ _RFC3339 = re.compile(
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
+@functools.lru_cache(maxsize=16384)
 def canonical_time(value: str) -> str:
     """RFC 3339 -> 'YYYY-MM-DDTHH:MM:SS[.fffffffff]Z' in UTC, keeping nanoseconds.
 
     Python's datetime stops at microseconds; Alertmanager sends up to nanoseconds,
     and two deliveries of one alert must produce the same key, so the fraction is
-    kept as text rather than rounded.
+    kept as text rather than rounded. Cached: every repeat of an alert (and every
+    firing alert's zero ``endsAt``) carries the same strings.
     """
     m = _RFC3339.match(value)
     if not m:
         raise ValueError("expected an RFC 3339 timestamp")
     y, mo, d, h, mi, s, frac, tz = m.groups()
-    base = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s))
-    if tz not in ("Z", "z"):
+    base = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s))  # checks ranges
+    if tz in ("Z", "z"):
+        text = f"{y}-{mo}-{d}T{h}:{mi}:{s}"
+    else:
         sign = 1 if tz[0] == "+" else -1
-        hours, minutes = int(tz[1:3]), int(tz[4:6])
-
-        base = base - sign * timedelta(hours=hours, minutes=minutes)
+        base = base - sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
+        text = (
+            f"{base.year:04d}-{base.month:02d}-{base.day:02d}"
+            f"T{base.hour:02d}:{base.minute:02d}:{base.second:02d}"
+        )
     frac = (frac or "").rstrip("0")
-    return base.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
+    return text + (f".{frac}" if frac else "") + "Z"
 
 
 def parse_time(value: str) -> datetime:

@@ -2,8 +2,9 @@
 
 Each step's row is written *before* it acts (state ``started``) and again after
 (state ``done`` with its outcome and undo record). A crash between the two leaves
-``started``: on resume an idempotent step runs again; any other step is marked
-failed "outcome unknown" and left for a human, never silently repeated.
+``started``: on resume a step that changes nothing (``mutates=False``: reads,
+diagnoses) or is declared idempotent runs again; any other step is marked failed
+"outcome unknown" and left for a human, never silently repeated.
 """
 
 from __future__ import annotations
@@ -100,7 +101,10 @@ class StepRunner:
             "started_at": now,
             "finished_at": now,
         }
-        if existing is not None and existing["state"] == "started" and not step.idempotent:
+        # A read interrupted by a crash is simply read again; failing it instead made
+        # every run a kill -9 caught mid-diagnosis fail (and count towards the circuit).
+        rerun_safe = step.idempotent or not step.mutates
+        if existing is not None and existing["state"] == "started" and not rerun_safe:
             return await self._finish(
                 step,
                 ctx,

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -70,6 +72,27 @@ class Engine:
         self.rules = rules
         self.steps = StepRunner(store, metrics)
         self.lease = settings.engine.lease
+        # Runs this process is executing right now (fire or undo). Only these get their
+        # lease renewed: a run whose execution died here (the state store went away
+        # under it) must let its lease run out, so that this or another replica
+        # resumes it. Renewing every run we own would keep such a run "running" forever.
+        self._active: Counter[str] = Counter()
+
+    @contextmanager
+    def _executing(self, run_id: str) -> Iterator[None]:
+        self._active[run_id] += 1
+        try:
+            yield
+        finally:
+            self._active[run_id] -= 1
+            if self._active[run_id] <= 0:
+                del self._active[run_id]
+
+    async def renew_leases(self) -> None:
+        """Extend the lease of every run this process is executing right now."""
+        until = time.time() + self.lease
+        for run_id in list(self._active):
+            await self.store.update_run(run_id, expect_owner=self.owner, lease_until=until)
 
     # ------------------------------------------------------------ kill switch
 
@@ -162,6 +185,19 @@ class Engine:
             undo_state=None,
             resolved_at=None,
         )
+        # A resolve processed before this run existed found nothing to undo (its firing
+        # was still queued, or held by a replica that died). Either that resolve sees
+        # this run or this check sees the resolve: the journal row was committed before
+        # the resolve looked for runs, and the run before this looks for the journal row.
+        if await self.store.has_occurrence(
+            occ["fingerprint"], occ["starts_at"], "resolved"
+        ) and await self.store.request_undo(run_id, time.time()):
+            log.info(
+                "resolved_before_run",
+                run_id=run_id,
+                fingerprint=occ["fingerprint"],
+                alertname=occ["alertname"],
+            )
         await self.fire(run, runbook, rule)
         return run_id
 
@@ -187,12 +223,18 @@ class Engine:
             )
         ):
             return "rate_limit"
+        # The lock before the cooldown: it serialises the decision per target, so of
+        # several runs for one target arriving together (several instances, several
+        # replicas) exactly one passes. Checked under the lock, the cooldown counts the
+        # runs that passed before this one, never those still deciding: counting
+        # those made concurrent runs block each other and none acted.
+        if not await self.store.acquire_lock(run["target"], run["id"], self.owner, LOCK_TTL):
+            return "lock_busy"
         if rule is not None and rule.cooldown > 0:
             last = await self.store.last_run_for_target(rule.name, run["target"], run["id"])
             if last is not None and last["created_at"] > time.time() - rule.cooldown:
+                await self.store.release_lock(run["target"], run["id"])
                 return "cooldown"
-        if not await self.store.acquire_lock(run["target"], run["id"], self.owner, LOCK_TTL):
-            return "lock_busy"
         return None
 
     def _ctx(self, run: Row, runbook: Runbook, steps: list[Row]) -> StepContext:
@@ -221,6 +263,10 @@ class Engine:
         )
 
     async def fire(self, run: Row, runbook: Runbook, rule: Rule | None) -> None:
+        with self._executing(run["id"]):
+            await self._fire(run, runbook, rule)
+
+    async def _fire(self, run: Row, runbook: Runbook, rule: Rule | None) -> None:
         existing = await self.store.steps_for_run(run["id"], "fire")
         if not existing and not run.get("blocked_by"):
             blocked = await self._guard(run, runbook, rule)
@@ -409,6 +455,10 @@ class Engine:
             await self.undo(run)
 
     async def undo(self, run: Row) -> None:
+        with self._executing(run["id"]):
+            await self._undo(run)
+
+    async def _undo(self, run: Row) -> None:
         runbook = self.registry.get(run["runbook"])
         if runbook is None:
             return
@@ -545,10 +595,11 @@ class Engine:
     async def maintain(self) -> None:
         """One pass of the background work every replica does.
 
-        Renew our leases, resume runs whose owner died, start undos deferred by
+        Renew the leases of the runs we are executing, resume runs whose owner died
+        (or whose execution here was cut short), start undos deferred by
         the kill switch, expire approvals, and run the approved steps.
         """
-        await self.store.renew_leases(self.owner, self.lease)
+        await self.renew_leases()
         for run in await self.store.claim_expired_runs(self.owner, self.lease):
             await self.resume(run)
         if not await self.is_paused():

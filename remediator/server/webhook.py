@@ -11,8 +11,10 @@ flush deadline (about 10 s) is never at risk.
 
 from __future__ import annotations
 
+import logging
+import secrets
 import time
-import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -66,7 +68,7 @@ class WebhookHandler:
         return resp
 
     async def handle(self, request: web.Request) -> web.Response:
-        request_id = uuid.uuid4().hex[:16]
+        request_id = secrets.token_hex(8)
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             resp = await self._handle(request, request_id)
         resp.headers["X-Request-Id"] = request_id
@@ -132,29 +134,38 @@ class WebhookHandler:
             )
 
         known = self.known_alertnames()
-        dups = 0
+        counts: Counter[tuple[str, str]] = Counter()
+        debug = log.is_enabled_for(logging.DEBUG)
         for occ, new in zip(occs, fresh, strict=True):
             # alertname comes from the sender: only names our rules know become label
             # values, so a hostile sender cannot explode metric cardinality.
-            name = occ.alertname if occ.alertname in known else "other"
-            self.metrics.alerts_received.labels(alertname=name, status=occ.status).inc()
-            if not new:
-                dups += 1
-            log.info(
-                "alert_journaled" if new else "alert_duplicate",
-                fingerprint=occ.fingerprint,
-                alertname=occ.alertname,
-                status=occ.status,
-                starts_at=occ.starts_at,
-            )
+            counts[(occ.alertname if occ.alertname in known else "other", occ.status)] += 1
+            if debug:  # per-alert lines are for debugging; the journal is the record
+                log.debug(
+                    "alert_journaled" if new else "alert_duplicate",
+                    fingerprint=occ.fingerprint,
+                    alertname=occ.alertname,
+                    status=occ.status,
+                    starts_at=occ.starts_at,
+                )
+        for (name, status), n in counts.items():
+            self.metrics.alerts_received.labels(alertname=name, status=status).inc(n)
+        journaled = sum(fresh)
         # Repeats inside the same payload are duplicates too.
-        dups += len(payload.alerts) - len(occs)
+        dups = len(payload.alerts) - journaled
         if dups:
             self.metrics.alerts_deduplicated.inc(dups)
+        log.info(
+            "webhook_accepted",
+            journaled=journaled,
+            duplicates=dups,
+            group_key=payload.groupKey[:200],
+            alertnames=sorted({o.alertname[:100] for o in occs})[:10],
+        )
         body_out: dict[str, Any] = {
             "status": "accepted",
             "request_id": request_id,
-            "journaled": sum(fresh),
+            "journaled": journaled,
             "duplicates": dups,
         }
         return json_response(body_out, 202)

@@ -39,8 +39,12 @@ class Backend(Protocol):
     dialect: str
     skip_locked: str  # " FOR UPDATE SKIP LOCKED" on Postgres, "" on SQLite
 
-    def transaction(self) -> Any:
-        """``async with backend.transaction() as conn``: all or nothing."""
+    def transaction(self, *, durable: bool = True) -> Any:
+        """``async with backend.transaction() as conn``: all or nothing.
+
+        ``durable=False`` is for bookkeeping whose loss on an OS crash is harmless
+        (claims, leases): the commit skips the wait for the disk.
+        """
         ...
 
     async def ping(self) -> None: ...
@@ -78,6 +82,7 @@ class SqliteBackend:
         # One connection, one writer: transactions are serialised here rather than
         # by SQLITE_BUSY retries.
         self._lock = asyncio.Lock()
+        self._synchronous = "FULL"
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -94,12 +99,18 @@ class SqliteBackend:
         await _migrate(self)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_SqliteConn]:
+    async def transaction(self, *, durable: bool = True) -> AsyncIterator[_SqliteConn]:
         if self._db is None:
             raise StateUnavailable("sqlite store is not open")
         async with self._lock:
             db = self._db
             try:
+                # FULL syncs the WAL at commit (and everything committed before it);
+                # NORMAL survives a process crash, which is all claims need.
+                want = "FULL" if durable else "NORMAL"
+                if want != self._synchronous:
+                    await db.execute(f"PRAGMA synchronous={want}")
+                    self._synchronous = want
                 await db.execute("BEGIN IMMEDIATE")
             except (sqlite3.Error, ValueError) as exc:
                 raise StateUnavailable(f"sqlite: {exc}") from exc
@@ -197,7 +208,7 @@ class PostgresBackend:
         await _migrate(self)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_PgConn]:
+    async def transaction(self, *, durable: bool = True) -> AsyncIterator[_PgConn]:
         if self._pool is None:
             raise StateUnavailable("postgres store is not open")
         try:
@@ -208,6 +219,8 @@ class PostgresBackend:
             try:
                 tx = conn.transaction()
                 await tx.start()
+                if not durable:
+                    await conn.execute("SET LOCAL synchronous_commit = off")
             except _PG_DOWN as exc:
                 raise StateUnavailable(f"postgres: {type(exc).__name__}") from exc
             try:

@@ -10,6 +10,7 @@ records and claims. Times are unix seconds; JSON columns hold text.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -28,12 +29,19 @@ def loads(value: str | None) -> Any:
     return None if value is None else orjson.loads(value)
 
 
-_INSERT_OCCURRENCE = (
-    "INSERT INTO occurrences (fingerprint, starts_at, status, alertname, labels, annotations,"
-    " ends_at, generator_url, group_key, received_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (fingerprint, starts_at, status) DO NOTHING"
-)
+_CHUNK = 500  # rows per INSERT: 5,000 bind values, under both drivers' limits
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_occurrences_sql(rows: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return (
+        "INSERT INTO occurrences (fingerprint, starts_at, status, alertname, labels,"
+        " annotations, ends_at, generator_url, group_key, received_at)"
+        f" VALUES {values} ON CONFLICT (fingerprint, starts_at, status) DO NOTHING"
+        " RETURNING fingerprint, starts_at, status"
+    )
+
 
 _RUN_COLUMNS = (
     "id",
@@ -71,37 +79,47 @@ class StateStore:
     async def ping(self) -> None:
         await self.backend.ping()
 
-    async def _fetch(self, sql: str, *args: Any) -> list[Row]:
-        async with self.backend.transaction() as c:
+    async def _fetch(self, sql: str, *args: Any, durable: bool = True) -> list[Row]:
+        async with self.backend.transaction(durable=durable) as c:
             rows: list[Row] = await c.fetch(sql, *args)
             return rows
 
-    async def _execute(self, sql: str, *args: Any) -> int:
-        async with self.backend.transaction() as c:
+    async def _execute(self, sql: str, *args: Any, durable: bool = True) -> int:
+        async with self.backend.transaction(durable=durable) as c:
             n: int = await c.execute(sql, *args)
             return n
 
     # ----------------------------------------------------------------- journal
 
     async def append_occurrences(self, occs: Sequence[Occurrence]) -> list[bool]:
-        """Journal occurrences in ONE transaction; True where new, False where a repeat."""
+        """Journal occurrences in ONE transaction; True where new, False where a repeat.
+
+        One multi-row INSERT per chunk (one round trip on Postgres); the rows it
+        RETURNs are the new ones. A key repeated inside the batch is new only once.
+        """
         out: list[bool] = []
         async with self.backend.transaction() as c:
-            for o in occs:
-                n = await c.execute(
-                    _INSERT_OCCURRENCE,
-                    o.fingerprint,
-                    o.starts_at,
-                    o.status,
-                    o.alertname,
-                    dumps(o.labels),
-                    dumps(o.annotations),
-                    o.ends_at,
-                    o.generator_url,
-                    o.group_key,
-                    o.received_at,
-                )
-                out.append(n == 1)
+            for i in range(0, len(occs), _CHUNK):
+                chunk = occs[i : i + _CHUNK]
+                args: list[Any] = []
+                for o in chunk:
+                    args += (
+                        o.fingerprint,
+                        o.starts_at,
+                        o.status,
+                        o.alertname,
+                        dumps(o.labels),
+                        dumps(o.annotations),
+                        o.ends_at,
+                        o.generator_url,
+                        o.group_key,
+                        o.received_at,
+                    )
+                rows = await c.fetch(_insert_occurrences_sql(len(chunk)), *args)
+                new = {(r["fingerprint"], r["starts_at"], r["status"]) for r in rows}
+                for o in chunk:
+                    out.append(o.key in new)
+                    new.discard(o.key)
         return out
 
     async def claim_occurrences(self, owner: str, limit: int, lease: float) -> list[Row]:
@@ -115,6 +133,7 @@ class StateStore:
             now + lease,
             now,
             limit,
+            durable=False,  # a lost claim is claimed again; the run key stays unique
         )
         for r in rows:
             r["labels"] = loads(r["labels"])
@@ -131,7 +150,31 @@ class StateStore:
             error,
             occ_id,
             owner,
+            durable=False,  # if lost, the occurrence is processed again: runs are unique
         )
+
+    async def finish_occurrences(self, occ_ids: Sequence[int], owner: str) -> None:
+        """Mark several processed occurrences done in one statement."""
+        if not occ_ids:
+            return
+        marks = ", ".join("?" for _ in occ_ids)
+        await self._execute(
+            "UPDATE occurrences SET state = 'done', processed_at = ?"
+            f" WHERE id IN ({marks}) AND claimed_by = ?",
+            time.time(),
+            *occ_ids,
+            owner,
+            durable=False,
+        )
+
+    async def has_occurrence(self, fingerprint: str, starts_at: str, status: str) -> bool:
+        rows = await self._fetch(
+            "SELECT 1 AS x FROM occurrences WHERE fingerprint = ? AND starts_at = ? AND status = ?",
+            fingerprint,
+            starts_at,
+            status,
+        )
+        return bool(rows)
 
     async def count_pending(self) -> int:
         rows = await self._fetch(
@@ -287,6 +330,7 @@ class StateStore:
             "UPDATE runs SET lease_until = ? WHERE owner = ? AND state IN ('running', 'undoing')",
             now + lease,
             owner,
+            durable=False,  # a lost renewal only lets another replica resume sooner
         )
 
     async def count_runs_since(self, rule: str, since: float) -> int:
@@ -299,9 +343,15 @@ class StateStore:
         return int(rows[0]["n"])
 
     async def last_run_for_target(self, rule: str, target: str, exclude: str) -> Row | None:
+        """The latest run of ``rule`` on ``target`` that passed its guards (it has steps).
+
+        A run still deciding has no step yet and is not counted.
+        """
         rows = await self._fetch(
             "SELECT * FROM runs WHERE rule = ? AND target = ? AND id <> ?"
-            " AND blocked_by IS NULL ORDER BY created_at DESC LIMIT 1",
+            " AND blocked_by IS NULL"
+            " AND EXISTS (SELECT 1 FROM steps WHERE steps.run_id = runs.id)"
+            " ORDER BY created_at DESC LIMIT 1",
             rule,
             target,
             exclude,
