@@ -1,0 +1,100 @@
+"""What each run mode measures, and for how long.
+
+full   the figures of record (bench/RESULTS.md); under 10 minutes on 2 cores
+quick  the same scenarios, shorter (under 2 minutes); for a tuning loop
+smoke  seconds; the CI smoke test checks the bench works, never its speed
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    # 1. intake ceiling ratio
+    intake_seconds: float
+    warmup_seconds: float
+    payload_sizes: tuple[int, ...]
+    dup_heavy: bool  # also run the duplicate-heavy load against both backends
+    intake_backends: tuple[str, ...]
+    # 2. time to mitigation
+    ttm_rate: float
+    ttm_seconds: float
+    ttm_drain_timeout: float
+    ttm_backends: tuple[str, ...]
+    # 3. storm memory and loss
+    storm_total: int
+    storm_backends: tuple[str, ...]
+    # 4. rule scaling
+    rule_counts: tuple[int, ...]
+    rule_alerts: int
+    rule_repeats: int
+    connections: int = 32
+    storm_per_payload: int = 20
+    storm_duplicate_share: float = 0.5
+    storm_drain_timeout: float = 30.0
+    # A daemon slower than this leaves the rest unsent (reported): the run stays bounded.
+    storm_deadline: float = 90.0
+
+
+FULL = Plan(
+    name="full",
+    intake_seconds=10,
+    warmup_seconds=2,
+    payload_sizes=(1, 20),
+    dup_heavy=True,
+    intake_backends=("sqlite", "postgres"),
+    ttm_rate=200,
+    ttm_seconds=30,
+    ttm_drain_timeout=60,
+    ttm_backends=("sqlite", "postgres"),
+    storm_total=100_000,
+    storm_backends=("sqlite", "postgres"),
+    rule_counts=(10, 1_000, 10_000),
+    rule_alerts=20_000,
+    rule_repeats=15,
+)
+
+QUICK = Plan(
+    name="quick",
+    intake_seconds=3,
+    warmup_seconds=1,
+    payload_sizes=(1, 20),
+    dup_heavy=False,
+    intake_backends=("sqlite", "postgres"),
+    ttm_rate=200,
+    ttm_seconds=5,
+    ttm_drain_timeout=10,
+    ttm_backends=("sqlite", "postgres"),
+    storm_total=10_000,
+    storm_backends=("sqlite", "postgres"),
+    rule_counts=(10, 1_000, 10_000),
+    rule_alerts=5_000,
+    rule_repeats=9,
+    storm_drain_timeout=10.0,
+    storm_deadline=20.0,
+)
+
+SMOKE = Plan(
+    name="smoke",
+    intake_seconds=1,
+    warmup_seconds=0,
+    payload_sizes=(20,),
+    dup_heavy=False,
+    intake_backends=("sqlite",),
+    ttm_rate=20,
+    ttm_seconds=1,
+    ttm_drain_timeout=15,
+    ttm_backends=("postgres",),
+    storm_total=400,
+    storm_backends=("sqlite",),
+    rule_counts=(10, 100),
+    rule_alerts=200,
+    rule_repeats=1,
+    storm_drain_timeout=15,
+    storm_deadline=15,
+)
+
+PLANS = {p.name: p for p in (FULL, QUICK, SMOKE)}

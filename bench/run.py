@@ -1,0 +1,165 @@
+"""Run the benchmark suite: one command, a printed table, a JSON file.
+
+    .venv/bin/python bench/run.py            # full run (< 10 min): results/latest.json + RESULTS.md
+    .venv/bin/python bench/run.py --quick    # shorter (< 2 min): results/quick.json
+    .venv/bin/python bench/run.py --profile  # py-spy profiles of the daemon under scenario 1
+
+Everything it needs it starts itself on free 127.0.0.1 ports (the ceiling server,
+the daemons, the load generators) and stops again; Postgres comes from
+$REMEDIATOR_BENCH_PG (default: the test database, 127.0.0.1:5432/test), in fresh
+schemas that are dropped afterwards. It exits non-zero only if it could not
+measure; a MISSed target is a finding, printed as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+# Run as a script (bench/run.py): make the repository root importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson
+
+from bench import common, intake, plan, report, rules_scaling, storm, ttm, wrk
+
+RESULTS = common.REPO / "bench" / "results"
+SCENARIOS = ("intake", "ttm", "storm", "rules")
+
+
+def _pg_version() -> str:
+    rows = asyncio.run(common.pg_fetch("SELECT current_setting('server_version') AS v"))
+    return str(rows[0]["v"])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="bench/run.py", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="shorter runs (< 2 minutes)")
+    mode.add_argument("--smoke", action="store_true", help="seconds; for the CI smoke test")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile the daemon under scenario 1 with py-spy instead (--quick: shorter)",
+    )
+    p.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios to run (default: all of {','.join(SCENARIOS)})",
+    )
+    p.add_argument("--out", type=Path, help="JSON results file (default by mode)")
+    p.add_argument("--markdown", type=Path, help="also write a Markdown report here")
+    p.add_argument(
+        "--python-load",
+        action="store_true",
+        help="use bench.loadgen for scenario 1 even when wrk is installed",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, DBs)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    chosen = plan.SMOKE if args.smoke else plan.QUICK if args.quick else plan.FULL
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(only) - set(SCENARIOS))
+    if unknown:
+        print(f"unknown scenario(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    notes: list[str] = []
+    pg_problem = common.pg_reachable()
+    backends: tuple[str, ...] = ("sqlite",) if pg_problem else ("sqlite", "postgres")
+    if pg_problem:
+        notes.append(f"PostgreSQL not reachable ({pg_problem}): Postgres rows and TTM not run")
+        print(f"warning: {notes[-1]}", file=sys.stderr)
+    use_wrk = wrk.available() is not None and not args.python_load
+    if not use_wrk and "intake" in only:
+        why = "--python-load" if args.python_load else "wrk not installed (apt-get install wrk)"
+        notes.append(f"scenario 1 load from bench.loadgen ({why}): the ceiling may be client-bound")
+        print(f"warning: {notes[-1]}", file=sys.stderr)
+
+    if args.profile:
+        from bench import profile
+
+        return profile.main(chosen, backends=backends, use_wrk=use_wrk, keep=args.keep)
+
+    load_start = os.getloadavg()[0]
+    if load_start > 1.0:
+        notes.append(
+            f"the machine was busy at start (load average {load_start:.2f} on "
+            f"{os.cpu_count()} cores): figures are pessimistic"
+        )
+        print(f"warning: {notes[-1]}", file=sys.stderr)
+
+    def usable(wanted: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(b for b in wanted if b in backends)
+
+    workdir = Path(tempfile.mkdtemp(prefix="remediator-bench-"))
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "plan": chosen.name,
+        "machine": report.machine(),
+        "notes": notes,
+        "elapsed_by_scenario_s": {},
+    }
+    if not pg_problem:
+        results["postgres_version"] = _pg_version()
+    try:
+        for name in only:
+            t0 = time.monotonic()
+            print(f"[{time.monotonic() - started:6.1f}s] scenario {name} ...", flush=True)
+            if name == "intake":
+                results["intake"] = intake.run(
+                    workdir, chosen, backends=usable(chosen.intake_backends), use_wrk=use_wrk
+                )
+            elif name == "ttm" and not pg_problem:
+                # Skipped without Postgres: its target is Postgres whatever the state.
+                results["ttm"] = ttm.run(workdir, chosen, backends=chosen.ttm_backends)
+            elif name == "storm":
+                results["storm"] = storm.run(
+                    workdir, replace(chosen, storm_backends=usable(chosen.storm_backends))
+                )
+            elif name == "rules":
+                results["rules"] = rules_scaling.run(workdir, chosen)
+            results["elapsed_by_scenario_s"][name] = round(time.monotonic() - t0, 1)
+    finally:
+        if args.keep:
+            print(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    results["load_average"] = {"start": load_start, "end": os.getloadavg()[0]}
+    results["targets"] = report.targets(results)
+
+    print(report.text(results))
+    print(f"\n{chosen.name} run took {results['elapsed_s']:.0f} s")
+    out = args.out or RESULTS / {"full": "latest.json"}.get(chosen.name, f"{chosen.name}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    print(f"results: {out}")
+    md = args.markdown
+    if md is None and chosen is plan.FULL and args.out is None and only == list(SCENARIOS):
+        md = common.REPO / "bench" / "RESULTS.md"
+    if md is not None:
+        command = ".venv/bin/python bench/run.py" + {"full": "", "quick": " --quick"}.get(
+            chosen.name, f" --{chosen.name}"
+        )
+        md.write_text(report.markdown(results, command))
+        print(f"markdown: {md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The benchmark suite works end to end (bench/run.py --smoke): every scenario runs
+against real servers, real SQLite and Postgres, and its accounting adds up.
+
+These tests check that the bench measures correctly, never how fast anything is:
+no figure here is compared with a speed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import common, payloads
+from tests.conftest import service_missing
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        service_missing("wrk (Debian package wrk)", FileNotFoundError("wrk"))
+    problem = common.pg_reachable()
+    if problem is not None:
+        service_missing("PostgreSQL", ConnectionError(problem))
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "bench/run.py",
+            "--smoke",
+            "--out",
+            str(out / "results.json"),
+            "--markdown",
+            str(out / "results.md"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results: dict[str, Any] = json.loads((out / "results.json").read_text())
+    results["_stdout"] = proc.stdout
+    results["_markdown"] = (out / "results.md").read_text()
+    return results
+
+
+def test_intake_drives_the_ceiling_and_the_daemon_with_distinct_valid_alerts(
+    smoke: dict[str, Any],
+) -> None:
+    rows = {r["target"]: r for r in smoke["intake"]["rows"]}
+    assert set(rows) == {"ceiling", "sqlite"}
+    for row in rows.values():
+        assert row["generator"] == "wrk"
+        assert row["requests"] > 0 and row["non202"] == 0, row
+        # Every alert of every 202 was new: the Lua script never repeats a fingerprint
+        # and the daemon accepted every body it generated.
+        assert row["journaled"] == row["requests"] * row["payload_alerts"], row
+        assert row["duplicates"] == 0
+    ratios = smoke["intake"]["ratios"]["20"]
+    assert set(ratios) == {"sqlite"}
+    assert 0 < ratios["sqlite"] < math.inf
+
+
+def test_time_to_mitigation_mitigates_every_alert_once_and_reads_three_clocks(
+    smoke: dict[str, Any],
+) -> None:
+    (row,) = smoke["ttm"]["rows"]
+    assert row["backend"] == "postgres"  # the smoke's Postgres state store
+    assert row["sent"] > 0 and row["accepted"] == row["sent"]
+    assert row["mitigated"] == row["sent"]
+    assert row["missed"] == 0 and row["doubled"] == 0
+    assert row["histogram"]["count"] == row["sent"]
+    for view in (row["histogram"], row["runs"], row["end_to_end"]):
+        assert view["p50_ms"] > 0 and view["p99_ms"] >= view["p50_ms"]
+
+
+def test_storm_journal_holds_each_distinct_occurrence_exactly_once(
+    smoke: dict[str, Any],
+) -> None:
+    (row,) = smoke["storm"]["rows"]
+    assert row["completed"] and row["occurrences"] == row["planned"]
+    assert row["distinct"] == row["occurrences"] // 2
+    assert row["journal_rows"] == row["distinct"]
+    assert row["lost"] == 0 and row["lost_after_202"] == 0 and row["doubled"] == 0
+    assert row["unexpected"] == 0
+    assert row["replies_journaled"] == row["distinct"]
+    assert row["replies_duplicates"] == row["occurrences"] - row["distinct"]
+    assert row["peak_rss_mb"] >= row["rss_start_mb"] > 0
+
+
+def test_rule_scaling_matches_one_rule_per_named_alert(smoke: dict[str, Any]) -> None:
+    rows = smoke["rules"]["rows"]
+    assert [r["rules"] for r in rows] == [10, 100]
+    for r in rows:
+        # Half the alerts are named by a pinned rule (exactly one matches), half by none.
+        assert r["matched"] == r["alerts"] // 2
+        assert r["select_us_per_alert"] > 0
+
+
+def test_report_prints_every_target_with_a_verdict(smoke: dict[str, Any]) -> None:
+    targets = smoke["targets"]
+    scenarios = {t["scenario"] for t in targets}
+    assert scenarios == {"1 intake", "2 ttm", "3 storm", "4 rules"}
+    assert {t["result"] for t in targets} <= {"PASS", "MISS"}
+    assert "Targets" in smoke["_stdout"] and "| scenario | target |" in smoke["_markdown"]
+
+
+def test_storm_plan_repeats_each_occurrence_the_planned_share() -> None:
+    batches, distinct = payloads.storm_plan(0xABCDEF01, 1000, 0.5, 20)
+    sent = [fp for b in batches for fp in b]
+    assert len(sent) == 1000 and len(distinct) == 500 == len(set(sent))
+    assert all(len(b) == 20 for b in batches)
+
+
+def test_payload_template_is_a_valid_alertmanager_v4_body() -> None:
+    from remediator.models import WebhookPayload
+
+    fps = [payloads.fingerprint(7, 1, i) for i in range(3)]
+    body = payloads.template("BenchIntake").body(fps)
+    parsed = WebhookPayload.model_validate_json(body)
+    assert [a.fingerprint for a in parsed.alerts] == fps
+    assert parsed.alerts[0].labels["instance"] == f"host-{fps[0]}"
+
+
+def test_histogram_quantile_interpolates_like_prometheus() -> None:
+    buckets = [(0.01, 10.0), (0.02, 30.0), (0.05, 40.0), (math.inf, 40.0)]
+    # rank 20 of 40 falls halfway through the (0.01, 0.02] bucket.
+    assert common.histogram_quantile(0.5, buckets) == pytest.approx(0.015)
+    assert math.isnan(common.histogram_quantile(0.5, [(math.inf, 0.0)]))
