@@ -44,8 +44,18 @@ async def _serve(args: argparse.Namespace) -> int:
         )
     daemon = Daemon(settings)
     await daemon.start()
+    # keepalive_timeout also bounds how long a new connection may take to send its
+    # first request's headers (aiohttp has no separate header timeout), so a slow
+    # client cannot hold a connection open; lingering_time bounds reading the rest of
+    # a body after an early answer. The webhook bounds its own body read.
+    read_timeout = settings.limits.read_timeout
     runner = web.AppRunner(
-        create_app(daemon), handle_signals=False, access_log=None, shutdown_timeout=10
+        create_app(daemon),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=10,
+        keepalive_timeout=read_timeout,
+        lingering_time=read_timeout,
     )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)

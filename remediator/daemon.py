@@ -144,6 +144,7 @@ class Daemon:
             self._tasks.append(asyncio.create_task(self._dispatch(), name="dispatch"))
             self._tasks.append(asyncio.create_task(self._finish_processed(), name="finisher"))
             self._tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
+            self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
             self._tasks.append(asyncio.create_task(self.outbox.run_forever(), name="outbox"))
 
     async def _open_clients(self) -> Clients:
@@ -338,6 +339,21 @@ class Daemon:
     async def maintenance_once(self) -> None:
         await self.engine.maintain()
         await self.refresh_gauges()
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of the runs this process executes, on its own clock.
+
+        Not in the maintenance pass: that pass resumes runs one after the other, and
+        while it was busy the leases of our other runs ran out, so another replica
+        took them over while we were still executing them (two replicas, one run).
+        """
+        interval = max(0.05, self.settings.engine.lease / 3)
+        while True:
+            try:
+                await self.engine.renew_leases()
+            except StateUnavailable as exc:
+                log.warning("heartbeat_state_unavailable", error=str(exc))
+            await asyncio.sleep(interval)
 
     async def _maintenance(self) -> None:
         interval = max(

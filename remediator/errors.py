@@ -8,6 +8,7 @@ exception type.
     ├── ConfigError            bad config file or value (names the key and the file)
     ├── RuleError              bad rule file (names file:line)
     ├── StateUnavailable       the state store (journal) cannot be reached
+    ├── LeaseLost              another replica took over the run; stop, do not act
     ├── InputRejected          a label value failed validation; nothing was changed
     └── TargetError            a call to a system the runbooks act on failed
         ├── TargetUnavailable  connection refused / service down        (temporary)
@@ -37,6 +38,13 @@ class RuleError(RemediatorError):
 
 class StateUnavailable(RemediatorError):
     """The state store cannot be reached; callers must not acknowledge work."""
+
+
+class LeaseLost(RemediatorError):
+    """This process stalled past its lease on a run and another replica resumed it.
+
+    Raised before a step acts, never after: the new owner finishes the run.
+    """
 
 
 class InputRejected(RemediatorError):

@@ -87,6 +87,14 @@ class Metrics:
         self.rule_reloads = Counter(
             p + "rule_reloads", "Rule reloads by outcome", ["outcome"], registry=r
         )
+        self.auth_failures = Counter(
+            p + "auth_failures",
+            "Requests refused 401 for missing or wrong credentials, by realm",
+            ["realm"],
+            registry=r,
+        )
+        for realm in ("webhook", "operator"):
+            self.auth_failures.labels(realm)
         self.journal_batch_size = Histogram(
             p + "journal_batch_size",
             "Occurrences written per journal commit",

@@ -41,7 +41,10 @@ def canonical_time(value: str) -> str:
         text = f"{y}-{mo}-{d}T{h}:{mi}:{s}"
     else:
         sign = 1 if tz[0] == "+" else -1
-        base = base - sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
+        try:
+            base = base - sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            raise ValueError("timestamp out of range once converted to UTC") from None
         text = (
             f"{base.year:04d}-{base.month:02d}-{base.day:02d}"
             f"T{base.hour:02d}:{base.minute:02d}:{base.second:02d}"
@@ -62,18 +65,22 @@ def parse_time(value: str) -> datetime:
 
 Timestamp = Annotated[str, AfterValidator(canonical_time)]
 Fingerprint = Annotated[str, Field(pattern=r"^[0-9a-f]{1,32}$")]
-LabelName = Annotated[str, Field(min_length=1, max_length=1024)]
+# No NUL (sent as the JSON escape \u0000): Postgres text cannot hold it, so one such
+# string would fail the whole journal commit (503, and a "journal down" page) for
+# every request in the batch, again on each retry. It is refused here with a 422.
+Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
+LabelName = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[^\x00]*$")]
 
 
 class Alert(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     status: Literal["firing", "resolved"]
-    labels: dict[LabelName, str]
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[LabelName, Text]
+    annotations: dict[Text, Text] = Field(default_factory=dict)
     startsAt: Timestamp
     endsAt: Timestamp = ZERO_TIME
-    generatorURL: str = ""
+    generatorURL: Text = ""
     fingerprint: Fingerprint
 
     @property
@@ -86,13 +93,13 @@ class WebhookPayload(BaseModel):
 
     version: Literal["4"]
     status: Literal["firing", "resolved"]
-    receiver: str
-    groupKey: str
+    receiver: Text
+    groupKey: Text
     alerts: list[Alert]
-    groupLabels: dict[str, str] = Field(default_factory=dict)
-    commonLabels: dict[str, str] = Field(default_factory=dict)
-    commonAnnotations: dict[str, str] = Field(default_factory=dict)
-    externalURL: str = ""
+    groupLabels: dict[Text, Text] = Field(default_factory=dict)
+    commonLabels: dict[Text, Text] = Field(default_factory=dict)
+    commonAnnotations: dict[Text, Text] = Field(default_factory=dict)
+    externalURL: Text = ""
     truncatedAlerts: int = Field(default=0, ge=0)
 
 

@@ -79,6 +79,18 @@ class LimitSettings(_Strict):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     workers: int = Field(default=8, gt=0, le=256)
     max_alerts_per_payload: int = Field(default=5000, gt=0)
+    # A client gets this long to send a request's headers (from connecting, or from
+    # the previous answer on a kept-alive connection) and, separately, its body; an
+    # idle kept-alive connection is closed after it too. Bounds slow clients.
+    read_timeout: float = 10.0
+
+    @field_validator("read_timeout", mode="before")
+    @classmethod
+    def _read_timeout(cls, v: Any) -> float:
+        seconds = parse_duration(v)
+        if seconds <= 0:
+            raise ValueError("read_timeout must be positive")
+        return seconds
 
 
 class KubernetesSettings(_Strict):

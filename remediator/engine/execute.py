@@ -3,8 +3,10 @@
 Each step's row is written *before* it acts (state ``started``) and again after
 (state ``done`` with its outcome and undo record). A crash between the two leaves
 ``started``: on resume a step that changes nothing (``mutates=False``: reads,
-diagnoses) or is declared idempotent runs again; any other step is marked failed
-"outcome unknown" and left for a human, never silently repeated.
+diagnoses), an undo (undos only put back what still holds the value its step set,
+so a second pass finds nothing to do) or a step declared idempotent runs again; any
+other step is marked failed "outcome unknown" and left for a human, never silently
+repeated.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tenacity import (
 from remediator import logs
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Skip, Step, StepFailed, StepOutcome
-from remediator.errors import InputRejected, RemediatorError, TargetError
+from remediator.errors import InputRejected, LeaseLost, RemediatorError, TargetError
 from remediator.metrics import Metrics
 from remediator.state.backend import Row
 from remediator.state.store import StateStore
@@ -57,14 +59,44 @@ def safe_render(step: Step, ctx: StepContext) -> str:
         return f"(not rendered: {type(exc).__name__})"
 
 
+# Phases a run's owner executes under its lease (approved steps run on any replica).
+_LEASED_PHASES = ("fire", "resolve", "undo")
+
+
 class StepRunner:
-    def __init__(self, store: StateStore, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        metrics: Metrics,
+        *,
+        owner: str | None = None,
+        lease: float = 30.0,
+    ) -> None:
         self.store = store
         self.metrics = metrics
+        self.owner = owner
+        self.lease = lease
+
+    async def _fence(self, ctx: StepContext, phase: str) -> None:
+        """Still the run's owner? Extend the lease; otherwise stop before acting.
+
+        A process that stalled past its lease (CPU starved, a long pause) must not go
+        on with a run another replica has resumed: both would act.
+        """
+        if self.owner is None or phase not in _LEASED_PHASES:
+            return
+        if not await self.store.update_run(
+            ctx.run_id, expect_owner=self.owner, lease_until=time.time() + self.lease
+        ):
+            raise LeaseLost(f"run {ctx.run_id} was taken over by another replica")
 
     async def _record(self, base: Row, **fields: Any) -> Row:
         row = {**base, **fields}
         await self.store.record_step(row)
+        if row["mutates"] and row["outcome"] not in ("dry_run", "awaiting_approval", "skipped"):
+            # A step that changes a target: its "started" row is on disk before it
+            # acts, and its undo record right after (shared disk flush, see sync()).
+            await self.store.sync()
         return row
 
     async def run(
@@ -81,6 +113,7 @@ class StepRunner:
         """Run (or plan) one step and return its recorded row."""
         if existing is not None and existing["state"] == "done":
             return existing
+        await self._fence(ctx, phase)
         now = time.time()
         rendered = safe_render(step, ctx)
         base: Row = {
@@ -103,7 +136,8 @@ class StepRunner:
         }
         # A read interrupted by a crash is simply read again; failing it instead made
         # every run a kill -9 caught mid-diagnosis fail (and count towards the circuit).
-        rerun_safe = step.idempotent or not step.mutates
+        # An interrupted undo is run again too: left "unknown", the undo was lost.
+        rerun_safe = step.idempotent or not step.mutates or phase == "undo"
         if existing is not None and existing["state"] == "started" and not rerun_safe:
             return await self._finish(
                 step,

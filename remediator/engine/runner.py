@@ -30,7 +30,7 @@ from remediator.engine.execute import StepRunner
 from remediator.engine.registry import Registry
 from remediator.engine.rules import Rule, RuleSet
 from remediator.engine.steps import Runbook
-from remediator.errors import RemediatorError
+from remediator.errors import LeaseLost, RemediatorError
 from remediator.metrics import Metrics
 from remediator.paging.outbox import Outbox
 from remediator.settings import Settings
@@ -70,7 +70,7 @@ class Engine:
         self.outbox = outbox
         self.owner = owner
         self.rules = rules
-        self.steps = StepRunner(store, metrics)
+        self.steps = StepRunner(store, metrics, owner=owner, lease=settings.engine.lease)
         self.lease = settings.engine.lease
         # Runs this process is executing right now (fire or undo). Only these get their
         # lease renewed: a run whose execution died here (the state store went away
@@ -214,15 +214,6 @@ class Engine:
             ):
                 return "circuit_open"
             self.metrics.circuit_state.labels(runbook.id).set(1)
-        if (
-            rule is not None
-            and rule.max_runs_per_hour is not None
-            and (
-                await self.store.count_runs_since(rule.name, time.time() - 3600)
-                > rule.max_runs_per_hour
-            )
-        ):
-            return "rate_limit"
         # The lock before the cooldown: it serialises the decision per target, so of
         # several runs for one target arriving together (several instances, several
         # replicas) exactly one passes. Checked under the lock, the cooldown counts the
@@ -235,6 +226,17 @@ class Engine:
             if last is not None and last["created_at"] > time.time() - rule.cooldown:
                 await self.store.release_lock(run["target"], run["id"])
                 return "cooldown"
+        # The rule's hourly budget last, counting only runs created before this one:
+        # runs created together then pass in creation order up to the limit (every
+        # run that passed is counted by those after it, so the limit holds across
+        # replicas), instead of each counting all the others and none acting.
+        if rule is not None and rule.max_runs_per_hour is not None:
+            passed = await self.store.count_runs_since(
+                rule.name, time.time() - 3600, before=(run["created_at"], run["id"])
+            )
+            if passed >= rule.max_runs_per_hour:
+                await self.store.release_lock(run["target"], run["id"])
+                return "rate_limit"
         return None
 
     def _ctx(self, run: Row, runbook: Runbook, steps: list[Row]) -> StepContext:
@@ -264,7 +266,19 @@ class Engine:
 
     async def fire(self, run: Row, runbook: Runbook, rule: Rule | None) -> None:
         with self._executing(run["id"]):
-            await self._fire(run, runbook, rule)
+            try:
+                await self._fire(run, runbook, rule)
+            except LeaseLost as exc:
+                self._lease_lost(run, exc)
+
+    def _lease_lost(self, run: Row, exc: LeaseLost) -> None:
+        log.warning(
+            "lease_lost",
+            run_id=run["id"],
+            detail=str(exc),
+            fingerprint=run["fingerprint"],
+            alertname=run["alertname"],
+        )
 
     async def _fire(self, run: Row, runbook: Runbook, rule: Rule | None) -> None:
         existing = await self.store.steps_for_run(run["id"], "fire")
@@ -292,6 +306,8 @@ class Engine:
                         headline=f"not acted on: blocked by guard {blocked}; act by hand",
                     )
                     await self.outbox.enqueue(f"{run['id']}:blocked", "trigger", content)
+                elif rule is not None and blocked in ("cooldown", "rate_limit"):
+                    await self._guard_page(run, runbook, rule, blocked)
                 log.warning(
                     "run_blocked",
                     run_id=run["id"],
@@ -351,6 +367,33 @@ class Engine:
                 stop_reason = f"not run: {step.name} failed"
         await self._finish_fire(run, runbook)
 
+    async def _guard_page(self, run: Row, runbook: Runbook, rule: Rule, guard: str) -> None:
+        """One page per rule, guard and clock hour: a flapping alert stopped by its
+        cooldown or rate limit is not acted on again, and a human must know, once.
+
+        The outbox's idempotency key makes it one page across runs and replicas. (P0
+        runbooks page every run anyway, blocked or not.)
+        """
+        hour = int(run["created_at"] // 3600)
+        limit = (
+            f"at most {rule.max_runs_per_hour} runs per hour"
+            if guard == "rate_limit"
+            else f"cooldown {int(rule.cooldown)} s per target"
+        )
+        content = pages.build(
+            {**run, "blocked_by": guard},
+            [],
+            [],
+            runbook,
+            self.settings,
+            headline=(
+                f"rule {rule.name}: {guard} engaged ({limit}); further runs are blocked"
+                " and not acted on: act by hand if the alert needs it"
+            ),
+        )
+        content = replace(content, dedup_key=f"remediator/guard/{rule.name}/{guard}/{hour}")
+        await self.outbox.enqueue(f"guard:{rule.name}:{guard}:{hour}", "trigger", content)
+
     async def _mitigated(self, run: Row) -> None:
         if run.get("mitigated_at"):
             return
@@ -371,7 +414,14 @@ class Engine:
         else:
             outcome = "succeeded"
         self.metrics.runbook_runs.labels(runbook.id, outcome).inc()
-        if run["mode"] == "live":
+        # A run that failed only because its labels were refused says nothing about the
+        # runbook or its targets: counting it would let whoever shapes a label (a
+        # spoofed source address, say) open the circuit and stop the real runs.
+        failed = [s for s in steps if s["outcome"] == "failed"]
+        refused_input_only = bool(failed) and all(
+            (s["reason"] or "").startswith("rejected input") for s in failed
+        )
+        if run["mode"] == "live" and not refused_input_only:
             await self._circuit(runbook, ok=outcome != "failed")
         approvals = await self.store.approvals_for_run(run["id"])
         content = pages.build(run, steps, approvals, runbook, self.settings)
@@ -456,7 +506,10 @@ class Engine:
 
     async def undo(self, run: Row) -> None:
         with self._executing(run["id"]):
-            await self._undo(run)
+            try:
+                await self._undo(run)
+            except LeaseLost as exc:
+                self._lease_lost(run, exc)
 
     async def _undo(self, run: Row) -> None:
         runbook = self.registry.get(run["runbook"])
@@ -600,8 +653,14 @@ class Engine:
         the kill switch, expire approvals, and run the approved steps.
         """
         await self.renew_leases()
-        for run in await self.store.claim_expired_runs(self.owner, self.lease):
-            await self.resume(run)
+        # Claim one run at a time, right before resuming it: a run claimed in a batch
+        # waits behind the others, is not yet executing (so not renewed), and its
+        # lease could run out and let another replica take it while we still meant to.
+        for _ in range(10):
+            claimed = await self.store.claim_expired_runs(self.owner, self.lease, limit=1)
+            if not claimed:
+                break
+            await self.resume(claimed[0])
         if not await self.is_paused():
             for run in await self.store.runs_waiting_undo():
                 await self.try_undo(run["id"])

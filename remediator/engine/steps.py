@@ -85,6 +85,8 @@ class Step:
     render: RenderFn  # the call it makes, for plans: SQL, kubectl, aws ...
     mutates: bool = False
     approval: Approval = "auto"
+    # Must be safe to run twice (a crash can interrupt it): put back only what still
+    # holds the value the step set, as every shipped undo does.
     undo: UndoFn | None = None
     timeout: float = 30.0
     attempts: int = 3  # total tries for temporary errors (tenacity)

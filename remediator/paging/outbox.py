@@ -55,6 +55,8 @@ class Outbox:
                 f"{idem}:{name}", name, action, content.dedup_key, event.to_json()
             ):
                 n += 1
+        if n:
+            await self.store.sync()  # a queued page survives a crash
         if not self.pagers:
             log.warning(
                 "page_not_sent", reason="no pager configured", idem=idem, title=content.title

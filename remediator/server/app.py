@@ -39,6 +39,7 @@ def _operator(request: web.Request) -> str | web.Response:
         return "local-operator"
     name = auth.match_token(auth.presented_secret(request), tokens)
     if name is None:
+        daemon.metrics.auth_failures.labels("operator").inc()
         resp = error(401, "unauthorized", "operator token required", path=request.path)
         resp.headers["WWW-Authenticate"] = 'Bearer realm="remediator-operator"'
         return resp

@@ -11,6 +11,8 @@ flush deadline (about 10 s) is never at risk.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import secrets
 import time
@@ -61,6 +63,10 @@ class WebhookHandler:
             f"webhook-{i + 1}": t for i, t in enumerate(settings.auth.webhook_tokens)
         }
         self.known_alertnames = known_alertnames
+        # Request ids: a random per-process prefix and a counter (unique, and cheaper
+        # than drawing 8 random bytes per request).
+        self._id_prefix = secrets.token_hex(4)
+        self._ids = itertools.count(1)
         self.on_journal_down = on_journal_down
 
     def _reply(self, resp: web.Response) -> web.Response:
@@ -68,7 +74,7 @@ class WebhookHandler:
         return resp
 
     async def handle(self, request: web.Request) -> web.Response:
-        request_id = secrets.token_hex(8)
+        request_id = f"{self._id_prefix}{next(self._ids):08x}"
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             resp = await self._handle(request, request_id)
         resp.headers["X-Request-Id"] = request_id
@@ -78,6 +84,7 @@ class WebhookHandler:
         received_at = time.time()
         if self.tokens:
             if auth.match_token(auth.presented_secret(request), self.tokens) is None:
+                self.metrics.auth_failures.labels("webhook").inc()
                 resp = error(
                     401, "unauthorized", "missing or invalid credentials", remote=request.remote
                 )
@@ -95,11 +102,20 @@ class WebhookHandler:
             )
         chunks: list[bytes] = []
         size = 0
-        while chunk := await request.content.read(65536):
-            size += len(chunk)
-            if size > limit:  # chunked bodies have no Content-Length to check up front
-                return error(413, "payload_too_large", f"body exceeds {limit} bytes")
-            chunks.append(chunk)
+        # A client that trickles its body (slowloris) must not hold a connection and a
+        # handler for ever: the whole body has read_timeout seconds to arrive.
+        read_timeout = self.settings.limits.read_timeout
+        try:
+            async with asyncio.timeout(read_timeout):
+                while chunk := await request.content.read(65536):
+                    size += len(chunk)
+                    if size > limit:  # chunked bodies have no Content-Length to check
+                        return error(413, "payload_too_large", f"body exceeds {limit} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            resp = error(408, "request_timeout", f"body not received within {read_timeout:g} s")
+            resp.force_close()
+            return resp
         body = b"".join(chunks)
 
         try:

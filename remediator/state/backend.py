@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import aiosqlite
 import asyncpg
 
 from remediator.errors import StateUnavailable
@@ -47,6 +47,10 @@ class Backend(Protocol):
         """
         ...
 
+    def read(self) -> Any:
+        """``async with backend.read() as conn``: one or more SELECTs, no transaction."""
+        ...
+
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -56,20 +60,28 @@ class Backend(Protocol):
 
 
 class _SqliteConn:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    """Statements run inline on the event loop: a SQLite statement on a local file
+    takes microseconds, far less than a hand-off to a driver thread. Only what can
+    wait on the disk (a durable COMMIT, a busy lock) leaves the loop."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
     async def execute(self, sql: str, *args: Any) -> int:
-        cur = await self._db.execute(sql, args)
+        cur = self._db.execute(sql, args)
         n = cur.rowcount
-        await cur.close()
+        cur.close()
         return n
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        async with self._db.execute(sql, args) as cur:
-            rows = await cur.fetchall()
-            names = [d[0] for d in cur.description or ()]
+        cur = self._db.execute(sql, args)
+        rows = cur.fetchall()
+        names = [d[0] for d in cur.description or ()]
+        cur.close()
         return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+_BUSY_WAIT = 5.0  # seconds to wait for another process's write lock (e.g. the CLI)
 
 
 class SqliteBackend:
@@ -78,7 +90,7 @@ class SqliteBackend:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._db: aiosqlite.Connection | None = None
+        self._db: sqlite3.Connection | None = None
         # One connection, one writer: transactions are serialised here rather than
         # by SQLITE_BUSY retries.
         self._lock = asyncio.Lock()
@@ -88,15 +100,31 @@ class SqliteBackend:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._db.execute("PRAGMA journal_mode=WAL")
+            # check_same_thread=False: a durable COMMIT runs in a worker thread while
+            # the asyncio lock keeps every other use of the connection out.
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk before we answer 202 (group commit keeps it cheap).
-            await self._db.execute("PRAGMA synchronous=FULL")
-            await self._db.execute("PRAGMA busy_timeout=5000")
-            await self._db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA synchronous=FULL")
+            # Never block the event loop on another process's lock: BEGIN is retried
+            # with asyncio sleeps instead (see _begin).
+            db.execute("PRAGMA busy_timeout=0")
+            db.execute("PRAGMA foreign_keys=ON")
         except (sqlite3.Error, OSError) as exc:
             raise StateUnavailable(f"sqlite {self.path}: {exc}") from exc
+        self._db = db
         await _migrate(self)
+
+    async def _begin(self, db: sqlite3.Connection) -> None:
+        deadline = time.monotonic() + _BUSY_WAIT
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.005)
 
     @asynccontextmanager
     async def transaction(self, *, durable: bool = True) -> AsyncIterator[_SqliteConn]:
@@ -106,34 +134,53 @@ class SqliteBackend:
             db = self._db
             try:
                 # FULL syncs the WAL at commit (and everything committed before it);
-                # NORMAL survives a process crash, which is all claims need.
+                # NORMAL survives a process crash, which is all bookkeeping needs.
                 want = "FULL" if durable else "NORMAL"
                 if want != self._synchronous:
-                    await db.execute(f"PRAGMA synchronous={want}")
+                    db.execute(f"PRAGMA synchronous={want}")
                     self._synchronous = want
-                await db.execute("BEGIN IMMEDIATE")
+                await self._begin(db)
             except (sqlite3.Error, ValueError) as exc:
                 raise StateUnavailable(f"sqlite: {exc}") from exc
             try:
                 yield _SqliteConn(db)
             except BaseException:
                 try:
-                    await db.execute("ROLLBACK")
+                    db.execute("ROLLBACK")
                 except (sqlite3.Error, ValueError):
                     pass  # the original error is the one worth raising
                 raise
             try:
-                await db.execute("COMMIT")
+                if durable:
+                    # The fsync happens off the loop; if we are cancelled meanwhile we
+                    # still hold the lock until the commit has finished.
+                    commit = asyncio.ensure_future(asyncio.to_thread(db.execute, "COMMIT"))
+                    try:
+                        await asyncio.shield(commit)
+                    except asyncio.CancelledError:
+                        await commit
+                        raise
+                else:
+                    db.execute("COMMIT")
             except (sqlite3.Error, ValueError) as exc:
                 raise StateUnavailable(f"sqlite commit failed: {exc}") from exc
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[_SqliteConn]:
+        # Autocommit: each SELECT is its own consistent snapshot.
+        if self._db is None:
+            raise StateUnavailable("sqlite store is not open")
+        async with self._lock:
+            yield _SqliteConn(self._db)
+
     async def ping(self) -> None:
-        async with self.transaction() as c:
+        async with self.read() as c:
             await c.fetch("SELECT 1")
 
     async def close(self) -> None:
         if self._db is not None:
-            await self._db.close()
+            async with self._lock:
+                self._db.close()
             self._db = None
 
 
@@ -200,6 +247,9 @@ class PostgresBackend:
                 max_size=self._max,
                 timeout=5,
                 command_timeout=10,
+                # Bookkeeping commits do not wait for the WAL flush; a durable
+                # transaction turns it back on for itself (see transaction()).
+                server_settings={"synchronous_commit": "off"},
             )
         except (*_PG_DOWN, asyncpg.PostgresError) as exc:
             raise StateUnavailable(
@@ -209,6 +259,35 @@ class PostgresBackend:
 
     @asynccontextmanager
     async def transaction(self, *, durable: bool = True) -> AsyncIterator[_PgConn]:
+        async with self._connection() as conn:
+            # One round trip: BEGIN, and for durable work, wait for the WAL flush.
+            begin = "BEGIN; SET LOCAL synchronous_commit TO ON" if durable else "BEGIN"
+            try:
+                await conn.execute(begin)
+            except _PG_DOWN as exc:
+                raise StateUnavailable(f"postgres: {type(exc).__name__}") from exc
+            try:
+                yield _PgConn(conn, self._sql_cache)
+            except BaseException:
+                try:
+                    await conn.execute("ROLLBACK")
+                except (*_PG_DOWN, asyncpg.PostgresError):
+                    pass  # connection is gone; the server rolls back for us
+                raise
+            try:
+                await conn.execute("COMMIT")
+            except _PG_DOWN as exc:
+                raise StateUnavailable(f"postgres commit: {type(exc).__name__}") from exc
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[_PgConn]:
+        # Autocommit: also used for single bookkeeping statements (one round trip;
+        # the connection's synchronous_commit is off).
+        async with self._connection() as conn:
+            yield _PgConn(conn, self._sql_cache)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
         if self._pool is None:
             raise StateUnavailable("postgres store is not open")
         try:
@@ -216,25 +295,7 @@ class PostgresBackend:
         except _PG_DOWN as exc:
             raise StateUnavailable(f"postgres: {type(exc).__name__}") from exc
         try:
-            try:
-                tx = conn.transaction()
-                await tx.start()
-                if not durable:
-                    await conn.execute("SET LOCAL synchronous_commit = off")
-            except _PG_DOWN as exc:
-                raise StateUnavailable(f"postgres: {type(exc).__name__}") from exc
-            try:
-                yield _PgConn(conn, self._sql_cache)
-            except BaseException:
-                try:
-                    await tx.rollback()
-                except (*_PG_DOWN, asyncpg.PostgresError):
-                    pass  # connection is gone; the server rolls back for us
-                raise
-            try:
-                await tx.commit()
-            except _PG_DOWN as exc:
-                raise StateUnavailable(f"postgres commit: {type(exc).__name__}") from exc
+            yield conn
         finally:
             try:
                 await self._pool.release(conn)
@@ -245,7 +306,7 @@ class PostgresBackend:
         await conn.execute("SELECT pg_advisory_xact_lock(7240512)")
 
     async def ping(self) -> None:
-        async with self.transaction() as c:
+        async with self.read() as c:
             await c.fetch("SELECT 1")
 
     async def close(self) -> None:

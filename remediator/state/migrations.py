@@ -156,6 +156,13 @@ CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
 ALTER TABLE runs ADD COLUMN escalated_at {float}
 """,
     ),
+    (
+        3,
+        "durability barrier",
+        """
+CREATE TABLE sync_marks (owner TEXT PRIMARY KEY, n INTEGER NOT NULL)
+""",
+    ),
 ]
 
 DIALECTS = {

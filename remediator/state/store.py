@@ -10,7 +10,9 @@ records and claims. Times are unix seconds; JSON columns hold text.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +32,34 @@ def loads(value: str | None) -> Any:
 
 
 _CHUNK = 500  # rows per INSERT: 5,000 bind values, under both drivers' limits
+
+
+_OCCURRENCE_COLUMNS = (
+    "fingerprint, starts_at, status, alertname, labels, annotations, ends_at,"
+    " generator_url, group_key, received_at"
+)
+_INSERT_UNNEST = (
+    f"INSERT INTO occurrences ({_OCCURRENCE_COLUMNS})"
+    " SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[],"
+    " ?::text[], ?::text[], ?::text[], ?::text[], ?::float8[])"
+    " ON CONFLICT (fingerprint, starts_at, status) DO NOTHING"
+    " RETURNING fingerprint, starts_at, status"
+)
+
+
+def _occurrence_values(o: Occurrence) -> tuple[Any, ...]:
+    return (
+        o.fingerprint,
+        o.starts_at,
+        o.status,
+        o.alertname,
+        dumps(o.labels),
+        dumps(o.annotations),
+        o.ends_at,
+        o.generator_url,
+        o.group_key,
+        o.received_at,
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -65,8 +95,9 @@ _RUN_COLUMNS = (
 
 
 class StateStore:
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, owner: str = "") -> None:
         self.backend = backend
+        self._barrier = _DurabilityBarrier(self, owner or f"pid-{os.getpid()}")
         self._skip = backend.skip_locked
 
     @classmethod
@@ -79,13 +110,39 @@ class StateStore:
     async def ping(self) -> None:
         await self.backend.ping()
 
-    async def _fetch(self, sql: str, *args: Any, durable: bool = True) -> list[Row]:
-        async with self.backend.transaction(durable=durable) as c:
+    # Durability: a durable commit waits for the disk (SQLite synchronous=FULL,
+    # Postgres synchronous_commit=on) and, in the WAL, makes every earlier commit
+    # durable too. So only the writes that must survive an OS crash on their own wait
+    # for it: the journal (before 202), a mutating step's record (before and after it
+    # acts), the page outbox, approvals decided by a human and the kill switch.
+    # Everything else is bookkeeping that a crash recovers from (claims, leases,
+    # runs before their first mutation) and skips the wait. A process crash
+    # (kill -9) loses neither kind.
+
+    async def sync(self) -> None:
+        """Make every commit so far durable; concurrent callers share one disk flush."""
+        await self._barrier.wait()
+
+    async def _read(self, sql: str, *args: Any) -> list[Row]:
+        async with self.backend.read() as c:
             rows: list[Row] = await c.fetch(sql, *args)
             return rows
 
-    async def _execute(self, sql: str, *args: Any, durable: bool = True) -> int:
-        async with self.backend.transaction(durable=durable) as c:
+    def _single(self, durable: bool) -> Any:
+        # One statement is atomic by itself: on Postgres a bookkeeping statement runs
+        # in autocommit (one round trip instead of three). SQLite keeps its explicit
+        # transaction, which sets the synchronous level the write needs.
+        if not durable and self.backend.dialect == "postgres":
+            return self.backend.read()
+        return self.backend.transaction(durable=durable)
+
+    async def _fetch(self, sql: str, *args: Any, durable: bool = False) -> list[Row]:
+        async with self._single(durable) as c:
+            rows: list[Row] = await c.fetch(sql, *args)
+            return rows
+
+    async def _execute(self, sql: str, *args: Any, durable: bool = False) -> int:
+        async with self._single(durable) as c:
             n: int = await c.execute(sql, *args)
             return n
 
@@ -94,32 +151,27 @@ class StateStore:
     async def append_occurrences(self, occs: Sequence[Occurrence]) -> list[bool]:
         """Journal occurrences in ONE transaction; True where new, False where a repeat.
 
-        One multi-row INSERT per chunk (one round trip on Postgres); the rows it
-        RETURNs are the new ones. A key repeated inside the batch is new only once.
+        Rows go in sorted by key, so concurrent batches with overlapping keys take
+        the unique-index locks in one order and cannot deadlock (Postgres). The rows
+        the INSERT returns are the new ones; a key repeated in the batch is new once.
         """
-        out: list[bool] = []
+        ordered = sorted(occs, key=lambda o: o.key)
+        new: set[tuple[str, str, str]] = set()
         async with self.backend.transaction() as c:
-            for i in range(0, len(occs), _CHUNK):
-                chunk = occs[i : i + _CHUNK]
-                args: list[Any] = []
-                for o in chunk:
-                    args += (
-                        o.fingerprint,
-                        o.starts_at,
-                        o.status,
-                        o.alertname,
-                        dumps(o.labels),
-                        dumps(o.annotations),
-                        o.ends_at,
-                        o.generator_url,
-                        o.group_key,
-                        o.received_at,
-                    )
-                rows = await c.fetch(_insert_occurrences_sql(len(chunk)), *args)
-                new = {(r["fingerprint"], r["starts_at"], r["status"]) for r in rows}
-                for o in chunk:
-                    out.append(o.key in new)
-                    new.discard(o.key)
+            for i in range(0, len(ordered), _CHUNK):
+                chunk = ordered[i : i + _CHUNK]
+                if self.backend.dialect == "postgres":
+                    # One statement text whatever the batch size: prepared once.
+                    cols = list(zip(*(_occurrence_values(o) for o in chunk), strict=True))
+                    rows = await c.fetch(_INSERT_UNNEST, *(list(col) for col in cols))
+                else:
+                    args = [v for o in chunk for v in _occurrence_values(o)]
+                    rows = await c.fetch(_insert_occurrences_sql(len(chunk)), *args)
+                new.update((r["fingerprint"], r["starts_at"], r["status"]) for r in rows)
+        out: list[bool] = []
+        for o in occs:
+            out.append(o.key in new)
+            new.discard(o.key)
         return out
 
     async def claim_occurrences(self, owner: str, limit: int, lease: float) -> list[Row]:
@@ -168,7 +220,7 @@ class StateStore:
         )
 
     async def has_occurrence(self, fingerprint: str, starts_at: str, status: str) -> bool:
-        rows = await self._fetch(
+        rows = await self._read(
             "SELECT 1 AS x FROM occurrences WHERE fingerprint = ? AND starts_at = ? AND status = ?",
             fingerprint,
             starts_at,
@@ -177,17 +229,17 @@ class StateStore:
         return bool(rows)
 
     async def count_pending(self) -> int:
-        rows = await self._fetch(
+        rows = await self._read(
             "SELECT COUNT(*) AS n FROM occurrences WHERE state IN ('pending', 'processing')"
         )
         return int(rows[0]["n"])
 
     async def count_occurrences(self) -> int:
-        rows = await self._fetch("SELECT COUNT(*) AS n FROM occurrences")
+        rows = await self._read("SELECT COUNT(*) AS n FROM occurrences")
         return int(rows[0]["n"])
 
     async def list_occurrences(self, limit: int = 100) -> list[Row]:
-        rows = await self._fetch("SELECT * FROM occurrences ORDER BY id DESC LIMIT ?", limit)
+        rows = await self._read("SELECT * FROM occurrences ORDER BY id DESC LIMIT ?", limit)
         for r in rows:
             r["labels"] = loads(r["labels"])
             r["annotations"] = loads(r["annotations"])
@@ -215,11 +267,11 @@ class StateStore:
         return row
 
     async def get_run(self, run_id: str) -> Row | None:
-        rows = await self._fetch("SELECT * FROM runs WHERE id = ?", run_id)
+        rows = await self._read("SELECT * FROM runs WHERE id = ?", run_id)
         return self._run(rows[0]) if rows else None
 
     async def runs_for_alert(self, fingerprint: str, starts_at: str) -> list[Row]:
-        rows = await self._fetch(
+        rows = await self._read(
             "SELECT * FROM runs WHERE fingerprint = ? AND starts_at = ? ORDER BY created_at",
             fingerprint,
             starts_at,
@@ -227,7 +279,7 @@ class StateStore:
         return [self._run(r) for r in rows]
 
     async def list_runs(self, limit: int = 50) -> list[Row]:
-        rows = await self._fetch("SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", limit)
+        rows = await self._read("SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", limit)
         return [self._run(r) for r in rows]
 
     async def update_run(
@@ -294,7 +346,7 @@ class StateStore:
 
     async def runs_waiting_undo(self, limit: int = 10) -> list[Row]:
         """Runs whose alert resolved but whose undo has not started (e.g. paused then)."""
-        rows = await self._fetch(
+        rows = await self._read(
             "SELECT * FROM runs WHERE state = 'waiting' AND undo_state = 'requested'"
             " ORDER BY resolved_at LIMIT ?",
             limit,
@@ -306,7 +358,7 @@ class StateStore:
         if not runbooks:
             return []
         marks = ", ".join("?" for _ in runbooks)
-        rows = await self._fetch(
+        rows = await self._read(
             f"SELECT * FROM runs WHERE runbook IN ({marks}) AND state = 'waiting'"
             " AND resolved_at IS NULL AND escalated_at IS NULL AND blocked_by IS NULL"
             " ORDER BY created_at LIMIT ?",
@@ -333,13 +385,22 @@ class StateStore:
             durable=False,  # a lost renewal only lets another replica resume sooner
         )
 
-    async def count_runs_since(self, rule: str, since: float) -> int:
-        rows = await self._fetch(
-            "SELECT COUNT(*) AS n FROM runs WHERE rule = ? AND created_at >= ?"
-            " AND blocked_by IS NULL",
-            rule,
-            since,
-        )
+    async def count_runs_since(
+        self, rule: str, since: float, before: tuple[float, str] | None = None
+    ) -> int:
+        """Runs of ``rule`` created since ``since`` and not blocked by a guard.
+
+        With ``before`` (a run's created_at and id) only the runs created before that
+        run count, so guards decide in creation order: of runs created together, the
+        first ones pass, instead of each counting all the others and every one of
+        them being blocked.
+        """
+        sql = "SELECT COUNT(*) AS n FROM runs WHERE rule = ? AND created_at >= ?"
+        args: list[Any] = [rule, since]
+        if before is not None:
+            sql += " AND (created_at < ? OR (created_at = ? AND id < ?))"
+            args += [before[0], before[0], before[1]]
+        rows = await self._read(sql + " AND blocked_by IS NULL", *args)
         return int(rows[0]["n"])
 
     async def last_run_for_target(self, rule: str, target: str, exclude: str) -> Row | None:
@@ -347,7 +408,7 @@ class StateStore:
 
         A run still deciding has no step yet and is not counted.
         """
-        rows = await self._fetch(
+        rows = await self._read(
             "SELECT * FROM runs WHERE rule = ? AND target = ? AND id <> ?"
             " AND blocked_by IS NULL"
             " AND EXISTS (SELECT 1 FROM steps WHERE steps.run_id = runs.id)"
@@ -393,15 +454,15 @@ class StateStore:
             f"INSERT INTO steps ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
             f" ON CONFLICT (run_id, phase, name) DO UPDATE SET {updates}",
             *values,
-        )
+        )  # not durable by itself: the step runner calls sync() where it matters
 
     async def steps_for_run(self, run_id: str, phase: str | None = None) -> list[Row]:
         if phase is None:
-            rows = await self._fetch(
+            rows = await self._read(
                 "SELECT * FROM steps WHERE run_id = ? ORDER BY started_at, id", run_id
             )
         else:
-            rows = await self._fetch(
+            rows = await self._read(
                 "SELECT * FROM steps WHERE run_id = ? AND phase = ? ORDER BY seq", run_id, phase
             )
         for r in rows:
@@ -411,7 +472,7 @@ class StateStore:
         return rows
 
     async def list_actions(self, limit: int = 50) -> list[Row]:
-        rows = await self._fetch(
+        rows = await self._read(
             "SELECT s.*, r.rule, r.runbook, r.alertname, r.fingerprint, r.mode AS run_mode"
             " FROM steps s JOIN runs r ON r.id = s.run_id"
             " ORDER BY s.started_at DESC, s.id DESC LIMIT ?",
@@ -426,7 +487,7 @@ class StateStore:
     # --------------------------------------------------------------- approvals
 
     async def create_approval(self, run_id: str, step: str, expires_at: float) -> int:
-        async with self.backend.transaction() as c:
+        async with self.backend.transaction(durable=False) as c:
             await c.execute(
                 "INSERT INTO approvals (run_id, step, state, requested_at, expires_at)"
                 " VALUES (?, ?, 'pending', ?, ?) ON CONFLICT (run_id, step) DO NOTHING",
@@ -441,11 +502,11 @@ class StateStore:
         return int(rows[0]["id"])
 
     async def get_approval(self, approval_id: int) -> Row | None:
-        rows = await self._fetch("SELECT * FROM approvals WHERE id = ?", approval_id)
+        rows = await self._read("SELECT * FROM approvals WHERE id = ?", approval_id)
         return rows[0] if rows else None
 
     async def approvals_for_run(self, run_id: str) -> list[Row]:
-        return await self._fetch("SELECT * FROM approvals WHERE run_id = ? ORDER BY id", run_id)
+        return await self._read("SELECT * FROM approvals WHERE run_id = ? ORDER BY id", run_id)
 
     async def decide_approval(self, approval_id: int, decision: str, who: str) -> bool:
         """pending -> approved|rejected, only before it expires. One decision wins."""
@@ -458,6 +519,7 @@ class StateStore:
             now,
             approval_id,
             now,
+            durable=True,  # a human decision
         )
         return n == 1
 
@@ -486,24 +548,24 @@ class StateStore:
         )
 
     async def count_pending_approvals(self) -> int:
-        rows = await self._fetch("SELECT COUNT(*) AS n FROM approvals WHERE state = 'pending'")
+        rows = await self._read("SELECT COUNT(*) AS n FROM approvals WHERE state = 'pending'")
         return int(rows[0]["n"])
 
     # ---------------------------------------------------------------- circuits
 
     async def get_circuit(self, runbook: str) -> Row | None:
-        rows = await self._fetch("SELECT * FROM circuits WHERE runbook = ?", runbook)
+        rows = await self._read("SELECT * FROM circuits WHERE runbook = ?", runbook)
         return rows[0] if rows else None
 
     async def all_circuits(self) -> list[Row]:
-        return await self._fetch("SELECT * FROM circuits ORDER BY runbook")
+        return await self._read("SELECT * FROM circuits ORDER BY runbook")
 
     async def record_circuit_result(
         self, runbook: str, ok: bool, threshold: int
     ) -> tuple[str, bool]:
         """Count consecutive failures; returns (state, opened_now)."""
         now = time.time()
-        async with self.backend.transaction() as c:
+        async with self.backend.transaction(durable=False) as c:
             rows = await c.fetch(
                 f"SELECT * FROM circuits WHERE runbook = ?{self._skip.replace(' SKIP LOCKED', '')}",
                 runbook,
@@ -567,7 +629,7 @@ class StateStore:
     # ------------------------------------------------------------------- flags
 
     async def get_flag(self, name: str) -> Row | None:
-        rows = await self._fetch("SELECT * FROM flags WHERE name = ?", name)
+        rows = await self._read("SELECT * FROM flags WHERE name = ?", name)
         return rows[0] if rows else None
 
     async def set_flag(self, name: str, value: str, who: str) -> None:
@@ -579,6 +641,7 @@ class StateStore:
             value,
             time.time(),
             who,
+            durable=True,  # the kill switch
         )
 
     # ------------------------------------------------------------------ outbox
@@ -601,6 +664,7 @@ class StateStore:
         args = (idem, pager, action, dedup_key, dumps(event), now, now)
         if conn is not None:
             return await conn.execute(sql, *args) == 1
+        # Not durable by itself: the outbox calls sync() once for all pagers.
         return await self._execute(sql, *args) == 1
 
     async def claim_pages(self, owner: str, limit: int, lease: float) -> list[Row]:
@@ -645,7 +709,57 @@ class StateStore:
         )
 
     async def list_pages(self, limit: int = 100) -> list[Row]:
-        rows = await self._fetch("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", limit)
+        rows = await self._read("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", limit)
         for r in rows:
             r["event"] = loads(r["event"])
         return rows
+
+
+class _DurabilityBarrier:
+    """Group commit for durability: one durable write flushes every earlier commit.
+
+    In SQLite's WAL a synchronous=FULL commit syncs the log up to and including it;
+    on Postgres a synchronous commit waits for the WAL up to its commit record. So a
+    tiny durable write makes all bookkeeping committed before it durable. Callers
+    that arrive while a flush runs wait for the next one (their own commits may have
+    landed after it started); all of them share it.
+    """
+
+    def __init__(self, store: StateStore, owner: str) -> None:
+        self._store = store
+        self._owner = owner
+        self._waiting: list[asyncio.Future[None]] = []
+        self._flushing = False
+        self._task: asyncio.Task[None] | None = None  # held so it is not collected
+
+    async def wait(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(fut)
+        if not self._flushing:
+            self._flushing = True
+            self._task = asyncio.create_task(self._flush())
+        await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    await self._store._execute(
+                        "INSERT INTO sync_marks (owner, n) VALUES (?, 1) ON CONFLICT (owner)"
+                        " DO UPDATE SET n = sync_marks.n + 1",
+                        self._owner,
+                        durable=True,
+                    )
+                except BaseException as exc:  # every waiter gets the answer
+                    for f in batch:
+                        if not f.done():
+                            f.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    for f in batch:
+                        if not f.done():
+                            f.set_result(None)
+        finally:
+            self._flushing = False
