@@ -306,7 +306,7 @@ class Engine:
                         headline=f"not acted on: blocked by guard {blocked}; act by hand",
                     )
                     await self.outbox.enqueue(f"{run['id']}:blocked", "trigger", content)
-                elif rule is not None and blocked in ("cooldown", "rate_limit"):
+                elif rule is not None and blocked in ("cooldown", "rate_limit", "lock_busy"):
                     await self._guard_page(run, runbook, rule, blocked)
                 log.warning(
                     "run_blocked",
@@ -369,17 +369,18 @@ class Engine:
 
     async def _guard_page(self, run: Row, runbook: Runbook, rule: Rule, guard: str) -> None:
         """One page per rule, guard and clock hour: a flapping alert stopped by its
-        cooldown or rate limit is not acted on again, and a human must know, once.
+        cooldown, rate limit or a run still busy on its target is not acted on
+        again, and a human must know, once.
 
         The outbox's idempotency key makes it one page across runs and replicas. (P0
         runbooks page every run anyway, blocked or not.)
         """
         hour = int(run["created_at"] // 3600)
-        limit = (
-            f"at most {rule.max_runs_per_hour} runs per hour"
-            if guard == "rate_limit"
-            else f"cooldown {int(rule.cooldown)} s per target"
-        )
+        limit = {
+            "rate_limit": f"at most {rule.max_runs_per_hour} runs per hour",
+            "cooldown": f"cooldown {int(rule.cooldown)} s per target",
+            "lock_busy": "another run on the same target was in progress",
+        }[guard]
         content = pages.build(
             {**run, "blocked_by": guard},
             [],
