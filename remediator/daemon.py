@@ -337,6 +337,8 @@ class Daemon:
                 log.warning("finish_state_unavailable", error=str(exc), occurrences=len(ids))
 
     async def maintenance_once(self) -> None:
+        if await self.store.requeue_expired_claims():
+            self._wake.set()
         await self.engine.maintain()
         await self.refresh_gauges()
 

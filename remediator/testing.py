@@ -154,6 +154,7 @@ class Harness:
 
     async def maintenance(self) -> None:
         """Run what the daemon's maintenance loop runs (approvals, deferred undos)."""
+        await self.store.requeue_expired_claims()
         await self.engine.maintain()
         await self.flush_pages()
 
