@@ -70,8 +70,13 @@ class Engine:
         self.outbox = outbox
         self.owner = owner
         self.rules = rules
-        self.steps = StepRunner(store, metrics, owner=owner, lease=settings.engine.lease)
         self.lease = settings.engine.lease
+        # lease_until of each run we execute, as we last wrote it: lets the per-step
+        # fence skip its round trip while the lease is young (see StepRunner._fence).
+        self._leases: dict[str, float] = {}
+        self.steps = StepRunner(
+            store, metrics, owner=owner, lease=settings.engine.lease, leases=self._leases
+        )
         # Runs this process is executing right now (fire or undo). Only these get their
         # lease renewed: a run whose execution died here (the state store went away
         # under it) must let its lease run out, so that this or another replica
@@ -87,12 +92,17 @@ class Engine:
             self._active[run_id] -= 1
             if self._active[run_id] <= 0:
                 del self._active[run_id]
+                self._leases.pop(run_id, None)
 
     async def renew_leases(self) -> None:
         """Extend the lease of every run this process is executing right now."""
         until = time.time() + self.lease
         for run_id in list(self._active):
-            await self.store.update_run(run_id, expect_owner=self.owner, lease_until=until)
+            if await self.store.update_run(run_id, expect_owner=self.owner, lease_until=until):
+                if run_id in self._active:
+                    self._leases[run_id] = until
+            else:
+                self._leases.pop(run_id, None)  # taken over: the next fence stops the run
 
     # ------------------------------------------------------------ kill switch
 
@@ -185,30 +195,45 @@ class Engine:
             undo_state=None,
             resolved_at=None,
         )
+        self._leases[run_id] = run["lease_until"]
         # A resolve processed before this run existed found nothing to undo (its firing
         # was still queued, or held by a replica that died). Either that resolve sees
         # this run or this check sees the resolve: the journal row was committed before
         # the resolve looked for runs, and the run before this looks for the journal row.
-        if await self.store.has_occurrence(
-            occ["fingerprint"], occ["starts_at"], "resolved"
-        ) and await self.store.request_undo(run_id, time.time()):
+        # The same read brings what the guards need (kill switch, circuit).
+        facts = await self.store.run_start_facts(
+            occ["fingerprint"], occ["starts_at"], runbook.id, PAUSE_FLAG
+        )
+        if facts["resolved"] and await self.store.request_undo(run_id, time.time()):
             log.info(
                 "resolved_before_run",
                 run_id=run_id,
                 fingerprint=occ["fingerprint"],
                 alertname=occ["alertname"],
             )
-        await self.fire(run, runbook, rule)
+        await self.fire(run, runbook, rule, facts=facts)
         return run_id
 
-    async def _guard(self, run: Row, runbook: Runbook, rule: Rule | None) -> str | None:
-        """The first guard that blocks this run, or None. Mode changes are applied."""
-        if await self.is_paused():
+    async def _guard(
+        self, run: Row, runbook: Runbook, rule: Rule | None, facts: Row | None
+    ) -> str | None:
+        """The first guard that blocks this run, or None. Mode changes are applied.
+
+        ``facts`` (from run_start_facts, read just after the run was created) saves a
+        new run two reads; a resumed run reads them here.
+        """
+        if facts is None:
+            circuit = await self.store.get_circuit(runbook.id)
+            paused = await self.is_paused()
+            circuit_state = circuit["state"] if circuit is not None else None
+        else:
+            paused = facts["flag"] == "1"
+            circuit_state = facts["circuit"]
+        if paused:
             self.metrics.guard_blocks.labels("kill_switch").inc()
             run["mode"] = "paused"
             await self.store.update_run(run["id"], mode="paused", detail="kill switch on")
-        circuit = await self.store.get_circuit(runbook.id)
-        if circuit is not None and circuit["state"] == "open":
+        if circuit_state == "open":
             if not await self.store.half_open_circuit(
                 runbook.id, self.settings.engine.circuit_reset
             ):
@@ -264,10 +289,12 @@ class Engine:
             results=results,
         )
 
-    async def fire(self, run: Row, runbook: Runbook, rule: Rule | None) -> None:
+    async def fire(
+        self, run: Row, runbook: Runbook, rule: Rule | None, *, facts: Row | None = None
+    ) -> None:
         with self._executing(run["id"]):
             try:
-                await self._fire(run, runbook, rule)
+                await self._fire(run, runbook, rule, facts)
             except LeaseLost as exc:
                 self._lease_lost(run, exc)
 
@@ -280,10 +307,14 @@ class Engine:
             alertname=run["alertname"],
         )
 
-    async def _fire(self, run: Row, runbook: Runbook, rule: Rule | None) -> None:
-        existing = await self.store.steps_for_run(run["id"], "fire")
+    async def _fire(
+        self, run: Row, runbook: Runbook, rule: Rule | None, facts: Row | None
+    ) -> None:
+        # A run created just now (facts given) has no steps yet; a resumed one may.
+        fresh = facts is not None
+        existing = [] if fresh else await self.store.steps_for_run(run["id"], "fire")
         if not existing and not run.get("blocked_by"):
-            blocked = await self._guard(run, runbook, rule)
+            blocked = await self._guard(run, runbook, rule, facts)
             if blocked is not None:
                 self.metrics.guard_blocks.labels(blocked).inc()
                 self.metrics.runbook_runs.labels(runbook.id, "blocked").inc()
@@ -326,29 +357,33 @@ class Engine:
             await self.outbox.enqueue(f"{run['id']}:first", "trigger", content)
 
         by_name = {s["name"]: s for s in existing}
+        recorded = dict(by_name)  # this phase's step rows as they now stand
         ctx = self._ctx(run, runbook, existing)
         stop_reason: str | None = None
         for seq, step in enumerate(runbook.steps):
             prior = by_name.get(step.name)
             if stop_reason is not None and (prior is None or prior["state"] != "done"):
                 now = time.time()
-                await self.store.record_step(
-                    {
-                        "run_id": run["id"],
-                        "phase": "fire",
-                        "seq": seq,
-                        "name": step.name,
-                        "kind": step.kind,
-                        "mutates": step.mutates,
-                        "approval": step.approval,
-                        "state": "done",
-                        "outcome": "skipped",
-                        "rendered": "",
-                        "reason": stop_reason,
-                        "started_at": now,
-                        "finished_at": now,
-                    }
-                )
+                skipped: Row = {
+                    "run_id": run["id"],
+                    "phase": "fire",
+                    "seq": seq,
+                    "name": step.name,
+                    "kind": step.kind,
+                    "mutates": step.mutates,
+                    "approval": step.approval,
+                    "state": "done",
+                    "outcome": "skipped",
+                    "rendered": "",
+                    "result": None,
+                    "changes": None,
+                    "reason": stop_reason,
+                    "attempts": 0,
+                    "started_at": now,
+                    "finished_at": now,
+                }
+                await self.store.record_step(skipped)
+                recorded[step.name] = skipped
                 self.metrics.actions.labels(runbook.id, step.name, "skipped").inc()
                 continue
             approval_id = None
@@ -359,13 +394,18 @@ class Engine:
             row = await self.steps.run(
                 step, ctx, phase="fire", seq=seq, existing=prior, approval_id=approval_id
             )
+            recorded[step.name] = row
             if row["outcome"] in ("applied", "skipped") and row.get("result"):
                 ctx.results[step.name] = row["result"].get("data", {})
             if row["outcome"] == "applied" and step.kind == "mitigate" and step.mutates:
-                await self._mitigated(run)
+                # Observed now; stored with the hand-over below (one write fewer).
+                self._observe_mitigation(run)
             if row["outcome"] == "failed" and step.stop_on_failure:
                 stop_reason = f"not run: {step.name} failed"
-        await self._finish_fire(run, runbook)
+        # A fresh run's rows are exactly what this pass recorded, in step order; a
+        # resumed run re-reads them (its runbook may have changed since).
+        steps = [recorded[s.name] for s in runbook.steps if s.name in recorded] if fresh else None
+        await self._finish_fire(run, runbook, steps)
 
     async def _guard_page(self, run: Row, runbook: Runbook, rule: Rule, guard: str) -> None:
         """One page per rule, guard and clock hour: a flapping alert stopped by its
@@ -395,16 +435,22 @@ class Engine:
         content = replace(content, dedup_key=f"remediator/guard/{rule.name}/{guard}/{hour}")
         await self.outbox.enqueue(f"guard:{rule.name}:{guard}:{hour}", "trigger", content)
 
-    async def _mitigated(self, run: Row) -> None:
+    def _observe_mitigation(self, run: Row) -> bool:
+        """The first mitigation of a run: note its time and feed the histogram."""
         if run.get("mitigated_at"):
-            return
+            return False
         now = time.time()
         run["mitigated_at"] = now
-        await self.store.update_run(run["id"], mitigated_at=now)
         self.metrics.time_to_mitigation.labels(run["runbook"]).observe(now - run["received_at"])
+        return True
 
-    async def _finish_fire(self, run: Row, runbook: Runbook) -> None:
-        steps = await self.store.steps_for_run(run["id"], "fire")
+    async def _mitigated(self, run: Row) -> None:
+        if self._observe_mitigation(run):
+            await self.store.update_run(run["id"], mitigated_at=run["mitigated_at"])
+
+    async def _finish_fire(self, run: Row, runbook: Runbook, steps: list[Row] | None) -> None:
+        if steps is None:
+            steps = await self.store.steps_for_run(run["id"], "fire")
         outcomes = {s["outcome"] for s in steps}
         if "failed" in outcomes:
             outcome = "failed"
@@ -424,33 +470,37 @@ class Engine:
         )
         if run["mode"] == "live" and not refused_input_only:
             await self._circuit(runbook, ok=outcome != "failed")
-        approvals = await self.store.approvals_for_run(run["id"])
+        # Only runbooks with approval steps can have approvals: skip the read otherwise.
+        approvals = (
+            await self.store.approvals_for_run(run["id"])
+            if any(s.approval == "approve" for s in runbook.steps)
+            else []
+        )
         content = pages.build(run, steps, approvals, runbook, self.settings)
         await self.outbox.enqueue(f"{run['id']}:trigger", "trigger", content)
         await self.store.release_lock(run["target"], run["id"])
         # Hand over: if the alert resolved while we ran, undo now; otherwise wait.
-        current = await self.store.get_run(run["id"])
-        assert current is not None
-        next_state = "undoing" if current["undo_state"] == "requested" else "waiting"
-        if await self.store.update_run(
-            run["id"],
-            expect_owner=self.owner,
-            expect_state="running",
-            state=next_state,
+        extra = {"mitigated_at": run["mitigated_at"]} if run.get("mitigated_at") else {}
+        current = await self.store.hand_over_run(run["id"], self.owner, outcome, **extra)
+        if current is None:
+            if extra:  # taken over meanwhile: still record when we mitigated
+                await self.store.update_run(run["id"], **extra)
+            return
+        log.info(
+            "run_fired",
+            run_id=run["id"],
             outcome=outcome,
-        ):
-            log.info(
-                "run_fired",
-                run_id=run["id"],
-                outcome=outcome,
-                fingerprint=run["fingerprint"],
-                alertname=run["alertname"],
-            )
-            if next_state == "undoing":
-                current["state"] = "undoing"
-                await self.undo(current)
+            fingerprint=run["fingerprint"],
+            alertname=run["alertname"],
+        )
+        if current["state"] == "undoing":
+            await self.undo(current)
 
     async def _circuit(self, runbook: Runbook, *, ok: bool) -> None:
+        if ok:
+            await self.store.record_circuit_success(runbook.id)
+            self.metrics.circuit_state.labels(runbook.id).set(0)
+            return
         state, opened = await self.store.record_circuit_result(
             runbook.id, ok, self.settings.engine.circuit_failures
         )
@@ -500,7 +550,9 @@ class Engine:
         if await self.is_paused():
             log.warning("undo_deferred", run_id=run_id, reason="kill switch on")
             return
+        claimed_at = time.time()
         if await self.store.claim_run(run_id, self.owner, self.lease, "waiting", "undoing"):
+            self._leases[run_id] = claimed_at + self.lease
             run = await self.store.get_run(run_id)
             assert run is not None
             await self.undo(run)
@@ -715,6 +767,7 @@ class Engine:
             fingerprint=run["fingerprint"],
             alertname=run["alertname"],
         )
+        self._leases[run["id"]] = run["lease_until"]
         if run["state"] == "running":
             rs = self.rules()
             rule = rs.get(run["rule"]) if rs is not None else None

@@ -14,7 +14,7 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -51,9 +51,19 @@ class Backend(Protocol):
         """``async with backend.read() as conn``: one or more SELECTs, no transaction."""
         ...
 
+    async def durable_mark(self, owner: str) -> None:
+        """A tiny durable write: once it returns, every earlier commit is on disk."""
+        ...
+
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+_SYNC_MARK = (
+    "INSERT INTO sync_marks (owner, n) VALUES (?, 1) ON CONFLICT (owner)"
+    " DO UPDATE SET n = sync_marks.n + 1"
+)
 
 
 # --------------------------------------------------------------------------- SQLite
@@ -172,6 +182,10 @@ class SqliteBackend:
             raise StateUnavailable("sqlite store is not open")
         async with self._lock:
             yield _SqliteConn(self._db)
+
+    async def durable_mark(self, owner: str) -> None:
+        async with self.transaction(durable=True) as c:
+            await c.execute(_SYNC_MARK, owner)
 
     async def ping(self) -> None:
         async with self.read() as c:
@@ -301,6 +315,27 @@ class PostgresBackend:
                 await self._pool.release(conn)
             except _PG_DOWN:
                 pass  # a dead connection is discarded by the pool
+
+    async def durable_mark(self, owner: str) -> None:
+        # One round trip instead of three (BEGIN, INSERT, COMMIT): a parameterless
+        # execute goes as one simple-protocol message, so the owner is inlined as a
+        # literal (our own id, quoted; it never comes from a request).
+        literal = "'" + owner.replace("'", "''") + "'"
+        sql = (
+            "BEGIN; SET LOCAL synchronous_commit TO ON; "
+            + _SYNC_MARK.replace("?", literal, 1)
+            + "; COMMIT"
+        )
+        async with self._connection() as conn:
+            try:
+                await conn.execute(sql)
+            except _PG_DOWN as exc:
+                raise StateUnavailable(f"postgres: {type(exc).__name__}") from exc
+            except asyncpg.PostgresError:
+                # A failed statement leaves the block aborted on this connection.
+                with suppress(*_PG_DOWN, asyncpg.PostgresError):
+                    await conn.execute("ROLLBACK")
+                raise
 
     async def advisory_lock(self, conn: Conn) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(7240512)")

@@ -313,6 +313,43 @@ class StateStore:
             args.append(expect_state)
         return await self._execute(sql, *args) == 1
 
+    async def run_start_facts(
+        self, fingerprint: str, starts_at: str, runbook: str, flag: str
+    ) -> Row:
+        """What a new run must know before its guards, in one read: has its alert
+        already resolved, is the kill switch on, and its runbook's circuit state."""
+        rows = await self._read(
+            "SELECT EXISTS (SELECT 1 FROM occurrences WHERE fingerprint = ?"
+            " AND starts_at = ? AND status = 'resolved') AS resolved,"
+            " (SELECT value FROM flags WHERE name = ?) AS flag,"
+            " (SELECT state FROM circuits WHERE runbook = ?) AS circuit",
+            fingerprint,
+            starts_at,
+            flag,
+            runbook,
+        )
+        row = rows[0]
+        row["resolved"] = bool(row["resolved"])
+        return row
+
+    async def hand_over_run(
+        self, run_id: str, owner: str, outcome: str, **fields: Any
+    ) -> Row | None:
+        """End a run's fire phase in one statement: waiting for the resolve, or undoing
+        at once if the alert resolved meanwhile. None if we no longer own it."""
+        fields["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        rows = await self._fetch(
+            "UPDATE runs SET state = CASE WHEN undo_state = 'requested' THEN 'undoing'"
+            f" ELSE 'waiting' END, outcome = ?, {sets}"
+            " WHERE id = ? AND owner = ? AND state = 'running' RETURNING *",
+            outcome,
+            *fields.values(),
+            run_id,
+            owner,
+        )
+        return self._run(rows[0]) if rows else None
+
     async def request_undo(self, run_id: str, now: float) -> bool:
         """First resolve notification wins; repeats return False (undo runs once)."""
         n = await self._execute(
@@ -605,6 +642,17 @@ class StateStore:
             )
         return state, state == "open" and prev["state"] != "open"
 
+    async def record_circuit_success(self, runbook: str) -> None:
+        """A run succeeded: the circuit closes and its failure count restarts. One
+        statement, and none of a write when it is already closed with no failures
+        (the common case), unlike record_circuit_result."""
+        await self._execute(
+            "UPDATE circuits SET state = 'closed', failures = 0, opened_at = NULL,"
+            " updated_at = ? WHERE runbook = ? AND (state <> 'closed' OR failures <> 0)",
+            time.time(),
+            runbook,
+        )
+
     async def half_open_circuit(self, runbook: str, reset_after: float) -> bool:
         """open -> half-open once the reset time has passed; one caller wins the trial."""
         now = time.time()
@@ -756,12 +804,7 @@ class _DurabilityBarrier:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
                 try:
-                    await self._store._execute(
-                        "INSERT INTO sync_marks (owner, n) VALUES (?, 1) ON CONFLICT (owner)"
-                        " DO UPDATE SET n = sync_marks.n + 1",
-                        self._owner,
-                        durable=True,
-                    )
+                    await self._store.backend.durable_mark(self._owner)
                 except BaseException as exc:  # every waiter gets the answer
                     for f in batch:
                         if not f.done():
