@@ -374,6 +374,40 @@ def markdown(results: dict[str, Any], command: str) -> str:
     return "\n".join(header) + "\n" + body + "\n" + "\n".join(tail) + "\n"
 
 
+README_START = "<!-- bench-summary:start (bench/run.py rewrites this part) -->"
+README_END = "<!-- bench-summary:end -->"
+
+
+def readme_summary(results: dict[str, Any]) -> str:
+    """The README's short form: when, on what, and every target with its result."""
+    m = results["machine"]
+    rows = [
+        [t["scenario"], t["target"], _fmt(t["value"], 2), t["limit"], t["result"]]
+        for t in results["targets"]
+    ]
+    passed = sum(t["result"] == "PASS" for t in results["targets"])
+    return "\n".join(
+        [
+            README_START,
+            f"Latest full run: {results['date']}, {m['cpus']} cores ({m['cpu_model']}), "
+            f"{m['memory_gib']} GiB, commit {m['git_commit']}; {passed} of "
+            f"{len(rows)} targets met. Ratios are against the bare aiohttp ceiling "
+            "measured in the same run; all figures in bench/RESULTS.md.",
+            "",
+            _md_table(["scenario", "target", "value", "limit", "result"], rows),
+            README_END,
+        ]
+    )
+
+
+def update_readme(readme: str, results: dict[str, Any]) -> str:
+    """Replace the marked summary in the README's text (unchanged if unmarked)."""
+    start, end = readme.find(README_START), readme.find(README_END)
+    if start < 0 or end < start:
+        return readme
+    return readme[:start] + readme_summary(results) + readme[end + len(README_END) :]
+
+
 def _render(
     results: dict[str, Any],
     title: Callable[[str], str],

@@ -158,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         md.write_text(report.markdown(results, command))
         print(f"markdown: {md}")
+        if md == common.REPO / "bench" / "RESULTS.md":
+            readme = common.REPO / "README.md"
+            readme.write_text(report.update_readme(readme.read_text(), results))
+            print(f"summary: {readme}")
     return 0
 
 
