@@ -200,6 +200,11 @@ class Daemon:
     def known_alertnames(self) -> frozenset[str]:
         return self.ruleset.alertnames if self.ruleset is not None else frozenset()
 
+    def routed(self, labels: dict[str, str]) -> bool:
+        """Can a firing alert with these labels start a run? Without a valid rule set
+        nobody knows yet, so the answer is yes: its occurrence waits for the workers."""
+        return self.ruleset is None or bool(self.ruleset.select(labels))
+
     # ------------------------------------------------------------ operations
 
     async def set_paused(self, paused: bool, who: str) -> None:

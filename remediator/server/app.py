@@ -145,6 +145,7 @@ def create_app(daemon: Daemon) -> web.Application:
         daemon.journal,
         daemon.metrics,
         known_alertnames=daemon.known_alertnames,
+        routed=daemon.routed,
         on_journal_down=daemon.journal_down,
     )
 

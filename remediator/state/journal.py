@@ -96,7 +96,11 @@ class JournalWriter:
             part, i = results[i : i + len(occs)], i + len(occs)
             if not fut.done():
                 fut.set_result(part)
-        if self._on_commit is not None and any(results):
+        # Wake the workers only for work they can claim: a repeat adds no row, and an
+        # occurrence no rule wants is journaled already done.
+        if self._on_commit is not None and any(
+            new and o.pending for new, o in zip(results, flat, strict=True)
+        ):
             self._on_commit()
 
     async def close(self) -> None:
