@@ -4,8 +4,9 @@ p50/p99 ack latency, and daemon/ceiling ratios, per payload size.
 
 Each measurement gets a fresh server (fresh SQLite file or Postgres schema), so the
 workers' backlog of one run never weighs on the next. The daemon's rules match
-none of the bench alerts: the workers claim and finish occurrences, as they would
-in a storm of alerts nobody wrote a rule for.
+none of the bench alerts, as in a storm of alerts nobody wrote a rule for: each
+occurrence is still journaled durably before the 202, but as already processed,
+so the workers never claim it (the backlog column shows that none is left over).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ import yaml
 from bench import common, runbook
 
 # Scenario 1 and 3 rules: valid, loaded, and matching none of the bench alerts, so
-# the workers claim and finish each occurrence without starting runs.
+# every occurrence is journaled (durably, before the 202) as already processed and
+# no run starts: the scenarios measure intake, not the engine.
 NO_MATCH_RULES = """\
 rules:
   - name: bench-never-matches

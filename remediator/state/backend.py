@@ -247,6 +247,8 @@ class SqliteBackend:
 # ------------------------------------------------------------------------- Postgres
 
 _QMARK = re.compile(r"\?")
+_DURABLE_POOL_SIZE = 4  # the journal's concurrent flushers on Postgres (daemon.py)
+
 _PG_DOWN = (
     OSError,
     asyncio.TimeoutError,
@@ -297,6 +299,9 @@ class PostgresBackend:
         self.dsn = dsn
         self._min, self._max = min_size, max_size
         self._pool: asyncpg.Pool | None = None
+        # The journal's pool: its sessions keep synchronous_commit on, so a lone
+        # INSERT in autocommit is durable in one round trip (see fetch_durably).
+        self._durable_pool: asyncpg.Pool | None = None
         self._sql_cache: dict[str, str] = {}
 
     async def open(self) -> None:
@@ -311,7 +316,16 @@ class PostgresBackend:
                 # transaction turns it back on for itself (see transaction()).
                 server_settings={"synchronous_commit": "off"},
             )
+            self._durable_pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=_DURABLE_POOL_SIZE,
+                timeout=5,
+                command_timeout=10,
+                server_settings={"synchronous_commit": "on"},
+            )
         except (*_PG_DOWN, asyncpg.PostgresError) as exc:
+            await self.close()
             raise StateUnavailable(
                 f"postgres {redact_dsn(self.dsn)}: {type(exc).__name__}"
             ) from exc
@@ -346,19 +360,31 @@ class PostgresBackend:
         async with self._connection() as conn:
             yield _PgConn(conn, self._sql_cache)
 
+    async def fetch_durably(self, sql: str, *args: Any) -> list[Row]:
+        """One statement, committed durably on its own, in ONE round trip.
+
+        For the journal's INSERT, the hot path of every webhook: a statement outside
+        BEGIN is its own transaction (all or nothing), and on this pool's sessions
+        its commit waits for the WAL flush. BEGIN and COMMIT as separate messages
+        cost two more round trips and their server work per batch.
+        """
+        async with self._connection(durable=True) as conn:
+            return await _PgConn(conn, self._sql_cache).fetch(sql, *args)
+
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        if self._pool is None:
+    async def _connection(self, *, durable: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        pool = self._durable_pool if durable else self._pool
+        if pool is None:
             raise StateUnavailable("postgres store is not open")
         try:
-            conn = await self._pool.acquire(timeout=5)
+            conn = await pool.acquire(timeout=5)
         except _PG_DOWN as exc:
             raise StateUnavailable(f"postgres: {type(exc).__name__}") from exc
         try:
             yield conn
         finally:
             try:
-                await self._pool.release(conn)
+                await pool.release(conn)
             except _PG_DOWN:
                 pass  # a dead connection is discarded by the pool
 
@@ -391,9 +417,10 @@ class PostgresBackend:
             await c.fetch("SELECT 1")
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        for pool in (self._pool, self._durable_pool):
+            if pool is not None:
+                await pool.close()
+        self._pool = self._durable_pool = None
 
 
 def redact_dsn(dsn: str) -> str:

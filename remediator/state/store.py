@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from remediator.models import Occurrence
-from remediator.state.backend import Backend, Conn, Row, open_backend
+from remediator.state.backend import Backend, Conn, PostgresBackend, Row, open_backend
 
 
 def dumps(value: Any) -> str:
@@ -97,14 +97,21 @@ def _insert_occurrences_sql(rows: int) -> str:
     )
 
 
+def _unnest_args(chunk: list[Occurrence]) -> list[list[Any]]:
+    """_INSERT_UNNEST's arguments: one array per column."""
+    return [list(col) for col in zip(*(_occurrence_values(o) for o in chunk), strict=True)]
+
+
+def _inserted_keys(rows: list[Row]) -> set[tuple[str, str, str]]:
+    return {(r["fingerprint"], r["starts_at"], r["status"]) for r in rows}
+
+
 async def _insert_postgres(c: Conn, ordered: list[Occurrence]) -> set[tuple[str, str, str]]:
     """The keys of the rows inserted (the INSERT returns them)."""
     new: set[tuple[str, str, str]] = set()
     for chunk in _chunks(ordered, postgres=True):
         # One statement text whatever the batch size: prepared once.
-        cols = list(zip(*(_occurrence_values(o) for o in chunk), strict=True))
-        rows = await c.fetch(_INSERT_UNNEST, *(list(col) for col in cols))
-        new.update((r["fingerprint"], r["starts_at"], r["status"]) for r in rows)
+        new |= _inserted_keys(await c.fetch(_INSERT_UNNEST, *_unnest_args(chunk)))
     return new
 
 
@@ -213,11 +220,16 @@ class StateStore:
         """
         ordered = sorted(occs, key=_occurrence_key)
         new: set[tuple[str, str, str]] | None
-        async with self.backend.transaction() as c:
-            if self.backend.dialect == "postgres":
-                new = await _insert_postgres(c, ordered)
-            else:
-                new = await _insert_sqlite(c, ordered)
+        if isinstance(self.backend, PostgresBackend) and len(ordered) <= _CHUNK:
+            # The usual batch: one INSERT is the whole transaction (one round trip).
+            rows = await self.backend.fetch_durably(_INSERT_UNNEST, *_unnest_args(ordered))
+            new = _inserted_keys(rows)
+        else:
+            async with self.backend.transaction() as c:
+                if self.backend.dialect == "postgres":
+                    new = await _insert_postgres(c, ordered)
+                else:
+                    new = await _insert_sqlite(c, ordered)
         if new is None:  # every row was new
             return [True] * len(occs)
         out: list[bool] = []

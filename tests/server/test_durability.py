@@ -13,7 +13,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from remediator.models import WebhookPayload, occurrences
 from remediator.paging.capture import CapturePager
+from remediator.state.backend import PostgresBackend
 from remediator.state.store import StateStore
 from remediator.testing import make_alert, make_payload
 from tests.conftest import free_port
@@ -144,3 +146,27 @@ async def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(tmp_path):
         await store.close()
     # every 202 is journaled; requests refused during shutdown were never acknowledged
     assert len(rows) >= len(accepted) > 0
+
+
+async def test_postgres_journal_insert_commits_durably_on_its_own(pg_schema_dsn):
+    # The journal's INSERT runs outside BEGIN, on its own pool, so its commit must wait
+    # for the WAL flush on that pool's sessions even where the database's default is
+    # off (the DSN below says off, as a server tuned for speed might); the bookkeeping
+    # pool keeps it off on purpose.
+    store = await StateStore.open(pg_schema_dsn + "&synchronous_commit=off")
+    try:
+        backend = store.backend
+        assert isinstance(backend, PostgresBackend)
+        rows = await backend.fetch_durably("SELECT current_setting('synchronous_commit') AS v")
+        assert rows == [{"v": "on"}]
+        async with backend.read() as c:
+            assert await c.fetch("SELECT current_setting('synchronous_commit') AS v") == [
+                {"v": "off"}
+            ]
+        # The journal's one-statement path still tells a new row from a repeat.
+        a = make_alert("DatabaseDown", {"instance": "db1"})
+        occ = occurrences(WebhookPayload.model_validate(make_payload(a)), time.time())
+        assert await store.append_occurrences(occ) == [True]
+        assert await store.append_occurrences(occ) == [False]
+    finally:
+        await store.close()
