@@ -247,6 +247,18 @@ class SqliteBackend:
 # ------------------------------------------------------------------------- Postgres
 
 _QMARK = re.compile(r"\?")
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pools' reset hook: nothing to reset, so no reset query.
+
+    asyncpg's default sends "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL" on every release: one more round trip for each statement the store
+    runs (a third of the Postgres time to mitigation). The store leaves nothing
+    behind in a session: its advisory lock is transaction-scoped, its settings are
+    SET LOCAL or connection parameters, it opens no cursors and listens to nothing.
+    asyncpg still rolls back a transaction left open before calling this.
+    """
+
+
 _DURABLE_POOL_SIZE = 4  # the journal's concurrent flushers on Postgres (daemon.py)
 
 _PG_DOWN = (
@@ -315,6 +327,7 @@ class PostgresBackend:
                 # Bookkeeping commits do not wait for the WAL flush; a durable
                 # transaction turns it back on for itself (see transaction()).
                 server_settings={"synchronous_commit": "off"},
+                reset=_keep_session,
             )
             self._durable_pool = await asyncpg.create_pool(
                 self.dsn,
@@ -323,6 +336,7 @@ class PostgresBackend:
                 timeout=5,
                 command_timeout=10,
                 server_settings={"synchronous_commit": "on"},
+                reset=_keep_session,
             )
         except (*_PG_DOWN, asyncpg.PostgresError) as exc:
             await self.close()
