@@ -121,6 +121,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
+    """The pool's reset hook: no reset query on release.
+
+    asyncpg's default sends "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL" each time a connection goes back to the pool: a round trip per step
+    on the path to mitigation. The runbooks' statements leave nothing in a session
+    (no session advisory locks, SET, LISTEN or cursors outside a transaction), and
+    asyncpg still rolls back a transaction left open before it calls this hook.
+    """
+
+
 class Transaction:
     """Statements inside one ``TargetDatabase.transaction()``; valid only in that block."""
 
@@ -199,6 +210,7 @@ class TargetDatabase:
                     "statement_timeout": str(statement_timeout_ms),
                 },
                 init=_init_connection,
+                reset=_nothing_to_reset,
             )
         return cls(pool, target=target, acquire_timeout=connect_timeout)
 

@@ -232,3 +232,23 @@ async def test_transaction_object_is_unusable_after_its_block(db: TargetDatabase
         assert await tx.fetchval("SELECT 1") == 1
     with pytest.raises(RuntimeError, match="ended"):
         await tx.fetchval("SELECT 1")
+
+
+async def test_a_transaction_left_open_never_reaches_the_next_caller(dawsos_dsn: str) -> None:
+    # The pool skips asyncpg's reset query; an open transaction must still be rolled
+    # back on release, or its writes would commit with the next caller's.
+    database = await TargetDatabase.connect(
+        dawsos_dsn, statement_timeout_ms=2000, min_size=1, max_size=1
+    )
+    try:
+        async with database._connection() as conn:
+            first = await conn.fetchval("SELECT pg_backend_pid()")
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TABLE left_open (x int)")
+        async with database.transaction() as tx:
+            again = await tx.fetchval("SELECT pg_backend_pid()")
+            exists = await tx.fetchval("SELECT to_regclass('left_open') IS NOT NULL")
+        assert again == first  # the same session, so the check below means something
+        assert exists is False
+    finally:
+        await database.aclose()
