@@ -135,8 +135,8 @@ CATEGORIES: list[tuple[str, Callable[[Stack], bool]]] = [
         ),
     ),
     (
-        "DB driver, caller unknown (aiosqlite/asyncpg)",
-        lambda s: _any(s, lambda f: f.lib("aiosqlite") or f.lib("asyncpg") or f.lib("sqlite3")),
+        "DB driver, caller unknown (asyncpg, sqlite3)",
+        lambda s: _any(s, lambda f: f.lib("asyncpg") or f.lib("sqlite3")),
     ),
     ("webhook handler, other lines", lambda s: _any(s, lambda f: f.file.endswith("webhook.py"))),
     ("aiohttp: HTTP server", lambda s: _any(s, lambda f: f.lib("aiohttp"))),
