@@ -13,18 +13,16 @@ import asyncio
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import asyncpg
 
 from remediator.errors import StateUnavailable
 from remediator.state import migrations
-
-T = TypeVar("T")
 
 Row = dict[str, Any]
 
@@ -176,50 +174,6 @@ class SqliteBackend:
                     db.execute("COMMIT")
             except (sqlite3.Error, ValueError) as exc:
                 raise StateUnavailable(f"sqlite commit failed: {exc}") from exc
-
-    async def in_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work(db)`` as one durable transaction in a worker thread.
-
-        For the journal's batches: sqlite3 releases the GIL while a statement runs,
-        so a big INSERT and its fsync proceed on the other core while the event loop
-        goes on parsing requests. (Small statements stay inline: for them the hand-off
-        costs more than it saves.) The asyncio lock keeps every other use of the
-        connection out meanwhile; a cancelled caller still waits for the thread.
-        """
-        if self._db is None:
-            raise StateUnavailable("sqlite store is not open")
-        db = self._db
-        async with self._lock:
-            job = asyncio.ensure_future(asyncio.to_thread(self._run_durably, db, work))
-            try:
-                return await asyncio.shield(job)
-            except asyncio.CancelledError:
-                await job
-                raise
-            except (sqlite3.Error, ValueError) as exc:
-                raise StateUnavailable(f"sqlite: {exc}") from exc
-
-    def _run_durably(self, db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-        if self._synchronous != "FULL":
-            db.execute("PRAGMA synchronous=FULL")
-            self._synchronous = "FULL"
-        deadline = time.monotonic() + _BUSY_WAIT
-        while True:  # another process (the CLI) may hold the write lock for a moment
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-            time.sleep(0.005)
-        try:
-            out = work(db)
-        except BaseException:
-            with suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return out
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_SqliteConn]:
