@@ -201,15 +201,17 @@ class SqliteBackend:
 # ------------------------------------------------------------------------- Postgres
 
 _QMARK = re.compile(r"\?")
+
+
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """The pools' reset hook: nothing to reset, so no reset query.
 
     asyncpg's default sends "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
     RESET ALL" on every release: one more round trip for each statement the store
-    runs (a third of the Postgres time to mitigation). The store leaves nothing
-    behind in a session: its advisory lock is transaction-scoped, its settings are
-    SET LOCAL or connection parameters, it opens no cursors and listens to nothing.
-    asyncpg still rolls back a transaction left open before calling this.
+    runs (Postgres TTM p50 at 200/s: 9-15 ms with it, ~3 ms without). The store
+    leaves nothing behind in a session: its advisory lock is transaction-scoped, its
+    settings are SET LOCAL or connection parameters, it opens no cursors and listens
+    to nothing. asyncpg still rolls back a transaction left open before calling this.
     """
 
 

@@ -17,7 +17,7 @@ def occ(i: int, status: str = "firing") -> Occurrence:
 async def test_large_batches_with_repeats_answer_new_or_repeat_per_occurrence(state_url):
     store = await StateStore.open(state_url)
     try:
-        first = [occ(i) for i in range(2100)]  # past the largest INSERT on both backends
+        first = [occ(i) for i in range(2100)]  # many SQLite pieces; Postgres: one JSON text
         assert await store.append_occurrences(first) == [True] * 2100
         again = [occ(i) for i in range(2050, 2450)]  # 50 repeats, then 350 new
         repeated_inside = [occ(5000), occ(5000, "resolved"), occ(5000)]
