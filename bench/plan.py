@@ -17,6 +17,8 @@ class Plan:
     intake_seconds: float
     warmup_seconds: float
     payload_sizes: tuple[int, ...]
+    # Ceiling-then-daemons rounds; ratios and latencies are medians over the rounds.
+    intake_rounds: int
     dup_heavy: bool  # also run the duplicate-heavy load against both backends
     intake_backends: tuple[str, ...]
     # 2. time to mitigation
@@ -41,9 +43,10 @@ class Plan:
 
 FULL = Plan(
     name="full",
-    intake_seconds=10,
+    intake_seconds=8,
     warmup_seconds=2,
     payload_sizes=(1, 20),
+    intake_rounds=3,
     dup_heavy=True,
     intake_backends=("sqlite", "postgres"),
     ttm_rate=200,
@@ -62,6 +65,7 @@ QUICK = Plan(
     intake_seconds=3,
     warmup_seconds=1,
     payload_sizes=(1, 20),
+    intake_rounds=1,
     dup_heavy=False,
     intake_backends=("sqlite", "postgres"),
     ttm_rate=200,
@@ -82,6 +86,7 @@ SMOKE = Plan(
     intake_seconds=1,
     warmup_seconds=0,
     payload_sizes=(20,),
+    intake_rounds=1,
     dup_heavy=False,
     intake_backends=("sqlite",),
     ttm_rate=20,

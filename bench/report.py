@@ -190,12 +190,17 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, Table]]:
         ]
         body = []
         ratios = intake["ratios"]
+        by_round = intake.get("ratios_by_round", {})
         for r in intake["rows"]:
             ratio = (
                 ratios.get(str(r["payload_alerts"]), {}).get(r["target"])
                 if r["mode"] == "distinct"
                 else None
             )
+            spread = by_round.get(str(r["payload_alerts"]), {}).get(r["target"], [])
+            ratio_text = "1.00" if r["target"] == "ceiling" else _fmt(ratio, 3)
+            if ratio is not None and len(spread) > 1:
+                ratio_text += f" ({min(spread):.2f}-{max(spread):.2f})"
             body.append(
                 [
                     r["target"],
@@ -205,7 +210,7 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, Table]]:
                     _fmt(r["alerts_per_s"], 0),
                     _fmt(r["p50_ms"], 2),
                     _fmt(r["p99_ms"], 2),
-                    "1.00" if r["target"] == "ceiling" else _fmt(ratio, 3),
+                    ratio_text,
                     _fmt(r["server_cpu_us_per_request"], 0),
                     _fmt(r["non202"]),
                     _fmt(r.get("journal_commits_per_s"), 0),
@@ -213,10 +218,14 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, Table]]:
                     _fmt(r.get("worker_backlog"), 0),
                 ]
             )
+        rounds = intake.get("rounds", 1)
         tables.append(
             (
                 f"1. Intake ceiling ratio ({intake['connections']} connections, "
-                f"{intake['rows'][0]['generator']})",
+                f"{intake['rows'][0]['generator']}"
+                + (
+                    f"; medians of {rounds} rounds, ratio range in brackets)" if rounds > 1 else ")"
+                ),
                 (head, body),
             )
         )

@@ -65,6 +65,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="use bench.loadgen for scenario 1 even when wrk is installed",
     )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="scenario 1 rounds (ceiling, then each backend); medians are reported "
+        "(default: 3 for a full run, 1 otherwise)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, DBs)")
     return p.parse_args(argv)
 
@@ -72,6 +78,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     chosen = plan.SMOKE if args.smoke else plan.QUICK if args.quick else plan.FULL
+    if args.rounds is not None:
+        if args.rounds < 1:
+            print("--rounds must be at least 1", file=sys.stderr)
+            return 2
+        chosen = replace(chosen, intake_rounds=args.rounds)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(SCENARIOS))
     if unknown:

@@ -40,7 +40,7 @@ async def test_every_field_comes_back_exactly_as_journaled(state_url):
     # from it).
     awkward = {
         "alertname": "Quoting",
-        "q": "it's \"quoted\" \\ back\\slash",
+        "q": 'it\'s "quoted" \\ back\\slash',
         "lines": "one\ntwo\tthree",
         "unicode": "Zürich ✓ 東京 🚨",
         "json": '{"not": ["parsed"]}',
