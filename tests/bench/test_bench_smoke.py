@@ -36,6 +36,8 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             sys.executable,
             "bench/run.py",
             "--smoke",
+            "--rounds",  # two rounds: the medians and sums of scenario 1 are checked below
+            "2",
             "--out",
             str(out / "results.json"),
             "--markdown",
@@ -69,6 +71,27 @@ def test_intake_drives_the_ceiling_and_the_daemon_with_distinct_valid_alerts(
     ratios = smoke["intake"]["ratios"]["20"]
     assert set(ratios) == {"sqlite"}
     assert 0 < ratios["sqlite"] < math.inf
+
+
+def test_intake_rounds_pair_each_daemon_run_with_its_own_ceiling_and_report_medians(
+    smoke: dict[str, Any],
+) -> None:
+    intake = smoke["intake"]
+    assert intake["rounds"] == 2
+    runs = intake["measurements"]
+    by_target = {t: [m for m in runs if m["target"] == t] for t in ("ceiling", "sqlite")}
+    assert all(len(ms) == 2 for ms in by_target.values()), runs
+    # Ratios are taken within a round (ceiling i, daemon i), then the median of them.
+    rounds = zip(by_target["ceiling"], by_target["sqlite"], strict=True)
+    pairs = [s["rps"] / c["rps"] for c, s in rounds]
+    assert intake["ratios_by_round"]["20"]["sqlite"] == pytest.approx(pairs)
+    assert intake["ratios"]["20"]["sqlite"] == pytest.approx(sum(pairs) / 2)
+    # The reported row: counts summed over the rounds, rates the medians.
+    row = next(r for r in intake["rows"] if r["target"] == "sqlite")
+    assert row["rounds"] == 2
+    assert row["requests"] == sum(m["requests"] for m in by_target["sqlite"])
+    assert row["rps"] == pytest.approx(sum(m["rps"] for m in by_target["sqlite"]) / 2)
+    assert "medians of 2 rounds" in smoke["_stdout"]
 
 
 def test_time_to_mitigation_mitigates_every_alert_once_and_reads_three_clocks(
