@@ -203,7 +203,8 @@ class Daemon:
     def routed(self, labels: dict[str, str]) -> bool:
         """Can a firing alert with these labels start a run? Without a valid rule set
         nobody knows yet, so the answer is yes: its occurrence waits for the workers."""
-        return self.ruleset is None or bool(self.ruleset.select(labels))
+        ruleset = self.ruleset
+        return ruleset is None or ruleset.routes(labels)
 
     # ------------------------------------------------------------ operations
 

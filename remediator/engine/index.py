@@ -64,5 +64,19 @@ class RuleIndex(Generic[R]):
             self._rules[pos] for pos in positions if matches_all(self._rules[pos].matchers, labels)
         ]
 
+    def matches_any(self, labels: Mapping[str, str]) -> bool:
+        """``bool(select(labels))``, without building the list: the webhook asks this
+        for every firing alert of a storm, and most of a storm matches no rule."""
+        rules = self._rules
+        for pos in self._by_name.get(labels.get("alertname", ""), ()):
+            if matches_all(rules[pos].matchers, labels):
+                return True
+        # A loop, not any(genexpr): creating the generator cost as much as the whole
+        # lookup when, as usual, there are no wildcard rules.
+        for pos in self._wildcard:  # noqa: SIM110
+            if matches_all(rules[pos].matchers, labels):
+                return True
+        return False
+
     def __len__(self) -> int:
         return len(self._rules)

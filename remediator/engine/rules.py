@@ -60,6 +60,10 @@ class RuleSet:
     def select(self, labels: Mapping[str, str]) -> list[Rule]:
         return self._index.select(labels)
 
+    def routes(self, labels: Mapping[str, str]) -> bool:
+        """Whether any rule selects these labels."""
+        return self._index.matches_any(labels)
+
     def get(self, name: str) -> Rule | None:
         for r in self.rules:
             if r.name == name:

@@ -307,9 +307,7 @@ class Engine:
             alertname=run["alertname"],
         )
 
-    async def _fire(
-        self, run: Row, runbook: Runbook, rule: Rule | None, facts: Row | None
-    ) -> None:
+    async def _fire(self, run: Row, runbook: Runbook, rule: Rule | None, facts: Row | None) -> None:
         # A run created just now (facts given) has no steps yet; a resumed one may.
         fresh = facts is not None
         existing = [] if fresh else await self.store.steps_for_run(run["id"], "fire")

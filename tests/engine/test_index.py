@@ -71,6 +71,7 @@ def test_select_equals_a_scan_of_all_rules(rules: list[Rule], labels: list[dict[
     assert len(index) == len(rules)
     for ls in labels:
         assert index.select(ls) == scan(rules, ls)
+        assert index.matches_any(ls) is bool(scan(rules, ls))
 
 
 def test_select_equals_a_scan_on_a_large_random_rule_set() -> None:
@@ -98,6 +99,7 @@ def test_select_equals_a_scan_on_a_large_random_rule_set() -> None:
     index = RuleIndex(rules)
     selected = [index.select(ls) for ls in labels]
     assert selected == [scan(rules, ls) for ls in labels]
+    assert [index.matches_any(ls) for ls in labels] == [bool(s) for s in selected]
     # Not vacuous: many alerts match something, and many rules were bucketed.
     assert sum(1 for s in selected if s) > 200
     assert sum(1 for r in rules if alertname_keys(r.matchers) is not None) > 100
@@ -176,6 +178,7 @@ def test_empty_index() -> None:
     index: RuleIndex[Rule] = RuleIndex([])
     assert len(index) == 0
     assert index.select({"alertname": "A"}) == []
+    assert index.matches_any({"alertname": "A"}) is False
 
 
 @pytest.mark.parametrize(
@@ -226,3 +229,18 @@ def test_select_reads_only_the_bucket_and_the_wildcards() -> None:
     assert index.select({"alertname": "A", "severity": "page"}) == [mine, wildcard]
     assert all(r.reads == 0 for r in others)
     assert mine.reads > 0 and wildcard.reads > 0
+
+
+def test_matches_any_reads_only_the_bucket_and_the_wildcards_and_stops_at_a_match() -> None:
+    others = [CountingRule(f'alertname="N{i}"') for i in range(200)]
+    first = CountingRule('alertname="A"')
+    second = CountingRule('alertname="A"')
+    wildcard = CountingRule('severity="page"')
+    index = RuleIndex([*others, first, second, wildcard])
+    for r in (*others, first, second, wildcard):
+        r.reads = 0
+    assert index.matches_any({"alertname": "A", "severity": "page"}) is True
+    assert first.reads > 0
+    assert all(r.reads == 0 for r in (*others, second, wildcard))
+    assert index.matches_any({"alertname": "B", "severity": "info"}) is False
+    assert wildcard.reads > 0 and all(r.reads == 0 for r in others)
