@@ -183,8 +183,8 @@ class StateStore:
     async def ping(self) -> None:
         await self.backend.ping()
 
-    # Durability: a durable commit waits for the disk (SQLite synchronous=FULL,
-    # Postgres synchronous_commit=on) and, in the WAL, makes every earlier commit
+    # Durability: a durable commit waits for the disk (SQLite: a shared fsync of the
+    # WAL after it; Postgres synchronous_commit=on) and makes every earlier commit
     # durable too. So only the writes that must survive an OS crash on their own wait
     # for it: the journal (before 202), a mutating step's record (before and after it
     # acts), the page outbox, approvals decided by a human and the kill switch.
@@ -848,11 +848,11 @@ class StateStore:
 class _DurabilityBarrier:
     """Group commit for durability: one durable write flushes every earlier commit.
 
-    In SQLite's WAL a synchronous=FULL commit syncs the log up to and including it;
-    on Postgres a synchronous commit waits for the WAL up to its commit record. So a
-    tiny durable write makes all bookkeeping committed before it durable. Callers
-    that arrive while a flush runs wait for the next one (their own commits may have
-    landed after it started); all of them share it.
+    On SQLite the mark writes nothing: an fsync of the WAL covers every commit so
+    far (see SqliteBackend). On Postgres a synchronous commit waits for the WAL up
+    to its commit record, so a tiny durable write makes all bookkeeping committed
+    before it durable. Callers that arrive while a flush runs wait for the next one
+    (their own commits may have landed after it started); all of them share it.
     """
 
     def __init__(self, store: StateStore, owner: str) -> None:
