@@ -104,11 +104,16 @@ class StepRunner:
 
     async def _record(self, base: Row, **fields: Any) -> Row:
         row = {**base, **fields}
-        await self.store.record_step(row)
-        if row["mutates"] and row["outcome"] not in ("dry_run", "awaiting_approval", "skipped"):
-            # A step that changes a target: its "started" row is on disk before it
-            # acts, and its undo record right after (shared disk flush, see sync()).
-            await self.store.sync()
+        # A step that changes a target: its "started" row is on disk before it acts,
+        # and its undo record right after. The record's own durable commit does it
+        # (and flushes the run's earlier bookkeeping with it): on Postgres one round
+        # trip instead of a commit and then a separate durability mark.
+        durable = bool(row["mutates"]) and row["outcome"] not in (
+            "dry_run",
+            "awaiting_approval",
+            "skipped",
+        )
+        await self.store.record_step(row, durable=durable)
         return row
 
     async def run(

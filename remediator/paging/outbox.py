@@ -46,17 +46,15 @@ class Outbox:
     async def enqueue(self, idem: str, action: str, content: PageContent) -> int:
         """Queue the page for every pager that takes its severity. Returns how many."""
         event = PageEvent(action=action, content=content)  # type: ignore[arg-type]
-        n = 0
-        for name, pager in self.pagers.items():
-            # A resolve goes where its trigger went: the same severity routing.
-            if not pager.accepts(content.severity):
-                continue
-            if await self.store.enqueue_page(
-                f"{idem}:{name}", name, action, content.dedup_key, event.to_json()
-            ):
-                n += 1
-        if n:
-            await self.store.sync()  # a queued page survives a crash
+        body = event.to_json()
+        # A resolve goes where its trigger went: the same severity routing.
+        n = await self.store.enqueue_pages(
+            [
+                (f"{idem}:{name}", name, action, content.dedup_key, body)
+                for name, pager in self.pagers.items()
+                if pager.accepts(content.severity)
+            ]
+        )
         if not self.pagers:
             log.warning(
                 "page_not_sent", reason="no pager configured", idem=idem, title=content.title

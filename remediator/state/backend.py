@@ -52,19 +52,14 @@ class Backend(Protocol):
         """``async with backend.read() as conn``: one or more SELECTs, no transaction."""
         ...
 
-    async def durable_mark(self, owner: str) -> None:
-        """A tiny durable write: once it returns, every earlier commit is on disk."""
+    def statement(self, *, durable: bool) -> Any:
+        """``async with backend.statement(durable=...) as conn``: ONE statement,
+        atomic by itself, committed on its own (durably if asked)."""
         ...
 
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
-
-
-_SYNC_MARK = (
-    "INSERT INTO sync_marks (owner, n) VALUES (?, 1) ON CONFLICT (owner)"
-    " DO UPDATE SET n = sync_marks.n + 1"
-)
 
 
 # --------------------------------------------------------------------------- SQLite
@@ -199,10 +194,10 @@ class SqliteBackend:
         async with self._lock:
             yield _SqliteConn(self._usable())
 
-    async def durable_mark(self, owner: str) -> None:
-        # Every commit so far is in the WAL: one (shared) fsync makes them durable.
-        self._usable()
-        await self._synced_past(self._committed)
+    def statement(self, *, durable: bool) -> Any:
+        # The explicit transaction costs nothing extra in-process, and it is where
+        # a durable commit waits for its fsync.
+        return self.transaction(durable=durable)
 
     async def _synced_past(self, seq: int) -> None:
         """Return once an fsync of the WAL that started after commit ``seq`` is done."""
@@ -298,7 +293,8 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-_DURABLE_POOL_SIZE = 4  # the journal's concurrent flushers on Postgres (daemon.py)
+# The journal's 4 concurrent flushers (daemon.py), and the engine's durable records.
+_DURABLE_POOL_SIZE = 6
 
 _PG_DOWN = (
     OSError,
@@ -413,6 +409,16 @@ class PostgresBackend:
         async with self._connection() as conn:
             yield _PgConn(conn, self._sql_cache)
 
+    @asynccontextmanager
+    async def statement(self, *, durable: bool) -> AsyncIterator[_PgConn]:
+        # Autocommit, one round trip: a bookkeeping statement on the main pool
+        # (synchronous_commit off); a durable one on the durable pool, whose
+        # sessions wait for the WAL flush (and so make every earlier commit
+        # durable too). BEGIN and COMMIT as messages of their own cost two more
+        # round trips each time.
+        async with self._connection(durable=durable) as conn:
+            yield _PgConn(conn, self._sql_cache)
+
     async def fetch_durably(self, sql: str, *args: Any) -> list[Row]:
         """One statement, committed durably on its own, in ONE round trip.
 
@@ -440,27 +446,6 @@ class PostgresBackend:
                 await pool.release(conn)
             except _PG_DOWN:
                 pass  # a dead connection is discarded by the pool
-
-    async def durable_mark(self, owner: str) -> None:
-        # One round trip instead of three (BEGIN, INSERT, COMMIT): a parameterless
-        # execute goes as one simple-protocol message, so the owner is inlined as a
-        # literal (our own id, quoted; it never comes from a request).
-        literal = "'" + owner.replace("'", "''") + "'"
-        sql = (
-            "BEGIN; SET LOCAL synchronous_commit TO ON; "
-            + _SYNC_MARK.replace("?", literal, 1)
-            + "; COMMIT"
-        )
-        async with self._connection() as conn:
-            try:
-                await conn.execute(sql)
-            except _PG_DOWN as exc:
-                raise StateUnavailable(f"postgres: {type(exc).__name__}") from exc
-            except asyncpg.PostgresError:
-                # A failed statement leaves the block aborted on this connection.
-                with suppress(*_PG_DOWN, asyncpg.PostgresError):
-                    await conn.execute("ROLLBACK")
-                raise
 
     async def advisory_lock(self, conn: Conn) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(7240512)")

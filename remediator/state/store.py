@@ -10,10 +10,8 @@ records and claims. Times are unix seconds; JSON columns hold text.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import operator
-import os
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -168,9 +166,8 @@ _RUN_COLUMNS = (
 
 
 class StateStore:
-    def __init__(self, backend: Backend, owner: str = "") -> None:
+    def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self._barrier = _DurabilityBarrier(self, owner or f"pid-{os.getpid()}")
         self._skip = backend.skip_locked
 
     @classmethod
@@ -192,22 +189,15 @@ class StateStore:
     # runs before their first mutation) and skips the wait. A process crash
     # (kill -9) loses neither kind.
 
-    async def sync(self) -> None:
-        """Make every commit so far durable; concurrent callers share one disk flush."""
-        await self._barrier.wait()
-
     async def _read(self, sql: str, *args: Any) -> list[Row]:
         async with self.backend.read() as c:
             rows: list[Row] = await c.fetch(sql, *args)
             return rows
 
     def _single(self, durable: bool) -> Any:
-        # One statement is atomic by itself: on Postgres a bookkeeping statement runs
-        # in autocommit (one round trip instead of three). SQLite keeps its explicit
-        # transaction, which sets the synchronous level the write needs.
-        if not durable and self.backend.dialect == "postgres":
-            return self.backend.read()
-        return self.backend.transaction(durable=durable)
+        # One statement is atomic by itself: on Postgres it runs in autocommit (one
+        # round trip instead of three).
+        return self.backend.statement(durable=durable)
 
     async def _fetch(self, sql: str, *args: Any, durable: bool = False) -> list[Row]:
         async with self._single(durable) as c:
@@ -540,8 +530,10 @@ class StateStore:
 
     # ------------------------------------------------------------------- steps
 
-    async def record_step(self, step: Row) -> None:
-        """Insert or update one step of a run; the audit trail is these rows."""
+    async def record_step(self, step: Row, *, durable: bool = False) -> None:
+        """Insert or update one step of a run; the audit trail is these rows.
+
+        ``durable``: on disk before this returns, and every earlier commit with it."""
         cols = (
             "run_id",
             "phase",
@@ -573,7 +565,8 @@ class StateStore:
             f"INSERT INTO steps ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
             f" ON CONFLICT (run_id, phase, name) DO UPDATE SET {updates}",
             *values,
-        )  # not durable by itself: the step runner calls sync() where it matters
+            durable=durable,
+        )
 
     async def steps_for_run(self, run_id: str, phase: str | None = None) -> list[Row]:
         if phase is None:
@@ -776,26 +769,24 @@ class StateStore:
 
     # ------------------------------------------------------------------ outbox
 
-    async def enqueue_page(
-        self,
-        idem: str,
-        pager: str,
-        action: str,
-        dedup_key: str,
-        event: dict[str, Any],
-        conn: Conn | None = None,
-    ) -> bool:
-        sql = (
-            "INSERT INTO outbox (idem, pager, action, dedup_key, event, state,"
-            " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)"
-            " ON CONFLICT (idem) DO NOTHING"
-        )
+    async def enqueue_pages(self, pages: list[tuple[str, str, str, str, dict[str, Any]]]) -> int:
+        """Queue (idem, pager, action, dedup_key, event) rows in ONE durable
+        statement: a queued page survives a crash. Returns how many were new."""
+        if not pages:
+            return 0
         now = time.time()
-        args = (idem, pager, action, dedup_key, dumps(event), now, now)
-        if conn is not None:
-            return await conn.execute(sql, *args) == 1
-        # Not durable by itself: the outbox calls sync() once for all pagers.
-        return await self._execute(sql, *args) == 1
+        values = ", ".join(["(?, ?, ?, ?, ?, 'pending', ?, ?)"] * len(pages))
+        args = [
+            v
+            for idem, pager, action, dedup_key, event in pages
+            for v in (idem, pager, action, dedup_key, dumps(event), now, now)
+        ]
+        return await self._execute(
+            "INSERT INTO outbox (idem, pager, action, dedup_key, event, state,"
+            f" next_attempt_at, created_at) VALUES {values} ON CONFLICT (idem) DO NOTHING",
+            *args,
+            durable=True,
+        )
 
     async def claim_pages(self, owner: str, limit: int, lease: float) -> list[Row]:
         now = time.time()
@@ -843,48 +834,3 @@ class StateStore:
         for r in rows:
             r["event"] = loads(r["event"])
         return rows
-
-
-class _DurabilityBarrier:
-    """Group commit for durability: one durable write flushes every earlier commit.
-
-    On SQLite the mark writes nothing: an fsync of the WAL covers every commit so
-    far (see SqliteBackend). On Postgres a synchronous commit waits for the WAL up
-    to its commit record, so a tiny durable write makes all bookkeeping committed
-    before it durable. Callers that arrive while a flush runs wait for the next one
-    (their own commits may have landed after it started); all of them share it.
-    """
-
-    def __init__(self, store: StateStore, owner: str) -> None:
-        self._store = store
-        self._owner = owner
-        self._waiting: list[asyncio.Future[None]] = []
-        self._flushing = False
-        self._task: asyncio.Task[None] | None = None  # held so it is not collected
-
-    async def wait(self) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(fut)
-        if not self._flushing:
-            self._flushing = True
-            self._task = asyncio.create_task(self._flush())
-        await fut
-
-    async def _flush(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                try:
-                    await self._store.backend.durable_mark(self._owner)
-                except BaseException as exc:  # every waiter gets the answer
-                    for f in batch:
-                        if not f.done():
-                            f.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                else:
-                    for f in batch:
-                        if not f.done():
-                            f.set_result(None)
-        finally:
-            self._flushing = False

@@ -133,12 +133,10 @@ async def test_a_failed_fsync_fails_the_waiters_and_stops_the_store(store, monke
             await c.fetch("SELECT 1")
 
 
-async def test_durable_mark_flushes_earlier_bookkeeping(store, monkeypatch):
+async def test_a_durable_commit_flushes_earlier_bookkeeping_with_it(store, monkeypatch):
     events = watch(store, monkeypatch)
     await insert(store, "a", durable=False)
     await insert(store, "b", durable=False)
-    await store.durable_mark("me")
-    assert events == [("commit", None), ("commit", None), ("fsync", "wal")]
-    # Nothing new committed: already covered, no second flush.
-    await store.durable_mark("me")
-    assert events.count(("fsync", "wal")) == 1
+    await insert(store, "c", durable=True)
+    # One fsync of the WAL, after the last commit, covers all three.
+    assert events == [("commit", None)] * 3 + [("fsync", "wal")]
