@@ -466,8 +466,13 @@ class Engine:
         refused_input_only = bool(failed) and all(
             (s["reason"] or "").startswith("rejected input") for s in failed
         )
+        # A success closes the circuit in the hand-over's commit, below.
+        close_circuit = None
         if run["mode"] == "live" and not refused_input_only:
-            await self._circuit(runbook, ok=outcome != "failed")
+            if outcome == "failed":
+                await self._circuit_failure(runbook)
+            else:
+                close_circuit = runbook.id
         # Only runbooks with approval steps can have approvals: skip the read otherwise.
         approvals = (
             await self.store.approvals_for_run(run["id"])
@@ -476,10 +481,19 @@ class Engine:
         )
         content = pages.build(run, steps, approvals, runbook, self.settings)
         await self.outbox.enqueue(f"{run['id']}:trigger", "trigger", content)
-        await self.store.release_lock(run["target"], run["id"])
-        # Hand over: if the alert resolved while we ran, undo now; otherwise wait.
+        # Hand over: if the alert resolved while we ran, undo now; otherwise wait. The
+        # target's lock is released in the same commit.
         extra = {"mitigated_at": run["mitigated_at"]} if run.get("mitigated_at") else {}
-        current = await self.store.hand_over_run(run["id"], self.owner, outcome, **extra)
+        current = await self.store.hand_over_run(
+            run["id"],
+            self.owner,
+            outcome,
+            release_lock=run["target"],
+            close_circuit=close_circuit,
+            **extra,
+        )
+        if close_circuit is not None:
+            self.metrics.circuit_state.labels(runbook.id).set(0)
         if current is None:
             if extra:  # taken over meanwhile: still record when we mitigated
                 await self.store.update_run(run["id"], **extra)
@@ -494,13 +508,11 @@ class Engine:
         if current["state"] == "undoing":
             await self.undo(current)
 
-    async def _circuit(self, runbook: Runbook, *, ok: bool) -> None:
-        if ok:
-            await self.store.record_circuit_success(runbook.id)
-            self.metrics.circuit_state.labels(runbook.id).set(0)
-            return
+    async def _circuit_failure(self, runbook: Runbook) -> None:
+        """A live run failed: count it, and page when that opens the circuit. (A
+        success closes the circuit with the run's hand-over.)"""
         state, opened = await self.store.record_circuit_result(
-            runbook.id, ok, self.settings.engine.circuit_failures
+            runbook.id, False, self.settings.engine.circuit_failures
         )
         self.metrics.circuit_state.labels(runbook.id).set(
             {"closed": 0, "half-open": 1, "open": 2}[state]

@@ -144,6 +144,13 @@ async def _insert_sqlite(c: Conn, ordered: list[Occurrence]) -> set[tuple[str, s
     return {(r["fingerprint"], r["starts_at"], r["status"]) for r in rows}
 
 
+_RELEASE_LOCK = "DELETE FROM locks WHERE target = ? AND run_id = ?"
+# A success closes the circuit; no write at all when it is closed with no failures.
+_CLOSE_CIRCUIT = (
+    "UPDATE circuits SET state = 'closed', failures = 0, opened_at = NULL,"
+    " updated_at = ? WHERE runbook = ? AND (state <> 'closed' OR failures <> 0)"
+)
+
 _RUN_COLUMNS = (
     "id",
     "rule",
@@ -394,21 +401,47 @@ class StateStore:
         return row
 
     async def hand_over_run(
-        self, run_id: str, owner: str, outcome: str, **fields: Any
+        self,
+        run_id: str,
+        owner: str,
+        outcome: str,
+        *,
+        release_lock: str | None = None,
+        close_circuit: str | None = None,
+        **fields: Any,
     ) -> Row | None:
-        """End a run's fire phase in one statement: waiting for the resolve, or undoing
-        at once if the alert resolved meanwhile. None if we no longer own it."""
-        fields["updated_at"] = time.time()
+        """End a run's fire phase: waiting for the resolve, or undoing at once if the
+        alert resolved meanwhile. None if we no longer own it.
+
+        In the same commit, and whether or not we still own the run: release its
+        lock on ``release_lock`` (a target) and, after a success, close the circuit
+        of runbook ``close_circuit``. On Postgres that is ONE statement (the other
+        writes as data-modifying CTEs), so one round trip instead of three."""
+        now = time.time()
+        fields["updated_at"] = now
         sets = ", ".join(f"{k} = ?" for k in fields)
-        rows = await self._fetch(
+        hand_over = (
             "UPDATE runs SET state = CASE WHEN undo_state = 'requested' THEN 'undoing'"
             f" ELSE 'waiting' END, outcome = ?, {sets}"
-            " WHERE id = ? AND owner = ? AND state = 'running' RETURNING *",
-            outcome,
-            *fields.values(),
-            run_id,
-            owner,
+            " WHERE id = ? AND owner = ? AND state = 'running' RETURNING *"
         )
+        hand_over_args = (outcome, *fields.values(), run_id, owner)
+        extra: list[tuple[str, tuple[Any, ...]]] = []
+        if release_lock is not None:
+            extra.append((_RELEASE_LOCK, (release_lock, run_id)))
+        if close_circuit is not None:
+            extra.append((_CLOSE_CIRCUIT, (now, close_circuit)))
+        if self.backend.dialect == "postgres":
+            ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(extra))
+            args = [a for _, sql_args in extra for a in sql_args]
+            rows = await self._fetch(
+                (f"WITH {ctes} " if ctes else "") + hand_over, *args, *hand_over_args
+            )
+        else:
+            async with self.backend.transaction(durable=False) as c:
+                for sql, sql_args in extra:
+                    await c.execute(sql, *sql_args)
+                rows = await c.fetch(hand_over, *hand_over_args)
         return self._run(rows[0]) if rows else None
 
     async def request_undo(self, run_id: str, now: float) -> bool:
@@ -706,17 +739,6 @@ class StateStore:
             )
         return state, state == "open" and prev["state"] != "open"
 
-    async def record_circuit_success(self, runbook: str) -> None:
-        """A run succeeded: the circuit closes and its failure count restarts. One
-        statement, and none of a write when it is already closed with no failures
-        (the common case), unlike record_circuit_result."""
-        await self._execute(
-            "UPDATE circuits SET state = 'closed', failures = 0, opened_at = NULL,"
-            " updated_at = ? WHERE runbook = ? AND (state <> 'closed' OR failures <> 0)",
-            time.time(),
-            runbook,
-        )
-
     async def half_open_circuit(self, runbook: str, reset_after: float) -> bool:
         """open -> half-open once the reset time has passed; one caller wins the trial."""
         now = time.time()
@@ -747,7 +769,7 @@ class StateStore:
         return n == 1
 
     async def release_lock(self, target: str, run_id: str) -> None:
-        await self._execute("DELETE FROM locks WHERE target = ? AND run_id = ?", target, run_id)
+        await self._execute(_RELEASE_LOCK, target, run_id)
 
     # ------------------------------------------------------------------- flags
 
