@@ -24,6 +24,7 @@ import asyncpg
 
 from remediator.errors import StateUnavailable
 from remediator.state import migrations
+from remediator.state.pgpool import ConnectionPool
 
 Row = dict[str, Any]
 
@@ -281,18 +282,6 @@ class SqliteBackend:
 _QMARK = re.compile(r"\?")
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """The pools' reset hook: nothing to reset, so no reset query.
-
-    asyncpg's default sends "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
-    RESET ALL" on every release: one more round trip for each statement the store
-    runs (Postgres TTM p50 at 200/s: 9-15 ms with it, ~3 ms without). The store
-    leaves nothing behind in a session: its advisory lock is transaction-scoped, its
-    settings are SET LOCAL or connection parameters, it opens no cursors and listens
-    to nothing. asyncpg still rolls back a transaction left open before calling this.
-    """
-
-
 # The journal's 4 concurrent flushers (daemon.py), and the engine's durable records.
 _DURABLE_POOL_SIZE = 6
 
@@ -345,34 +334,24 @@ class PostgresBackend:
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.dsn = dsn
         self._min, self._max = min_size, max_size
-        self._pool: asyncpg.Pool | None = None
-        # The journal's pool: its sessions keep synchronous_commit on, so a lone
-        # INSERT in autocommit is durable in one round trip (see fetch_durably).
-        self._durable_pool: asyncpg.Pool | None = None
+        self._pool: ConnectionPool | None = None
+        # The durable pool: its sessions keep synchronous_commit on, so a lone
+        # statement in autocommit is durable in one round trip (see statement()).
+        self._durable_pool: ConnectionPool | None = None
         self._sql_cache: dict[str, str] = {}
 
     async def open(self) -> None:
+        # Bookkeeping commits do not wait for the WAL flush; a durable transaction
+        # turns it back on for itself (see transaction()).
+        self._pool = ConnectionPool(
+            self.dsn, max_size=self._max, server_settings={"synchronous_commit": "off"}
+        )
+        self._durable_pool = ConnectionPool(
+            self.dsn, max_size=_DURABLE_POOL_SIZE, server_settings={"synchronous_commit": "on"}
+        )
         try:
-            self._pool = await asyncpg.create_pool(
-                self.dsn,
-                min_size=self._min,
-                max_size=self._max,
-                timeout=5,
-                command_timeout=10,
-                # Bookkeeping commits do not wait for the WAL flush; a durable
-                # transaction turns it back on for itself (see transaction()).
-                server_settings={"synchronous_commit": "off"},
-                reset=_keep_session,
-            )
-            self._durable_pool = await asyncpg.create_pool(
-                self.dsn,
-                min_size=1,
-                max_size=_DURABLE_POOL_SIZE,
-                timeout=5,
-                command_timeout=10,
-                server_settings={"synchronous_commit": "on"},
-                reset=_keep_session,
-            )
+            await self._pool.open(self._min)
+            await self._durable_pool.open(1)
         except (*_PG_DOWN, asyncpg.PostgresError) as exc:
             await self.close()
             raise StateUnavailable(
@@ -436,16 +415,17 @@ class PostgresBackend:
         if pool is None:
             raise StateUnavailable("postgres store is not open")
         try:
-            conn = await pool.acquire(timeout=5)
+            conn = await pool.acquire()
         except _PG_DOWN as exc:
             raise StateUnavailable(f"postgres: {type(exc).__name__}") from exc
+        finished = False
         try:
             yield conn
+            finished = True
         finally:
-            try:
-                await pool.release(conn)
-            except _PG_DOWN:
-                pass  # a dead connection is discarded by the pool
+            # After an error or a cancellation the session's state is unknown: the
+            # pool drops the connection rather than hand it on.
+            pool.release(conn, reusable=finished)
 
     async def advisory_lock(self, conn: Conn) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(7240512)")

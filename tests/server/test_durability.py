@@ -173,20 +173,24 @@ async def test_postgres_journal_insert_commits_durably_on_its_own(pg_schema_dsn)
 
 
 async def test_postgres_pool_never_hands_on_an_open_transaction(pg_schema_dsn):
-    # The pools skip asyncpg's reset query (nothing of ours outlives a transaction);
-    # a transaction a caller left open must still be rolled back before the session
-    # is used again, or its writes would ride on someone else's COMMIT.
+    # Sessions carry no reset query (nothing of ours outlives a transaction); a
+    # transaction a caller left open must never reach the next user, or its writes
+    # would ride on someone else's COMMIT. The pool drops such a session.
     backend = PostgresBackend(pg_schema_dsn, min_size=1, max_size=1)  # one session
     await backend.open()
     try:
         async with backend.read() as c:
             [first] = await c.fetch("SELECT pg_backend_pid() AS pid")
+        async with backend.read() as c:
+            [same] = await c.fetch("SELECT pg_backend_pid() AS pid")
             await c.execute("BEGIN")
-            await c.execute("INSERT INTO sync_marks (owner, n) VALUES ('left-open', 1)")
+            await c.execute("INSERT INTO flags (name, value, updated_at, updated_by)"
+                            " VALUES ('left-open', '1', 0, 't')")  # fmt: skip
         async with backend.transaction() as c:
             [again] = await c.fetch("SELECT pg_backend_pid() AS pid")
-            rows = await c.fetch("SELECT n FROM sync_marks WHERE owner = 'left-open'")
-        assert again == first  # the same session, so the check below means something
-        assert rows == []
+            rows = await c.fetch("SELECT value FROM flags WHERE name = 'left-open'")
+        assert same == first  # a session used normally is reused...
+        assert again != first  # ...one left in a transaction is not
+        assert rows == []  # and its uncommitted write is gone with it
     finally:
         await backend.close()
