@@ -163,6 +163,13 @@ ALTER TABLE runs ADD COLUMN escalated_at {float}
 CREATE TABLE sync_marks (owner TEXT PRIMARY KEY, n INTEGER NOT NULL)
 """,
     ),
+    (
+        4,
+        "durable commits replace the durability marks",
+        """
+DROP TABLE sync_marks
+""",
+    ),
 ]
 
 DIALECTS = {

@@ -59,7 +59,10 @@ def watch(b: SqliteBackend, monkeypatch: pytest.MonkeyPatch, **hooks: Any) -> Ev
 
 async def insert(b: SqliteBackend, owner: str, *, durable: bool) -> None:
     async with b.transaction(durable=durable) as c:
-        await c.execute("INSERT INTO sync_marks (owner, n) VALUES (?, 1)", owner)
+        await c.execute(
+            "INSERT INTO flags (name, value, updated_at, updated_by) VALUES (?, '1', 0, 't')",
+            owner,
+        )
 
 
 async def test_a_durable_commit_returns_after_a_wal_fsync_that_followed_it(store, monkeypatch):
@@ -110,8 +113,8 @@ async def test_other_transactions_proceed_while_an_fsync_runs(store, monkeypatch
     # The fsync is held: the connection must still serve reads and commits.
     await asyncio.wait_for(insert(store, "fast", durable=False), 2)
     async with store.read() as c:
-        rows = await c.fetch("SELECT owner FROM sync_marks ORDER BY owner")
-    assert [r["owner"] for r in rows] == ["fast", "slow"]
+        rows = await c.fetch("SELECT name FROM flags ORDER BY name")
+    assert [r["name"] for r in rows] == ["fast", "slow"]
     assert not durable.done()  # still waiting for its fsync
     release.set()
     await asyncio.wait_for(durable, 5)
