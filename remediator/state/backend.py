@@ -381,12 +381,9 @@ class PostgresBackend:
             except _PG_DOWN as exc:
                 raise StateUnavailable(f"postgres commit: {type(exc).__name__}") from exc
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[_PgConn]:
-        # Autocommit: also used for single bookkeeping statements (one round trip;
-        # the connection's synchronous_commit is off).
-        async with self._connection() as conn:
-            yield _PgConn(conn, self._sql_cache)
+    def read(self) -> Any:
+        # Autocommit on the bookkeeping pool: a read is a statement that commits nothing.
+        return self.statement(durable=False)
 
     @asynccontextmanager
     async def statement(self, *, durable: bool) -> AsyncIterator[_PgConn]:
@@ -394,20 +391,10 @@ class PostgresBackend:
         # (synchronous_commit off); a durable one on the durable pool, whose
         # sessions wait for the WAL flush (and so make every earlier commit
         # durable too). BEGIN and COMMIT as messages of their own cost two more
-        # round trips each time.
+        # round trips each time. The journal's INSERT, on every webhook's path,
+        # is such a durable statement.
         async with self._connection(durable=durable) as conn:
             yield _PgConn(conn, self._sql_cache)
-
-    async def fetch_durably(self, sql: str, *args: Any) -> list[Row]:
-        """One statement, committed durably on its own, in ONE round trip.
-
-        For the journal's INSERT, the hot path of every webhook: a statement outside
-        BEGIN is its own transaction (all or nothing), and on this pool's sessions
-        its commit waits for the WAL flush. BEGIN and COMMIT as separate messages
-        cost two more round trips and their server work per batch.
-        """
-        async with self._connection(durable=True) as conn:
-            return await _PgConn(conn, self._sql_cache).fetch(sql, *args)
 
     @asynccontextmanager
     async def _connection(self, *, durable: bool = False) -> AsyncIterator[asyncpg.Connection]:

@@ -229,7 +229,7 @@ class StateStore:
         new: set[tuple[str, str, str]] | None
         if isinstance(self.backend, PostgresBackend):
             # One INSERT is the whole transaction: one round trip, all or nothing.
-            rows = await self.backend.fetch_durably(_INSERT_JSON, _json_rows(ordered), len(ordered))
+            rows = await self._fetch(_INSERT_JSON, _json_rows(ordered), len(ordered), durable=True)
             new = _inserted_keys(rows)
         else:
             async with self.backend.transaction() as c:

@@ -157,7 +157,8 @@ async def test_postgres_journal_insert_commits_durably_on_its_own(pg_schema_dsn)
     try:
         backend = store.backend
         assert isinstance(backend, PostgresBackend)
-        rows = await backend.fetch_durably("SELECT current_setting('synchronous_commit') AS v")
+        async with backend.statement(durable=True) as c:
+            rows = await c.fetch("SELECT current_setting('synchronous_commit') AS v")
         assert rows == [{"v": "on"}]
         async with backend.read() as c:
             assert await c.fetch("SELECT current_setting('synchronous_commit') AS v") == [
