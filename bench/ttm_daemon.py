@@ -18,7 +18,7 @@ from aiohttp import web
 
 from bench import runbook
 from remediator import logs
-from remediator.daemon import Daemon
+from remediator.daemon import Daemon, freeze_startup_heap
 from remediator.engine.registry import load_entry_points
 from remediator.paging.capture import CapturePager
 from remediator.server.app import create_app
@@ -44,6 +44,7 @@ async def serve(args: argparse.Namespace) -> None:
     app_runner = web.AppRunner(create_app(daemon), handle_signals=False, access_log=None)
     await app_runner.setup()
     await web.TCPSite(app_runner, "127.0.0.1", args.port, reuse_address=True).start()
+    freeze_startup_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

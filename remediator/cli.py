@@ -32,7 +32,7 @@ def _settings(args: argparse.Namespace) -> settings_mod.Settings:
 async def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from remediator.daemon import Daemon
+    from remediator.daemon import Daemon, freeze_startup_heap
     from remediator.server.app import create_app
 
     settings = _settings(args)
@@ -60,6 +60,7 @@ async def _serve(args: argparse.Namespace) -> int:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
     await site.start()
+    frozen = freeze_startup_heap()
     log.info(
         "serving",
         listen=settings.listen,
@@ -68,6 +69,7 @@ async def _serve(args: argparse.Namespace) -> int:
         version=__version__,
         rules=len(daemon.ruleset or ()),
         owner=daemon.owner,
+        gc_frozen_objects=frozen,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
