@@ -357,6 +357,13 @@ def text(results: dict[str, Any]) -> str:
     return _render(results, lambda title: f"\n{title}", _text_table)
 
 
+def _pg_settings(results: dict[str, Any]) -> str:
+    settings = results.get("postgres_settings")
+    if not settings:
+        return ""
+    return " (" + ", ".join(f"{k} {v}" for k, v in settings.items()) + ")"
+
+
 def markdown(results: dict[str, Any], command: str) -> str:
     m = results["machine"]
     header = [
@@ -368,8 +375,8 @@ def markdown(results: dict[str, Any], command: str) -> str:
         "",
         f"Machine: {m['cpus']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, "
         f"Linux {m['kernel']}, Python {m['python']}, uvloop {m['uvloop']}, "
-        f"SQLite {m['sqlite']}, PostgreSQL {results.get('postgres_version', '?')}, "
-        f"{m['wrk']}.",
+        f"SQLite {m['sqlite']}, PostgreSQL {results.get('postgres_version', '?')}"
+        f"{_pg_settings(results)}, {m['wrk']}.",
         "",
         f"Load average (1 min) at start {results['load_average']['start']:.2f}, "
         f"at end {results['load_average']['end']:.2f}. The load generators and the "

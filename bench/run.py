@@ -36,9 +36,30 @@ RESULTS = common.REPO / "bench" / "results"
 SCENARIOS = ("intake", "ttm", "storm", "rules")
 
 
-def _pg_version() -> str:
-    rows = asyncio.run(common.pg_fetch("SELECT current_setting('server_version') AS v"))
-    return str(rows[0]["v"])
+# Settings that decide what a durable Postgres commit costs, reported beside the
+# figures: a server with fsync off would make every Postgres row look faster than it is.
+PG_SETTINGS = (
+    "fsync",
+    "synchronous_commit",
+    "full_page_writes",
+    "wal_sync_method",
+    "autovacuum",
+    "shared_buffers",
+    "max_wal_size",
+)
+
+
+def _pg_server() -> tuple[str, dict[str, str]]:
+    """The Postgres server's version and PG_SETTINGS, as it reports them."""
+    rows = asyncio.run(
+        common.pg_fetch(
+            "SELECT name, current_setting(name) AS v FROM unnest($1::text[]) AS name"
+            " UNION ALL SELECT 'server_version', current_setting('server_version')",
+            list(PG_SETTINGS),
+        )
+    )
+    got = {str(r["name"]): str(r["v"]) for r in rows}
+    return got.pop("server_version"), got
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -126,7 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_by_scenario_s": {},
     }
     if not pg_problem:
-        results["postgres_version"] = _pg_version()
+        results["postgres_version"], results["postgres_settings"] = _pg_server()
+        if results["postgres_settings"]["fsync"] != "on":
+            notes.append(
+                "PostgreSQL runs with fsync off: its durable commits cost less than real ones"
+            )
+            print(f"warning: {notes[-1]}", file=sys.stderr)
     try:
         for name in only:
             t0 = time.monotonic()

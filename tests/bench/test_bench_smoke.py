@@ -160,3 +160,13 @@ def test_histogram_quantile_interpolates_like_prometheus() -> None:
     # rank 20 of 40 falls halfway through the (0.01, 0.02] bucket.
     assert common.histogram_quantile(0.5, buckets) == pytest.approx(0.015)
     assert math.isnan(common.histogram_quantile(0.5, [(math.inf, 0.0)]))
+
+
+def test_report_states_the_postgres_durability_settings_it_ran_on(smoke: dict[str, Any]) -> None:
+    # What a durable commit cost depends on these: the figures are read against them.
+    settings = smoke["postgres_settings"]
+    assert set(settings) >= {"fsync", "synchronous_commit", "full_page_writes", "autovacuum"}
+    assert settings["fsync"] in {"on", "off"}
+    assert f"fsync {settings['fsync']}" in smoke["_markdown"]
+    fsync_note = any("fsync off" in n for n in smoke["notes"])
+    assert fsync_note == (settings["fsync"] == "off")
