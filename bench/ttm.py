@@ -29,6 +29,10 @@ from bench.plan import Plan
 from remediator.state.store import StateStore
 
 METRIC = "remediator_time_to_mitigation_seconds"
+# The daemon starts just before the storm, so its first seconds carry one-time costs
+# (new state-store sessions, first statements); the exact runs are also split at this
+# mark, so a reader can tell that start-up tail from the steady state.
+COLD_SECONDS = 3.0
 
 
 def _histogram(metrics_text: str) -> tuple[list[tuple[float, float]], float, float]:
@@ -145,10 +149,18 @@ def run_backend(kind: str, workdir: Path, plan: Plan) -> dict[str, Any]:
         if server is not None:
             server.stop()
         common.drop_schema(target_schema)
-    exact = [
+    done = [r for r in runs if r["runbook"] == runbook.ID and r.get("mitigated_at")]
+    exact = [r["mitigated_at"] - r["received_at"] for r in done]
+    first = min((r["received_at"] for r in done), default=0.0)
+    cold = [
         r["mitigated_at"] - r["received_at"]
-        for r in runs
-        if r["runbook"] == runbook.ID and r.get("mitigated_at")
+        for r in done
+        if r["received_at"] - first < COLD_SECONDS
+    ]
+    steady = [
+        r["mitigated_at"] - r["received_at"]
+        for r in done
+        if r["received_at"] - first >= COLD_SECONDS
     ]
     sends: dict[str, float] = load["sends"]
     e2e = [
@@ -179,6 +191,10 @@ def run_backend(kind: str, workdir: Path, plan: Plan) -> dict[str, Any]:
             "p99_ms": common.histogram_quantile(0.99, buckets) * 1000,
         },
         "runs": _quantiles(exact),
+        # Mitigated runs only, split by arrival: the first COLD_SECONDS of the storm,
+        # and the rest (a missed alert counts, as infinite, in "runs" alone).
+        "runs_cold": {**_quantiles(cold), "count": len(cold)},
+        "runs_steady": {**_quantiles(steady), "count": len(steady)},
         "end_to_end": _quantiles(e2e),
         "daemon_cpu_share": cpu / (load["seconds"] + drained_after),
     }

@@ -105,6 +105,12 @@ def test_time_to_mitigation_mitigates_every_alert_once_and_reads_three_clocks(
     assert row["histogram"]["count"] == row["sent"]
     for view in (row["histogram"], row["runs"], row["end_to_end"]):
         assert view["p50_ms"] > 0 and view["p99_ms"] >= view["p50_ms"]
+    # The start-up / steady split covers every mitigated run once; the smoke's storm
+    # is shorter than the cold mark, so all of it is start-up.
+    assert row["runs_cold"]["count"] + row["runs_steady"]["count"] == row["mitigated"]
+    assert row["runs_cold"]["count"] == row["mitigated"]
+    assert row["runs_cold"]["p99_ms"] == row["runs"]["p99_ms"]
+    assert "p99 first 3 s" in smoke["_markdown"]
 
 
 def test_storm_journal_holds_each_distinct_occurrence_exactly_once(
