@@ -62,6 +62,12 @@ def _pg_server() -> tuple[str, dict[str, str]]:
     return got.pop("server_version"), got
 
 
+def _warn(notes: list[str], note: str) -> None:
+    """A caveat on the figures: kept in the results and said at once."""
+    notes.append(note)
+    print(f"warning: {note}", file=sys.stderr)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="bench/run.py", description=__doc__.splitlines()[0] if __doc__ else None
@@ -113,13 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     pg_problem = common.pg_reachable()
     backends: tuple[str, ...] = ("sqlite",) if pg_problem else ("sqlite", "postgres")
     if pg_problem:
-        notes.append(f"PostgreSQL not reachable ({pg_problem}): Postgres rows and TTM not run")
-        print(f"warning: {notes[-1]}", file=sys.stderr)
+        _warn(notes, f"PostgreSQL not reachable ({pg_problem}): Postgres rows and TTM not run")
     use_wrk = wrk.available() is not None and not args.python_load
     if not use_wrk and "intake" in only:
         why = "--python-load" if args.python_load else "wrk not installed (apt-get install wrk)"
-        notes.append(f"scenario 1 load from bench.loadgen ({why}): the ceiling may be client-bound")
-        print(f"warning: {notes[-1]}", file=sys.stderr)
+        _warn(notes, f"scenario 1 load from bench.loadgen ({why}): the ceiling may be client-bound")
 
     if args.profile:
         from bench import profile
@@ -128,11 +132,11 @@ def main(argv: list[str] | None = None) -> int:
 
     load_start = os.getloadavg()[0]
     if load_start > 1.0:
-        notes.append(
+        _warn(
+            notes,
             f"the machine was busy at start (load average {load_start:.2f} on "
-            f"{os.cpu_count()} cores): figures are pessimistic"
+            f"{os.cpu_count()} cores): figures are pessimistic",
         )
-        print(f"warning: {notes[-1]}", file=sys.stderr)
 
     def usable(wanted: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(b for b in wanted if b in backends)
@@ -149,10 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if not pg_problem:
         results["postgres_version"], results["postgres_settings"] = _pg_server()
         if results["postgres_settings"]["fsync"] != "on":
-            notes.append(
-                "PostgreSQL runs with fsync off: its durable commits cost less than real ones"
-            )
-            print(f"warning: {notes[-1]}", file=sys.stderr)
+            _warn(notes, "PostgreSQL runs with fsync off: its commits cost less than durable ones")
     try:
         for name in only:
             t0 = time.monotonic()

@@ -149,19 +149,15 @@ def run_backend(kind: str, workdir: Path, plan: Plan) -> dict[str, Any]:
         if server is not None:
             server.stop()
         common.drop_schema(target_schema)
+    exact: list[float] = []
+    cold: list[float] = []
+    steady: list[float] = []
     done = [r for r in runs if r["runbook"] == runbook.ID and r.get("mitigated_at")]
-    exact = [r["mitigated_at"] - r["received_at"] for r in done]
     first = min((r["received_at"] for r in done), default=0.0)
-    cold = [
-        r["mitigated_at"] - r["received_at"]
-        for r in done
-        if r["received_at"] - first < COLD_SECONDS
-    ]
-    steady = [
-        r["mitigated_at"] - r["received_at"]
-        for r in done
-        if r["received_at"] - first >= COLD_SECONDS
-    ]
+    for r in done:
+        took = r["mitigated_at"] - r["received_at"]
+        exact.append(took)
+        (cold if r["received_at"] - first < COLD_SECONDS else steady).append(took)
     sends: dict[str, float] = load["sends"]
     e2e = [
         r["at"] - sends[r["fingerprint"]] for r in rows if r["hits"] and r["fingerprint"] in sends

@@ -47,7 +47,7 @@ def freeze_startup_heap() -> int:
     Every full (generation 2) collection walked all of them with the event loop
     stopped: 47-65 ms, three times in a 30 s storm at 200 alerts/s (bench scenario
     2). Frozen, they are never walked again and a full collection sees only what came
-    after: 9-18 ms in the same run. They are never freed, as they would not have been
+    after: 9-20 ms in the same run. They are never freed, as they would not have been
     anyway. Not for tests: one process starts many daemons there, and each freeze
     would keep its garbage for good.
     """
