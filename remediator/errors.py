@@ -10,6 +10,7 @@ exception type.
     ├── StateUnavailable       the state store (journal) cannot be reached
     ├── LeaseLost              another replica took over the run; stop, do not act
     ├── InputRejected          a label value failed validation; nothing was changed
+    ├── NotCorroborated        the target does not show the symptom the alert claims
     └── TargetError            a call to a system the runbooks act on failed
         ├── TargetUnavailable  connection refused / service down        (temporary)
         ├── TargetTimeout      the call did not answer in time           (temporary)
@@ -53,6 +54,18 @@ class InputRejected(RemediatorError):
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
         self.field = field
+        self.reason = reason
+
+
+class NotCorroborated(RemediatorError):
+    """The runbook's own read of its target does not show what the alert claims.
+
+    A payload is a claim, not a fact: a step that checks the symptom raises this, and
+    the run then mutates nothing and counts as guard ``not_corroborated``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
         self.reason = reason
 
 

@@ -116,12 +116,20 @@ class HttpSettings(_Strict):
     providers: dict[str, str] = Field(default_factory=dict)
 
 
+class PrometheusSettings(_Strict):
+    url: str
+    # Before a mutation, ALERTS must show the alert firing; before an undo, not firing.
+    corroborate: bool = True
+    timeout: float = 5.0
+
+
 class TargetSettings(_Strict):
     database: SecretStr | None = None
     redis: SecretStr | None = None
     kubernetes: KubernetesSettings = KubernetesSettings()
     aws: AwsSettings | None = None
     http: HttpSettings = HttpSettings()
+    prometheus: PrometheusSettings | None = None
 
 
 class PagerDutySettings(_Strict):

@@ -29,8 +29,18 @@ _KEYS = {
     "mode",
     "cooldown",
     "max_runs_per_hour",
+    "max_targets",
+    "max_duration",
     "description",
 }
+
+
+@dataclass(frozen=True)
+class BlastRadius:
+    """At most ``count`` distinct targets mutated by one rule per ``per`` seconds."""
+
+    count: int
+    per: float
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,9 @@ class Rule:
     cooldown: float
     max_runs_per_hour: int | None
     source: str  # file:line, for messages
+    max_targets: BlastRadius | None = None
+    # Temporary mitigations still in place this long after the run are undone.
+    max_duration: float | None = None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
@@ -152,6 +165,16 @@ def _parse_rule(raw: Any, where: str, registry: Registry, errors: list[str]) -> 
     mrph = raw.get("max_runs_per_hour")
     if mrph is not None and (isinstance(mrph, bool) or not isinstance(mrph, int) or mrph < 1):
         errors.append(f"{at}: rule {name!r}: max_runs_per_hour must be a positive integer")
+    max_targets = _parse_max_targets(raw.get("max_targets"), f"{at}: rule {name!r}", errors)
+    max_duration: float | None = None
+    if raw.get("max_duration") is not None:
+        try:
+            max_duration = parse_duration(raw["max_duration"])
+        except ValueError as exc:
+            errors.append(f"{at}: rule {name!r}: max_duration: {exc}")
+        else:
+            if max_duration <= 0:
+                errors.append(f"{at}: rule {name!r}: max_duration must be positive")
     if len(errors) > before or params is None:
         return None
     return Rule(
@@ -163,7 +186,33 @@ def _parse_rule(raw: Any, where: str, registry: Registry, errors: list[str]) -> 
         cooldown=cooldown,
         max_runs_per_hour=mrph,
         source=at,
+        max_targets=max_targets,
+        max_duration=max_duration,
     )
+
+
+def _parse_max_targets(raw: Any, where: str, errors: list[str]) -> BlastRadius | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: max_targets must be a mapping {{count: N, per: 1h}}")
+        return None
+    raw = {k: v for k, v in raw.items() if k != "__line__"}
+    for key in sorted(set(raw) - {"count", "per"}):
+        errors.append(f"{where}: max_targets: unknown key {key!r}")
+    count = raw.get("count")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        errors.append(f"{where}: max_targets.count must be a positive integer")
+        return None
+    try:
+        per = parse_duration(raw.get("per", "1h"))
+    except ValueError as exc:
+        errors.append(f"{where}: max_targets.per: {exc}")
+        return None
+    if per <= 0:
+        errors.append(f"{where}: max_targets.per must be positive")
+        return None
+    return BlastRadius(count=count, per=per)
 
 
 def load(path: str | Path, registry: Registry) -> tuple[RuleSet | None, list[str]]:
