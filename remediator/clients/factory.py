@@ -19,7 +19,7 @@ Closer = Callable[[], Awaitable[Any]]
 async def open_clients(settings: Settings) -> tuple[Clients, list[Closer]]:
     t = settings.targets
     closers: list[Closer] = []
-    database = cache = kube = aws = http = None
+    database = cache = kube = aws = http = prometheus = None
     if t.database is not None:
         from remediator.clients.database import TargetDatabase
 
@@ -47,6 +47,17 @@ async def open_clients(settings: Settings) -> tuple[Clients, list[Closer]]:
 
         http = HttpChecks(dict(t.http.providers), t.http.app_url)
         closers.append(http.aclose)
+    if t.prometheus is not None and t.prometheus.corroborate:
+        from remediator.clients.prometheus import PrometheusClient
+
+        prometheus = PrometheusClient(t.prometheus.url, timeout=t.prometheus.timeout)
+        closers.append(prometheus.aclose)
     return Clients(
-        database=database, cache=cache, kubernetes=kube, aws=aws, http=http, settings=settings
+        database=database,
+        cache=cache,
+        kubernetes=kube,
+        aws=aws,
+        http=http,
+        prometheus=prometheus,
+        settings=settings,
     ), closers

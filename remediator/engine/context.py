@@ -23,6 +23,7 @@ class Clients:
     kubernetes: Any = None  # remediator.clients.kubernetes.KubernetesClient
     aws: Any = None  # remediator.clients.aws.AwsClient
     http: Any = None  # remediator.clients.http.HttpChecks
+    prometheus: Any = None  # remediator.clients.prometheus.PrometheusClient (witness)
     settings: Any = None  # remediator.settings.Settings (targets, links)
 
     def need(self, name: str) -> Any:
@@ -53,6 +54,10 @@ class StepContext:
     clients: Clients
     # data of earlier steps of this run, by step name (survives restarts: stored)
     results: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    target: str = ""  # the run's guarded target ("RB-02:polygon"), for the blast radius
+    # Why an undo runs: "resolved" (the alert says so: Prometheus must agree) or
+    # "max_duration" (time is up, whatever the alert says).
+    undo_reason: str | None = None
 
     @property
     def labels(self) -> Mapping[str, str]:

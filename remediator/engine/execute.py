@@ -25,8 +25,15 @@ from tenacity import (
 
 from remediator import logs
 from remediator.engine.context import StepContext
+from remediator.engine.gate import FIRING_PHASES, LEASED_PHASES, Blocked, Deferred, Gate
 from remediator.engine.steps import Done, Skip, Step, StepFailed, StepOutcome
-from remediator.errors import InputRejected, LeaseLost, RemediatorError, TargetError
+from remediator.errors import (
+    InputRejected,
+    LeaseLost,
+    NotCorroborated,
+    RemediatorError,
+    TargetError,
+)
 from remediator.metrics import Metrics
 from remediator.state.backend import Row
 from remediator.state.store import StateStore
@@ -59,15 +66,12 @@ def safe_render(step: Step, ctx: StepContext) -> str:
         return f"(not rendered: {type(exc).__name__})"
 
 
-# Phases a run's owner executes under its lease (approved steps run on any replica).
-_LEASED_PHASES = ("fire", "resolve", "undo")
-
-
 class StepRunner:
     def __init__(
         self,
         store: StateStore,
         metrics: Metrics,
+        gate: Gate,
         *,
         owner: str | None = None,
         lease: float = 30.0,
@@ -75,6 +79,7 @@ class StepRunner:
     ) -> None:
         self.store = store
         self.metrics = metrics
+        self.gate = gate
         self.owner = owner
         self.lease = lease
         # run id -> lease_until as we last wrote it (shared with the engine, which
@@ -87,7 +92,7 @@ class StepRunner:
         A process that stalled past its lease (CPU starved, a long pause) must not go
         on with a run another replica has resumed: both would act.
         """
-        if self.owner is None or phase not in _LEASED_PHASES:
+        if self.owner is None or phase not in LEASED_PHASES:
             return
         now = time.time()
         # While more than half of the lease we last wrote is left, no replica can
@@ -173,13 +178,14 @@ class StepRunner:
                 "awaiting_approval",
                 reason=f"approve with: remediator approve {approval_id}",
             )
-        if step.mutates and ctx.mode != "live":
+        if step.mutates and not (ctx.mode == "live" and self.gate.live(ctx, phase)):
             reason = (
                 "paused by the kill switch" if ctx.mode == "paused" else "dry-run: not executed"
             )
             return await self._finish(step, ctx, base, "dry_run", reason=reason)
 
-        await self._record(base, state="started", finished_at=None)
+        if not step.mutates:
+            await self._record(base, state="started", finished_at=None)
         started = time.monotonic()
         attempts = 0
         try:
@@ -191,14 +197,36 @@ class StepRunner:
             ):
                 with attempt:
                     attempts += 1
+                    if step.mutates:
+                        # Every attempt, a retry too, passes the gate right before it acts.
+                        started_row = {**base, "state": "started", "finished_at": None}
+                        await self.gate.admit({**started_row, "attempts": attempts}, ctx, phase)
                     async with asyncio.timeout(step.timeout):
                         if phase == "undo":
                             assert step.undo is not None and changes is not None
                             outcome: StepOutcome = await step.undo(ctx=ctx, changes=changes)
                         else:
                             outcome = await step.run(ctx=ctx)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, LeaseLost):
             raise
+        except Deferred as exc:
+            await self._record(
+                base, state="deferred", outcome="skipped", reason=exc.reason, attempts=attempts
+            )
+            log.warning("step_deferred", run_id=ctx.run_id, step=step.name, reason=exc.reason)
+            raise
+        except Blocked as exc:
+            await self._finish(step, ctx, base, "skipped", reason=exc.reason, attempts=attempts)
+            raise
+        except NotCorroborated as exc:
+            if phase not in FIRING_PHASES:
+                return await self._finish(
+                    step, ctx, base, "failed", reason=exc.reason, attempts=attempts
+                )
+            reason = f"not corroborated: {exc.reason}"
+            self.metrics.guard_blocks.labels("not_corroborated").inc()
+            await self._finish(step, ctx, base, "skipped", reason=reason, attempts=attempts)
+            raise Blocked("not_corroborated", reason) from exc
         except Exception as exc:
             if not isinstance(exc, RemediatorError | TimeoutError):
                 log.exception("step_crashed", run_id=ctx.run_id, step=step.name)

@@ -27,8 +27,9 @@ from remediator import logs
 from remediator.engine import pages
 from remediator.engine.context import AlertView, Clients, Mode, StepContext
 from remediator.engine.execute import StepRunner
+from remediator.engine.gate import Blocked, Deferred, Gate
 from remediator.engine.registry import Registry
-from remediator.engine.rules import Rule, RuleSet
+from remediator.engine.rules import BlastRadius, Rule, RuleSet
 from remediator.engine.steps import Runbook
 from remediator.errors import LeaseLost, RemediatorError
 from remediator.metrics import Metrics
@@ -41,12 +42,33 @@ log = logs.get("remediator.engine")
 
 PAUSE_FLAG = "paused"
 LOCK_TTL = 900.0
+# A resolve Prometheus does not confirm yet (the alert still fires) is asked again
+# this often: a forged resolve holds the undo back, a real one lets it go.
+UNDO_RECHECK = 30.0
 
 
 @dataclass(frozen=True)
 class Decision:
     status: str  # ok | not_found | conflict
     detail: str = ""
+
+
+def _guard_limit(rule: Rule | None, guard: str) -> str:
+    """The limit a guard enforces, in words for the page."""
+    if guard == "rate_limit" and rule is not None:
+        return f"at most {rule.max_runs_per_hour} runs per hour"
+    if guard == "cooldown" and rule is not None:
+        return f"cooldown {int(rule.cooldown)} s per target"
+    if guard == "blast_radius" and rule is not None and rule.max_targets is not None:
+        return (
+            f"at most {rule.max_targets.count} distinct targets per {int(rule.max_targets.per)} s"
+        )
+    return {
+        "lock_busy": "another run on the same target was in progress",
+        "circuit_open": "the runbook's circuit breaker is open after repeated failures",
+        "not_corroborated": "the alert's claim was not confirmed by Prometheus or the target",
+        "kill_switch": "the kill switch is on",
+    }.get(guard, guard)
 
 
 class Engine:
@@ -74,8 +96,17 @@ class Engine:
         # lease_until of each run we execute, as we last wrote it: lets the per-step
         # fence skip its round trip while the lease is young (see StepRunner._fence).
         self._leases: dict[str, float] = {}
+        self.gate = Gate(
+            store,
+            metrics,
+            owner=owner,
+            lease=settings.engine.lease,
+            leases=self._leases,
+            mode_now=self._mode_now,
+            blast_for=self._blast_for,
+        )
         self.steps = StepRunner(
-            store, metrics, owner=owner, lease=settings.engine.lease, leases=self._leases
+            store, metrics, self.gate, owner=owner, lease=settings.engine.lease, leases=self._leases
         )
         # Runs this process is executing right now (fire or undo). Only these get their
         # lease renewed: a run whose execution died here (the state store went away
@@ -103,6 +134,20 @@ class Engine:
                     self._leases[run_id] = until
             else:
                 self._leases.pop(run_id, None)  # taken over: the next fence stops the run
+
+    def _current_rule(self, name: str) -> Rule | None:
+        ruleset = self.rules()
+        return ruleset.get(name) if ruleset is not None else None
+
+    def _mode_now(self, ctx: StepContext) -> Mode:
+        """The effective mode as the config and rules say now, not at run start."""
+        rule = self._current_rule(ctx.rule)
+        rule_mode = rule.mode if rule is not None else None
+        return "dry-run" if "dry-run" in (self.settings.mode, rule_mode, ctx.mode) else "live"
+
+    def _blast_for(self, rule_name: str) -> BlastRadius | None:
+        rule = self._current_rule(rule_name)
+        return rule.max_targets if rule is not None else None
 
     # ------------------------------------------------------------ kill switch
 
@@ -222,17 +267,13 @@ class Engine:
         ``facts`` (from run_start_facts, read just after the run was created) saves a
         new run two reads; a resumed run reads them here.
         """
+        # The kill switch is not a guard here: a paused daemon still diagnoses, and
+        # the gate parks the run at its first mutation (see engine/gate.py).
         if facts is None:
             circuit = await self.store.get_circuit(runbook.id)
-            paused = await self.is_paused()
             circuit_state = circuit["state"] if circuit is not None else None
         else:
-            paused = facts["flag"] == "1"
             circuit_state = facts["circuit"]
-        if paused:
-            self.metrics.guard_blocks.labels("kill_switch").inc()
-            run["mode"] = "paused"
-            await self.store.update_run(run["id"], mode="paused", detail="kill switch on")
         if circuit_state == "open":
             if not await self.store.half_open_circuit(
                 runbook.id, self.settings.engine.circuit_reset
@@ -265,6 +306,14 @@ class Engine:
         return None
 
     def _ctx(self, run: Row, runbook: Runbook, steps: list[Row]) -> StepContext:
+        ctx = self._bare_ctx(run, runbook, steps)
+        ctx.target = run["target"]
+        ctx.undo_reason = run.get("undo_reason") or (
+            "resolved" if run.get("undo_state") == "requested" else None
+        )
+        return ctx
+
+    def _bare_ctx(self, run: Row, runbook: Runbook, steps: list[Row]) -> StepContext:
         alert = run["alert"]
         params = runbook.params.model_validate(run["params"])
         results: dict[str, Mapping[str, Any]] = {}
@@ -312,35 +361,24 @@ class Engine:
         fresh = facts is not None
         existing = [] if fresh else await self.store.steps_for_run(run["id"], "fire")
         if not existing and not run.get("blocked_by"):
-            blocked = await self._guard(run, runbook, rule, facts)
-            if blocked is not None:
-                self.metrics.guard_blocks.labels(blocked).inc()
+            guard = await self._guard(run, runbook, rule, facts)
+            if guard is not None:
+                self.metrics.guard_blocks.labels(guard).inc()
                 self.metrics.runbook_runs.labels(runbook.id, "blocked").inc()
                 await self.store.update_run(
                     run["id"],
                     state="done",
                     outcome="blocked",
-                    blocked_by=blocked,
+                    blocked_by=guard,
                     finished_at=time.time(),
                 )
-                if runbook.page_first:
-                    # P0: a human hears about it even when a guard stops the robot.
-                    blocked_run = {**run, "blocked_by": blocked}
-                    content = pages.build(
-                        blocked_run,
-                        [],
-                        [],
-                        runbook,
-                        self.settings,
-                        headline=f"not acted on: blocked by guard {blocked}; act by hand",
-                    )
-                    await self.outbox.enqueue(f"{run['id']}:blocked", "trigger", content)
-                elif rule is not None and blocked in ("cooldown", "rate_limit", "lock_busy"):
-                    await self._guard_page(run, runbook, rule, blocked)
+                # One page per rule, guard and hour, P0 included: a human hears that
+                # the robot stood back, and a storm of blocked runs is not a page storm.
+                await self._guard_page(run, runbook, rule, guard)
                 log.warning(
                     "run_blocked",
                     run_id=run["id"],
-                    guard=blocked,
+                    guard=guard,
                     rule=run["rule"],
                     fingerprint=run["fingerprint"],
                     alertname=run["alertname"],
@@ -358,6 +396,7 @@ class Engine:
         recorded = dict(by_name)  # this phase's step rows as they now stand
         ctx = self._ctx(run, runbook, existing)
         stop_reason: str | None = None
+        blocked: str | None = None
         for seq, step in enumerate(runbook.steps):
             prior = by_name.get(step.name)
             if stop_reason is not None and (prior is None or prior["state"] != "done"):
@@ -389,9 +428,18 @@ class Engine:
                 approval_id = await self.store.create_approval(
                     run["id"], step.name, time.time() + self.settings.engine.approval_ttl
                 )
-            row = await self.steps.run(
-                step, ctx, phase="fire", seq=seq, existing=prior, approval_id=approval_id
-            )
+            try:
+                row = await self.steps.run(
+                    step, ctx, phase="fire", seq=seq, existing=prior, approval_id=approval_id
+                )
+            except Deferred as exc:
+                await self._park(run, runbook, step.name, exc)
+                return
+            except Blocked as exc:
+                blocked = exc.guard
+                stop_reason = f"not run: blocked by guard {exc.guard}"
+                recorded[step.name] = {"name": step.name, "outcome": "skipped"}
+                continue
             recorded[step.name] = row
             if row["outcome"] in ("applied", "skipped") and row.get("result"):
                 ctx.results[step.name] = row["result"].get("data", {})
@@ -400,25 +448,80 @@ class Engine:
                 self._observe_mitigation(run)
             if row["outcome"] == "failed" and step.stop_on_failure:
                 stop_reason = f"not run: {step.name} failed"
+        if blocked is not None and not any(
+            r.get("outcome") == "applied" and r.get("mutates") for r in recorded.values()
+        ):
+            # Stopped before it changed anything: a blocked run, as if a guard had
+            # stopped it at the start (nothing to undo on resolve).
+            await self._end_blocked(run, runbook, rule, blocked)
+            return
         # A fresh run's rows are exactly what this pass recorded, in step order; a
-        # resumed run re-reads them (its runbook may have changed since).
-        steps = [recorded[s.name] for s in runbook.steps if s.name in recorded] if fresh else None
+        # resumed run (or one a gate stopped half way) re-reads them.
+        steps = (
+            [recorded[s.name] for s in runbook.steps if s.name in recorded]
+            if fresh and blocked is None
+            else None
+        )
         await self._finish_fire(run, runbook, steps)
 
-    async def _guard_page(self, run: Row, runbook: Runbook, rule: Rule, guard: str) -> None:
-        """One page per rule, guard and clock hour: a flapping alert stopped by its
-        cooldown, rate limit or a run still busy on its target is not acted on
-        again, and a human must know, once.
+    async def _end_blocked(self, run: Row, runbook: Runbook, rule: Rule | None, guard: str) -> None:
+        self.metrics.runbook_runs.labels(runbook.id, "blocked").inc()
+        await self.store.update_run(
+            run["id"],
+            expect_owner=self.owner,
+            state="done",
+            outcome="blocked",
+            blocked_by=guard,
+            finished_at=time.time(),
+        )
+        await self.store.release_lock(run["target"], run["id"])
+        await self._guard_page(run, runbook, rule, guard)
+        log.warning(
+            "run_blocked",
+            run_id=run["id"],
+            guard=guard,
+            rule=run["rule"],
+            fingerprint=run["fingerprint"],
+            alertname=run["alertname"],
+        )
 
-        The outbox's idempotency key makes it one page across runs and replicas. (P0
-        runbooks page every run anyway, blocked or not.)
+    async def _park(self, run: Row, runbook: Runbook, step: str, exc: Deferred) -> None:
+        """The kill switch stopped the run at a mutation: keep it, release its target,
+        and tell a human once. ``resume`` lets any replica pick it up again."""
+        parked = await self.store.update_run(
+            run["id"], expect_owner=self.owner, state="parked", detail=exc.reason
+        )
+        await self.store.release_lock(run["target"], run["id"])
+        if not parked:
+            return
+        log.warning(
+            "run_parked",
+            run_id=run["id"],
+            step=step,
+            reason=exc.reason,
+            fingerprint=run["fingerprint"],
+            alertname=run["alertname"],
+        )
+        steps = await self.store.steps_for_run(run["id"])
+        content = pages.build(
+            run,
+            steps,
+            [],
+            runbook,
+            self.settings,
+            headline=f"kill switch on: stopped before {step}, nothing changed;"
+            " it goes on after `remediator resume`",
+        )
+        await self.outbox.enqueue(f"{run['id']}:parked", "trigger", content)
+
+    async def _guard_page(self, run: Row, runbook: Runbook, rule: Rule | None, guard: str) -> None:
+        """One page per rule, guard and clock hour: runs a guard stopped are not
+        acted on, and a human must know, once, not once per run.
+
+        The outbox's idempotency key makes it one page across runs and replicas.
         """
         hour = int(run["created_at"] // 3600)
-        limit = {
-            "rate_limit": f"at most {rule.max_runs_per_hour} runs per hour",
-            "cooldown": f"cooldown {int(rule.cooldown)} s per target",
-            "lock_busy": "another run on the same target was in progress",
-        }[guard]
+        limit = _guard_limit(rule, guard)
         content = pages.build(
             {**run, "blocked_by": guard},
             [],
@@ -426,12 +529,12 @@ class Engine:
             runbook,
             self.settings,
             headline=(
-                f"rule {rule.name}: {guard} engaged ({limit}); further runs are blocked"
-                " and not acted on: act by hand if the alert needs it"
+                f"rule {run['rule']}: {guard} engaged ({limit}); runs it stops are"
+                " not acted on: act by hand if the alert needs it"
             ),
         )
-        content = replace(content, dedup_key=f"remediator/guard/{rule.name}/{guard}/{hour}")
-        await self.outbox.enqueue(f"guard:{rule.name}:{guard}:{hour}", "trigger", content)
+        content = replace(content, dedup_key=f"remediator/guard/{run['rule']}/{guard}/{hour}")
+        await self.outbox.enqueue(f"guard:{run['rule']}:{guard}:{hour}", "trigger", content)
 
     def _observe_mitigation(self, run: Row) -> bool:
         """The first mitigation of a run: note its time and feed the histogram."""
@@ -592,23 +695,51 @@ class Engine:
         # New actions on resolve first (RB-02 replays the DLQ before re-enabling
         # alerts, as the runbook orders it), then undo in reverse order of change.
         resolved_rows = {s["name"]: s for s in all_steps if s["phase"] == "resolve"}
-        for seq, step in enumerate(runbook.resolve_steps):
-            await self.steps.run(
-                step, ctx, phase="resolve", seq=seq, existing=resolved_rows.get(step.name)
+        try:
+            for seq, step in enumerate(runbook.resolve_steps):
+                if run.get("undo_reason") == "max_duration":
+                    break  # the alert has not resolved: its resolve actions wait for it
+                await self.steps.run(
+                    step, ctx, phase="resolve", seq=seq, existing=resolved_rows.get(step.name)
+                )
+            ctx.mode = "live"  # undo puts back what was actually changed
+            for seq, s in enumerate(to_undo):
+                step = runbook.step(s["name"])
+                if step.undo is None:
+                    continue
+                await self.steps.run(
+                    step,
+                    ctx,
+                    phase="undo",
+                    seq=seq,
+                    existing=done_undos.get(step.name),
+                    changes=s["changes"],
+                )
+        except Deferred as exc:
+            # Kept, never lost: back to waiting, and the maintenance loop tries again
+            # after `resume`, or (an unconfirmed resolve) after UNDO_RECHECK.
+            retry_at = time.time() + (UNDO_RECHECK if exc.guard == "not_corroborated" else 0)
+            await self.store.update_run(
+                run["id"], expect_owner=self.owner, state="waiting", retry_at=retry_at
             )
-        ctx.mode = "live"  # undo puts back what was actually changed
-        for seq, s in enumerate(to_undo):
-            step = runbook.step(s["name"])
-            if step.undo is None:
-                continue
-            await self.steps.run(
-                step,
-                ctx,
-                phase="undo",
-                seq=seq,
-                existing=done_undos.get(step.name),
-                changes=s["changes"],
+            log.warning(
+                "undo_deferred",
+                run_id=run["id"],
+                reason=exc.reason,
+                fingerprint=run["fingerprint"],
+                alertname=run["alertname"],
             )
+            return
+        if run.get("undo_reason") == "max_duration":
+            await self._expired_page(run, runbook)
+            await self.store.update_run(
+                run["id"],
+                expect_owner=self.owner,
+                state="done",
+                undo_state="done",
+                finished_at=time.time(),
+            )
+            return
         for a in await self.store.approvals_for_run(run["id"]):
             if a["state"] == "pending":  # the alert is gone: nothing left to approve
                 await self.store.transition_approval(a["id"], "pending", "expired")
@@ -632,6 +763,43 @@ class Engine:
             fingerprint=run["fingerprint"],
             alertname=run["alertname"],
         )
+
+    async def _expired_page(self, run: Row, runbook: Runbook) -> None:
+        """max_duration: the mitigations are undone, the alert may still fire."""
+        rule = self._current_rule(run["rule"])
+        after = int(rule.max_duration) if rule is not None and rule.max_duration else 0
+        steps = await self.store.steps_for_run(run["id"])
+        approvals = await self.store.approvals_for_run(run["id"])
+        content = pages.build(
+            run,
+            steps,
+            approvals,
+            runbook,
+            self.settings,
+            headline=f"no resolve after max_duration ({after} s): temporary mitigations"
+            " undone; the alert may still be firing: look at it by hand",
+        )
+        await self.outbox.enqueue(f"{run['id']}:max_duration", "trigger", content)
+
+    async def expire_mitigations(self) -> None:
+        """Undo, through the gate, what runs of rules with max_duration still hold."""
+        ruleset = self.rules()
+        if ruleset is None:
+            return
+        now = time.time()
+        for rule in ruleset.rules:
+            if rule.max_duration is None:
+                continue
+            for run in await self.store.runs_past_duration(rule.name, now - rule.max_duration):
+                if await self.store.expire_run(run["id"], now):
+                    log.warning(
+                        "max_duration_reached",
+                        run_id=run["id"],
+                        rule=rule.name,
+                        fingerprint=run["fingerprint"],
+                        alertname=run["alertname"],
+                    )
+                    await self.try_undo(run["id"])
 
     # --------------------------------------------------------------- approvals
 
@@ -664,12 +832,17 @@ class Engine:
         step = runbook.step(approval["step"])
         steps = await self.store.steps_for_run(run["id"])
         ctx = self._ctx(run, runbook, [s for s in steps if s["phase"] == "fire"])
-        if await self.is_paused():
-            ctx.mode = "paused"
         prior = next(
             (s for s in steps if s["phase"] == "approved" and s["name"] == step.name), None
         )
-        row = await self.steps.run(step, ctx, phase="approved", seq=len(steps), existing=prior)
+        try:
+            row = await self.steps.run(step, ctx, phase="approved", seq=len(steps), existing=prior)
+        except Deferred:
+            # The decision stands; the step runs after `resume`.
+            await self.store.transition_approval(approval["id"], "executing", "approved")
+            return
+        except Blocked as exc:
+            row = {"outcome": "skipped", "reason": exc.reason}
         await self.store.transition_approval(
             approval["id"], "executing", "executed" if row["outcome"] == "applied" else "failed"
         )
@@ -724,12 +897,20 @@ class Engine:
             if not claimed:
                 break
             await self.resume(claimed[0])
-        if not await self.is_paused():
+        paused = await self.is_paused()
+        if not paused:
             for run in await self.store.runs_waiting_undo():
                 await self.try_undo(run["id"])
+            for _ in range(10):
+                parked = await self.store.claim_parked_runs(self.owner, self.lease)
+                if not parked:
+                    break
+                await self.resume(parked[0])
         await self.expire_approvals()
-        for approval in await self.store.claim_approved():
-            await self.run_approved(approval)
+        if not paused:
+            for approval in await self.store.claim_approved():
+                await self.run_approved(approval)
+            await self.expire_mitigations()
         await self.escalate_long_runs()
 
     async def escalate_long_runs(self) -> None:
@@ -778,9 +959,11 @@ class Engine:
             alertname=run["alertname"],
         )
         self._leases[run["id"]] = run["lease_until"]
-        if run["state"] == "running":
-            rs = self.rules()
-            rule = rs.get(run["rule"]) if rs is not None else None
-            await self.fire(run, runbook, rule)
+        if run["state"] == "running" and run.get("undo_state") == "requested":
+            # Resolved while it was parked: nothing more to do but undo what it did.
+            with self._executing(run["id"]):
+                await self._finish_fire(run, runbook, None)
+        elif run["state"] == "running":
+            await self.fire(run, runbook, self._current_rule(run["rule"]))
         elif run["state"] == "undoing":
             await self.undo(run)

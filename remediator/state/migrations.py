@@ -170,6 +170,17 @@ CREATE TABLE sync_marks (owner TEXT PRIMARY KEY, n INTEGER NOT NULL)
 DROP TABLE sync_marks
 """,
     ),
+    (
+        5,
+        "the mutation gate: parked runs, undo reasons, the kill switch row",
+        """
+ALTER TABLE runs ADD COLUMN retry_at {float};
+ALTER TABLE runs ADD COLUMN undo_reason TEXT;
+INSERT INTO flags (name, value, updated_at, updated_by) VALUES ('paused', '0', 0, 'migration')
+    ON CONFLICT (name) DO NOTHING;
+CREATE INDEX steps_mutations ON steps (phase, mutates, started_at)
+""",
+    ),
 ]
 
 DIALECTS = {

@@ -172,6 +172,44 @@ _RUN_COLUMNS = (
 )
 
 
+_STEP_COLUMNS = (
+    "run_id",
+    "phase",
+    "seq",
+    "name",
+    "kind",
+    "mutates",
+    "approval",
+    "state",
+    "outcome",
+    "rendered",
+    "result",
+    "changes",
+    "reason",
+    "attempts",
+    "started_at",
+    "finished_at",
+)
+_STEP_UPSERT = (
+    f"INSERT INTO steps ({', '.join(_STEP_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in _STEP_COLUMNS)})"
+    " ON CONFLICT (run_id, phase, name) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = excluded.{c}" for c in _STEP_COLUMNS if c not in ("run_id", "phase", "name")
+    )
+)
+
+
+def step_upsert(step: Row) -> tuple[str, list[Any]]:
+    """The statement and values that insert or update one step row."""
+    row = dict(step)
+    row["mutates"] = int(bool(row.get("mutates")))
+    row.setdefault("attempts", 0)
+    row["result"] = dumps(row["result"]) if row.get("result") is not None else None
+    row["changes"] = dumps(row["changes"]) if row.get("changes") is not None else None
+    return _STEP_UPSERT, [row.get(c) for c in _STEP_COLUMNS]
+
+
 class StateStore:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -447,13 +485,50 @@ class StateStore:
     async def request_undo(self, run_id: str, now: float) -> bool:
         """First resolve notification wins; repeats return False (undo runs once)."""
         n = await self._execute(
-            "UPDATE runs SET resolved_at = ?, undo_state = 'requested', updated_at = ?"
+            "UPDATE runs SET resolved_at = ?, undo_state = 'requested',"
+            " undo_reason = COALESCE(undo_reason, 'resolved'), updated_at = ?"
             " WHERE id = ? AND resolved_at IS NULL",
             now,
             now,
             run_id,
         )
         return n == 1
+
+    async def expire_run(self, run_id: str, now: float) -> bool:
+        """``max_duration`` passed with no resolve: ask for the undo (one replica wins)."""
+        n = await self._execute(
+            "UPDATE runs SET undo_state = 'requested', undo_reason = 'max_duration',"
+            " updated_at = ? WHERE id = ? AND state = 'waiting' AND undo_state IS NULL",
+            now,
+            run_id,
+        )
+        return n == 1
+
+    async def runs_past_duration(self, rule: str, created_before: float) -> list[Row]:
+        """Waiting runs of ``rule`` created before the time, with changes to undo."""
+        rows = await self._read(
+            "SELECT * FROM runs WHERE rule = ? AND state = 'waiting' AND undo_state IS NULL"
+            " AND created_at < ? AND EXISTS (SELECT 1 FROM steps s WHERE s.run_id = runs.id"
+            " AND s.phase IN ('fire', 'approved') AND s.outcome = 'applied'"
+            " AND s.changes IS NOT NULL) ORDER BY created_at LIMIT 20",
+            rule,
+            created_before,
+        )
+        return [self._run(r) for r in rows]
+
+    async def claim_parked_runs(self, owner: str, lease: float, limit: int = 1) -> list[Row]:
+        """Take runs the kill switch parked, to go on with them after ``resume``."""
+        now = time.time()
+        rows = await self._fetch(
+            "UPDATE runs SET state = 'running', owner = ?, lease_until = ?, updated_at = ?"
+            " WHERE id IN (SELECT id FROM runs WHERE state = 'parked'"
+            f" ORDER BY created_at LIMIT ?{self._skip}) RETURNING *",
+            owner,
+            now + lease,
+            now,
+            limit,
+        )
+        return [self._run(r) for r in rows]
 
     async def claim_run(
         self, run_id: str, owner: str, lease: float, from_state: str, to_state: str
@@ -490,7 +565,8 @@ class StateStore:
         """Runs whose alert resolved but whose undo has not started (e.g. paused then)."""
         rows = await self._read(
             "SELECT * FROM runs WHERE state = 'waiting' AND undo_state = 'requested'"
-            " ORDER BY resolved_at LIMIT ?",
+            " AND (retry_at IS NULL OR retry_at <= ?) ORDER BY resolved_at LIMIT ?",
+            time.time(),
             limit,
         )
         return [self._run(r) for r in rows]
@@ -567,39 +643,8 @@ class StateStore:
         """Insert or update one step of a run; the audit trail is these rows.
 
         ``durable``: on disk before this returns, and every earlier commit with it."""
-        cols = (
-            "run_id",
-            "phase",
-            "seq",
-            "name",
-            "kind",
-            "mutates",
-            "approval",
-            "state",
-            "outcome",
-            "rendered",
-            "result",
-            "changes",
-            "reason",
-            "attempts",
-            "started_at",
-            "finished_at",
-        )
-        row = dict(step)
-        row["mutates"] = int(bool(row.get("mutates")))
-        row.setdefault("attempts", 0)
-        row["result"] = dumps(row["result"]) if row.get("result") is not None else None
-        row["changes"] = dumps(row["changes"]) if row.get("changes") is not None else None
-        values = [row.get(c) for c in cols]
-        updates = ", ".join(
-            f"{c} = excluded.{c}" for c in cols if c not in ("run_id", "phase", "name")
-        )
-        await self._execute(
-            f"INSERT INTO steps ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
-            f" ON CONFLICT (run_id, phase, name) DO UPDATE SET {updates}",
-            *values,
-            durable=durable,
-        )
+        sql, values = step_upsert(step)
+        await self._execute(sql, *values, durable=durable)
 
     async def steps_for_run(self, run_id: str, phase: str | None = None) -> list[Row]:
         if phase is None:

@@ -150,24 +150,37 @@ async def test_pending_approval_expires_into_a_new_page(clients, target_db):
         assert "scale_down" not in await calls(target_db)
 
 
-async def test_kill_switch_plans_but_never_mutates_and_the_page_says_so(clients, target_db):
+async def test_kill_switch_parks_the_run_before_its_mutation_and_resume_finishes_it(
+    clients, target_db
+):
     async with Harness(_testbook.registry(), _testbook.rules(), clients=clients) as h:
         await h.engine.set_paused(True, "alice")
         await h.deliver(ALERT)
         [run] = await h.runs()
-        assert run["mode"] == "paused"
+        assert run["state"] == "parked"
         steps = {s["name"]: s for s in await h.steps(run["id"])}
-        assert steps["throttle"]["outcome"] == "dry_run"
-        assert steps["throttle"]["reason"] == "paused by the kill switch"
+        assert steps["look"]["outcome"] == "applied"  # reads still run: the page has context
+        assert steps["throttle"]["state"] == "deferred"
+        assert "kill switch" in steps["throttle"]["reason"]
         assert await knobs(target_db) == {"throttle": 0, "replicas": 3, "other": 7}
         [page] = h.pager.triggers()
-        assert page.content.mode == "paused"
+        assert "kill switch on" in page.content.title
         assert (
             h.metrics.registry.get_sample_value(
                 "remediator_guard_blocks_total", {"guard": "kill_switch"}
             )
             == 1
         )
+        await h.maintenance()  # still paused: the run stays parked
+        assert (await h.runs())[0]["state"] == "parked"
+        assert await knobs(target_db) == {"throttle": 0, "replicas": 3, "other": 7}
+
+        await h.engine.set_paused(False, "alice")
+        await h.maintenance()
+        [run] = await h.runs()
+        assert run["state"] == "waiting" and run["outcome"] == "awaiting_approval"
+        assert (await knobs(target_db))["throttle"] == 1
+        assert (await calls(target_db)).count("throttle") == 1
 
 
 async def test_kill_switch_set_through_one_instance_stops_another(
@@ -181,8 +194,13 @@ async def test_kill_switch_set_through_one_instance_stops_another(
         await a.engine.set_paused(True, "alice")
         await b.deliver(ALERT)
         [run] = await b.runs()
-        assert run["mode"] == "paused"
+        assert run["state"] == "parked"
         assert await knobs(target_db) == {"throttle": 0, "replicas": 3, "other": 7}
+        await a.engine.set_paused(False, "alice")
+        await a.maintenance()  # any replica goes on with a parked run
+        [run] = await b.runs()
+        assert run["state"] == "waiting" and run["owner"] == a.engine.owner
+        assert (await knobs(target_db))["throttle"] == 1
 
 
 async def test_cooldown_blocks_a_second_run_on_the_same_target(clients, target_db):
@@ -375,7 +393,9 @@ async def test_outbox_retries_429_and_5xx_and_gives_up_on_400(clients, target_db
     await pd.aclose()
 
 
-async def test_a_p0_run_stopped_by_a_guard_still_pages_a_human(clients, target_db):
+async def test_p0_runs_stopped_by_a_guard_page_a_human_once_per_rule_guard_and_hour(
+    clients, target_db
+):
     from dataclasses import replace
 
     from remediator.engine.registry import Registry
@@ -383,15 +403,22 @@ async def test_a_p0_run_stopped_by_a_guard_still_pages_a_human(clients, target_d
     reg = Registry()
     reg.register(replace(_testbook.RUNBOOK, severity="P0", page_first=True))
     async with Harness(reg, _testbook.rules(max_runs_per_hour="1"), clients=clients) as h:
-        await h.deliver(make_alert("TestAlert", {"service": "a"}))
-        await h.deliver(make_alert("TestAlert", {"service": "b"}))
+        for service in ("a", "b", "c"):
+            await h.deliver(make_alert("TestAlert", {"service": service}))
         blocked = [r for r in await h.runs() if r["blocked_by"] == "rate_limit"]
-        assert len(blocked) == 1
-        pages = [
-            e for e in h.pager.triggers() if e.content.dedup_key == f"remediator/{blocked[0]['id']}"
+        assert len(blocked) == 2
+        hour = int(blocked[0]["created_at"] // 3600)
+        folded = [
+            e
+            for e in h.pager.triggers()
+            if e.content.dedup_key == f"remediator/guard/test-rule/rate_limit/{hour}"
         ]
-        assert len(pages) == 1
-        assert any("blocked by guard rate_limit" in s for s in pages[0].content.skipped)
+        assert len(folded) == 1
+        assert folded[0].content.severity == "P0"
+        assert "rate_limit engaged" in folded[0].content.title
+        # Neither blocked run opened an incident of its own.
+        own = {f"remediator/{r['id']}" for r in blocked}
+        assert not [e for e in h.pager.triggers() if e.content.dedup_key in own]
 
 
 async def test_a_notify_level_run_that_outlasts_its_threshold_escalates_to_one_page(

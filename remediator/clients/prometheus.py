@@ -1,0 +1,115 @@
+"""Prometheus as a witness: does ``ALERTS`` show this alert firing right now?
+
+A webhook payload is a claim. Prometheus evaluated the alerting rule itself, so its
+``ALERTS{alertstate="firing"}`` series is the evidence a leaked webhook token cannot
+forge. The query names only the alertname (escaped as a PromQL string); every other
+label is compared here, exactly.
+
+Labels: Alertmanager adds no labels of its own, but Prometheus adds its
+``global.external_labels`` when it sends an alert, and ``ALERTS`` (queried locally)
+has none of them. So the alert's labels less the external labels Prometheus reports
+in its config must equal a firing series' labels less ``__name__`` and
+``alertstate``. An extra label in the payload (a forged ``date`` or ``source_ip``, say)
+therefore fails the check. Labels changed by ``alert_relabel_configs`` fail it too:
+such setups must turn corroboration off and say so.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+import yaml
+
+from remediator.errors import TargetTimeout, TargetUnavailable
+
+_SERIES_META = frozenset({"__name__", "alertstate"})
+_CONFIG_TTL = 300.0  # external labels change only with a Prometheus reload
+
+
+@dataclass(frozen=True)
+class Witness:
+    firing: bool
+    detail: str
+
+
+def promql_string(value: str) -> str:
+    """A PromQL double-quoted string literal; JSON escapes are valid Go escapes."""
+    return json.dumps(value, ensure_ascii=True)
+
+
+class PrometheusClient:
+    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._external: dict[str, str] | None = None
+        self._external_at = 0.0
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _get(self, path: str, params: Mapping[str, str]) -> object:
+        try:
+            response = await self._http.get(f"{self.url}{path}", params=dict(params))
+        except httpx.TimeoutException as exc:
+            raise TargetTimeout("prometheus", f"{path}: timed out") from exc
+        except httpx.HTTPError as exc:
+            raise TargetUnavailable("prometheus", f"{path}: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise TargetUnavailable("prometheus", f"{path}: HTTP {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise TargetUnavailable("prometheus", f"{path}: answer is not JSON") from exc
+        if not isinstance(body, dict) or body.get("status") != "success":
+            raise TargetUnavailable("prometheus", f"{path}: status is not success")
+        return body.get("data")
+
+    async def external_labels(self) -> dict[str, str]:
+        now = time.monotonic()
+        if self._external is not None and now - self._external_at < _CONFIG_TTL:
+            return self._external
+        data = await self._get("/api/v1/status/config", {})
+        labels: dict[str, str] = {}
+        text = data.get("yaml") if isinstance(data, dict) else None
+        if isinstance(text, str):
+            try:
+                config = yaml.safe_load(text)
+            except yaml.YAMLError:
+                config = None
+            glob = config.get("global") if isinstance(config, dict) else None
+            external = glob.get("external_labels") if isinstance(glob, dict) else None
+            if isinstance(external, dict):
+                labels = {str(k): str(v) for k, v in external.items()}
+        self._external, self._external_at = labels, now
+        return labels
+
+    async def alert_firing(self, labels: Mapping[str, str]) -> Witness:
+        """Whether ``ALERTS`` has a firing series with exactly these labels."""
+        alertname = labels.get("alertname", "")
+        external = await self.external_labels()
+        claimed = {k: v for k, v in labels.items() if external.get(k) != v}
+        query = f'ALERTS{{alertname={promql_string(alertname)},alertstate="firing"}}'
+        data = await self._get("/api/v1/query", {"query": query})
+        result = data.get("result") if isinstance(data, dict) else None
+        series = result if isinstance(result, list) else []
+        closest = ""
+        for item in series:
+            metric = item.get("metric") if isinstance(item, dict) else None
+            if not isinstance(metric, dict):
+                continue
+            seen = {k: v for k, v in metric.items() if k not in _SERIES_META}
+            if seen == claimed:
+                return Witness(True, f"ALERTS shows {alertname} firing")
+            differ = sorted(set(seen.items()) ^ set(claimed.items()))
+            closest = closest or ", ".join(sorted({k for k, _ in differ}))
+        if not series:
+            return Witness(False, f"ALERTS has no firing {alertname}")
+        return Witness(
+            False,
+            f"ALERTS has {len(series)} firing {alertname} series, none with these labels"
+            f" (labels that differ: {closest})",
+        )
