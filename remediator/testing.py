@@ -99,7 +99,9 @@ class Harness:
         state_url: str | None = None,
         settings: Mapping[str, Any] | None = None,
         pager: CapturePager | None = None,
+        owner: str = "harness",
     ) -> None:
+        self.owner = owner
         self._tmp = tempfile.TemporaryDirectory()
         self.rules_path = Path(self._tmp.name) / "rules.yaml"
         self.rules_path.write_text(rules_yaml)
@@ -123,7 +125,7 @@ class Harness:
         self.ruleset = ruleset
         self.store = await StateStore.open(self.state_url)
         self.outbox = Outbox(
-            self.store, {self.pager.name: self.pager}, self.metrics, owner="harness"
+            self.store, {self.pager.name: self.pager}, self.metrics, owner=self.owner
         )
         self.engine = Engine(
             store=self.store,
@@ -132,7 +134,7 @@ class Harness:
             settings=self.settings,
             clients=self.clients,
             outbox=self.outbox,
-            owner="harness",
+            owner=self.owner,
             rules=lambda: self.ruleset,
         )
         return self
@@ -145,10 +147,10 @@ class Harness:
         """Journal the payload and process every new occurrence, like a worker would."""
         payload = WebhookPayload.model_validate(make_payload(*alerts))
         fresh = await self.store.append_occurrences(occurrences(payload, time.time()))
-        while rows := await self.store.claim_occurrences("harness", 10, 30.0):
+        while rows := await self.store.claim_occurrences(self.owner, 10, 30.0):
             for occ in rows:
                 await self.engine.process(occ)
-                await self.store.finish_occurrence(occ["id"], "harness")
+                await self.store.finish_occurrence(occ["id"], self.owner)
         await self.flush_pages()
         return fresh
 

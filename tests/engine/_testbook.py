@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from remediator.engine.context import StepContext
 from remediator.engine.registry import Registry
 from remediator.engine.steps import Done, Runbook, Step, StepFailed, describe
+from remediator.errors import TargetUnavailable
 
 SCHEMA = """
 CREATE TABLE knobs (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -22,6 +23,15 @@ CREATE TABLE calls (id SERIAL PRIMARY KEY, step TEXT NOT NULL);
 """
 
 GATE: dict[str, asyncio.Event] = {}
+# Set when a held step has got as far as its hold (see ``hold``).
+REACHED: dict[str, asyncio.Event] = {}
+ATTEMPTS: dict[str, int] = {}
+
+
+async def hold(key: str) -> None:
+    """Stop here until the test sets ``GATE[key]``; ``REACHED[key]`` says we got here."""
+    REACHED.setdefault(key, asyncio.Event()).set()
+    await GATE.setdefault(key, asyncio.Event()).wait()
 
 
 class Params(BaseModel):
@@ -29,6 +39,9 @@ class Params(BaseModel):
     throttle_to: int = 1
     fail: bool = False
     hang_second: bool = False
+    hang_look: bool = False
+    flaky_throttle: bool = False  # first attempt holds, then fails as temporary
+    hang_scale_back: bool = False
 
 
 async def _count(ctx: StepContext, step: str) -> None:
@@ -36,12 +49,19 @@ async def _count(ctx: StepContext, step: str) -> None:
 
 
 async def look(*, ctx: StepContext, **_: Any) -> Done:
+    if ctx.params.hang_look:
+        await hold(f"{ctx.run_id}:look")
     await _count(ctx, "look")
     rows = await ctx.clients.need("database").fetch("SELECT name, value FROM knobs ORDER BY name")
     return Done(f"{len(rows)} knobs", data={"knobs": {r["name"]: r["value"] for r in rows}})
 
 
 async def throttle(*, ctx: StepContext, **_: Any) -> Done:
+    if ctx.params.flaky_throttle:
+        ATTEMPTS[ctx.run_id] = ATTEMPTS.get(ctx.run_id, 0) + 1
+        if ATTEMPTS[ctx.run_id] == 1:
+            await hold(f"{ctx.run_id}:throttle")
+            raise TargetUnavailable("knobs", "busy, try again")
     await _count(ctx, "throttle")
     if ctx.params.fail:
         raise StepFailed("the throttle refused")
@@ -79,6 +99,8 @@ async def scale_down(*, ctx: StepContext, **_: Any) -> Done:
 
 
 async def scale_back(*, ctx: StepContext, changes: Any, **_: Any) -> Done:
+    if ctx.params.hang_scale_back:
+        await hold(f"{ctx.run_id}:scale_back")
     await ctx.clients.need("database").execute(
         "UPDATE knobs SET value = $1 WHERE name = 'replicas'", changes["replicas"]
     )

@@ -199,7 +199,7 @@ async def test_kill_switch_set_through_one_instance_stops_another(
         await a.engine.set_paused(False, "alice")
         await a.maintenance()  # any replica goes on with a parked run
         [run] = await b.runs()
-        assert run["state"] == "waiting" and run["owner"] == a.engine.owner
+        assert run["state"] == "waiting"
         assert (await knobs(target_db))["throttle"] == 1
 
 

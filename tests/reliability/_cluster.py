@@ -353,7 +353,15 @@ async def settle(
             if quiet >= 2:
                 return counts
             if time.monotonic() > deadline:
-                raise AssertionError(f"cluster did not settle in {timeout}s: {counts}")
+                stuck = await conn.fetch(
+                    "SELECT r.id, r.state AS run_state, r.undo_state, s.phase, s.name,"
+                    " s.attempts FROM steps s JOIN runs r ON r.id = s.run_id"
+                    " WHERE s.state = 'started' LIMIT 10"
+                )
+                raise AssertionError(
+                    f"cluster did not settle in {timeout}s: {counts};"
+                    f" steps left started: {[dict(r) for r in stuck]}"
+                )
             await asyncio.sleep(0.25)
     finally:
         await conn.close()
