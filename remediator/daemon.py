@@ -32,6 +32,7 @@ from remediator.paging.outbox import Outbox
 from remediator.settings import Settings
 from remediator.state.journal import JournalWriter
 from remediator.state.store import StateStore
+from remediator.supervisor import Supervisor
 
 log = logs.get("remediator.daemon")
 
@@ -120,6 +121,7 @@ class Daemon:
         )  # processed occurrence ids  # approvals decided, undo requested
         self._last_direct_page = 0.0
         self._closing: list[Any] = []
+        self.supervisor = Supervisor(self.metrics)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -160,11 +162,19 @@ class Daemon:
         )
         self.metrics.paused.set(1 if await self.engine.is_paused() else 0)
         if workers:
-            self._tasks.append(asyncio.create_task(self._dispatch(), name="dispatch"))
-            self._tasks.append(asyncio.create_task(self._finish_processed(), name="finisher"))
-            self._tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
-            self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
-            self._tasks.append(asyncio.create_task(self.outbox.run_forever(), name="outbox"))
+            sup = self.supervisor
+            poll = self.settings.engine.poll_interval
+            # A loop that has not beaten for this long is reported stalled by /readyz.
+            stall = max(30.0, 10 * poll, 3 * self.settings.engine.lease)
+            sup.spawn("dispatch", self._dispatch, stall_after=stall)
+            sup.spawn("finisher", self._finish_processed, stall_after=stall)
+            sup.spawn("maintenance", self._maintenance, stall_after=stall)
+            sup.spawn("heartbeat", self._heartbeat, stall_after=stall)
+            sup.spawn(
+                "outbox",
+                lambda: self.outbox.run_forever(beat=lambda: sup.beat("outbox")),
+                stall_after=stall,
+            )
 
     async def _open_clients(self) -> Clients:
         from remediator.clients import factory
@@ -177,29 +187,31 @@ class Daemon:
         """Finish in-flight work: the journal drains, running occurrences get a grace
         period (then their runs keep a lease another replica resumes), and the
         processed ones are marked done before the store closes."""
-        await self.journal.close()
-        dispatch = [t for t in self._tasks if t.get_name() == "dispatch"]
-        for t in dispatch:
-            t.cancel()
-            with suppress(asyncio.CancelledError):
-                await t
-        with suppress(StateUnavailable):
+        with suppress(Exception):
+            await self.journal.close()
+        await self.supervisor.stop(["dispatch"])
+        try:
             ids = []
             while not self._finished.empty():
                 ids.append(self._finished.get_nowait())
             await self.store.finish_occurrences(ids, self.owner)
+        except Exception as exc:  # their claims expire and they are processed again
+            log.warning("stop_finish_failed", error=str(exc))
+        await self.supervisor.stop()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
-            with suppress(asyncio.CancelledError):
+            with suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
         for pager in self.outbox.pagers.values():
-            await pager.aclose()
+            with suppress(Exception):
+                await pager.aclose()
         for close in self._closing:
             with suppress(Exception):
                 await close()
-        await self.store.close()
+        with suppress(Exception):
+            await self.store.close()
 
     # ---------------------------------------------------------------- rules
 
@@ -243,17 +255,25 @@ class Daemon:
             problems.append(f"state store unreachable: {exc}")
         if self.ruleset is None:
             problems.append("no valid rules loaded")
+        problems += self.supervisor.problems()
         return problems
 
-    async def refresh_gauges(self) -> None:
-        with suppress(StateUnavailable):
-            self.metrics.queue_depth.set(await self.store.count_pending())
-            self.metrics.approvals_pending.set(await self.store.count_pending_approvals())
-            self.metrics.paused.set(1 if await self.engine.is_paused() else 0)
-            for c in await self.store.all_circuits():
-                self.metrics.circuit_state.labels(c["runbook"]).set(
-                    {"closed": 0, "half-open": 1, "open": 2}.get(c["state"], 0)
-                )
+    async def refresh_gauges(self, *, strict: bool = False) -> None:
+        """Read the gauges from the state store; ``strict``: raise when it is down."""
+        try:
+            await self._read_gauges()
+        except StateUnavailable:
+            if strict:
+                raise
+
+    async def _read_gauges(self) -> None:
+        self.metrics.queue_depth.set(await self.store.count_pending())
+        self.metrics.approvals_pending.set(await self.store.count_pending_approvals())
+        self.metrics.paused.set(1 if await self.engine.is_paused() else 0)
+        for c in await self.store.all_circuits():
+            self.metrics.circuit_state.labels(c["runbook"]).set(
+                {"closed": 0, "half-open": 1, "open": 2}.get(c["state"], 0)
+            )
 
     async def journal_down(self, reason: str) -> None:
         """The journal is unreachable: page directly (at most every 5 minutes)."""
@@ -291,7 +311,14 @@ class Daemon:
         running: set[asyncio.Task[None]] = set()
         try:
             while True:
-                await slots.acquire()  # wait for one free worker before claiming
+                self.supervisor.beat("dispatch")
+                # Wait for one free worker before claiming, beating while all are busy.
+                while True:
+                    try:
+                        await asyncio.wait_for(slots.acquire(), self.settings.engine.poll_interval)
+                        break
+                    except TimeoutError:
+                        self.supervisor.beat("dispatch")
                 free = 1
                 while free < 64 and not slots.locked():
                     await slots.acquire()
@@ -351,7 +378,12 @@ class Daemon:
     async def _finish_processed(self) -> None:
         """Mark processed occurrences done, many per statement (group commit again)."""
         while True:
-            ids = [await self._finished.get()]
+            self.supervisor.beat("finisher")
+            try:
+                first = await asyncio.wait_for(self._finished.get(), 5.0)
+            except TimeoutError:
+                continue
+            ids = [first]
             while not self._finished.empty():
                 ids.append(self._finished.get_nowait())
             try:
@@ -376,6 +408,7 @@ class Daemon:
         """
         interval = max(0.05, self.settings.engine.lease / 3)
         while True:
+            self.supervisor.beat("heartbeat")
             try:
                 await self.engine.renew_leases()
             except StateUnavailable as exc:
@@ -387,12 +420,11 @@ class Daemon:
             0.05, min(self.settings.engine.poll_interval, self.settings.engine.lease / 3)
         )
         while True:
+            self.supervisor.beat("maintenance")
             try:
                 await self.maintenance_once()
             except StateUnavailable as exc:
                 log.warning("maintenance_state_unavailable", error=str(exc))
-            except Exception:
-                log.exception("maintenance_failed")
             self._maint_wake.clear()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._maint_wake.wait(), interval)

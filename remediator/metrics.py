@@ -15,7 +15,17 @@ from remediator import __version__
 # The label values the daemon can produce (DESIGN.md "Metrics").
 RUN_OUTCOMES = ("succeeded", "failed", "awaiting_approval", "dry_run", "paused", "blocked")
 ACTION_OUTCOMES = ("applied", "dry_run", "skipped", "failed", "awaiting_approval", "rolled_back")
-GUARDS = ("cooldown", "rate_limit", "circuit_open", "kill_switch", "lock_busy")
+GUARDS = (
+    "cooldown",
+    "rate_limit",
+    "circuit_open",
+    "kill_switch",
+    "lock_busy",
+    "blast_radius",
+    "not_corroborated",
+)
+LOOPS = ("dispatch", "finisher", "maintenance", "heartbeat", "outbox", "retention")
+STATE_TABLES = ("occurrences", "runs", "steps", "approvals", "outbox")
 PAGE_EVENTS = ("trigger", "resolve")
 PAGE_OUTCOMES = ("delivered", "retry", "failed", "rejected")
 
@@ -101,6 +111,31 @@ class Metrics:
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
             registry=r,
         )
+        self.loop_restarts = Counter(
+            p + "loop_restarts",
+            "Background loops that died and were restarted by the supervisor",
+            ["loop"],
+            registry=r,
+        )
+        for loop in LOOPS:
+            self.loop_restarts.labels(loop)
+        self.state_rows = Gauge(
+            p + "state_rows", "Rows in the state store, by table", ["table"], registry=r
+        )
+        self.retention_deleted = Counter(
+            p + "retention_deleted",
+            "State store rows pruned by retention, by table",
+            ["table"],
+            registry=r,
+        )
+        for table in STATE_TABLES:
+            self.retention_deleted.labels(table)
+        self.pages_folded = Counter(
+            p + "pages_folded",
+            "Pages folded into a summary incident instead of opening their own",
+            ["pager"],
+            registry=r,
+        )
         self.build_info = Info(p + "build", "Build information", registry=r)
         self.build_info.info({"version": __version__})
 
@@ -126,6 +161,7 @@ class Metrics:
         for outcome in ("success", "failure"):
             self.rule_reloads.labels(outcome)
         for pager in pagers:
+            self.pages_folded.labels(pager)
             for event in PAGE_EVENTS:
                 for outcome in PAGE_OUTCOMES:
                     self.pages.labels(pager, event, outcome)

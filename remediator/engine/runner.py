@@ -905,7 +905,7 @@ class Engine:
                 parked = await self.store.claim_parked_runs(self.owner, self.lease)
                 if not parked:
                     break
-                await self.resume(parked[0])
+                await self.resume(parked[0], parked=True)
         await self.expire_approvals()
         if not paused:
             for approval in await self.store.claim_approved():
@@ -946,7 +946,7 @@ class Engine:
                 f"{run['id']}:escalated", "trigger", replace(content, severity="P1")
             )
 
-    async def resume(self, run: Row) -> None:
+    async def resume(self, run: Row, *, parked: bool = False) -> None:
         """Finish a run whose owner died: never redo a completed step."""
         runbook = self.registry.get(run["runbook"])
         if runbook is None:
@@ -959,7 +959,7 @@ class Engine:
             alertname=run["alertname"],
         )
         self._leases[run["id"]] = run["lease_until"]
-        if run["state"] == "running" and run.get("undo_state") == "requested":
+        if parked and run.get("undo_state") == "requested":
             # Resolved while it was parked: nothing more to do but undo what it did.
             with self._executing(run["id"]):
                 await self._finish_fire(run, runbook, None)

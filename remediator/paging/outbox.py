@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from remediator import logs
 from remediator.errors import StateUnavailable
@@ -96,8 +96,12 @@ class Outbox:
             self.metrics.pages.labels(row["pager"], row["action"], outcome).inc()
         return len(rows)
 
-    async def run_forever(self, interval: float = 0.5) -> None:
+    async def run_forever(
+        self, interval: float = 0.5, beat: Callable[[], None] | None = None
+    ) -> None:
         while True:
+            if beat is not None:
+                beat()
             try:
                 n = await self.deliver_due()
             except StateUnavailable as exc:

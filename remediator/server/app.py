@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from remediator.errors import StateUnavailable
 from remediator.server import auth
+from remediator.server.middleware import store_down_is_503
 from remediator.server.responses import error, json_response
 from remediator.server.webhook import WebhookHandler
 
@@ -60,7 +61,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
-    await daemon.refresh_gauges()
+    await daemon.refresh_gauges(strict=True)  # the store down: 503 (middleware)
     resp = web.Response(body=generate_latest(daemon.metrics.registry))
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return resp
@@ -138,7 +139,10 @@ async def reload(request: web.Request) -> web.Response:
 
 def create_app(daemon: Daemon) -> web.Application:
     # client_max_size bounds what aiohttp itself buffers; the webhook checks its own limit.
-    app = web.Application(client_max_size=daemon.settings.limits.max_body_bytes + 1)
+    app = web.Application(
+        client_max_size=daemon.settings.limits.max_body_bytes + 1,
+        middlewares=[store_down_is_503],
+    )
     app[DAEMON] = daemon
     hook = WebhookHandler(
         daemon.settings,

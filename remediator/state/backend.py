@@ -293,6 +293,29 @@ _PG_DOWN = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
 )
+# SQLSTATE classes and codes that mean "the store is not usable now", whatever the
+# exception class asyncpg maps them to: 08 connection exceptions, 53 insufficient
+# resources (53300 too many connections, 53100 disk full, 53200 out of memory),
+# 57P01-57P03 admin/crash shutdown and cannot connect now.
+_DOWN_CLASSES = ("08", "53")
+_DOWN_CODES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def store_down(exc: BaseException) -> bool:
+    """Whether ``exc`` says the Postgres state store is unreachable or unusable now
+    (so: 503 and retry later), rather than a bug in a statement."""
+    if isinstance(exc, _PG_DOWN):
+        return True
+    code = getattr(exc, "sqlstate", None)
+    if isinstance(exc, asyncpg.PostgresError) and isinstance(code, str):
+        return code[:2] in _DOWN_CLASSES or code in _DOWN_CODES
+    return False
+
+
+def _unavailable(exc: BaseException, where: str = "postgres") -> StateUnavailable:
+    code = getattr(exc, "sqlstate", None)
+    suffix = f" (SQLSTATE {code})" if isinstance(code, str) else ""
+    return StateUnavailable(f"{where}: {type(exc).__name__}{suffix}")
 
 
 def _numbered(sql: str) -> str:
@@ -314,16 +337,20 @@ class _PgConn:
     async def execute(self, sql: str, *args: Any) -> int:
         try:
             status: str = await self._conn.execute(self._sql(sql), *args)
-        except _PG_DOWN as exc:
-            raise StateUnavailable(f"postgres: {type(exc).__name__}") from exc
+        except Exception as exc:
+            if store_down(exc):
+                raise _unavailable(exc) from exc
+            raise
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         try:
             rows = await self._conn.fetch(self._sql(sql), *args)
-        except _PG_DOWN as exc:
-            raise StateUnavailable(f"postgres: {type(exc).__name__}") from exc
+        except Exception as exc:
+            if store_down(exc):
+                raise _unavailable(exc) from exc
+            raise
         return [dict(r) for r in rows]
 
 
@@ -366,8 +393,10 @@ class PostgresBackend:
             begin = "BEGIN; SET LOCAL synchronous_commit TO ON" if durable else "BEGIN"
             try:
                 await conn.execute(begin)
-            except _PG_DOWN as exc:
-                raise StateUnavailable(f"postgres: {type(exc).__name__}") from exc
+            except Exception as exc:
+                if store_down(exc):
+                    raise _unavailable(exc) from exc
+                raise
             try:
                 yield _PgConn(conn, self._sql_cache)
             except BaseException:
@@ -378,8 +407,10 @@ class PostgresBackend:
                 raise
             try:
                 await conn.execute("COMMIT")
-            except _PG_DOWN as exc:
-                raise StateUnavailable(f"postgres commit: {type(exc).__name__}") from exc
+            except Exception as exc:
+                if store_down(exc):
+                    raise _unavailable(exc, "postgres commit") from exc
+                raise
 
     def read(self) -> Any:
         # Autocommit on the bookkeeping pool: a read is a statement that commits nothing.
@@ -403,8 +434,12 @@ class PostgresBackend:
             raise StateUnavailable("postgres store is not open")
         try:
             conn = await pool.acquire()
-        except _PG_DOWN as exc:
-            raise StateUnavailable(f"postgres: {type(exc).__name__}") from exc
+        except Exception as exc:
+            # Opening a session can fail with any SQLSTATE of the store-down classes
+            # (53300 too many connections, 57P03 starting up, 08xxx) or an OS error.
+            if store_down(exc):
+                raise _unavailable(exc) from exc
+            raise
         finished = False
         try:
             yield conn
