@@ -27,7 +27,7 @@ from remediator.engine.rules import RuleSet
 from remediator.engine.runner import Decision, Engine
 from remediator.errors import StateUnavailable
 from remediator.metrics import Metrics
-from remediator.paging.base import PageContent, Pager
+from remediator.paging.base import SEVERITIES, PageContent, Pager, Severity
 from remediator.paging.outbox import Outbox
 from remediator.settings import Settings
 from remediator.state.journal import JournalWriter
@@ -57,6 +57,27 @@ def freeze_startup_heap() -> int:
     return gc.get_freeze_count()
 
 
+# The severities each pager takes by default (DESIGN "Severity routing").
+DEFAULT_SEVERITIES: dict[str, tuple[Severity, ...]] = {
+    "pagerduty": ("P0", "P1"),
+    "opsgenie": ("P0", "P1"),
+    "slack": ("P2", "P3"),
+}
+
+
+def severity_routes(configured: list[str]) -> dict[str, tuple[Severity, ...]]:
+    """Which severities each configured pager gets: its defaults, and every severity no
+    configured pager takes by default goes to all of them (a PagerDuty-only or a
+    Slack-only config still pages every severity somewhere)."""
+    routes = {name: list(DEFAULT_SEVERITIES[name]) for name in configured}
+    for severity in SEVERITIES:
+        if routes and not any(severity in taken for taken in routes.values()):
+            for taken in routes.values():
+                taken.append(severity)
+            log.warning("severity_sent_to_every_pager", severity=severity, pagers=configured)
+    return {name: tuple(taken) for name, taken in routes.items()}
+
+
 def build_pagers(settings: Settings) -> dict[str, Pager]:
     from remediator.paging.opsgenie import OpsgeniePager
     from remediator.paging.pagerduty import PagerDutyPager
@@ -64,14 +85,30 @@ def build_pagers(settings: Settings) -> dict[str, Pager]:
 
     pagers: dict[str, Pager] = {}
     p = settings.pagers
+    configured = [
+        name
+        for name, section in (
+            ("pagerduty", p.pagerduty),
+            ("opsgenie", p.opsgenie),
+            ("slack", p.slack),
+        )
+        if section is not None
+    ]
+    routes = severity_routes(configured)
     if p.pagerduty is not None:
         pagers["pagerduty"] = PagerDutyPager(
-            p.pagerduty.routing_key.get_secret_value(), p.pagerduty.url
+            p.pagerduty.routing_key.get_secret_value(),
+            p.pagerduty.url,
+            severities=routes["pagerduty"],
         )
     if p.opsgenie is not None:
-        pagers["opsgenie"] = OpsgeniePager(p.opsgenie.api_key.get_secret_value(), p.opsgenie.url)
+        pagers["opsgenie"] = OpsgeniePager(
+            p.opsgenie.api_key.get_secret_value(), p.opsgenie.url, severities=routes["opsgenie"]
+        )
     if p.slack is not None:
-        pagers["slack"] = SlackPager(p.slack.webhook_url.get_secret_value())
+        pagers["slack"] = SlackPager(
+            p.slack.webhook_url.get_secret_value(), severities=routes["slack"]
+        )
     return pagers
 
 

@@ -292,6 +292,10 @@ _PG_DOWN = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # A session the server ended while it sat idle in the pool (57P01 arrives between
+    # statements) fails its next statement with this protocol-state error: the
+    # session is gone, not the statement wrong.
+    asyncpg.InternalClientError,
 )
 # SQLSTATE classes and codes that mean "the store is not usable now", whatever the
 # exception class asyncpg maps them to: 08 connection exceptions, 53 insufficient
