@@ -38,7 +38,12 @@ async def running_daemon(
     registry: Registry | None = None,
     workers: bool = True,
     clients: Clients | None = None,
+    bind_listen: bool = False,
 ) -> AsyncIterator[Running]:
+    """The daemon and its app on 127.0.0.1 and a free port; with ``bind_listen``, on
+    the config's ``listen`` address instead (as ``remediator serve`` binds). The
+    ``url`` connects through loopback: 127.0.0.1, or ::1 for an IPv6 bind (asyncio
+    binds "::" IPv6-only)."""
     settings = from_mapping(dict(config), env={})
     metrics = Metrics()
     pager = CapturePager()
@@ -52,11 +57,15 @@ async def running_daemon(
     await daemon.start(workers=workers)
     runner = web.AppRunner(create_app(daemon), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    if bind_listen:
+        site = web.TCPSite(runner, settings.host, settings.port)
+    else:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    loopback = "[::1]" if bind_listen and ":" in settings.host else "127.0.0.1"
     try:
-        yield Running(f"http://127.0.0.1:{port}", daemon, metrics, pager)
+        yield Running(f"http://{loopback}:{port}", daemon, metrics, pager)
     finally:
         await runner.cleanup()
         await daemon.stop()
