@@ -204,8 +204,12 @@ async def json_errors(request: web.Request, handler: _Handler) -> web.StreamResp
 
 def create_app(daemon: Daemon) -> web.Application:
     # client_max_size bounds what aiohttp itself buffers; the webhook checks its own limit.
+    # auto_decompress off: the webhook undoes Content-Encoding itself (server/encoding.py),
+    # so a bad or unknown encoding is a JSON 4xx and the decoded size is bounded.
     app = web.Application(
-        client_max_size=daemon.settings.limits.max_body_bytes + 1, middlewares=[json_errors]
+        client_max_size=daemon.settings.limits.max_body_bytes + 1,
+        middlewares=[json_errors],
+        handler_args={"auto_decompress": False},
     )
     app[DAEMON] = daemon
     access = OperatorAccess.from_settings(daemon.settings)
