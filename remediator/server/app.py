@@ -43,7 +43,8 @@ log = logs.get("remediator.server")
 # Arabic-Indic digits (which it reads as a number). 18 digits always fit the
 # store's 64-bit ids.
 _ID = re.compile(r"[0-9]{1,18}")
-_LIMIT = re.compile(r"-?[0-9]{1,18}")
+# A limit is clamped to 1..1000 whatever its size; only absurd lengths are refused.
+_LIMIT = re.compile(r"-?[0-9]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,6 +165,12 @@ async def test_a_bad_actions_limit_is_400(daemon: Running, limit: bytes):
     assert_error(r, 400, "bad_request")
 
 
+@pytest.mark.parametrize("limit", [b"-5", b"0", b"9" * 30])
+async def test_an_out_of_range_actions_limit_is_clamped(daemon: Running, limit: bytes):
+    r = await raw_request(daemon.url, b"GET", b"/api/v1/actions?limit=" + limit, [OPS_AUTH])
+    assert r.status == 200 and r.json() == {"actions": []}
+
+
 def gzip_truncated() -> bytes:
     return gzip.compress(BODY)[:-12]
 
