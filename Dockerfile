@@ -3,7 +3,16 @@
 #
 #   docker build -t remediator:0.1.0 .
 #   docker run --read-only --tmpfs /tmp -v remediator-state:/var/lib/remediator \
-#     -e REMEDIATOR_WEBHOOK_TOKEN=... -p 9095:9095 remediator:0.1.0
+#     -e REMEDIATOR_WEBHOOK_TOKEN=... -e REMEDIATOR_OPERATOR_TOKEN=... \
+#     -p 9095:9095 remediator:0.1.0
+#
+# The default config (deploy/docker/config.yaml) listens on 0.0.0.0:9095 and reads
+# both tokens from the environment; each needs at least 16 characters, and the two
+# must differ. REMEDIATOR_WEBHOOK_TOKEN is required (Alertmanager's bearer token).
+# REMEDIATOR_OPERATOR_TOKEN opens the operator API (approve, reject, pause, resume,
+# reload, the audit trail); without it those routes answer 403 on this non-loopback
+# listener, never open, and `docker exec <container> remediator pause` (and the
+# other operator commands) still work on the state store directly.
 #
 # The final image holds a virtualenv and nothing else of the build: no compiler, no
 # pip cache, no source tree. It runs as uid 10001 with a read-only root filesystem;

@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import msgspec
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from remediator.bounds import LabelBounds
 
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(Z|z|[+-]\d{2}:\d{2})$"
 )
 ZERO_TIME = "0001-01-01T00:00:00Z"
+# Alertmanager's truncatedAlerts counts the alerts of one group it left out; a group
+# of a million alerts is already beyond any real one. Bounded so that one body cannot
+# push remediator_truncated_alerts_total to 1e23 (a counter never comes back down).
+MAX_TRUNCATED_ALERTS = 1_000_000
 
 
 @functools.lru_cache(maxsize=16384)
@@ -101,7 +108,7 @@ class WebhookPayload(BaseModel):
     commonLabels: dict[Text, Text] = Field(default_factory=dict)
     commonAnnotations: dict[Text, Text] = Field(default_factory=dict)
     externalURL: Text = ""
-    truncatedAlerts: int = Field(default=0, ge=0)
+    truncatedAlerts: int = Field(default=0, ge=0, le=MAX_TRUNCATED_ALERTS)
 
 
 class Occurrence(msgspec.Struct, gc=False):
@@ -195,15 +202,56 @@ class _FastPayload(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     status: Literal["firing", "resolved"]
     receiver: str
     groupKey: str
-    alerts: list[_FastAlert]
+    alerts: Sequence[_FastAlert]  # decoded as a list
     groupLabels: dict[str, str] = {}
     commonLabels: dict[str, str] = {}
     commonAnnotations: dict[str, str] = {}
     externalURL: str = ""
-    truncatedAlerts: Annotated[int, msgspec.Meta(ge=0)] = 0
+    truncatedAlerts: Annotated[int, msgspec.Meta(ge=0, le=MAX_TRUNCATED_ALERTS)] = 0
 
 
 _FAST_DECODER = msgspec.json.Decoder(_FastPayload)
+
+
+@functools.lru_cache(maxsize=8)
+def _fast_decoder(bounds: LabelBounds | None) -> msgspec.json.Decoder[_FastPayload]:
+    """The mirror with the label bounds as msgspec constraints, checked in C.
+
+    Strings are bounded in code points (bounds.max_chars), which keeps them within
+    max_label_bytes whatever they hold; a longer string that may still fit goes to
+    the strict path, where the exact check in bytes decides. So the fast path never
+    accepts what the bounds refuse.
+    """
+    if bounds is None:
+        return _FAST_DECODER
+    chars = bounds.max_chars
+    text = Annotated[str, msgspec.Meta(max_length=chars)]
+    name = Annotated[str, msgspec.Meta(min_length=1, max_length=min(chars, 1024))]
+    labels = Annotated[dict[name, text], msgspec.Meta(max_length=bounds.max_labels)]
+    texts = Annotated[dict[text, text], msgspec.Meta(max_length=bounds.max_labels)]
+
+    # defstruct, not class statements: with postponed annotations msgspec could not
+    # resolve these local types. Redefined fields keep their place and defaults.
+    alert = msgspec.defstruct(
+        "BoundedAlert",
+        [("labels", labels), ("annotations", texts, {})],
+        bases=(_FastAlert,),
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    payload = msgspec.defstruct(
+        "BoundedPayload",
+        [
+            ("alerts", list[alert]),  # type: ignore[valid-type]
+            ("groupLabels", texts, {}),
+            ("commonLabels", texts, {}),
+            ("commonAnnotations", texts, {}),
+        ],
+        bases=(_FastPayload,),
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    return cast("msgspec.json.Decoder[_FastPayload]", msgspec.json.Decoder(payload))
 
 
 @dataclass(slots=True)
@@ -216,16 +264,20 @@ class Delivery:
     occurrences: list[Occurrence]
 
 
-def decode_webhook(body: bytes, received_at: float) -> Delivery:
-    """``WebhookPayload.model_validate_json`` then ``occurrences``, cheaper.
+def decode_webhook(body: bytes, received_at: float, bounds: LabelBounds | None = None) -> Delivery:
+    """``WebhookPayload.model_validate_json``, ``bounds.check`` then ``occurrences``,
+    cheaper.
 
     Same answers: raises pydantic's ValidationError, with the same errors, for every
-    body the strict model refuses.
+    body the strict model refuses, then bounds.BoundsExceeded for every payload that
+    breaks a bound.
     """
-    fast = _decode_fast(body, received_at)
+    fast = _decode_fast(body, received_at, bounds)
     if fast is not None:
         return fast
     payload = WebhookPayload.model_validate_json(body)
+    if bounds is not None:
+        bounds.check(payload)
     return Delivery(
         payload.groupKey,
         len(payload.alerts),
@@ -234,12 +286,14 @@ def decode_webhook(body: bytes, received_at: float) -> Delivery:
     )
 
 
-def _decode_fast(body: bytes, received_at: float) -> Delivery | None:
+def _decode_fast(
+    body: bytes, received_at: float, bounds: LabelBounds | None = None
+) -> Delivery | None:
     """The Delivery, or None when the strict model has to decide."""
     if b"\\" in body and _ESCAPED_NUL.search(body):
         return None
     try:
-        payload = _FAST_DECODER.decode(body)
+        payload = _fast_decoder(bounds).decode(body)
     except (msgspec.MsgspecError, ValueError):  # ValueError: invalid UTF-8
         return None
     group_key = payload.groupKey

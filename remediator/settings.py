@@ -53,6 +53,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+# A token short enough to guess or to have been typed as a placeholder ("secret",
+# "changeme") is refused at start: these tokens guard mutations of production.
+MIN_TOKEN_LENGTH = 16
+
+
+def _token(value: Any, where: str) -> Any:
+    """One configured token, stripped; refused when it cannot be a real secret.
+
+    Surrounding whitespace is stripped rather than refused: it is what a token read
+    from a file or a Secret with a trailing newline carries, and the bearer parser
+    strips what a client sends the same way.
+    """
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if not isinstance(value, str):
+        # Said here: pydantic's own message for the union type is unreadable.
+        raise ValueError(f"{where} must be a string")
+    token = value.strip()
+    if not token:
+        raise ValueError(f"{where} is only whitespace")
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ValueError(
+            f"{where} is {len(token)} characters; tokens need at least {MIN_TOKEN_LENGTH}"
+        )
+    return token
+
+
 class AuthSettings(_Strict):
     webhook_tokens: tuple[SecretStr, ...] = ()
     # Operator tokens may be named ("alice": token) so the audit trail can say who
@@ -61,13 +88,32 @@ class AuthSettings(_Strict):
 
     @field_validator("webhook_tokens", "operator_tokens", mode="before")
     @classmethod
-    def _drop_empty(cls, v: Any) -> Any:
-        # "${UNSET_VAR:-}" yields ""; an empty token would let anyone in.
+    def _checked(cls, v: Any) -> Any:
+        # "${UNSET_VAR:-}" yields "": an optional token that is not set means no token
+        # (dropped, so it can never let an empty credential in); anything else must
+        # look like a real secret. Messages name the entry, never the value.
         if isinstance(v, list | tuple):
-            return tuple(t for t in v if t not in ("", None))
+            return tuple(_token(t, f"entry {i}") for i, t in enumerate(v) if t not in ("", None))
         if isinstance(v, dict):
-            return {k: t for k, t in v.items() if t not in ("", None)}
+            return {k: _token(t, f"token {k!r}") for k, t in v.items() if t not in ("", None)}
         return v
+
+    @model_validator(mode="after")
+    def _separate(self) -> AuthSettings:
+        # A token in both lists would make every Alertmanager peer (and whoever can
+        # read its Secret) an operator: the separation would exist only on paper.
+        webhook = {t.get_secret_value() for t in self.webhook_tokens}
+        shared = [
+            name
+            for name, t in self.named_operator_tokens().items()
+            if t.get_secret_value() in webhook
+        ]
+        if shared:
+            raise ValueError(
+                f"auth.operator_tokens {', '.join(shared)}: the same token is also in "
+                "auth.webhook_tokens; operator and webhook tokens must differ"
+            )
+        return self
 
     def named_operator_tokens(self) -> dict[str, SecretStr]:
         if isinstance(self.operator_tokens, dict):
@@ -79,6 +125,11 @@ class LimitSettings(_Strict):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     workers: int = Field(default=8, gt=0, le=256)
     max_alerts_per_payload: int = Field(default=5000, gt=0)
+    # UTF-8 bytes of any one label or annotation name or value (alerts and the group's
+    # labels), and labels (or annotations) per set: every byte is stored in the
+    # journal and the audit trail, so what one sender can make it keep is bounded.
+    max_label_bytes: int = Field(default=4096, gt=0)
+    max_labels: int = Field(default=64, gt=0)
     # A client gets this long to send a request's headers (from connecting, or from
     # the previous answer on a kept-alive connection) and, separately, its body; an
     # idle kept-alive connection is closed after it too. Bounds slow clients.

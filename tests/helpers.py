@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,12 @@ async def running_daemon(
     registry: Registry | None = None,
     workers: bool = True,
     clients: Clients | None = None,
+    bind_listen: bool = False,
 ) -> AsyncIterator[Running]:
+    """The daemon and its app on 127.0.0.1 and a free port; with ``bind_listen``, on
+    the config's ``listen`` address instead (as ``remediator serve`` binds). The
+    ``url`` connects through loopback: 127.0.0.1, or ::1 for an IPv6 bind (asyncio
+    binds "::" IPv6-only)."""
     settings = from_mapping(dict(config), env={})
     metrics = Metrics()
     pager = CapturePager()
@@ -52,14 +58,56 @@ async def running_daemon(
     await daemon.start(workers=workers)
     runner = web.AppRunner(create_app(daemon), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    if bind_listen:
+        site = web.TCPSite(runner, settings.host, settings.port)
+    else:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    loopback = "[::1]" if bind_listen and ":" in settings.host else "127.0.0.1"
     try:
-        yield Running(f"http://127.0.0.1:{port}", daemon, metrics, pager)
+        yield Running(f"http://{loopback}:{port}", daemon, metrics, pager)
     finally:
         await runner.cleanup()
         await daemon.stop()
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+
+    def json(self) -> Any:
+        assert self.headers.get("content-type", "").startswith("application/json"), self
+        return json.loads(self.body)
+
+
+async def raw_request(
+    url: str,
+    method: bytes,
+    target: bytes,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    body: bytes = b"",
+) -> RawResponse:
+    """One HTTP/1.1 request written byte for byte: header values and paths that
+    httpx and aiohttp's client refuse to send (any bytes) go out exactly as given."""
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+    head = [method + b" " + target + b" HTTP/1.1", b"Host: test", b"Connection: close"]
+    head += [name + b": " + value for name, value in headers]
+    head.append(b"Content-Length: " + str(len(body)).encode())
+    writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+    try:
+        data = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    raw_head, _, payload = data.partition(b"\r\n\r\n")
+    status_line, *lines = raw_head.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines)
+    return RawResponse(
+        int(status_line.split()[1]), {k.lower(): v for k, v in fields.items()}, payload
+    )
 
 
 class TcpProxy:

@@ -29,10 +29,12 @@ def test_env_interpolation_and_secret_redaction(tmp_path: Path):
         "pagers:\n  pagerduty: {routing_key: '${PD_KEY}'}\n"
         "state: postgresql://u:${PGPASS}@127.0.0.1/test\n"
     )
-    s = settings.load(f, env={"HOOK": "hook-secret", "PD_KEY": "pd-secret", "PGPASS": "pw-secret"})
-    assert s.auth.webhook_tokens[0].get_secret_value() == "hook-secret"
+    s = settings.load(
+        f, env={"HOOK": "hook-secret-0123456789", "PD_KEY": "pd-secret", "PGPASS": "pw-secret"}
+    )
+    assert s.auth.webhook_tokens[0].get_secret_value() == "hook-secret-0123456789"
     text = repr(s) + str(s)
-    for secret in ("hook-secret", "pd-secret", "pw-secret"):
+    for secret in ("hook-secret-0123456789", "pd-secret", "pw-secret"):
         assert secret not in text
 
 
@@ -80,10 +82,71 @@ def test_non_loopback_without_tokens_is_refused_unless_allowed():
         == "0.0.0.0:9095"
     )
     assert settings.from_mapping(
-        {"listen": "0.0.0.0:9095", "auth": {"webhook_tokens": ["t0k3n"]}}, env={}
+        {"listen": "0.0.0.0:9095", "auth": {"webhook_tokens": ["t0k3n-t0k3n-t0k3n"]}}, env={}
     )
     # an unset variable with an empty default must not count as a token
     with pytest.raises(ConfigError, match="not loopback"):
         settings.from_mapping(
             {"listen": "0.0.0.0:9095", "auth": {"webhook_tokens": ["${UNSET:-}"]}}, env={}
         )
+
+
+HOOK = "webhook-token-0123456789"
+OPS = "operator-token-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("auth", "message"),
+    [
+        (
+            "{webhook_tokens: [short-token]}",
+            r"c.yaml: auth.webhook_tokens: .*entry 0 is 11 characters; .*at least 16",
+        ),
+        (
+            f"{{webhook_tokens: [{HOOK}], operator_tokens: {{alice: abc}}}}",
+            r"c.yaml: auth.operator_tokens: .*token 'alice' is 3 characters",
+        ),
+        (
+            "{operator_tokens: ['   ']}",
+            r"c.yaml: auth.operator_tokens: .*entry 0 is only whitespace",
+        ),
+        ('{webhook_tokens: ["\\t "]}', r"c.yaml: auth.webhook_tokens: .*only whitespace"),
+        (
+            f"{{webhook_tokens: [{HOOK}], operator_tokens: {{alice: {HOOK}}}}}",
+            r"c.yaml: auth: .*auth.operator_tokens alice: the same token is also in "
+            r"auth.webhook_tokens",
+        ),
+        (
+            f"{{webhook_tokens: [{OPS}], operator_tokens: [' {OPS} ']}}",
+            r"auth.operator_tokens operator-1: the same token is also in auth.webhook_tokens",
+        ),
+        ("{operator_tokens: [1234567890123456789]}", r"auth.operator_tokens: .*must be a string"),
+    ],
+)
+def test_weak_or_shared_tokens_are_refused_naming_the_key(tmp_path: Path, auth: str, message: str):
+    f = tmp_path / "c.yaml"
+    f.write_text(f"auth: {auth}\n")
+    with pytest.raises(ConfigError, match=message) as caught:
+        settings.load(f, env={})
+    assert HOOK not in str(caught.value) and OPS not in str(caught.value)
+
+
+def test_tokens_are_stripped_and_unset_optional_tokens_dropped(tmp_path: Path):
+    f = tmp_path / "c.yaml"
+    f.write_text(
+        "auth:\n  webhook_tokens: ['${HOOK}', '${UNSET:-}']\n"
+        "  operator_tokens: {alice: '${OPS}', bob: '${UNSET:-}'}\n"
+    )
+    s = settings.load(f, env={"HOOK": f"{HOOK}\n", "OPS": f"  {OPS}"})
+    assert [t.get_secret_value() for t in s.auth.webhook_tokens] == [HOOK]
+    ops = s.auth.named_operator_tokens()
+    assert {k: v.get_secret_value() for k, v in ops.items()} == {"alice": OPS}
+
+
+def test_label_limits_default_and_must_be_positive(tmp_path: Path):
+    limits = settings.load(None, env={}).limits
+    assert (limits.max_label_bytes, limits.max_labels) == (4096, 64)
+    f = tmp_path / "c.yaml"
+    f.write_text("limits: {max_label_bytes: 0}\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: limits.max_label_bytes: .*greater than 0"):
+        settings.load(f, env={})

@@ -9,38 +9,87 @@ Routes (fixed by the contract):
   POST /-/reload                           operator tokens (Alertmanager's convention)
 
 The server only translates HTTP into calls on the daemon; it holds no state.
+
+Operator routes are never open off loopback: with no operator tokens they answer
+only when the daemon's bind address (settings.listen, not the client's address) is
+loopback; bound anywhere else they answer 403, whatever the webhook auth. Every
+error, the router's own 404 and 405 included, is a JSON {"error", "detail"}.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
 
+from remediator import logs
 from remediator.errors import StateUnavailable
 from remediator.server import auth
 from remediator.server.middleware import store_down_is_503
 from remediator.server.responses import error, json_response
 from remediator.server.webhook import WebhookHandler
+from remediator.settings import Settings, is_loopback
 
 if TYPE_CHECKING:
     from remediator.daemon import Daemon
 
+log = logs.get("remediator.server")
+
+# ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and
+# Arabic-Indic digits (which it reads as a number). 18 digits always fit the
+# store's 64-bit ids.
+_ID = re.compile(r"[0-9]{1,18}")
+# A limit is clamped to 1..1000 whatever its size; only absurd lengths are refused.
+_LIMIT = re.compile(r"-?[0-9]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorAccess:
+    """Who may use the operator routes, decided once at start from the settings."""
+
+    tokens: Mapping[str, SecretStr]
+    listen: str
+    # No tokens and a loopback bind: a local, single-user setup, open without them.
+    open_locally: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OperatorAccess:
+        tokens = settings.auth.named_operator_tokens()
+        return cls(tokens, settings.listen, not tokens and is_loopback(settings.host))
+
+    @property
+    def closed(self) -> bool:
+        """No tokens and a non-loopback bind: nobody can use the operator routes."""
+        return not self.tokens and not self.open_locally
+
+
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+OPERATOR_ACCESS: web.AppKey[OperatorAccess] = web.AppKey("operator_access")
 
 
 def _operator(request: web.Request) -> str | web.Response:
     """The operator's token name, or an error response."""
-    daemon = request.app[DAEMON]
-    tokens = daemon.settings.auth.named_operator_tokens()
-    if not tokens:
-        # No operator tokens: the settings refuse a non-loopback bind in that case
-        # unless explicitly allowed, so this is a local, single-user setup.
-        return "local-operator"
-    name = auth.match_token(auth.presented_secret(request), tokens)
+    access = request.app[OPERATOR_ACCESS]
+    if not access.tokens:
+        if access.open_locally:
+            return "local-operator"
+        # The client's address proves nothing (a proxy or a port-forward on the host
+        # connects from loopback too): only the bind address closes the door.
+        return error(
+            403,
+            "forbidden",
+            f"operator routes are closed: the daemon listens on {access.listen}, which "
+            "is not loopback, and auth.operator_tokens is empty",
+            path=request.path,
+        )
+    name = auth.match_token(auth.presented_secret(request), access.tokens)
     if name is None:
-        daemon.metrics.auth_failures.labels("operator").inc()
+        request.app[DAEMON].metrics.auth_failures.labels("operator").inc()
         resp = error(401, "unauthorized", "operator token required", path=request.path)
         resp.headers["WWW-Authenticate"] = 'Bearer realm="remediator-operator"'
         return resp
@@ -71,10 +120,10 @@ async def actions(request: web.Request) -> web.Response:
     who = _operator(request)
     if isinstance(who, web.Response):
         return who
-    try:
-        limit = max(1, min(1000, int(request.query.get("limit", "50"))))
-    except ValueError:
+    raw = request.query.get("limit", "50")
+    if not _LIMIT.fullmatch(raw):
         return error(400, "bad_request", "limit must be an integer")
+    limit = max(1, min(1000, int(raw)))
     try:
         rows = await request.app[DAEMON].store.list_actions(limit)
     except StateUnavailable:
@@ -87,8 +136,8 @@ async def _decide(request: web.Request, decision: str) -> web.Response:
     if isinstance(who, web.Response):
         return who
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
-        return error(400, "bad_request", "action id must be a number")
+    if not _ID.fullmatch(raw):
+        return error(400, "bad_request", "action id must be a number of at most 18 digits")
     try:
         result = await request.app[DAEMON].decide(int(raw), decision, who)
     except StateUnavailable:
@@ -137,13 +186,43 @@ async def reload(request: web.Request) -> web.Response:
     return json_response({"status": "reloaded", "rules": detail})
 
 
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """The router's 404 and 405 (an unknown path, an empty id) as JSON errors."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = (exc.reason or "error").lower().replace(" ", "_")
+        resp = error(exc.status, code, exc.reason, path=request.path)
+        if "Allow" in exc.headers:
+            resp.headers["Allow"] = exc.headers["Allow"]
+        return resp
+
+
 def create_app(daemon: Daemon) -> web.Application:
     # client_max_size bounds what aiohttp itself buffers; the webhook checks its own limit.
+    # auto_decompress off: the webhook undoes Content-Encoding itself (server/encoding.py),
+    # so a bad or unknown encoding is a JSON 4xx and the decoded size is bounded.
     app = web.Application(
         client_max_size=daemon.settings.limits.max_body_bytes + 1,
-        middlewares=[store_down_is_503],
+        middlewares=[json_errors, store_down_is_503],
+        handler_args={"auto_decompress": False},
     )
     app[DAEMON] = daemon
+    access = OperatorAccess.from_settings(daemon.settings)
+    app[OPERATOR_ACCESS] = access
+    if access.closed:
+        log.warning(
+            "operator_routes_closed",
+            listen=daemon.settings.listen,
+            detail="no auth.operator_tokens and a non-loopback listen address: "
+            "operator routes answer 403; set auth.operator_tokens to use them",
+        )
     hook = WebhookHandler(
         daemon.settings,
         daemon.journal,

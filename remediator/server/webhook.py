@@ -1,7 +1,8 @@
 """POST /api/v1/alerts: the Alertmanager webhook.
 
-Order matters: authenticate, bound the body, parse strictly, journal durably, and
-only then answer 202. Anything that goes wrong answers with a JSON error and
+Order matters: authenticate, bound the body, undo its Content-Encoding (bounded
+too), parse strictly, check the label bounds, journal durably, and only then answer
+202. Anything that goes wrong answers with a JSON error and
 changes nothing. When the journal cannot be reached the answer is 503, which
 Alertmanager retries; it is never a 2xx.
 
@@ -24,11 +25,12 @@ from aiohttp import hdrs, web
 from pydantic import SecretStr, ValidationError
 
 from remediator import logs
+from remediator.bounds import BoundsExceeded, LabelBounds
 from remediator.errors import StateUnavailable
 from remediator.metrics import Metrics
 from remediator.models import Occurrence, decode_webhook
-from remediator.server import auth
-from remediator.server.responses import error, json_response
+from remediator.server import auth, encoding
+from remediator.server.responses import error, json_response, printable
 from remediator.settings import Settings
 from remediator.state.journal import JournalWriter
 
@@ -40,7 +42,8 @@ _JSON_TYPES = ("application/json",)
 def _schema_detail(exc: ValidationError) -> list[dict[str, str]]:
     out = []
     for e in exc.errors(include_input=False, include_url=False)[:20]:
-        field = ".".join(str(p) for p in e["loc"]) or "(body)"
+        # A location can hold a label name as sent (any length, any characters).
+        field = ".".join(printable(str(p), 64) for p in e["loc"]) or "(body)"
         out.append({"field": field, "message": e["msg"]})
     return out
 
@@ -59,6 +62,8 @@ class WebhookHandler:
         self.settings = settings
         self.journal = journal
         self.metrics = metrics
+        limits = settings.limits
+        self.bounds = LabelBounds(limits.max_label_bytes, limits.max_labels)
         self.tokens: Mapping[str, SecretStr] = {
             f"webhook-{i + 1}": t for i, t in enumerate(settings.auth.webhook_tokens)
         }
@@ -171,18 +176,32 @@ class WebhookHandler:
             return err(
                 415,
                 "unsupported_media_type",
-                f"expected application/json, got {request.content_type or 'none'}",
+                f"expected application/json, got {printable(request.content_type) or 'none'}",
             )
+        try:
+            if not exact:
+                encoding.check_charset(request.charset)
+            coding = encoding.coding_of(request.headers.get(hdrs.CONTENT_ENCODING))
+        except encoding.Refused as exc:
+            return err(exc.status, exc.error, exc.detail)
         body = await self._read_body(request, limit, err)
         if isinstance(body, web.Response):
             return body
+        if coding is not None:
+            try:
+                body = encoding.decode(body, coding, limit)
+            except encoding.Refused as exc:
+                return err(exc.status, exc.error, exc.detail)
 
         try:
-            delivery = decode_webhook(body, received_at)
+            delivery = decode_webhook(body, received_at, self.bounds)
         except ValidationError as exc:
             if any(e["type"] == "json_invalid" for e in exc.errors()):
                 return err(400, "malformed_json", "request body is not valid JSON")
             return err(422, "schema_violation", _schema_detail(exc))
+        except BoundsExceeded as exc:
+            detail = [{"field": p.field, "message": p.message} for p in exc.problems]
+            return err(422, "schema_violation", detail)
 
         if delivery.alerts > self.settings.limits.max_alerts_per_payload:
             return err(

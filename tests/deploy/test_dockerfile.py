@@ -13,6 +13,7 @@ from deploy_support import DEPLOY, REPO
 
 from remediator import settings
 from remediator.errors import ConfigError
+from remediator.server.app import OperatorAccess
 
 DOCKERFILE = REPO / "Dockerfile"
 IMAGE_CONFIG = DEPLOY / "docker" / "config.yaml"
@@ -103,6 +104,33 @@ def test_image_config_loads_in_dry_run_when_given_a_token() -> None:
     assert loaded.port == 9095
     assert [t.get_secret_value() for t in loaded.auth.webhook_tokens] == ["t" * 32]
     assert loaded.auth.named_operator_tokens() == {}
+
+
+def _image_settings(env: dict[str, str]) -> settings.Settings:
+    return settings.from_mapping(
+        yaml.safe_load(IMAGE_CONFIG.read_text(encoding="utf-8")),
+        source=str(IMAGE_CONFIG),
+        env=env,
+    )
+
+
+def test_image_config_with_only_the_webhook_token_keeps_operator_routes_closed() -> None:
+    """It listens on 0.0.0.0: without an operator token nobody can approve or pause."""
+    access = OperatorAccess.from_settings(_image_settings({"REMEDIATOR_WEBHOOK_TOKEN": "t" * 32}))
+    assert access.closed and not access.open_locally and not access.tokens
+
+
+def test_image_config_takes_the_operator_token_from_the_environment() -> None:
+    loaded = _image_settings(
+        {"REMEDIATOR_WEBHOOK_TOKEN": "t" * 32, "REMEDIATOR_OPERATOR_TOKEN": "o" * 32}
+    )
+    tokens = OperatorAccess.from_settings(loaded).tokens
+    assert {k: v.get_secret_value() for k, v in tokens.items()} == {"operator-1": "o" * 32}
+    # One token for both lists would make every Alertmanager peer an operator.
+    with pytest.raises(ConfigError, match=r"auth\.operator_tokens operator-1: the same token"):
+        _image_settings(
+            {"REMEDIATOR_WEBHOOK_TOKEN": "t" * 32, "REMEDIATOR_OPERATOR_TOKEN": "t" * 32}
+        )
 
 
 def test_image_config_refuses_to_start_without_a_webhook_token() -> None:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from bench.payloads import template
+from remediator.bounds import BoundsExceeded, LabelBounds, Problem
 from remediator.models import WebhookPayload, _decode_fast, decode_webhook, occurrences
 from remediator.testing import make_alert, make_payload
 
@@ -233,3 +234,59 @@ def test_valid_payloads_take_the_fast_path_and_agree(payload: Any, ascii_only: b
     raw = json.dumps(payload, ensure_ascii=ascii_only).encode()
     assert _decode_fast(raw, RECEIVED) is not None
     assert decoded(raw) == strict(raw)
+
+
+# With label bounds the fast path constrains strings in code points and leaves longer
+# ones to the strict path's exact check in bytes: the answers must still agree. The
+# small bounds send most bodies to the strict path, the larger ones most to the fast.
+TIGHT = LabelBounds(max_bytes=16, max_labels=3)
+ROOMY = LabelBounds(max_bytes=120, max_labels=6)
+
+
+def strict_bounded(body: bytes, bounds: LabelBounds) -> Any:
+    try:
+        p = WebhookPayload.model_validate_json(body)
+        bounds.check(p)
+    except ValidationError as exc:
+        return refused(exc)
+    except BoundsExceeded as exc:
+        return ("bounds", exc.problems)
+    return ("ok", p.groupKey, len(p.alerts), p.truncatedAlerts, occurrences(p, RECEIVED))
+
+
+def decoded_bounded(body: bytes, bounds: LabelBounds) -> Any:
+    try:
+        d = decode_webhook(body, RECEIVED, bounds)
+    except ValidationError as exc:
+        return refused(exc)
+    except BoundsExceeded as exc:
+        return ("bounds", exc.problems)
+    return ("ok", d.group_key, d.alerts, d.truncated, d.occurrences)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=_VALID, ascii_only=st.booleans(), bounds=st.sampled_from([TIGHT, ROOMY]))
+def test_bounded_decoding_gives_the_strict_model_and_exact_checks_answer(
+    payload: Any, ascii_only: bool, bounds: LabelBounds
+) -> None:
+    raw = json.dumps(payload, ensure_ascii=ascii_only).encode()
+    assert decoded_bounded(raw, bounds) == strict_bounded(raw, bounds)
+
+
+def labelled(value: str) -> bytes:
+    return body(alert={"labels": {"alertname": "X", "k": value}, "annotations": {}})
+
+
+def test_strings_within_the_bounds_in_code_points_take_the_fast_path() -> None:
+    assert ROOMY.max_chars == 30
+    raw = labelled("\U0001f600" * 30)  # 120 bytes
+    assert _decode_fast(raw, RECEIVED, ROOMY) is not None
+    assert decoded_bounded(raw, ROOMY) == strict_bounded(raw, ROOMY)
+    # 31 code points may still fit in 120 bytes: the strict path decides, exactly.
+    fits = labelled("a" * 120)
+    assert _decode_fast(fits, RECEIVED, ROOMY) is None
+    assert decoded_bounded(fits, ROOMY)[0] == "ok"
+    over = labelled("\u00e9" * 61)
+    message = "value is 122 bytes of UTF-8; the limit is 120 (limits.max_label_bytes)"
+    expected = ("bounds", (Problem("alerts.0.labels.k", message),))
+    assert decoded_bounded(over, ROOMY) == strict_bounded(over, ROOMY) == expected
