@@ -16,10 +16,12 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
 from remediator import logs
+from remediator.background import Background
 from remediator.engine import rules as rules_mod
 from remediator.engine.context import Clients
 from remediator.engine.registry import Registry, load_entry_points
@@ -197,13 +199,27 @@ class Daemon:
             owner=self.owner,
             rules=lambda: self.ruleset,
         )
+        self.background = Background(limit=max(8, self.settings.limits.workers))
+        self.engine.background = self.background
         self.metrics.paused.set(1 if await self.engine.is_paused() else 0)
         if workers:
             sup = self.supervisor
             poll = self.settings.engine.poll_interval
             # A loop that has not beaten for this long is reported stalled by /readyz.
             stall = max(30.0, 10 * poll, 3 * self.settings.engine.lease)
-            sup.spawn("dispatch", self._dispatch, stall_after=stall)
+            size = self.settings.limits.workers
+            # P0 lane: workers held back for the alerts of P0 runbooks, claimed ahead
+            # of everything else; the general lane takes any alert, P0 ones included.
+            p0_workers = max(1, size // 4)
+            general = max(1, size - p0_workers)
+            sup.spawn(
+                "dispatch", lambda: self._dispatch("dispatch", general, None), stall_after=stall
+            )
+            sup.spawn(
+                "dispatch_p0",
+                lambda: self._dispatch("dispatch_p0", p0_workers, self.p0_alertnames),
+                stall_after=stall,
+            )
             sup.spawn("finisher", self._finish_processed, stall_after=stall)
             sup.spawn("maintenance", self._maintenance, stall_after=stall)
             sup.spawn("heartbeat", self._heartbeat, stall_after=stall)
@@ -226,7 +242,7 @@ class Daemon:
         processed ones are marked done before the store closes."""
         with suppress(Exception):
             await self.journal.close()
-        await self.supervisor.stop(["dispatch"])
+        await self.supervisor.stop(["dispatch", "dispatch_p0"])
         try:
             ids = []
             while not self._finished.empty():
@@ -235,6 +251,7 @@ class Daemon:
         except Exception as exc:  # their claims expire and they are processed again
             log.warning("stop_finish_failed", error=str(exc))
         await self.supervisor.stop()
+        await self.background.stop(SHUTDOWN_GRACE)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -336,26 +353,41 @@ class Daemon:
 
     # ---------------------------------------------------------------- loops
 
-    async def _dispatch(self) -> None:
+    def p0_alertnames(self) -> list[str]:
+        """Alert names that start a P0 runbook (rules with an ``alertname="X"`` matcher)."""
+        ruleset = self.ruleset
+        if ruleset is None:
+            return []
+        names = set()
+        for rule in ruleset.rules:
+            runbook = self.registry.get(rule.runbook)
+            if runbook is None or runbook.severity != "P0":
+                continue
+            names |= {m.value for m in rule.matchers if m.name == "alertname" and m.op == "="}
+        return sorted(names)
+
+    async def _dispatch(
+        self, name: str, workers: int, only: Callable[[], list[str]] | None
+    ) -> None:
         """Claim journaled occurrences as workers free up, and process each in a task.
 
         At most ``limits.workers`` occurrences are in progress; claims and the
         "done" marks are batched, so an alert storm costs a few statements per batch
         rather than two transactions per alert.
         """
-        slots = asyncio.Semaphore(self.settings.limits.workers)
+        slots = asyncio.Semaphore(workers)
         lease = self.settings.engine.lease
         running: set[asyncio.Task[None]] = set()
         try:
             while True:
-                self.supervisor.beat("dispatch")
+                self.supervisor.beat(name)
                 # Wait for one free worker before claiming, beating while all are busy.
                 while True:
                     try:
                         await asyncio.wait_for(slots.acquire(), self.settings.engine.poll_interval)
                         break
                     except TimeoutError:
-                        self.supervisor.beat("dispatch")
+                        self.supervisor.beat(name)
                 free = 1
                 while free < 64 and not slots.locked():
                     await slots.acquire()
@@ -363,7 +395,10 @@ class Daemon:
                 # Clear before claiming: a commit after this point wakes us again.
                 self._wake.clear()
                 try:
-                    rows = await self.store.claim_occurrences(self.owner, free, lease)
+                    alertnames = only() if only is not None else None
+                    rows = await self.store.claim_occurrences(
+                        self.owner, free, lease, alertnames=alertnames
+                    )
                 except StateUnavailable as exc:
                     log.warning("worker_state_unavailable", error=str(exc))
                     rows = []

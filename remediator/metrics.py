@@ -24,7 +24,7 @@ GUARDS = (
     "blast_radius",
     "not_corroborated",
 )
-LOOPS = ("dispatch", "finisher", "maintenance", "heartbeat", "outbox", "retention")
+LOOPS = ("dispatch", "dispatch_p0", "finisher", "maintenance", "heartbeat", "outbox", "retention")
 STATE_TABLES = ("occurrences", "runs", "steps", "approvals", "outbox")
 PAGE_EVENTS = ("trigger", "resolve")
 PAGE_OUTCOMES = ("delivered", "retry", "failed", "rejected")

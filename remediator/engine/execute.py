@@ -26,7 +26,7 @@ from tenacity import (
 from remediator import logs
 from remediator.engine.context import StepContext
 from remediator.engine.gate import FIRING_PHASES, LEASED_PHASES, Blocked, Deferred, Gate
-from remediator.engine.steps import Done, Skip, Step, StepFailed, StepOutcome
+from remediator.engine.steps import Done, Skip, Step, StepFailed, StepOutcome, Wait
 from remediator.errors import (
     InputRejected,
     LeaseLost,
@@ -64,6 +64,19 @@ def safe_render(step: Step, ctx: StepContext) -> str:
         return f"(not rendered: rejected input {exc})"
     except Exception as exc:
         return f"(not rendered: {type(exc).__name__})"
+
+
+class Waiting(RemediatorError):
+    """A step answered Wait: the engine parks the run until ``seconds`` from now."""
+
+    def __init__(self, reason: str, seconds: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.seconds = seconds
+
+
+# A step may not ask to be called again sooner than this (a busy loop in disguise).
+MIN_WAIT = 0.2
 
 
 class StepRunner:
@@ -239,6 +252,25 @@ class StepRunner:
         self.metrics.action_duration.labels(ctx.runbook, step.name).observe(
             time.monotonic() - started
         )
+        if isinstance(outcome, Wait) and phase != "fire":
+            return await self._finish(
+                step,
+                ctx,
+                base,
+                "failed",
+                reason=f"a step may wait only while the alert fires: {outcome.reason}",
+                attempts=attempts,
+            )
+        if isinstance(outcome, Wait):
+            await self._record(
+                base,
+                state="waiting",
+                outcome="skipped",
+                reason=outcome.reason,
+                result={"summary": outcome.reason, "data": dict(outcome.data)},
+                attempts=attempts,
+            )
+            raise Waiting(outcome.reason, max(MIN_WAIT, outcome.seconds))
         if isinstance(outcome, Skip):
             return await self._finish(
                 step,

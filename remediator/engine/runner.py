@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,9 +24,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from remediator import logs
+from remediator.background import Background
 from remediator.engine import pages
 from remediator.engine.context import AlertView, Clients, Mode, StepContext
-from remediator.engine.execute import StepRunner
+from remediator.engine.execute import StepRunner, Waiting
 from remediator.engine.gate import Blocked, Deferred, Gate
 from remediator.engine.registry import Registry
 from remediator.engine.rules import BlastRadius, Rule, RuleSet
@@ -113,6 +114,9 @@ class Engine:
         # under it) must let its lease run out, so that this or another replica
         # resumes it. Renewing every run we own would keep such a run "running" forever.
         self._active: Counter[str] = Counter()
+        # Set by the daemon: maintenance hands its work to these tasks instead of
+        # running it inline (a harness leaves it None and runs everything in turn).
+        self.background: Background | None = None
 
     @contextmanager
     def _executing(self, run_id: str) -> Iterator[None]:
@@ -433,7 +437,12 @@ class Engine:
                     step, ctx, phase="fire", seq=seq, existing=prior, approval_id=approval_id
                 )
             except Deferred as exc:
-                await self._park(run, runbook, step.name, exc)
+                await self._park(run, runbook, step.name, exc.reason)
+                return
+            except Waiting as exc:
+                await self._park(
+                    run, runbook, step.name, exc.reason, retry_at=time.time() + exc.seconds
+                )
                 return
             except Blocked as exc:
                 blocked = exc.guard
@@ -485,23 +494,34 @@ class Engine:
             alertname=run["alertname"],
         )
 
-    async def _park(self, run: Row, runbook: Runbook, step: str, exc: Deferred) -> None:
-        """The kill switch stopped the run at a mutation: keep it, release its target,
-        and tell a human once. ``resume`` lets any replica pick it up again."""
+    async def _park(
+        self, run: Row, runbook: Runbook, step: str, reason: str, retry_at: float | None = None
+    ) -> None:
+        """Keep the run, free its worker, and have any replica go on with it later.
+
+        ``retry_at`` None: the kill switch stopped it at a mutation; the target is
+        released, a human is told once, and ``resume`` lets it go on. A time: a step
+        asked to wait (a build Job running); the run keeps its target's lock and goes
+        on when the time comes.
+        """
         parked = await self.store.update_run(
-            run["id"], expect_owner=self.owner, state="parked", detail=exc.reason
+            run["id"], expect_owner=self.owner, state="parked", detail=reason, retry_at=retry_at
         )
-        await self.store.release_lock(run["target"], run["id"])
+        if retry_at is None:
+            await self.store.release_lock(run["target"], run["id"])
         if not parked:
             return
-        log.warning(
+        log.info(
             "run_parked",
             run_id=run["id"],
             step=step,
-            reason=exc.reason,
+            reason=reason,
+            wake_in=round(retry_at - time.time(), 3) if retry_at is not None else None,
             fingerprint=run["fingerprint"],
             alertname=run["alertname"],
         )
+        if retry_at is not None:
+            return
         steps = await self.store.steps_for_run(run["id"])
         content = pages.build(
             run,
@@ -799,7 +819,7 @@ class Engine:
                         fingerprint=run["fingerprint"],
                         alertname=run["alertname"],
                     )
-                    await self.try_undo(run["id"])
+                    await self._hand_off(f"run:{run['id']}", self.try_undo(run["id"]))
 
     # --------------------------------------------------------------- approvals
 
@@ -884,34 +904,48 @@ class Engine:
     async def maintain(self) -> None:
         """One pass of the background work every replica does.
 
-        Renew the leases of the runs we are executing, resume runs whose owner died
-        (or whose execution here was cut short), start undos deferred by
-        the kill switch, expire approvals, and run the approved steps.
+        Renew the leases of the runs we are executing; then schedule (with a
+        ``background`` set, as the daemon does) or run (a test harness): runs whose
+        owner died or whose execution here was cut short, undos deferred by the kill
+        switch or a resolve not yet confirmed, runs woken from a wait or parked by
+        the kill switch, approved steps, and mitigations past their max_duration.
+        Approval expiry and escalations only page, so they run here.
         """
         await self.renew_leases()
-        # Claim one run at a time, right before resuming it: a run claimed in a batch
+        # Claim one run at a time, right before it starts: a run claimed in a batch
         # waits behind the others, is not yet executing (so not renewed), and its
         # lease could run out and let another replica take it while we still meant to.
-        for _ in range(10):
+        for _ in range(self._room()):
             claimed = await self.store.claim_expired_runs(self.owner, self.lease, limit=1)
             if not claimed:
                 break
-            await self.resume(claimed[0])
+            await self._hand_off(f"run:{claimed[0]['id']}", self.resume(claimed[0]))
         paused = await self.is_paused()
         if not paused:
-            for run in await self.store.runs_waiting_undo():
-                await self.try_undo(run["id"])
-            for _ in range(10):
+            for run in await self.store.runs_waiting_undo(limit=self._room()):
+                await self._hand_off(f"run:{run['id']}", self.try_undo(run["id"]))
+            for _ in range(self._room()):
                 parked = await self.store.claim_parked_runs(self.owner, self.lease)
                 if not parked:
                     break
-                await self.resume(parked[0], parked=True)
+                work = self.resume(parked[0], parked=True)
+                await self._hand_off(f"run:{parked[0]['id']}", work)
         await self.expire_approvals()
         if not paused:
-            for approval in await self.store.claim_approved():
-                await self.run_approved(approval)
+            if self._room():
+                for approval in await self.store.claim_approved(limit=self._room()):
+                    await self._hand_off(f"approval:{approval['id']}", self.run_approved(approval))
             await self.expire_mitigations()
         await self.escalate_long_runs()
+
+    def _room(self) -> int:
+        return 10 if self.background is None else min(10, self.background.room())
+
+    async def _hand_off(self, key: str, work: Coroutine[Any, Any, None]) -> None:
+        if self.background is None:
+            await work
+        else:
+            self.background.submit(key, work)
 
     async def escalate_long_runs(self) -> None:
         """Page when a notify-level incident outlasts its runbook's threshold."""

@@ -59,7 +59,21 @@ class Skip:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
-StepOutcome = Done | Skip
+@dataclass(frozen=True)
+class Wait:
+    """Not yet: ask again in ``seconds`` (a build Job still running, a poll).
+
+    The run is parked with a durable wake-up time and its worker freed; any replica
+    calls the step again when the time comes. ``data`` is kept and handed back to
+    the step as ``ctx.results[its name]`` (e.g. the deadline of its whole wait).
+    """
+
+    reason: str
+    seconds: float
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+StepOutcome = Done | Skip | Wait
 
 
 class StepFn(Protocol):

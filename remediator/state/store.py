@@ -280,14 +280,24 @@ class StateStore:
             new.discard(o.key)
         return out
 
-    async def claim_occurrences(self, owner: str, limit: int, lease: float) -> list[Row]:
+    async def claim_occurrences(
+        self, owner: str, limit: int, lease: float, alertnames: Sequence[str] | None = None
+    ) -> list[Row]:
+        """Claim pending occurrences, oldest first; only of these alert names if given
+        (the P0 lane claims the alerts of P0 runbooks ahead of everything else)."""
         now = time.time()
+        only = ""
+        if alertnames is not None:
+            if not alertnames:
+                return []
+            only = f" AND alertname IN ({', '.join('?' for _ in alertnames)})"
         rows = await self._fetch(
             "UPDATE occurrences SET state = 'processing', claimed_by = ?, claim_until = ?,"
             " attempts = attempts + 1 WHERE id IN (SELECT id FROM occurrences"
-            f" WHERE state = 'pending' ORDER BY id LIMIT ?{self._skip}) RETURNING *",
+            f" WHERE state = 'pending'{only} ORDER BY id LIMIT ?{self._skip}) RETURNING *",
             owner,
             now + lease,
+            *(alertnames or ()),
             limit,
             durable=False,  # a lost claim is claimed again; the run key stays unique
         )
@@ -520,11 +530,13 @@ class StateStore:
         """Take runs the kill switch parked, to go on with them after ``resume``."""
         now = time.time()
         rows = await self._fetch(
-            "UPDATE runs SET state = 'running', owner = ?, lease_until = ?, updated_at = ?"
-            " WHERE id IN (SELECT id FROM runs WHERE state = 'parked'"
-            f" ORDER BY created_at LIMIT ?{self._skip}) RETURNING *",
+            "UPDATE runs SET state = 'running', owner = ?, lease_until = ?, updated_at = ?,"
+            " retry_at = NULL WHERE id IN (SELECT id FROM runs WHERE state = 'parked'"
+            " AND (retry_at IS NULL OR retry_at <= ?)"
+            f" ORDER BY COALESCE(retry_at, created_at) LIMIT ?{self._skip}) RETURNING *",
             owner,
             now + lease,
+            now,
             now,
             limit,
         )

@@ -7,13 +7,14 @@ tests exercise the engine exactly as the DawsOS runbooks do.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from remediator.engine.context import StepContext
 from remediator.engine.registry import Registry
-from remediator.engine.steps import Done, Runbook, Step, StepFailed, describe
+from remediator.engine.steps import Done, Runbook, Step, StepFailed, Wait, describe
 from remediator.errors import TargetUnavailable
 
 SCHEMA = """
@@ -26,6 +27,7 @@ GATE: dict[str, asyncio.Event] = {}
 # Set when a held step has got as far as its hold (see ``hold``).
 REACHED: dict[str, asyncio.Event] = {}
 ATTEMPTS: dict[str, int] = {}
+REACHED_SECOND: set[str] = set()  # runs holding in `second` (hang_second)
 
 
 async def hold(key: str) -> None:
@@ -42,6 +44,7 @@ class Params(BaseModel):
     hang_look: bool = False
     flaky_throttle: bool = False  # first attempt holds, then fails as temporary
     hang_scale_back: bool = False
+    wait_second: float = 0.0  # `second` answers Wait for this long (a build Job running)
 
 
 async def _count(ctx: StepContext, step: str) -> None:
@@ -82,8 +85,14 @@ async def unthrottle(*, ctx: StepContext, changes: Any, **_: Any) -> Done:
     return Done(f"throttle back to {changes['throttle']}")
 
 
-async def second(*, ctx: StepContext, **_: Any) -> Done:
+async def second(*, ctx: StepContext, **_: Any) -> Done | Wait:
+    if ctx.params.wait_second:
+        first_asked = ctx.results.get("second", {}).get("since")
+        if first_asked is None or time.time() - first_asked < ctx.params.wait_second:
+            since = first_asked if first_asked is not None else time.time()
+            return Wait("the build is still running", ctx.params.wait_second, {"since": since})
     if ctx.params.hang_second:
+        REACHED_SECOND.add(ctx.run_id)
         await GATE.setdefault(ctx.run_id, asyncio.Event()).wait()
     await _count(ctx, "second")
     return Done("second ran")

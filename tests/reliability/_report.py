@@ -33,7 +33,7 @@ import time
 from typing import Any
 
 ENV = "REMEDIATOR_RELIABILITY_OUT"
-SECTIONS = ("load", "ha", "crash", "shutdown", "faults", "hostile")
+SECTIONS = ("load", "ha", "crash", "shutdown", "faults", "hostile", "starvation")
 
 
 def current_test() -> str:
