@@ -229,3 +229,33 @@ async def test_a_statement_error_is_not_mistaken_for_the_store_being_down(
         assert not isinstance(caught.value, StateUnavailable)
     finally:
         await store.close()
+
+
+async def test_sigterm_while_the_store_refuses_connections_exits_0_without_a_traceback(
+    request: pytest.FixtureRequest, pg_schema_dsn: str, tmp_path: Path
+) -> None:
+    async with _own_role(pg_schema_dsn) as (role, admin), world(request.config, 1) as w:
+        (tmp_path / "rules.yaml").write_text(w.rules_yaml())
+        config = {
+            "listen": f"127.0.0.1:{free_port()}",
+            "mode": "live",
+            "rules": str(tmp_path / "rules.yaml"),
+            "state": _as_role(pg_schema_dsn, role),
+            "targets": w.targets(),
+            "engine": {"lease": "2s", "poll_interval": "0.2s"},
+        }
+        proc = ServeProcess(tmp_path, config)
+        try:
+            await proc.start()
+            async with httpx.AsyncClient(base_url=proc.url, timeout=10) as c:
+                await admin.execute(f'ALTER ROLE "{role}" CONNECTION LIMIT 0')
+                await _end_sessions(admin, role)
+                await asyncio.sleep(2.0)
+                refused = await c.post("/api/v1/alerts", json=make_payload(w.alert(0)))
+                readyz = await c.get("/readyz")
+        finally:
+            code = proc.stop()
+    assert refused.status_code == 503, refused.text
+    assert readyz.status_code == 503 and "state store" in readyz.text, readyz.text
+    assert code == 0, proc.output()[-3000:]
+    assert "Traceback" not in proc.stderr_path.read_text(), proc.output()[-3000:]
