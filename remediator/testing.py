@@ -12,6 +12,7 @@ pager, without an HTTP server, for runbook tests:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import tempfile
 import time
@@ -152,7 +153,18 @@ class Harness:
                 await self.engine.process(occ)
                 await self.store.finish_occurrence(occ["id"], self.owner)
         await self.flush_pages()
+        await self.wake_waits()
         return fresh
+
+    async def wake_waits(self, horizon: float = 10.0) -> None:
+        """Go on with runs parked in a wait (a build Job) as the daemon's maintenance
+        would, as long as the next wake-up is within ``horizon`` seconds."""
+        while True:
+            due = await self.store.next_wake_up()
+            if due is None or due - time.time() > horizon:
+                return
+            await asyncio.sleep(max(0.0, due - time.time()))
+            await self.maintenance()
 
     async def maintenance(self) -> None:
         """Run what the daemon's maintenance loop runs (approvals, deferred undos)."""
@@ -177,6 +189,7 @@ class Harness:
         d = await self.engine.decide(approval_id, "approved", who)
         assert d.status == "ok", d
         await self.maintenance()
+        await self.wake_waits()
 
     async def reject(self, approval_id: int, who: str = "test-operator") -> None:
         d = await self.engine.decide(approval_id, "rejected", who)

@@ -526,6 +526,14 @@ class StateStore:
         )
         return [self._run(r) for r in rows]
 
+    async def next_wake_up(self) -> float | None:
+        """When the next run parked in a wait is due (None: no such run)."""
+        rows = await self._read(
+            "SELECT MIN(retry_at) AS due FROM runs WHERE state = 'parked' AND retry_at IS NOT NULL"
+        )
+        due = rows[0]["due"] if rows else None
+        return float(due) if due is not None else None
+
     async def claim_parked_runs(self, owner: str, lease: float, limit: int = 1) -> list[Row]:
         """Take runs the kill switch parked, to go on with them after ``resume``."""
         now = time.time()

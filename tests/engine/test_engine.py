@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -457,3 +458,28 @@ async def test_a_resolved_run_never_escalates(clients, target_db):
         await asyncio.sleep(0.2)
         await h.maintenance()
         assert [e.content.severity for e in h.pager.triggers()] == ["P2"]
+
+
+async def test_a_step_that_waits_parks_its_run_until_the_wake_up_time(clients, target_db):
+    rules = _testbook.rules(params="{wait_second: 0.4}")
+    async with Harness(_testbook.registry(), rules, clients=clients) as h:
+        payload = make_alert("TestAlert", {"service": "checkout", "severity": "page"})
+        # Journal and process without the harness driving the wait, as a worker would.
+        from remediator.models import WebhookPayload, occurrences
+        from remediator.testing import make_payload
+
+        body = WebhookPayload.model_validate(make_payload(payload))
+        await h.store.append_occurrences(occurrences(body, time.time()))
+        [occ] = await h.store.claim_occurrences("harness", 10, 30.0)
+        await h.engine.process(occ)  # returns: the worker is free while the build runs
+        [run] = await h.runs()
+        assert run["state"] == "parked" and run["retry_at"] > time.time()
+        second = [s for s in await h.steps(run["id"]) if s["name"] == "second"][0]
+        assert second["state"] == "waiting"
+        await h.maintenance()  # too early: still parked
+        assert (await h.runs())[0]["state"] == "parked"
+        await h.wake_waits()
+        [run] = await h.runs()
+        assert run["state"] == "waiting" and run["outcome"] == "awaiting_approval"
+        assert (await calls(target_db)).count("throttle") == 1  # not redone on wake-up
+        assert (await calls(target_db)).count("second") == 1
