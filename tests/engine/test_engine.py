@@ -474,7 +474,7 @@ async def test_a_step_that_waits_parks_its_run_until_the_wake_up_time(clients, t
         await h.engine.process(occ)  # returns: the worker is free while the build runs
         [run] = await h.runs()
         assert run["state"] == "parked" and run["retry_at"] > time.time()
-        second = [s for s in await h.steps(run["id"]) if s["name"] == "second"][0]
+        second = next(s for s in await h.steps(run["id"]) if s["name"] == "second")
         assert second["state"] == "waiting"
         await h.maintenance()  # too early: still parked
         assert (await h.runs())[0]["state"] == "parked"
