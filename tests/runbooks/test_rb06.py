@@ -97,6 +97,18 @@ async def world(request: pytest.FixtureRequest, moto_url: str) -> AsyncIterator[
         )
 
 
+async def probes_from(db: TargetDatabase, ip: str, n: int = 5) -> None:
+    """``n`` recent '403_idor' audit rows from ``ip``: the trace an IDOR probe leaves."""
+    await db.execute(
+        "INSERT INTO audit_log (user_id, portfolio_id, action, meta_json, ts)"
+        " SELECT $1::uuid, NULL, '403_idor', jsonb_build_object('ip_address', $2::text),"
+        " now() - make_interval(mins => i) FROM generate_series(1, $3) AS i",
+        fx.uid(77),
+        ip,
+        n,
+    )
+
+
 # ------------------------------------------------------------------ live path
 
 
@@ -315,6 +327,8 @@ async def test_never_blocks_private_allow_listed_or_broad_ranges_and_reports_it(
 
 async def test_at_most_n_blocks_per_hour(world: World) -> None:
     ips = ["203.0.113.10", "203.0.113.11", "203.0.113.12"]
+    for ip in ips:  # each address really probed portfolios (corroboration)
+        await probes_from(world.db, ip)
     async with Harness(fx.registry(), world.rules(max_runs_per_hour=2), clients=world.clients) as h:
         for ip in ips:
             await h.deliver(make_alert("SuspiciousRequestRate", {"source_ip": ip}))
