@@ -261,17 +261,19 @@ async def confirm_source(*, ctx: StepContext, **_: Any) -> Done | Skip:
             f"{net} left {seen} in the last {p.evidence_hours} h, fewer than"
             f" min_evidence={p.min_evidence}: not blocked"
         )
+    summary = f"{net} left {seen} in the last {p.evidence_hours} h"
     if not p.allow_list:
         if ctx.mode == "live":
-            # A configuration gap, not a forged claim: a failure a human must see.
+            # A configuration gap, not a forged claim: a failure a human must see (not
+            # a "not corroborated", which would tell them the alert was false).
             raise StepFailed(
                 f"{net} is confirmed ({seen}), but allow_list is empty: RB-06 blocks"
                 " nothing in live mode until it lists our offices, partners and health"
                 f" checkers; block {net} by hand after checking it is not one of them"
             )
-        seen += "; allow_list is empty: live mode would refuse to block"
+        summary += "; allow_list is empty: live mode would refuse to block"
     return Done(
-        f"{net} left {seen} in the last {p.evidence_hours} h",
+        summary,
         data={"corroborated": True, "network": str(net), "idor": idor, "logins": logins},
     )
 
