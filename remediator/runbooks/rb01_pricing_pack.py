@@ -351,7 +351,7 @@ def render_recent_packs(*, ctx: StepContext, **_: Any) -> str:
     except InputRejected:
         day = plan.Hint("<the alert's date: refused>")
     return (
-        f"{_RECENT_PACKS.strip()}\n{plan.sql(_FRESH_FROM, day)}\n"
+        f"{_RECENT_PACKS.strip()};\n{plan.sql(_FRESH_FROM, day)}\n"
         "-- no row: the pack is late (and the date is today's, or yesterday's just after"
         " midnight)"
     )
