@@ -22,6 +22,7 @@ has its own lock, cooldown and blast-radius slot, whatever the params list says.
 A payload is a claim: the alerts are paused only when the provider's own status URL
 confirms the outage (or does not answer). A provider that reports healthy makes the
 run "not corroborated": nothing is paused, and the guard ``not_corroborated`` counts it.
+
 The runbook's step 7 re-enables every alert of the provider, including ones a human
 disabled on purpose; this module re-enables only the ids it paused, and only those
 still paused. It must never put an unchecked label into SQL or a Job.

@@ -67,9 +67,9 @@ class Params(BaseModel):
     # used in the registry's own spelling).
     providers: tuple[str, ...] = ("FMP", "POLYGON", "FRED", "NEWS")
     # Those whose data may only be exported under a license (RIGHTS_REGISTRY.yaml's
-    # require_license: true). FRED's public data is not among them: an alert about it
-    # cannot be a violation, so it never blocks FRED exports.
-    licensed_providers: tuple[str, ...] = ("FMP", "POLYGON", "NEWS")
+    # require_license: true); None: all of `providers`. Leave out public data (FRED):
+    # an alert about it then cannot be a violation, and never blocks its exports.
+    licensed_providers: tuple[str, ...] | None = None
     audit_days: int = Field(7, ge=1, le=90)
     max_audit_rows: int = Field(500, ge=1, le=5000)
     # License types that allow exporting the provider's data.
@@ -91,7 +91,7 @@ class Params(BaseModel):
     @model_validator(mode="after")
     def _licensed_are_providers(self) -> Params:
         known = {p.lower() for p in self.providers}
-        unknown = [p for p in self.licensed_providers if p.lower() not in known]
+        unknown = [p for p in self.licensed_providers or () if p.lower() not in known]
         if unknown:
             raise ValueError(f"licensed_providers {unknown} are not in providers")
         return self
@@ -310,7 +310,8 @@ def render_restrict_exports(*, ctx: StepContext, **_: Any) -> str:
 
 
 def _licensed(provider: str, p: Params) -> bool:
-    return provider.lower() in {x.lower() for x in p.licensed_providers}
+    licensed = p.licensed_providers if p.licensed_providers is not None else p.providers
+    return provider.lower() in {x.lower() for x in licensed}
 
 
 async def confirm_violation(*, ctx: StepContext, **_: Any) -> Done:

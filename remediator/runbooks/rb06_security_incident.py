@@ -139,7 +139,7 @@ class Params(BaseModel):
         return v
 
 
-def warnings(params: Params) -> list[str]:
+def rule_warnings(params: Params) -> list[str]:
     """What `check-rules` says about a rule's params (see Runbook.warnings)."""
     if params.allow_list:
         return []
@@ -775,5 +775,5 @@ RUNBOOK = Runbook(
     target=_target,
     page_first=True,
     anchor="rb-06-security-incident",
-    warnings=warnings,
+    warnings=rule_warnings,
 )

@@ -329,10 +329,12 @@ async def test_forged_alert_without_violating_exports_changes_nothing(world: Wor
 
 
 async def test_a_provider_whose_data_needs_no_license_is_never_blocked(world: World) -> None:
-    """FRED's public data is exported by unlicensed users all the time: no violation."""
+    """FRED's public data is exported by unlicensed users all the time: with FRED left
+    out of licensed_providers (as the shipped rule does), that is no violation."""
     before = await fx.snapshot(world.dsn)
     alert = make_alert("RightsExportViolation", {"provider": "FRED"})
-    async with Harness(fx.registry(), world.rules(), clients=world.clients) as h:
+    rules = world.rules(licensed_providers=["FMP", "POLYGON", "NEWS"])
+    async with Harness(fx.registry(), rules, clients=world.clients) as h:
         await h.deliver(alert)
         [run] = await h.runs()
         steps = await fx.steps_by_name(h, run["id"])
@@ -362,6 +364,15 @@ def test_licensed_providers_must_be_known_providers() -> None:
     with pytest.raises(ValueError, match="licensed_providers"):
         rb04.Params(providers=("FMP",), licensed_providers=("FMP", "BLOOMBERG"))
     assert rb04.Params(providers=("FMP",), licensed_providers=("fmp",)).licensed_providers
+    assert rb04.Params(providers=("ACME",)).licensed_providers is None  # all of them
+
+
+def test_shipped_rule_leaves_public_fred_data_out_of_licensed_providers() -> None:
+    ruleset, _ = rules.load(ROOT / "rules" / "dawsos-incidents.yaml", fx.registry())
+    assert ruleset is not None
+    rule = ruleset.get("rights-export-violation")
+    assert rule is not None
+    assert rule.params.licensed_providers == ("FMP", "POLYGON", "NEWS")  # type: ignore[attr-defined]
 
 
 # ----------------------------------------------------------------- resolve
