@@ -146,7 +146,7 @@ def plan(
                     "runbook_title": runbook.title,
                     "severity": runbook.severity,
                     "mode": mode,
-                    "target": f"{runbook.id}:{_safe_target(runbook, occ.labels, rule.params)}",
+                    "target": f"{runbook.id}:{_safe_target(runbook, occ, rule, ctx)}",
                     "guards": guards,
                     "steps": steps,
                     "page": text.body(content),
@@ -156,9 +156,9 @@ def plan(
     return out
 
 
-def _safe_target(runbook: Any, labels: Any, params: Any) -> str:
+def _safe_target(runbook: Any, occ: Any, rule: Any, ctx: StepContext) -> str:
     try:
-        return str(runbook.target(labels, params))
+        return str(runbook.target_for(occ.labels, rule.params, ctx.clients))
     except Exception as exc:
         return f"(invalid: {exc})"
 

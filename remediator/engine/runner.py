@@ -180,7 +180,7 @@ class Engine:
 
     def _target(self, runbook: Runbook, labels: Mapping[str, str], params: BaseModel) -> str:
         try:
-            return f"{runbook.id}:{runbook.target(labels, params)}"
+            return f"{runbook.id}:{runbook.target_for(labels, params, self.clients)}"
         except RemediatorError:
             # A hostile label cannot pick the lock key; the run will fail its checks.
             return f"{runbook.id}:{labels.get('alertname', '')}:invalid"

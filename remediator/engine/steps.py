@@ -14,7 +14,7 @@ for "do not retry", any temporary ``TargetError`` for "retry with backoff").
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from remediator.errors import RemediatorError
 
 if TYPE_CHECKING:
-    from remediator.engine.context import StepContext
+    from remediator.engine.context import Clients, StepContext
 
 Kind = Literal["diagnose", "mitigate", "verify", "notify"]
 Approval = Literal["auto", "approve"]
@@ -114,6 +114,9 @@ class NoParams(BaseModel):
 
 
 TargetFn = Callable[[Mapping[str, str], Any], str]
+# A target that depends on the daemon's configuration too: (labels, params, clients);
+# ``clients.settings`` is what the steps validate against (None when not configured).
+ClientsTargetFn = Callable[[Mapping[str, str], Any, "Clients | None"], str]
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,20 @@ class Runbook:
     # after this many seconds (read from the run's params; None: never).
     escalate_after: Callable[[Any], float | None] | None = None
     anchor: str = ""  # runbook document anchor, e.g. "rb-01-..."
+    # Used instead of ``target`` when set: the target the steps will act on can depend
+    # on the configuration (RB-02 validates the provider against the configured ones).
+    configured_target: ClientsTargetFn | None = None
+    # What `check-rules` should tell a human about a rule's params: valid, but unsafe
+    # or inert as they stand (RB-06 with an empty allow_list blocks nothing in live).
+    warnings: Callable[[Any], Sequence[str]] = lambda params: ()
+
+    def target_for(
+        self, labels: Mapping[str, str], params: Any, clients: Clients | None = None
+    ) -> str:
+        """The run's guarded target (lock, cooldown, blast radius), without the id."""
+        if self.configured_target is not None:
+            return self.configured_target(labels, params, clients)
+        return self.target(labels, params)
 
     def step(self, name: str) -> Step:
         for s in (*self.steps, *self.resolve_steps):

@@ -4,7 +4,8 @@ Runbook order, automated:
 
     1 scheduler logs (build_pack lines)      diagnose
     2 provider health                        diagnose
-    3 last 5 packs; long-running queries     diagnose (read-only)
+    3 last 5 packs; long-running queries     diagnose (read-only); corroborates the
+                                             alert: D's pack must be late (below)
     4 serve the last-good pack               mitigate, only if no pack is fresh; undo
     5 rerun the build as a Kubernetes Job    mitigate, bounded attempts per date, only
                                              if the providers are healthy
@@ -15,6 +16,13 @@ Runbook order, automated:
 The pack date D comes from the alert's ``date`` label when it has one (checked:
 ISO date within ``date_window_days`` of today) and is otherwise today in
 ``timezone``. D is the lock/cooldown target.
+
+A payload is a claim. The run acts only for a pack that is late: D is today (in
+``timezone``), or yesterday until ``late_grace_minutes`` after midnight (an alert
+raised just before midnight), never a future or an older date; and no pack dated D or
+later is fresh. Otherwise step 3 stops the run as "not corroborated" before anything
+changes. That read uses only the columns the runbook's own SQL names (id, date,
+is_fresh), and the mitigations act only when it confirmed exactly D.
 
 On resolve: the "serve last-good" flip is put back only when that is safe. If our
 verified build marked a newer pack, it already unmarked the old one (nothing to
@@ -32,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -41,7 +49,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from remediator import validation
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
-from remediator.errors import ConfigError, TargetError, TargetRejected
+from remediator.errors import (
+    ConfigError,
+    InputRejected,
+    NotCorroborated,
+    TargetError,
+    TargetRejected,
+)
 from remediator.runbooks import plan
 
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}", re.ASCII)
@@ -64,6 +78,9 @@ class Params(BaseModel):
     build_poll_seconds: float = Field(15.0, gt=0, le=120)
     timezone: str = "UTC"
     date_window_days: int = Field(7, ge=0, le=31)
+    # Yesterday's pack still counts as late this long after midnight (in `timezone`):
+    # an alert raised at 23:55 is delivered and handled after 00:00.
+    late_grace_minutes: int = Field(120, ge=0, le=720)
     scheduler_selector: str = "app=scheduler"
     log_tail_lines: int = Field(200, ge=1, le=5000)
     slow_query_seconds: float = Field(30.0, gt=0)
@@ -112,6 +129,44 @@ def pack_date(labels: Mapping[str, str], params: Params) -> date:
     if raw is None:
         return today
     return validation.pack_date(raw, today=today, window_days=params.date_window_days, field="date")
+
+
+def corroborate_date(day: date, params: Params, now: datetime | None = None) -> None:
+    """NotCorroborated unless ``day``'s pack can be late ``now``.
+
+    Today's can; yesterday's only within ``late_grace_minutes`` after midnight; a
+    future date's is not due yet, and an older date's is history, not an incident.
+    """
+    now = now if now is not None else datetime.now(ZoneInfo(params.timezone))
+    today = now.date()
+    if day == today:
+        return
+    if day > today:
+        raise NotCorroborated(
+            f"{day} is in the future (today is {today} in {params.timezone}): its pack is"
+            " not due yet; nothing built or marked"
+        )
+    since_midnight = now - datetime.combine(today, datetime.min.time(), now.tzinfo)
+    grace = timedelta(minutes=params.late_grace_minutes)
+    if day == today - timedelta(days=1) and since_midnight < grace:
+        return
+    until = f"; yesterday's until {grace} after midnight" if grace else ""
+    raise NotCorroborated(
+        f"{day} is past: only today's pack ({today} in {params.timezone}) can be late"
+        f"{until}; nothing built or marked"
+    )
+
+
+def _late(ctx: StepContext, day: date) -> bool:
+    """Whether this run's corroboration (step 3) confirmed that D's pack is late."""
+    return (ctx.results.get("recent_packs") or {}).get("late") == day.isoformat()
+
+
+def _unconfirmed(day: date) -> Skip:
+    return Skip(
+        f"the pack for {day} was not confirmed late (the pack listing did not run or"
+        " failed): not acting blind"
+    )
 
 
 def job_name(day: date, attempt: int) -> str:
@@ -252,8 +307,18 @@ LIMIT 10
 """
 
 
+_FRESH_FROM = """
+SELECT id FROM pricing_pack
+WHERE date >= $1 AND is_fresh
+ORDER BY date DESC
+LIMIT 1
+"""
+
+
 async def recent_packs(*, ctx: StepContext, **_: Any) -> Done:
-    rows = await ctx.clients.need("database").fetch(_RECENT_PACKS)
+    """Lists the last packs and corroborates the alert: D's pack is late."""
+    db = ctx.clients.need("database")
+    rows = await db.fetch(_RECENT_PACKS)
     packs = [_pack_row(r) for r in rows]
     fresh = [r["id"] for r in packs if r["is_fresh"]]
     listing = "; ".join(
@@ -262,7 +327,34 @@ async def recent_packs(*, ctx: StepContext, **_: Any) -> Done:
     note = ""
     if packs and not packs[0]["is_fresh"]:
         note = f" (latest {packs[0]['id']} is not fresh)"
-    return Done(f"{listing or 'no packs'}{note}", data={"packs": packs, "fresh": fresh})
+    data: dict[str, Any] = {"packs": packs, "fresh": fresh, "late": None}
+    try:
+        day = pack_date(ctx.labels, ctx.params)
+    except InputRejected:
+        # The steps that use the date refuse it themselves, and the page says why.
+        return Done(f"{listing or 'no packs'}{note}", data=data)
+    corroborate_date(day, ctx.params)
+    newer = await db.fetchval(_FRESH_FROM, day)
+    if newer is not None:
+        raise NotCorroborated(
+            f"{newer} is fresh already: the pack for {day} is not late; nothing built or marked"
+        )
+    return Done(
+        f"{listing or 'no packs'}{note}; no pack dated {day} or later is fresh: late",
+        data={**data, "late": day.isoformat()},
+    )
+
+
+def render_recent_packs(*, ctx: StepContext, **_: Any) -> str:
+    try:
+        day: object = pack_date(ctx.labels, ctx.params).isoformat()
+    except InputRejected:
+        day = plan.Hint("<the alert's date: refused>")
+    return (
+        f"{_RECENT_PACKS.strip()};\n{plan.sql(_FRESH_FROM, day)}\n"
+        "-- no row: the pack is late (and the date is today's, or yesterday's just after"
+        " midnight)"
+    )
 
 
 async def long_running_queries(*, ctx: StepContext, **_: Any) -> Done:
@@ -304,6 +396,8 @@ _SERVE = "UPDATE pricing_pack SET is_fresh = TRUE WHERE id = $1 AND NOT is_fresh
 
 async def serve_last_good(*, ctx: StepContext, **_: Any) -> Done | Skip:
     day = pack_date(ctx.labels, ctx.params)
+    if not _late(ctx, day):
+        return _unconfirmed(day)
     db = ctx.clients.need("database")
     # Serializable: "no pack is fresh" must still hold when we flip one.
     async with db.transaction(isolation="serializable") as tx:
@@ -399,6 +493,8 @@ def render_serve_last_good(*, ctx: StepContext, **_: Any) -> str:
 async def rerun_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
     p: Params = ctx.params
     day = pack_date(ctx.labels, p)
+    if not _late(ctx, day):
+        return _unconfirmed(day)
     db = ctx.clients.need("database")
     pack = await db.fetchrow(
         "SELECT id, status, hash, is_fresh FROM pricing_pack WHERE date = $1", day
@@ -539,6 +635,8 @@ _MARK = "UPDATE pricing_pack SET is_fresh = (date = $1) WHERE id = ANY($2::text[
 
 async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
     day = pack_date(ctx.labels, ctx.params)
+    if not _late(ctx, day):
+        return _unconfirmed(day)
     verified = ctx.results.get("await_build") or {}
     if not verified.get("ready"):
         return Skip(f"the pack for {day} was not verified as built; nothing marked fresh")
@@ -645,9 +743,9 @@ STEPS: Sequence[Step] = (
     Step(
         "recent_packs",
         "diagnose",
-        "List the last 5 pricing packs",
+        "List the last 5 pricing packs; confirm the alert's pack is late",
         recent_packs,
-        _literal(_RECENT_PACKS),
+        render_recent_packs,
     ),
     Step(
         "long_running_queries",

@@ -15,7 +15,14 @@ The engine runs undos before resolve steps, so re-enabling comes before the repl
 (the runbook lists the replay first); both happen on the same resolve.
 
 The provider comes from the alert's ``provider`` label and must name a configured
-provider (``targets.http.providers``; without settings, the ``providers`` param).
+provider (``targets.http.providers``; without settings, the ``providers`` param). The
+run's target is that validated provider (``RB-02:fmp``), so each configured provider
+has its own lock, cooldown and blast-radius slot, whatever the params list says.
+
+A payload is a claim: the alerts are paused only when the provider's own status URL
+confirms the outage (or does not answer). A provider that reports healthy makes the
+run "not corroborated": nothing is paused, and the guard ``not_corroborated`` counts it.
+
 The runbook's step 7 re-enables every alert of the provider, including ones a human
 disabled on purpose; this module re-enables only the ids it paused, and only those
 still paused. It must never put an unchecked label into SQL or a Job.
@@ -30,9 +37,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from remediator import validation
-from remediator.engine.context import StepContext
+from remediator.engine.context import Clients, StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
-from remediator.errors import TargetError
+from remediator.errors import NotCorroborated, TargetError
 from remediator.runbooks import plan
 
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}", re.ASCII)
@@ -47,8 +54,6 @@ class Params(BaseModel):
     providers: tuple[str, ...] = ("polygon", "fmp", "fred")
     # Keys whose presence shows the cache still serves last-good data.
     cache_keys: tuple[str, ...] = ("fundamentals:AAPL",)
-    # The runbook pauses alerts only for a confirmed outage.
-    pause_only_if_confirmed: bool = True
     replay_image: str = "dawsos/worker:stable"
     replay_max_retries: int = Field(3, ge=1, le=10)
     job_ttl_seconds: int = Field(86_400, ge=600, le=604_800)
@@ -80,15 +85,17 @@ class Params(BaseModel):
 # ------------------------------------------------------------------ helpers
 
 
-def allowed_providers(ctx: StepContext) -> Collection[str]:
-    settings = ctx.clients.settings
+def _allowed(settings: Any, params: Params) -> Collection[str]:
     configured = getattr(
         getattr(getattr(settings, "targets", None), "http", None), "providers", None
     )
     if configured:
         return tuple(configured)
-    params: Params = ctx.params
     return params.providers
+
+
+def allowed_providers(ctx: StepContext) -> Collection[str]:
+    return _allowed(ctx.clients.settings, ctx.params)
 
 
 def provider_of(ctx: StepContext) -> str:
@@ -97,9 +104,15 @@ def provider_of(ctx: StepContext) -> str:
 
 
 def _target(labels: Mapping[str, str], params: Any) -> str:
-    # The target function cannot see the settings; the params list names the same
-    # providers by default. A rejected label gets the engine's ":invalid" key.
+    # Without the configuration (a caller that has none): the params list.
     return validation.provider(labels.get("provider"), params.providers)
+
+
+def _configured_target(labels: Mapping[str, str], params: Any, clients: Clients | None) -> str:
+    # Exactly the provider the steps will act on (same list, same spelling), so two
+    # providers never share a target; a rejected label gets the engine's ":invalid".
+    settings = clients.settings if clients is not None else None
+    return validation.provider(labels.get("provider"), _allowed(settings, params))
 
 
 def _slug(provider: str) -> str:
@@ -129,12 +142,14 @@ def _replay_command(provider: str, params: Params) -> list[str]:
 
 
 async def provider_status(*, ctx: StepContext, **_: Any) -> Done:
+    """Corroborates the alert: a provider that reports healthy is not out."""
     provider = provider_of(ctx)
     http = ctx.clients.need("http")
     try:
         health = await http.provider_status(provider)
     except TargetError as exc:
-        # No answer from the status URL is itself a sign of the outage.
+        # No answer from the status URL is itself a sign of the outage (a forged alert
+        # cannot make the provider's own status page unreachable from here).
         return Done(
             f"{provider} status URL unreachable: {str(exc)[:160]}",
             data={
@@ -144,12 +159,16 @@ async def provider_status(*, ctx: StepContext, **_: Any) -> Done:
                 "detail": str(exc)[:200],
             },
         )
-    word = "reports healthy" if health.healthy else "is DOWN"
+    if health.healthy:
+        raise NotCorroborated(
+            f"{provider} reports healthy ({str(health.detail)[:160]}): outage not confirmed"
+            " (network or API key on our side?); alerts left as they are"
+        )
     return Done(
-        f"{provider} {word} ({health.detail})",
+        f"{provider} is DOWN ({health.detail})",
         data={
             "provider": provider,
-            "healthy": bool(health.healthy),
+            "healthy": False,
             "reachable": True,
             "status_code": health.status_code,
             "detail": str(health.detail)[:200],
@@ -173,20 +192,15 @@ _PAUSE = "UPDATE alerts SET active = FALSE WHERE id = ANY($1::text[]) AND active
 
 
 async def pause_alerts(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
     provider = provider_of(ctx)
     status = ctx.results.get("provider_status")
-    if p.pause_only_if_confirmed:
-        if not status:
-            return Skip(
-                f"{provider} status is unknown (its check failed): outage not"
-                " confirmed, alerts left as they are"
-            )
-        if status.get("healthy"):
-            return Skip(
-                f"{provider} reports healthy: outage not confirmed (network or API"
-                " key on our side?); alerts left as they are"
-            )
+    # provider_status stops the run when the provider is healthy; this is for a check
+    # that failed (its result is missing), which is no confirmation either.
+    if not status or status.get("healthy") is not False:
+        return Skip(
+            f"{provider} status is unknown (its check failed): outage not"
+            " confirmed, alerts left as they are"
+        )
     db = ctx.clients.need("database")
     async with db.transaction() as tx:
         rows = await tx.fetch(_SELECT_ACTIVE, provider)
@@ -364,6 +378,7 @@ RUNBOOK = Runbook(
     resolve_steps=tuple(RESOLVE_STEPS),
     params=Params,
     target=_target,
+    configured_target=_configured_target,
     anchor="rb-02-provider-outage",
     escalate_after=lambda params: params.page_after_seconds,
 )

@@ -2,10 +2,15 @@
 
 Runbook order, automated:
 
-    1 global cooldown to 60 min        mitigate; records each alert's old cooldown; undo
+    0 confirm the storm                diagnose; notifications in the last window_minutes
+                                       must average storm_per_minute, or the run is "not
+                                       corroborated" and changes nothing
+    1 global cooldown to 60 min        mitigate; records each alert's old cooldown; undo;
+                                       never an exempt alert
     2 top offenders (last 5 min)       diagnose
-    3 disable the top N offenders      mitigate; only those above the threshold; they
-                                       stay disabled on resolve and are listed for review
+    3 disable the top N offenders      mitigate; only those above the threshold, never
+                                       an exempt alert; they stay disabled on resolve and
+                                       are listed for review
     4 dedupe: duplicate query and      diagnose
       unique index present
     4 delete duplicate notifications   approve; deleted rows recorded (not undone)
@@ -19,11 +24,14 @@ runbook (rewriting faulty rules) is left to a human.
 Duplicates are grouped by UTC day, as the unique index uq_notify_user_alert_day does;
 the runbook's ``date_trunc('day', created_at)`` would follow the session time zone
 and disagree with the index. This runbook reads no alert label at all, so no label
-can reach its SQL or the cluster. It must never delete a group's first notification.
+can reach its SQL or the cluster. It must never delete a group's first notification,
+and never cool down or disable an alert listed in ``exempt_alerts`` (security and
+compliance notices must reach users during a storm too).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,10 +40,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from remediator import validation
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
-from remediator.errors import InputRejected
+from remediator.errors import InputRejected, NotCorroborated
 from remediator.runbooks import plan
 
 UNIQUE_INDEX = "uq_notify_user_alert_day"
+_COUNT_CAP = 100_000  # enough to show the rate; bounds the read during a real storm
 
 
 class Params(BaseModel):
@@ -46,7 +55,11 @@ class Params(BaseModel):
     top_limit: int = Field(10, ge=1, le=100)
     disable_top_n: int = Field(3, ge=0, le=20)
     min_notifications: int = Field(50, ge=1)  # in the window, to be disabled
-    exempt_alerts: tuple[str, ...] = ()  # never cooled down nor disabled
+    # The storm the alert claims must be in the notifications table: at least this
+    # many per minute over the window (AlertStorm fires above 200 a minute; a fifth
+    # of that still tells a storm, even an easing one, from a quiet night).
+    storm_per_minute: float = Field(40.0, gt=0, le=100_000)
+    exempt_alerts: tuple[str, ...] = ()  # alerts.id never cooled down nor disabled
     evaluator_deployment: str = "scheduler"
     dedupe_days: int = Field(2, ge=0, le=90)  # today (UTC) and this many days before
     max_delete: int = Field(5000, ge=1, le=50_000)
@@ -70,6 +83,47 @@ class Params(BaseModel):
 def _ids(values: Sequence[str], limit: int = 20) -> str:
     shown = ", ".join(values[:limit])
     return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def _storm_threshold(p: Params) -> int:
+    return max(1, math.ceil(p.storm_per_minute * p.window_minutes))
+
+
+# ------------------------------------------------------------ 0 confirm the storm
+
+_RECENT = """
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM notifications
+    WHERE created_at > now() - make_interval(mins => $1)
+    LIMIT $2
+) AS recent
+"""
+
+
+async def confirm_storm(*, ctx: StepContext, **_: Any) -> Done:
+    """Corroborates the alert: the storm it claims is in the notifications table."""
+    p: Params = ctx.params
+    n = int(await ctx.clients.need("database").fetchval(_RECENT, p.window_minutes, _COUNT_CAP))
+    need = _storm_threshold(p)
+    shown = f"{n}{'+' if n >= _COUNT_CAP else ''}"
+    if n < need:
+        raise NotCorroborated(
+            f"{shown} notifications in the last {p.window_minutes} min, fewer than the"
+            f" {need} of a storm ({p.storm_per_minute:g} a minute): no cooldown raised,"
+            " no alert disabled"
+        )
+    return Done(
+        f"{shown} notifications in the last {p.window_minutes} min"
+        f" ({n / p.window_minutes:.0f} a minute; a storm from {p.storm_per_minute:g})",
+        data={"notifications": n, "threshold": need},
+    )
+
+
+def render_confirm_storm(*, ctx: StepContext, **_: Any) -> str:
+    p: Params = ctx.params
+    return plan.sql(_RECENT, p.window_minutes, _COUNT_CAP) + (
+        f"\n-- a storm: at least {_storm_threshold(p)} ({p.storm_per_minute:g} a minute)"
+    )
 
 
 # ------------------------------------------------------------ 1 global cooldown
@@ -430,6 +484,16 @@ def _literal(text: str) -> Any:
 
 
 STEPS: Sequence[Step] = (
+    Step(
+        "confirm_storm",
+        "diagnose",
+        "Confirm the storm in the notifications table",
+        confirm_storm,
+        render_confirm_storm,
+        # A storm that cannot be seen is no reason to brake every alert.
+        stop_on_failure=True,
+        timeout=15.0,
+    ),
     Step(
         "global_cooldown",
         "mitigate",

@@ -5,6 +5,8 @@ Runbook order, automated:
     1 inspect the rights registry row of the provider     diagnose (stops the run if
                                                           the provider is unknown)
     2 check the reported user's licenses                  diagnose (``user_id`` label)
+    - confirm the violation                               diagnose; corroborates the
+                                                          alert (below)
     3 block exports of the provider                       mitigate, auto; records the
                                                           old row
     4 audit 7 days of export_pdf events against
@@ -22,6 +24,14 @@ licenses at the time it runs (a license granted since the audit makes that expor
 legitimate) and only deletes keys under the user's own prefix; users are told their
 export was revoked only once it is gone from S3; every approve step is bounded.
 
+A payload is a claim: exports are blocked only when the database shows the violation.
+The provider must be one whose data needs a license to export (``licensed_providers``:
+the rights registry's ``require_license: true``; the provider_rights row cannot say so,
+it is what may be misconfigured), and the audit's own query must find at least one
+export_pdf event of the last ``audit_days`` that carried its data (or does not say
+which providers it carried) by a user without an export license. Otherwise the run is
+"not corroborated" and nothing is blocked.
+
 This module must never put an unchecked label into SQL or an S3 key, never delete
 an object outside ``<user-uuid>/`` of the configured bucket, and never lift the block.
 """
@@ -33,13 +43,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from remediator import validation
 from remediator.clients import aws as aws_checks
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
-from remediator.errors import InputRejected
+from remediator.errors import InputRejected, NotCorroborated
 from remediator.runbooks import plan
 
 _PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
@@ -56,6 +66,10 @@ class Params(BaseModel):
     # Rights-registry names the provider label may name (matched case-insensitively,
     # used in the registry's own spelling).
     providers: tuple[str, ...] = ("FMP", "POLYGON", "FRED", "NEWS")
+    # Those whose data may only be exported under a license (RIGHTS_REGISTRY.yaml's
+    # require_license: true); None: all of `providers`. Leave out public data (FRED):
+    # an alert about it then cannot be a violation, and never blocks its exports.
+    licensed_providers: tuple[str, ...] | None = None
     audit_days: int = Field(7, ge=1, le=90)
     max_audit_rows: int = Field(500, ge=1, le=5000)
     # License types that allow exporting the provider's data.
@@ -73,6 +87,14 @@ class Params(BaseModel):
         if not v or any(not _PROVIDER.fullmatch(p) for p in v):
             raise ValueError("a non-empty list of provider names")
         return v
+
+    @model_validator(mode="after")
+    def _licensed_are_providers(self) -> Params:
+        known = {p.lower() for p in self.providers}
+        unknown = [p for p in self.licensed_providers or () if p.lower() not in known]
+        if unknown:
+            raise ValueError(f"licensed_providers {unknown} are not in providers")
+        return self
 
     @field_validator("export_license_types")
     @classmethod
@@ -284,10 +306,55 @@ def render_restrict_exports(*, ctx: StepContext, **_: Any) -> str:
     return f"BEGIN;\n{lock}\n{restrict}\nCOMMIT;\n-- {KEPT}"
 
 
+# --------------------------------------------------- confirm the violation
+
+
+def _licensed(provider: str, p: Params) -> bool:
+    licensed = p.licensed_providers if p.licensed_providers is not None else p.providers
+    return provider.lower() in {x.lower() for x in licensed}
+
+
+async def confirm_violation(*, ctx: StepContext, **_: Any) -> Done:
+    """Corroborates the alert: the violation is in analytics_events and user_licenses."""
+    p: Params = ctx.params
+    provider = provider_of(ctx)
+    if not _licensed(provider, p):
+        raise NotCorroborated(
+            f"{provider} is not in licensed_providers: its data needs no license to"
+            " export, so no export violates its rights; exports left open"
+        )
+    db = ctx.clients.need("database")
+    row = await db.fetchrow(_CONFIRM, provider, p.audit_days, list(p.export_license_types))
+    n = int(row["n"]) if row else 0
+    if row is None or n == 0:
+        raise NotCorroborated(
+            f"no export_pdf event in the last {p.audit_days} days carried {provider}"
+            " data without an export license; exports left open"
+        )
+    unknown = int(row["unknown"])
+    note = f" ({unknown} of them do not say which providers they carried)" if unknown else ""
+    return Done(
+        f"{n} export_pdf events in the last {p.audit_days} days carried {provider} data"
+        f" without an export license{note}; the latest at {row['last'].isoformat()}",
+        data={"violations": n, "providers_unknown": unknown},
+    )
+
+
+def render_confirm_violation(*, ctx: StepContext, **_: Any) -> str:
+    p: Params = ctx.params
+    provider = provider_of(ctx)
+    head = (
+        f"-- {provider} is in licensed_providers\n"
+        if _licensed(provider, p)
+        else f"-- {provider} is NOT in licensed_providers: not corroborated, nothing read\n"
+    )
+    return head + plan.sql(_CONFIRM, provider, p.audit_days, list(p.export_license_types))
+
+
 # ------------------------------------------------------------ 4 audit exports
 
 # An export whose event does not list its providers cannot be cleared, so it counts.
-_AUDIT = """
+_VIOLATING = """
 WITH exports AS (
     SELECT e.id, e.user_id, e.created_at, e.payload_json,
            CASE WHEN jsonb_typeof(e.payload_json -> 'providers') = 'array' THEN EXISTS (
@@ -306,8 +373,17 @@ WHERE x.carries_provider IS NOT FALSE
       SELECT 1 FROM user_licenses AS l
       WHERE l.user_id = x.user_id AND l.provider = $1
         AND l.license_type = ANY($3::text[]))
-ORDER BY x.created_at DESC, x.id DESC
+"""
+_AUDIT = (
+    _VIOLATING
+    + """ORDER BY x.created_at DESC, x.id DESC
 LIMIT $4
+"""
+)
+_CONFIRM = f"""
+SELECT count(*) AS n, count(*) FILTER (WHERE v.providers_unknown) AS unknown,
+       max(v.created_at) AS last
+FROM ({_VIOLATING}) AS v
 """
 
 
@@ -641,6 +717,16 @@ STEPS: Sequence[Step] = (
         check_reported_user,
         render_check_reported_user,
         timeout=15.0,
+    ),
+    Step(
+        "confirm_violation",
+        "diagnose",
+        "Confirm the violation in the export events",
+        confirm_violation,
+        render_confirm_violation,
+        # Exports are blocked only on a violation that was seen.
+        stop_on_failure=True,
+        timeout=30.0,
     ),
     Step(
         "restrict_exports",

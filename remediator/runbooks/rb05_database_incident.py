@@ -9,6 +9,8 @@ Runbook order, automated:
                                                       not loaded
     4 queries running longer than 30 s                diagnose
     4 who blocks whom (pg_blocking_pids)              diagnose
+    - confirm the incident                            diagnose; a "database down" alert
+                                                      must be true of the database
     4 terminate sessions that block others            mitigate, auto; bounded (see below)
     5 scale the instance up                           approve; records the old class
     6 point-in-time restore to a new instance         approve; never touches the source
@@ -23,6 +25,13 @@ or replication role, a role in ``protected_roles`` or an application in
 ``protected_applications``; at most ``max_terminations`` per run. The terminate
 statement re-checks all of that itself (and the session's start time, so a recycled
 pid is never hit), because sessions change between the look and the act.
+
+A payload is a claim. The terminate step is its own corroboration: it acts only on
+sessions it sees blocking others past the threshold, and no label can name a session
+(nothing here reads labels). A "database down" alert (``down_alerts``) must also be true
+of the database: if it answers us with client connections to spare, it is not down,
+and the run stops as "not corroborated" before terminating anything. (Failover was
+offered for approval before that check, and stays a human's call.)
 
 This module must never terminate a session of another database, and never build SQL
 from a label: nothing here reads labels at all; the instance comes from params.
@@ -40,7 +49,7 @@ from remediator.clients import aws as aws_checks
 from remediator.clients.database import QueryRejected
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
-from remediator.errors import InputRejected
+from remediator.errors import InputRejected, NotCorroborated, TargetTimeout, TargetUnavailable
 from remediator.runbooks import plan
 
 _QUERY_CHARS = 300
@@ -76,6 +85,11 @@ class Params(BaseModel):
     # A blocker is terminated only once someone has waited this long behind it.
     block_threshold_seconds: float = Field(60.0, ge=0, le=86_400)
     max_terminations: int = Field(3, ge=0, le=20)  # 0: diagnose only
+    # Alerts that claim the database is down. Such a claim holds only if the database
+    # does not answer us, or has fewer than `connection_headroom` client connections
+    # left (clients like the exporter are refused); otherwise nothing is terminated.
+    down_alerts: tuple[str, ...] = ("DatabaseDown",)
+    connection_headroom: int = Field(3, ge=0, le=100_000)
     # Superuser and replication roles are always protected, whatever these say.
     protected_roles: tuple[str, ...] = (
         "postgres",
@@ -113,7 +127,7 @@ class Params(BaseModel):
         except InputRejected as exc:
             raise ValueError(exc.reason) from None
 
-    @field_validator("protected_roles", "protected_applications")
+    @field_validator("protected_roles", "protected_applications", "down_alerts")
     @classmethod
     def _names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         if len(v) > 100 or any(not 0 < len(n) <= 63 for n in v):
@@ -331,6 +345,60 @@ async def blocking_sessions(*, ctx: StepContext, **_: Any) -> Done:
 
 def render_blocking_sessions(*, ctx: StepContext, **_: Any) -> str:
     return plan.sql(_BLOCKING)
+
+
+# --------------------------------------------------------- confirm the incident
+
+# Client connections in use, and how many clients may have (the superuser reserve is
+# not theirs).
+_CONNECTIONS = """
+SELECT count(*) FILTER (WHERE backend_type = 'client backend') AS used,
+       current_setting('max_connections')::int
+         - current_setting('superuser_reserved_connections')::int AS usable
+FROM pg_stat_activity
+"""
+
+
+async def confirm_incident(*, ctx: StepContext, **_: Any) -> Done | Skip:
+    """Corroborates a "database down" alert before any session is terminated."""
+    p: Params = ctx.params
+    name = ctx.alert.alertname
+    if name not in p.down_alerts:
+        return Skip(
+            f"{name} claims no outage to check here: the terminate step acts only on"
+            f" sessions it sees blocking others for {p.block_threshold_seconds:g} s or more"
+        )
+    try:
+        row = await ctx.clients.need("database").fetchrow(_CONNECTIONS)
+    except (TargetUnavailable, TargetTimeout) as exc:
+        return Done(
+            f"the database does not answer us either ({str(exc)[:160]}): {name} confirmed",
+            data={"down": True},
+        )
+    assert row is not None
+    used, usable = int(row["used"]), int(row["usable"])
+    free = usable - used
+    if free < p.connection_headroom:
+        return Done(
+            f"the database answers us, but {used} of {usable} client connections are in"
+            f" use: clients are refused; {name} confirmed",
+            data={"down": True, "used": used, "usable": usable},
+        )
+    raise NotCorroborated(
+        f"{name} claims the database is down, but it answers with {free} of {usable}"
+        " client connections free: nothing terminated (fail over only after checking"
+        " by hand)"
+    )
+
+
+def render_confirm_incident(*, ctx: StepContext, **_: Any) -> str:
+    p: Params = ctx.params
+    if ctx.alert.alertname not in p.down_alerts:
+        return f"-- {ctx.alert.alertname} is not in down_alerts: nothing to check"
+    return (
+        f"{_CONNECTIONS.strip()}\n-- down only if this does not answer, or fewer than"
+        f" {p.connection_headroom} client connections are free"
+    )
 
 
 # --------------------------------------------------------- 4 terminate blockers
@@ -617,6 +685,17 @@ STEPS: Sequence[Step] = (
         blocking_sessions,
         render_blocking_sessions,
         timeout=15.0,
+    ),
+    Step(
+        "confirm_incident",
+        "diagnose",
+        "Confirm a database-down claim against the database",
+        confirm_incident,
+        render_confirm_incident,
+        # A claim that could not be checked is not confirmed.
+        stop_on_failure=True,
+        timeout=15.0,
+        attempts=1,
     ),
     Step(
         "terminate_blockers",

@@ -2,6 +2,8 @@
 
 Runbook order, automated:
 
+    - confirm the source address                      diagnose; corroborates the alert's
+                                                      source_ip (below)
     1 rotate the JWT secret, restart the API          approve (every user logs in again)
     4 block the source IP in the WAF IP set           mitigate, auto (moved ahead of the
                                                       diagnosis: containment must not wait
@@ -19,10 +21,19 @@ left to the human; the page links the runbook.
 Guards on blocking: the ``source_ip`` label must pass ``validation.public_ip``: never a
 private, loopback, link-local, multicast or reserved range, never anything overlapping
 ``allow_list``, never broader than ``/max_prefix_v4`` (``/max_prefix_v6``). A run
-blocks at most that one network, so the rule's ``max_runs_per_hour`` bounds the blocks
-per hour (the engine counts runs across replicas in the state store); the rule's
-cooldown keeps one address from being re-handled; and ``max_ip_set_size`` refuses to
-grow an IP set nobody has reviewed.
+blocks at most that one network, so the rule's ``max_targets`` (distinct networks per
+window, across replicas) and ``max_runs_per_hour`` bound the blocks per hour; the
+rule's cooldown keeps one address from being re-handled; and ``max_ip_set_size``
+refuses to grow an IP set nobody has reviewed.
+
+A payload is a claim. Before anything else the run looks for the address in the
+DawsOS database, in the tables the runbook's own SQL reads: ``403_idor`` rows of
+``audit_log`` and login rows of ``analytics_events`` (``meta_json->>'ip_address'``) of
+the last ``evidence_hours``. Fewer than ``min_evidence`` of them and the run is "not
+corroborated": nothing is blocked or offered for approval. An address that leaves no
+trace there (a scraper that never logs in) is left to a human. In live mode, blocking
+is also refused while ``allow_list`` is empty (that step fails, and the page says to
+block by hand): without it, nothing stops a block of our own offices or partners.
 
 This module must never log, record or page the new JWT secret (it exists only in the
 step's local variable and the patch request), never block an address the label did not
@@ -43,7 +54,7 @@ from remediator import validation
 from remediator.clients import aws as aws_checks
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
-from remediator.errors import InputRejected, TargetError
+from remediator.errors import InputRejected, NotCorroborated, TargetError
 from remediator.runbooks import plan
 
 _SHOWN = 10
@@ -63,6 +74,10 @@ class Params(BaseModel):
     max_prefix_v4: int = Field(24, ge=8, le=32)
     max_prefix_v6: int = Field(64, ge=16, le=128)
     max_ip_set_size: int = Field(1000, ge=1, le=10_000)
+    # Corroboration: the address's traces in audit_log ('403_idor') and logins.
+    evidence_hours: int = Field(24, ge=1, le=24 * 7)
+    min_evidence: int = Field(5, ge=1, le=10_000)
+    login_event_types: tuple[str, ...] = ("login", "login_failed")
     idor_hours: int = Field(24, ge=1, le=24 * 30)
     idor_rows: int = Field(100, ge=1, le=1000)
     login_days: int = Field(7, ge=1, le=90)
@@ -116,6 +131,23 @@ class Params(BaseModel):
         validation.bounded_text(v, 64, field="notification_alert_id")
         return v
 
+    @field_validator("login_event_types")
+    @classmethod
+    def _event_types(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(v) > 20 or any(not 0 < len(t) <= 64 for t in v):
+            raise ValueError("at most 20 event types of 1..64 characters")
+        return v
+
+
+def rule_warnings(params: Params) -> list[str]:
+    """What `check-rules` says about a rule's params (see Runbook.warnings)."""
+    if params.allow_list:
+        return []
+    return [
+        "allow_list is empty: in live mode RB-06 refuses to block any address until it"
+        " lists your offices, partners, load balancers and health checkers (CIDRs)"
+    ]
+
 
 def _checked(check: Any, field: str, value: str) -> str:
     try:
@@ -164,6 +196,14 @@ def _users(ids: Sequence[str]) -> str:
     return shown + (f" and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else "")
 
 
+def _addresses(net: validation.IPNetwork) -> list[str] | None:
+    if net.num_addresses == 1:
+        return [str(net.network_address)]
+    if net.num_addresses > _MAX_LOGIN_ADDRESSES:
+        return None
+    return [str(a) for a in net]
+
+
 def _login_users(ctx: StepContext) -> list[str]:
     logins = ctx.results.get("logins_from_ip")
     if logins is None or "user_ids" not in logins:
@@ -171,6 +211,93 @@ def _login_users(ctx: StepContext) -> list[str]:
             "the login lookup has no result in this run; find the accounts by hand first"
         )
     return [str(u) for u in logins["user_ids"]]
+
+
+# --------------------------------------------------- confirm the source address
+
+_EVIDENCE_IDOR = """
+SELECT count(*) AS n FROM audit_log
+WHERE action = '403_idor'
+  AND meta_json->>'ip_address' = ANY($1::text[])
+  AND ts > now() - make_interval(hours => $2)
+"""
+_EVIDENCE_LOGINS = """
+SELECT count(*) AS n FROM analytics_events
+WHERE event_type = ANY($3::text[])
+  AND meta_json->>'ip_address' = ANY($1::text[])
+  AND created_at > now() - make_interval(hours => $2)
+"""
+
+
+async def confirm_source(*, ctx: StepContext, **_: Any) -> Done | Skip:
+    """Corroborates the alert's source_ip before anything is blocked or planned."""
+    p: Params = ctx.params
+    try:
+        net = source_network(ctx, for_blocking=True)
+    except InputRejected as exc:
+        # The block step refuses the label itself, and the page says why.
+        return Skip(f"nothing to confirm: the block step refuses this address ({exc.reason})")
+    if net is None:
+        return Skip("the alert carries no source_ip label: no address to confirm or block")
+    addresses = _addresses(net)
+    if addresses is None:
+        raise NotCorroborated(
+            f"{net} holds more than {_MAX_LOGIN_ADDRESSES} addresses, too many to look"
+            " up: not blocked; look at it and block by hand"
+        )
+    db = ctx.clients.need("database")
+    idor = int(await db.fetchval(_EVIDENCE_IDOR, addresses, p.evidence_hours))
+    seen = f"{idor} '403_idor' audit rows"
+    logins = 0
+    if idor < p.min_evidence:  # enough already: spare the second read
+        logins = int(
+            await db.fetchval(
+                _EVIDENCE_LOGINS, addresses, p.evidence_hours, list(p.login_event_types)
+            )
+        )
+        seen += f" and {logins} login events"
+    if idor + logins < p.min_evidence:
+        raise NotCorroborated(
+            f"{net} left {seen} in the last {p.evidence_hours} h, fewer than"
+            f" min_evidence={p.min_evidence}: not blocked"
+        )
+    summary = f"{net} left {seen} in the last {p.evidence_hours} h"
+    if not p.allow_list:
+        if ctx.mode == "live":
+            # A configuration gap, not a forged claim: a failure a human must see (not
+            # a "not corroborated", which would tell them the alert was false).
+            raise StepFailed(
+                f"{net} is confirmed ({seen}), but allow_list is empty: RB-06 blocks"
+                " nothing in live mode until it lists our offices, partners and health"
+                f" checkers; block {net} by hand after checking it is not one of them"
+            )
+        summary += "; allow_list is empty: live mode would refuse to block"
+    return Done(
+        summary,
+        data={"corroborated": True, "network": str(net), "idor": idor, "logins": logins},
+    )
+
+
+def render_confirm_source(*, ctx: StepContext, **_: Any) -> str:
+    p: Params = ctx.params
+    try:
+        net = source_network(ctx, for_blocking=True)
+    except InputRejected:
+        return "(the source_ip label is refused: nothing to look up)"
+    if net is None:
+        return "(no source_ip label: nothing to look up)"
+    addresses: object = _addresses(net) or f"<every address of {net}>"
+    return (
+        plan.sql(_EVIDENCE_IDOR, addresses, p.evidence_hours)
+        + "\n"
+        + plan.sql(_EVIDENCE_LOGINS, addresses, p.evidence_hours, list(p.login_event_types))
+        + f"\n-- corroborated: at least {p.min_evidence} rows in all"
+    )
+
+
+def _confirmed(ctx: StepContext, net: validation.IPNetwork) -> bool:
+    found = ctx.results.get("confirm_source") or {}
+    return bool(found.get("corroborated")) and found.get("network") == str(net)
 
 
 # ------------------------------------------------------------- 1 rotate JWT
@@ -223,6 +350,11 @@ async def block_source_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
     net = source_network(ctx, for_blocking=True)
     if net is None:
         return Skip("the alert carries no source_ip label: nothing to block")
+    if not _confirmed(ctx, net):
+        return Skip(
+            f"{net} was not confirmed (see the confirmation step): not blocked;"
+            " block by hand if it must be"
+        )
     set_id = _ip_set(p)
     aws = ctx.clients.need("aws")
     current = await aws.waf_get_ip_set(p.waf_ip_set_name, set_id, p.waf_scope)
@@ -359,14 +491,6 @@ WHERE event_type = 'login'
 GROUP BY user_id
 ORDER BY last_login DESC, user_id
 """
-
-
-def _addresses(net: validation.IPNetwork) -> list[str] | None:
-    if net.num_addresses == 1:
-        return [str(net.network_address)]
-    if net.num_addresses > _MAX_LOGIN_ADDRESSES:
-        return None
-    return [str(a) for a in net]
 
 
 async def logins_from_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
@@ -555,6 +679,14 @@ def render_list_blocks(*, ctx: StepContext, **_: Any) -> str:
 
 STEPS: Sequence[Step] = (
     Step(
+        "confirm_source",
+        "diagnose",
+        "Confirm the source address in the audit log and logins",
+        confirm_source,
+        render_confirm_source,
+        timeout=15.0,
+    ),
+    Step(
         "rotate_jwt_secret",
         "mitigate",
         "Rotate the JWT secret and restart the API",
@@ -643,4 +775,5 @@ RUNBOOK = Runbook(
     target=_target,
     page_first=True,
     anchor="rb-06-security-incident",
+    warnings=rule_warnings,
 )

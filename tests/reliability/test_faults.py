@@ -428,9 +428,13 @@ async def test_aws_throttling_is_retried_then_paged(
     ip_set_id = created["Summary"]["Id"]
     proxy = ThrottlingProxy(moto_url, match="AWSWAF_20190729.", throttle=throttled)
     await proxy.start()
-    rules = fx46.rules_yaml(
-        "RB-06", ["SuspiciousRequestRate"], {"waf_ip_set_name": name, "waf_ip_set_id": ip_set_id}
-    )
+    # Live blocking needs an allow_list (RB-06 refuses to block without one).
+    params = {
+        "waf_ip_set_name": name,
+        "waf_ip_set_id": ip_set_id,
+        "allow_list": ["198.51.100.0/24"],
+    }
+    rules = fx46.rules_yaml("RB-06", ["SuspiciousRequestRate"], params)
     alert = make_alert(
         "SuspiciousRequestRate",
         {"source_ip": SUSPICIOUS_IP, "severity": "page", "service": "dawsos"},

@@ -190,6 +190,14 @@ async def kube_client(url: str) -> AsyncIterator[KubernetesClient]:
 # ------------------------------------------------------------ what happened
 
 
+def not_corroborated(h: Harness) -> float:
+    """How many times the guard not_corroborated stopped something in this harness."""
+    value = h.metrics.registry.get_sample_value(
+        "remediator_guard_blocks_total", {"guard": "not_corroborated"}
+    )
+    return float(value or 0.0)
+
+
 def page_text(event: PageEvent) -> str:
     return text.body(event.content)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from remediator.clients.http import HttpChecks
 from remediator.clients.kubernetes import KubernetesClient
 from remediator.engine import replay
 from remediator.engine import rules as rules_mod
+from remediator.errors import NotCorroborated
 from remediator.models import WebhookPayload
 from remediator.runbooks import rb01_pricing_pack as rb01
 from remediator.settings import from_mapping
@@ -445,6 +446,110 @@ async def test_hostile_date_label_changes_nothing_and_is_reported(
     assert all(len(item) < 1200 for item in left)  # the 10 kB label is never echoed whole
 
 
+# ------------------------------------------------------------ corroboration
+
+
+@pytest.mark.parametrize(
+    ("day", "params", "why"),
+    [
+        (D + timedelta(days=1), {}, "is in the future"),
+        (D - timedelta(days=2), {}, "is past: only today's pack"),
+        (D - timedelta(days=1), {"late_grace_minutes": 0}, "is past: only today's pack"),
+    ],
+    ids=["future", "older", "yesterday-without-grace"],
+)
+async def test_forged_date_that_cannot_be_late_changes_nothing(
+    target, fake, kube, http, day, params: dict[str, Any], why: str
+) -> None:
+    """A date label within the accepted window but whose pack cannot be late now: the
+    run is not corroborated, builds no Job and flips no pack."""
+    dsn, db = target
+    checks, router = http
+    fx.providers_answer(router)
+    gate = fx.gate_answers(router, 503)
+    await no_pack_fresh(db)
+    before = await fx.snapshot(dsn)
+    alert = make_alert("PricingPackNotReady", {"service": "dawsos", "date": str(day)})
+    rules = fx.rules_yaml("RB-01", ["PricingPackNotReady"], {**FAST, **params})
+    async with harness(target, kube, checks, rules=rules) as h:
+        await h.deliver(alert)
+        steps = await steps_by_name(h)
+        [run] = await h.runs()
+        counted = fx.not_corroborated(h)
+    assert await fx.snapshot(dsn) == before
+    assert fx.job_posts(fake) == []
+    assert gate.call_count == 0
+    assert (run["outcome"], run["blocked_by"]) == ("blocked", "not_corroborated")
+    assert counted == 1
+    assert steps["recent_packs"]["reason"].startswith(f"not corroborated: {day} {why}")
+    for name in ("serve_last_good", "rerun_build", "await_build", "mark_fresh"):
+        assert steps[name]["outcome"] == "skipped", name
+        assert steps[name]["reason"] == "not run: blocked by guard not_corroborated"
+
+
+async def test_a_pack_that_is_fresh_already_is_not_late_and_nothing_changes(
+    target, fake, kube, http
+) -> None:
+    """The alert claims today's pack is missing, but it is built and fresh."""
+    dsn, db = target
+    checks, router = http
+    fx.providers_answer(router)
+    fx.gate_answers(router, 200)
+    await db.execute(
+        "UPDATE pricing_pack SET status = 'ready', hash = 'built', is_fresh = (id = $1)",
+        TODAY,
+    )
+    before = await fx.snapshot(dsn)
+    async with harness(target, kube, checks) as h:
+        await h.deliver(ALERT)
+        steps = await steps_by_name(h)
+        [run] = await h.runs()
+    assert await fx.snapshot(dsn) == before
+    assert fx.job_posts(fake) == []
+    assert run["blocked_by"] == "not_corroborated"
+    assert steps["recent_packs"]["reason"] == (
+        f"not corroborated: {TODAY} is fresh already: the pack for {D} is not late;"
+        " nothing built or marked"
+    )
+
+
+async def test_the_same_date_while_its_pack_is_late_is_mitigated(target, fake, kube, http) -> None:
+    """The forged-date tests' counterpart: today's date, its pack still building."""
+    dsn, db = target
+    checks, router = http
+    fx.providers_answer(router, down={"fmp": 503})
+    fx.gate_answers(router, 200)
+    await no_pack_fresh(db)
+    before = await fx.snapshot(dsn)
+    alert = make_alert("PricingPackNotReady", {"service": "dawsos", "date": str(D)})
+    async with harness(target, kube, checks) as h:
+        await h.deliver(alert)
+        steps = await steps_by_name(h)
+        [run] = await h.runs()
+    assert run["blocked_by"] is None
+    assert steps["recent_packs"]["result"]["data"]["late"] == str(D)
+    assert await fx.snapshot(dsn) == fx.changed(
+        before, "pricing_pack", "id", {YESTERDAY: {"is_fresh": True}}
+    )
+
+
+def test_yesterdays_pack_is_late_only_within_the_grace_after_midnight() -> None:
+    params = rb01.Params(late_grace_minutes=120)
+    today = date(2026, 11, 28)
+    just_after = datetime(2026, 11, 28, 1, 59, tzinfo=UTC)
+    later = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+    rb01.corroborate_date(today, params, just_after)
+    rb01.corroborate_date(today, params, later)
+    rb01.corroborate_date(today - timedelta(days=1), params, just_after)
+    for day, now in (
+        (today - timedelta(days=1), later),
+        (today - timedelta(days=2), just_after),
+        (today + timedelta(days=1), just_after),
+    ):
+        with pytest.raises(NotCorroborated):
+            rb01.corroborate_date(day, params, now)
+
+
 def test_params_refuse_unsafe_values() -> None:
     for bad in (
         {"rerun_max_attempts": 0},
@@ -452,6 +557,8 @@ def test_params_refuse_unsafe_values() -> None:
         {"timezone": "Mars/Olympus"},
         {"build_wait_seconds": 3600},
         {"build_poll_seconds": 60, "build_wait_seconds": 30},
+        {"late_grace_minutes": -1},
+        {"late_grace_minutes": 24 * 60},
         {"unknown": 1},
     ):
         with pytest.raises(ValueError):

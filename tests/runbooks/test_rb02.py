@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import respx
+import yaml
 
 from remediator.clients.cache import Cache
 from remediator.clients.database import TargetDatabase
@@ -271,6 +272,8 @@ async def test_cache_misses_are_reported_for_a_human(
 async def test_unconfirmed_outage_pauses_nothing(
     target, fake, kube, http, cache, redis_prefix
 ) -> None:
+    """A forged alert: the provider's own status page says it is fine. The run changes
+    nothing, and it is blocked as not corroborated (counted), not merely skipped."""
     dsn, _db = target
     checks, router = http
     fx.providers_answer(router)  # the status page says polygon is fine
@@ -279,14 +282,45 @@ async def test_unconfirmed_outage_pauses_nothing(
         await h.deliver(ALERT)
         steps = await steps_of(h, "fire")
         page = fx.page_text(fx.last(h, "trigger"))
+        [run] = await h.runs()
+        counted = fx.not_corroborated(h)
     assert await fx.snapshot(dsn) == before
+    assert fake.requests == []
+    assert (run["outcome"], run["blocked_by"]) == ("blocked", "not_corroborated")
+    assert counted == 1
+    assert steps["provider_status"]["outcome"] == "skipped"
+    assert steps["provider_status"]["reason"].startswith(
+        "not corroborated: polygon reports healthy (HTTP 200"
+    )
+    assert "outage not confirmed" in steps["provider_status"]["reason"]
     assert steps["pause_alerts"]["outcome"] == "skipped"
-    assert any(
-        s.startswith(
-            "Pause the active alerts that depend on the provider: polygon"
-            " reports healthy: outage not confirmed"
-        )
-        for s in fx.section(page, "Skipped (why)")
+    assert steps["pause_alerts"]["changes"] is None
+    assert "whole run: blocked by guard not_corroborated" in fx.section(page, "Skipped (why)")
+
+
+async def test_two_providers_outside_the_params_get_their_own_targets(
+    target, fake, kube, http, cache, redis_prefix
+) -> None:
+    """Providers configured in targets.http.providers but not in the rule's providers
+    param each get RB-02:<provider>, so one's cooldown never blocks the other's."""
+    dsn, _db = target
+    checks, router = http
+    fx.providers_answer(router, down={"fmp": 503, "fred": 503})
+    doc = yaml.safe_load(rules(redis_prefix, providers=["polygon"]))
+    for rule in doc["rules"]:
+        rule["cooldown"] = "15m"
+    before = await fx.snapshot(dsn)
+    async with harness(target, kube, checks, cache, redis_prefix, rules=yaml.safe_dump(doc)) as h:
+        await h.deliver(make_alert("ProviderErrorRateHigh", {"provider": "fmp"}))
+        await h.deliver(make_alert("ProviderErrorRateHigh", {"provider": "FRED"}))
+        runs = {r["alert"]["labels"]["provider"]: r for r in await h.runs()}
+    assert {p: r["target"] for p, r in runs.items()} == {
+        "fmp": "RB-02:fmp",
+        "FRED": "RB-02:fred",  # the configured spelling
+    }
+    assert all(r["blocked_by"] is None for r in runs.values())
+    assert await fx.snapshot(dsn) == paused(
+        before, ["fmp-201", "fmp-202", "fmp-203", "frd-301", "frd-302", "frd-303", "ghi-789"]
     )
 
 

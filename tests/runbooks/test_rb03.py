@@ -4,9 +4,11 @@ on abc-123, def-456 and ghi-789) and the official Kubernetes client against Fake
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from remediator.clients.database import TargetDatabase
 from remediator.clients.kubernetes import KubernetesClient
@@ -18,6 +20,7 @@ from tests.runbooks import _rb0103_fixtures as fx
 ALERT = make_alert("AlertStorm", {"severity": "critical", "service": "dawsos"})
 OFFENDERS = ["abc-123", "def-456", "ghi-789"]
 SCALE_PATH = f"/apis/apps/v1/namespaces/{fx.NS}/deployments/scheduler/scale"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -333,6 +336,74 @@ async def test_only_top_n_above_threshold_are_disabled_and_exempt_alerts_untouch
     assert steps["disable_offenders"]["changes"]["disabled"] == ["def-456"]
 
 
+async def test_forged_storm_changes_nothing_and_is_not_corroborated(target, fake, kube) -> None:
+    """The storm ended an hour ago: an AlertStorm now is a claim the table does not
+    support. No cooldown is raised, no alert disabled, nothing offered for approval."""
+    dsn, db = target
+    await db.execute(
+        "UPDATE notifications SET created_at = created_at - interval '1 hour'"
+        " WHERE created_at > now() - interval '10 minutes'"
+    )
+    before = await fx.snapshot(dsn)
+    async with harness(target, kube) as h:
+        await h.deliver(ALERT)
+        steps = await steps_of(h, "fire")
+        [run] = await h.runs()
+        approvals = await h.approvals(run["id"])
+        counted = fx.not_corroborated(h)
+    assert await fx.snapshot(dsn) == before
+    assert replicas(fake) == 2 and [r for r in fake.requests if r.method != "GET"] == []
+    assert (run["outcome"], run["blocked_by"]) == ("blocked", "not_corroborated")
+    assert counted == 1
+    assert approvals == []
+    assert steps["confirm_storm"]["reason"] == (
+        "not corroborated: 0 notifications in the last 5 min, fewer than the 200 of a"
+        " storm (40 a minute): no cooldown raised, no alert disabled"
+    )
+    assert {steps[s]["outcome"] for s in steps if s != "confirm_storm"} == {"skipped"}
+
+
+async def test_the_storm_in_the_table_is_confirmed_before_the_brake(target, fake, kube) -> None:
+    """The forged storm's counterpart: the seed's storm (253 in the window) is seen."""
+    dsn, _db = target
+    before = await fx.snapshot(dsn)
+    async with harness(target, kube) as h:
+        await h.deliver(ALERT)
+        steps = await steps_of(h, "fire")
+    assert steps["confirm_storm"]["outcome"] == "applied"
+    assert steps["confirm_storm"]["result"]["data"] == {"notifications": 253, "threshold": 200}
+    assert await fx.snapshot(dsn) == storm_mitigated(before)
+
+
+async def test_shipped_exempt_alerts_keep_their_cooldown_and_stay_active(
+    target, fake, kube
+) -> None:
+    """With the shipped params, the security and rights notices are neither cooled down
+    nor disabled, even when they are among the noisiest alerts of the storm."""
+    dsn, db = target
+    # The security notice went to 60 users in the storm window: a top offender.
+    await db.execute(
+        "INSERT INTO notifications (user_id, alert_id, payload_json, created_at)"
+        " SELECT md5('dawsos:user:' || u)::uuid, 'sys-security-incident', '{}'::jsonb,"
+        " now() - interval '1 minute' FROM generate_series(1, 60) AS u"
+    )
+    shipped = yaml.safe_load((ROOT / "rules" / "dawsos.yaml").read_text())
+    [params] = [r["params"] for r in shipped["rules"] if r["name"] == "alert-storm"]
+    exempt = tuple(params["exempt_alerts"])
+    assert set(exempt) == {"sys-security-incident", "sys-rights-violation"}
+    before = await fx.snapshot(dsn)
+    async with harness(target, kube, params=params) as h:
+        await h.deliver(ALERT)
+        steps = await steps_of(h, "fire")
+    assert await fx.snapshot(dsn) == storm_mitigated(before, exempt=exempt)
+    rows = {r["id"]: r for r in (await fx.snapshot(dsn))["alerts"]}
+    assert all(rows[i]["cooldown_minutes"] == 0 and rows[i]["active"] for i in exempt)
+    assert not set(exempt) & set(steps["global_cooldown"]["changes"]["previous"])
+    offenders = [o["id"] for o in steps["top_offenders"]["result"]["data"]["offenders"]]
+    assert offenders[:2] == ["abc-123", "def-456"] and "sys-security-incident" in offenders
+    assert steps["disable_offenders"]["changes"]["disabled"] == OFFENDERS
+
+
 async def test_delete_refuses_more_than_max_delete(target, fake, kube) -> None:
     dsn, db = target
     await add_duplicates(db)
@@ -376,6 +447,7 @@ def test_params_refuse_unsafe_values() -> None:
         {"cooldown_minutes": 0},
         {"disable_top_n": 50},
         {"exempt_alerts": ["x" * 65]},
+        {"storm_per_minute": 0},
         {"max_delete": 0},
         {"cooldown": 60},
     ):

@@ -18,6 +18,7 @@ from remediator.clients.database import TargetDatabase
 from remediator.engine import replay, rules
 from remediator.engine.context import Clients
 from remediator.models import WebhookPayload
+from remediator.runbooks import rb04_rights_violation as rb04
 from remediator.settings import from_mapping
 from remediator.testing import Harness, make_alert, resolved
 from remediator.testing_dawsos import RIGHTS_VIOLATORS
@@ -297,6 +298,81 @@ async def test_grant_refuses_more_users_than_the_limit(world: World) -> None:
             f"FAILED: {len(RIGHTS_VIOLATORS)} users would be licensed, more than"
             " max_license_grants=3" in body
         )
+
+
+# ------------------------------------------------------------ corroboration
+
+
+async def test_forged_alert_without_violating_exports_changes_nothing(world: World) -> None:
+    """Every FMP exporter holds an export license: the alert's violation is not there."""
+    await world.db.execute(
+        "INSERT INTO user_licenses (user_id, provider, license_type)"
+        " SELECT u, 'FMP', 'export' FROM unnest($1::uuid[]) AS t(u)",
+        [fx.uid(n) for n in RIGHTS_VIOLATORS],
+    )
+    before, objects = await fx.snapshot(world.dsn), world.objects()
+    async with Harness(fx.registry(), world.rules(), clients=world.clients) as h:
+        await h.deliver(FMP)
+        [run] = await h.runs()
+        steps = await fx.steps_by_name(h, run["id"])
+        assert await h.approvals(run["id"]) == []
+        counted = fx.not_corroborated(h)
+    assert await fx.snapshot(world.dsn) == before
+    assert world.objects() == objects
+    assert (run["outcome"], run["blocked_by"]) == ("blocked", "not_corroborated")
+    assert counted == 1
+    assert steps["confirm_violation"]["reason"] == (
+        "not corroborated: no export_pdf event in the last 7 days carried FMP data"
+        " without an export license; exports left open"
+    )
+    assert steps["restrict_exports"]["outcome"] == "skipped"
+
+
+async def test_a_provider_whose_data_needs_no_license_is_never_blocked(world: World) -> None:
+    """FRED's public data is exported by unlicensed users all the time: with FRED left
+    out of licensed_providers (as the shipped rule does), that is no violation."""
+    before = await fx.snapshot(world.dsn)
+    alert = make_alert("RightsExportViolation", {"provider": "FRED"})
+    rules = world.rules(licensed_providers=["FMP", "POLYGON", "NEWS"])
+    async with Harness(fx.registry(), rules, clients=world.clients) as h:
+        await h.deliver(alert)
+        [run] = await h.runs()
+        steps = await fx.steps_by_name(h, run["id"])
+    assert await fx.snapshot(world.dsn) == before
+    assert run["blocked_by"] == "not_corroborated"
+    assert steps["confirm_violation"]["reason"].startswith(
+        "not corroborated: FRED is not in licensed_providers"
+    )
+
+
+async def test_the_violation_seen_in_the_events_is_confirmed_and_blocked(world: World) -> None:
+    """The forged alert's counterpart: the seed's FMP exports without a license."""
+    async with Harness(fx.registry(), world.rules(), clients=world.clients) as h:
+        await h.deliver(FMP)
+        [run] = await h.runs()
+        steps = await fx.steps_by_name(h, run["id"])
+    assert run["blocked_by"] is None
+    confirmed = steps["confirm_violation"]["result"]["data"]
+    assert confirmed == {
+        "violations": len(await violating_keys(world.db)),
+        "providers_unknown": 0,
+    }
+    assert steps["restrict_exports"]["outcome"] == "applied"
+
+
+def test_licensed_providers_must_be_known_providers() -> None:
+    with pytest.raises(ValueError, match="licensed_providers"):
+        rb04.Params(providers=("FMP",), licensed_providers=("FMP", "BLOOMBERG"))
+    assert rb04.Params(providers=("FMP",), licensed_providers=("fmp",)).licensed_providers
+    assert rb04.Params(providers=("ACME",)).licensed_providers is None  # all of them
+
+
+def test_shipped_rule_leaves_public_fred_data_out_of_licensed_providers() -> None:
+    ruleset, _ = rules.load(ROOT / "rules" / "dawsos-incidents.yaml", fx.registry())
+    assert ruleset is not None
+    rule = ruleset.get("rights-export-violation")
+    assert rule is not None
+    assert rule.params.licensed_providers == ("FMP", "POLYGON", "NEWS")  # type: ignore[attr-defined]
 
 
 # ----------------------------------------------------------------- resolve

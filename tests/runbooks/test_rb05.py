@@ -299,6 +299,78 @@ async def test_dry_run_terminates_nothing_and_the_plan_renders_every_step(world:
     assert world.describe()["DBInstanceClass"] == "db.r6g.xlarge"
 
 
+# ------------------------------------------------------------ corroboration
+
+
+async def test_database_down_while_it_answers_terminates_nothing(world: World) -> None:
+    """A forged DatabaseDown: the database answers with connections to spare, so the
+    blockers it shows are no reason to kill anyone on this alert's word."""
+    down = make_alert("DatabaseDown", {"service": "dawsos"}, starts_at=STARTS_AT)
+    async with (
+        blocking_sessions(world) as locks,
+        Harness(fx.registry(), world.rules(), clients=world.clients) as h,
+    ):
+        await h.deliver(down)
+        for name, pid in locks.pids.items():
+            assert await alive(world.dsn, pid), name
+        [run] = await h.runs()
+        steps = await fx.steps_by_name(h, run["id"])
+        counted = fx.not_corroborated(h)
+        approvals = {a["step"]: a["state"] for a in await h.approvals(run["id"])}
+    assert (run["outcome"], run["blocked_by"]) == ("blocked", "not_corroborated")
+    assert counted == 1
+    reason = steps["confirm_incident"]["reason"]
+    assert reason.startswith("not corroborated: DatabaseDown claims the database is down,")
+    assert "client connections free: nothing terminated" in reason
+    assert steps["terminate_blockers"]["outcome"] == "skipped"
+    # Offered before the check, the failover stays a human's decision.
+    assert approvals == {"failover": "pending"}
+
+
+async def test_database_down_out_of_connections_terminates_the_top_blocker(world: World) -> None:
+    """The same alert when clients are refused (fewer free connections than the
+    headroom): the claim holds and the blocker holding them up goes."""
+    down = make_alert("DatabaseDown", {"service": "dawsos"}, starts_at=STARTS_AT)
+    rules = world.rules(connection_headroom=100_000)  # every connection counts as taken
+    async with (
+        blocking_sessions(world) as locks,
+        Harness(fx.registry(), rules, clients=world.clients) as h,
+    ):
+        await h.deliver(down)
+        await wait_gone(world.dsn, locks.pids["A"])
+        for name in ("B", "P", "S"):
+            assert await alive(world.dsn, locks.pids[name]), name
+        [run] = await h.runs()
+        steps = await fx.steps_by_name(h, run["id"])
+    assert run["blocked_by"] is None
+    assert steps["confirm_incident"]["result"]["data"]["down"] is True
+    assert [t["pid"] for t in steps["terminate_blockers"]["changes"]["terminated"]] == [
+        locks.pids["A"]
+    ]
+
+
+async def test_a_label_cannot_name_the_session_to_terminate(world: World) -> None:
+    """Labels naming B (pid, application, user) change nothing: the runbook's own read
+    picks the top unprotected blocker, A, and only it."""
+    async with (
+        blocking_sessions(world) as locks,
+        Harness(fx.registry(), world.rules(), clients=world.clients) as h,
+    ):
+        labels = {
+            "pid": str(locks.pids["B"]),
+            "application_name": "batch-report",
+            "usename": world.app_role,
+            "session": str(locks.pids["B"]),
+        }
+        await h.deliver(make_alert("DatabaseSlowQueries", labels, starts_at=STARTS_AT))
+        await wait_gone(world.dsn, locks.pids["A"])
+        assert await alive(world.dsn, locks.pids["B"])
+        [run] = await h.runs()
+        term = (await fx.steps_by_name(h, run["id"]))["terminate_blockers"]
+    assert [t["pid"] for t in term["changes"]["terminated"]] == [locks.pids["A"]]
+    assert str(locks.pids["B"]) not in term["rendered"]
+
+
 # --------------------------------------------------------------- approve steps
 
 

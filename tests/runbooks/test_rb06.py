@@ -97,6 +97,18 @@ async def world(request: pytest.FixtureRequest, moto_url: str) -> AsyncIterator[
         )
 
 
+async def probes_from(db: TargetDatabase, ip: str, n: int = 5) -> None:
+    """``n`` recent '403_idor' audit rows from ``ip``: the trace an IDOR probe leaves."""
+    await db.execute(
+        "INSERT INTO audit_log (user_id, portfolio_id, action, meta_json, ts)"
+        " SELECT $1::uuid, NULL, '403_idor', jsonb_build_object('ip_address', $2::text),"
+        " now() - make_interval(mins => i) FROM generate_series(1, $3) AS i",
+        fx.uid(77),
+        ip,
+        n,
+    )
+
+
 # ------------------------------------------------------------------ live path
 
 
@@ -315,6 +327,8 @@ async def test_never_blocks_private_allow_listed_or_broad_ranges_and_reports_it(
 
 async def test_at_most_n_blocks_per_hour(world: World) -> None:
     ips = ["203.0.113.10", "203.0.113.11", "203.0.113.12"]
+    for ip in ips:  # each address really probed portfolios (corroboration)
+        await probes_from(world.db, ip)
     async with Harness(fx.registry(), world.rules(max_runs_per_hour=2), clients=world.clients) as h:
         for ip in ips:
             await h.deliver(make_alert("SuspiciousRequestRate", {"source_ip": ip}))
@@ -322,6 +336,110 @@ async def test_at_most_n_blocks_per_hour(world: World) -> None:
         runs = {r["alert"]["labels"]["source_ip"]: r for r in await h.runs()}
         assert runs[ips[2]]["blocked_by"] == "rate_limit"
         assert await h.steps(runs[ips[2]]["id"]) == []
+
+
+async def test_forged_address_without_traces_is_not_blocked(world: World) -> None:
+    """203.0.113.50 probed portfolios two days ago, nothing since: an alert about it now
+    blocks nothing and offers nothing for approval."""
+    alert = make_alert("SuspiciousRequestRate", {"source_ip": "203.0.113.50"})
+    before = await fx.snapshot(world.dsn)
+    async with Harness(fx.registry(), world.rules(), clients=world.clients) as h:
+        await h.deliver(alert)
+        [run] = await h.runs()
+        steps = await fx.steps_by_name(h, run["id"])
+        approvals = await h.approvals(run["id"])
+        counted = fx.not_corroborated(h)
+    assert world.blocked() == {EXISTING_BLOCK}
+    assert await fx.snapshot(world.dsn) == before
+    assert world.secret()["JWT_SECRET"] == OLD_SECRET
+    assert (run["outcome"], run["blocked_by"]) == ("blocked", "not_corroborated")
+    assert counted == 1
+    assert approvals == []
+    assert steps["confirm_source"]["reason"] == (
+        "not corroborated: 203.0.113.50/32 left 0 '403_idor' audit rows and 0 login"
+        " events in the last 24 h, fewer than min_evidence=5: not blocked"
+    )
+    assert {steps[s]["outcome"] for s in steps if s != "confirm_source"} == {"skipped"}
+
+
+async def test_the_same_address_with_recent_probes_is_blocked(world: World) -> None:
+    """The forged alert's counterpart: the address probed portfolios in the last hour."""
+    await probes_from(world.db, "203.0.113.50")
+    alert = make_alert("SuspiciousRequestRate", {"source_ip": "203.0.113.50"})
+    async with Harness(fx.registry(), world.rules(), clients=world.clients) as h:
+        await h.deliver(alert)
+        [run] = await h.runs()
+        steps = await fx.steps_by_name(h, run["id"])
+    assert world.blocked() == {EXISTING_BLOCK, "203.0.113.50/32"}
+    assert run["blocked_by"] is None
+    assert steps["confirm_source"]["result"]["summary"] == (
+        "203.0.113.50/32 left 5 '403_idor' audit rows in the last 24 h"
+    )
+
+
+async def test_logins_alone_can_confirm_an_address(world: World) -> None:
+    """192.0.2.1's logins (5 accounts, 10 failures) confirm it without any 403 row."""
+    await world.db.execute("DELETE FROM audit_log WHERE action = '403_idor'")
+    async with Harness(fx.registry(), world.rules(), clients=world.clients) as h:
+        await h.deliver(SUSPICIOUS)
+        [run] = await h.runs()
+        steps = await fx.steps_by_name(h, run["id"])
+    assert world.blocked() == {EXISTING_BLOCK, f"{SUSPICIOUS_IP}/32"}
+    assert steps["confirm_source"]["result"]["data"]["logins"] == 15
+
+
+async def test_empty_allow_list_in_live_mode_blocks_nothing_and_says_so(world: World) -> None:
+    """Live mode without an allow_list: even a confirmed address is not blocked (the
+    confirmation fails visibly); the diagnosis still runs for the human."""
+    before = await fx.snapshot(world.dsn)
+    async with Harness(
+        fx.registry(), world.rules(params={"allow_list": []}), clients=world.clients
+    ) as h:
+        await h.deliver(SUSPICIOUS)
+        [run] = await h.runs()
+        steps = await fx.steps_by_name(h, run["id"])
+        body = fx.page_text(h.pager.triggers()[-1])
+    assert world.blocked() == {EXISTING_BLOCK}
+    assert await fx.snapshot(world.dsn) == before
+    assert run["outcome"] == "failed" and run["blocked_by"] is None
+    assert steps["confirm_source"]["outcome"] == "failed"
+    assert (
+        "allow_list is empty: RB-06 blocks nothing in live mode"
+        in (steps["confirm_source"]["reason"])
+    )
+    assert steps["block_source_ip"]["outcome"] == "skipped"
+    assert steps["idor_audit"]["outcome"] == steps["logins_from_ip"]["outcome"] == "applied"
+    assert (
+        "Confirm the source address in the audit log and logins FAILED:"
+        f" {SUSPICIOUS_IP}/32 is confirmed" in body
+    )
+    assert f"block {SUSPICIOUS_IP}/32 by hand after checking it is not one of them" in body
+
+
+async def test_empty_allow_list_in_dry_run_plans_the_block_and_warns(world: World) -> None:
+    async with Harness(
+        fx.registry(),
+        world.rules(params={"allow_list": []}),
+        clients=world.clients,
+        settings={"mode": "dry-run"},
+    ) as h:
+        await h.deliver(SUSPICIOUS)
+        [run] = await h.runs()
+        steps = await fx.steps_by_name(h, run["id"])
+    assert world.blocked() == {EXISTING_BLOCK}
+    assert steps["block_source_ip"]["outcome"] == "dry_run"
+    assert steps["confirm_source"]["result"]["summary"] == (
+        f"{SUSPICIOUS_IP}/32 left 30 '403_idor' audit rows in the last 24 h;"
+        " allow_list is empty: live mode would refuse to block"
+    )
+
+
+def test_check_rules_hook_warns_only_while_the_allow_list_is_empty() -> None:
+    runbook = fx.registry().get("RB-06")
+    assert runbook is not None
+    [warning] = runbook.warnings(runbook.params.model_validate({}))
+    assert warning.startswith("allow_list is empty: in live mode RB-06 refuses to block")
+    assert runbook.warnings(runbook.params.model_validate({"allow_list": [ALLOWED]})) == []
 
 
 async def test_refuses_to_grow_an_unreviewed_ip_set(world: World) -> None:
