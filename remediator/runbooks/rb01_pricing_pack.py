@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -48,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from remediator import validation
 from remediator.engine.context import StepContext
-from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
+from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed, Wait
 from remediator.errors import (
     ConfigError,
     InputRejected,
@@ -560,7 +561,7 @@ def render_rerun_build(*, ctx: StepContext, **_: Any) -> str:
 _PACK_OF_DAY = "SELECT id, date, status, hash, is_fresh FROM pricing_pack WHERE date = $1"
 
 
-async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
+async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip | Wait:
     p: Params = ctx.params
     day = pack_date(ctx.labels, p)
     db = ctx.clients.need("database")
@@ -575,10 +576,20 @@ async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
         status = pack["status"] if pack else "missing"
         return Skip(f"pack for {day} is {status} and no rerun was started")
     kube = ctx.clients.need("kubernetes")
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + p.build_wait_seconds
-    while True:
-        try:
+    # The run is parked between polls (Wait), so no worker is held while the Job
+    # builds; when the wait began is kept in this step's own data across wake-ups.
+    since = float((ctx.results.get("await_build") or {}).get("since") or time.time())
+    try:
+        pack = await db.fetchrow(_PACK_OF_DAY, day)
+        if _ready(pack):
+            assert pack is not None
+            return Done(
+                f"{pack['id']} built by job {job}",
+                data={"ready": True, "pack_id": pack["id"], "job": job},
+            )
+        state = await kube.job_status(job)
+        if state == "succeeded":
+            # The job writes the pack before it exits: look once more.
             pack = await db.fetchrow(_PACK_OF_DAY, day)
             if _ready(pack):
                 assert pack is not None
@@ -586,29 +597,22 @@ async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
                     f"{pack['id']} built by job {job}",
                     data={"ready": True, "pack_id": pack["id"], "job": job},
                 )
-            state = await kube.job_status(job)
-            if state == "succeeded":
-                # The job writes the pack before it exits: look once more.
-                pack = await db.fetchrow(_PACK_OF_DAY, day)
-                if _ready(pack):
-                    assert pack is not None
-                    return Done(
-                        f"{pack['id']} built by job {job}",
-                        data={"ready": True, "pack_id": pack["id"], "job": job},
-                    )
-                status = pack["status"] if pack else "missing"
-                raise StepFailed(f"job {job} succeeded but the pack for {day} is {status}")
-            if state == "failed":
-                raise StepFailed(f"build job {job} failed; see kubectl logs job/{job}")
-        except TargetError as exc:
-            if not exc.temporary:
-                raise
-        if loop.time() + p.build_poll_seconds > deadline:
-            raise StepFailed(
-                f"pack for {day} not ready after {p.build_wait_seconds:g} s;"
-                f" job {job} still running"
-            )
-        await asyncio.sleep(p.build_poll_seconds)
+            status = pack["status"] if pack else "missing"
+            raise StepFailed(f"job {job} succeeded but the pack for {day} is {status}")
+        if state == "failed":
+            raise StepFailed(f"build job {job} failed; see kubectl logs job/{job}")
+    except TargetError as exc:
+        if not exc.temporary:
+            raise
+    if time.time() - since + p.build_poll_seconds > p.build_wait_seconds:
+        raise StepFailed(
+            f"pack for {day} not ready after {p.build_wait_seconds:g} s; job {job} still running"
+        )
+    return Wait(
+        f"job {job} still building the pack for {day}",
+        p.build_poll_seconds,
+        data={"since": since, "job": job},
+    )
 
 
 def render_await_build(*, ctx: StepContext, **_: Any) -> str:
@@ -777,7 +781,7 @@ STEPS: Sequence[Step] = (
         "Wait for the new pack to be built",
         await_build,
         render_await_build,
-        timeout=900.0,
+        timeout=60.0,  # one poll; the wait between polls parks the run
         attempts=1,
     ),
     Step(
