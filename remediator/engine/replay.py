@@ -125,6 +125,16 @@ def plan(
                 guards.append(f"cooldown ({int(rule.cooldown)} s per target)")
             if rule.max_runs_per_hour:
                 guards.append(f"rate_limit ({rule.max_runs_per_hour}/h)")
+            if rule.max_targets is not None:
+                guards.append(
+                    f"blast_radius ({rule.max_targets.count} targets"
+                    f" per {int(rule.max_targets.per)} s)"
+                )
+            prometheus = settings.targets.prometheus
+            if prometheus is not None and prometheus.corroborate:
+                guards.append("not_corroborated (Prometheus ALERTS)")
+            if rule.max_duration is not None:
+                guards.append(f"max_duration ({int(rule.max_duration)} s, then undone)")
             mode = "dry-run" if "dry-run" in (settings.mode, rule.mode) else "live"
             run_row = {
                 "id": "replay",
