@@ -155,7 +155,13 @@ async def test_state_store_down_refuses_with_503_pages_directly_and_resumes_ever
 
             await eventually(all_fired, "all three runs to finish", diagnostics=lambda: seen)
             runs = await store.list_runs(10)
-            journal = await store.list_occurrences(10)
+
+            async def journal_done() -> list[Any]:
+                # The done mark is batched by the finisher, just after each run's hand-over.
+                rows = await store.list_occurrences(10)
+                return rows if all(o["state"] == "done" for o in rows) else []
+
+            journal = await eventually(journal_done, "every occurrence to be marked done")
             await eventually(
                 _async(
                     lambda: (
