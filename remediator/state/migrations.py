@@ -181,6 +181,13 @@ INSERT INTO flags (name, value, updated_at, updated_by) VALUES ('paused', '0', 0
 CREATE INDEX steps_mutations ON steps (phase, mutates, started_at)
 """,
     ),
+    (
+        6,
+        "retention finds finished runs by age",
+        """
+CREATE INDEX runs_finished ON runs (state, finished_at)
+""",
+    ),
 ]
 
 DIALECTS = {

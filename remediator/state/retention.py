@@ -1,0 +1,223 @@
+"""Retention: prune finished rows from the state store, one bounded batch at a time.
+
+What a pass deletes, and nothing else:
+- occurrences in state ``done`` or ``failed`` received more than
+  ``Policy.occurrences`` ago (``received_at``: the journal's own clock);
+- runs in state ``done`` finished more than ``Policy.runs`` ago, together with their
+  steps and approvals, unless an undo is still owed (``undo_state = 'requested'``,
+  except for a run a guard blocked before it acted: it changed nothing) or one of
+  their approvals is still open (pending, approved, executing);
+- pages ``sent`` or ``failed`` more than ``Policy.runs`` ago, except those of a run
+  that is not done yet (a resumed run must find its pages already queued, or it
+  would page again).
+
+What it never deletes: a pending or processing occurrence, a run in any state but
+``done`` (running, waiting, parked, undoing, or a state added later: the test is
+``state = 'done'``, never a list of states to drop), a pending page, an open approval.
+
+One replica at a time. On Postgres a pass first takes a transaction-scoped advisory
+lock (``pg_try_advisory_xact_lock``, keyed by the schema, so two deployments sharing
+a database do not wait for each other) in a transaction that then sits idle on one
+pooled connection; the batches commit in transactions of their own on another. Row
+locks so last one batch, and the lock goes with the holder's transaction if it dies.
+A replica that finds the lock taken skips its pass. SQLite is one process.
+
+Batches are bounded (``Policy.batch`` rows a statement, ``Policy.max_batches``
+statements a table a pass), so a pass never holds the store for long; the caller
+passes ``now``, which lets tests move time instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import orjson
+
+from remediator.state.backend import Backend, Conn
+from remediator.state.store import StateStore
+
+TABLES = ("occurrences", "runs", "steps", "approvals", "outbox")
+
+# Below this many rows (by the statistics' estimate) a Postgres table is counted
+# exactly: a scan of a few MB. Above it the estimate is the gauge.
+EXACT_BELOW = 10_000
+
+# Two int4 keys: a lock space apart from the migrations' single bigint key.
+_LOCK = "SELECT pg_try_advisory_xact_lock(7240513, hashtext(current_schema())) AS ok"
+
+# The oldest ``limit`` rows of one state by id (the (state, id) index, in order), of
+# which those received before the cutoff go. Ids grow with arrival, so once a window
+# holds a row too young, every later row is too: the pass stops there, and no
+# statement ever scans past its window.
+_OCCURRENCES = (
+    "DELETE FROM occurrences WHERE id IN"
+    " (SELECT id FROM occurrences WHERE state = ? ORDER BY id LIMIT ?) AND received_at < ?"
+)
+
+# Approval states after which nothing more happens to the approval.
+_APPROVAL_OPEN = "a.state NOT IN ('rejected', 'expired', 'executed', 'failed')"
+_RUNS = (
+    "SELECT id FROM runs WHERE state = 'done' AND finished_at < ?"
+    " AND (COALESCE(undo_state, '') <> 'requested' OR blocked_by IS NOT NULL)"
+    f" AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.run_id = runs.id AND {_APPROVAL_OPEN})"
+    " ORDER BY finished_at LIMIT ?"
+)
+
+# A page's idem starts with its run's id ("r1a2b3...:trigger:slack"); others
+# ("guard:...", "circuit:...") name no run.
+_RUN_OF_PAGE = {
+    "postgres": "split_part(outbox.idem, ':', 1)",
+    "sqlite": "substr(outbox.idem, 1, instr(outbox.idem, ':') - 1)",
+}
+# A JSON array of ids, as a set to test IN against.
+_ID_SET = {
+    "postgres": "(SELECT json_array_elements_text(?::json))",
+    "sqlite": "(SELECT value FROM json_each(?))",
+}
+
+
+def _pages_sql(dialect: str) -> str:
+    # A sent page's age is when it was sent; a failed one's, its last attempt
+    # (next_attempt_at). The range on the (state, next_attempt_at) index bounds the
+    # scan, so pages kept for a live run never make a batch walk the whole table.
+    return (
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = ?"
+        " AND next_attempt_at < ? AND (sent_at IS NULL OR sent_at < ?)"
+        " AND NOT EXISTS (SELECT 1 FROM runs r"
+        f" WHERE r.id = {_RUN_OF_PAGE[dialect]} AND r.state <> 'done')"
+        " ORDER BY next_attempt_at LIMIT ?)"
+    )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Ages in seconds; a row must be older than its age to go."""
+
+    occurrences: float
+    runs: float
+    batch: int = 1000
+    # Runs per batch: each takes its steps (about ten) and approvals with it.
+    run_batch: int = 200
+    max_batches: int = 10
+
+
+@dataclass
+class Pass:
+    pruned: bool  # False: another replica held the lock, this pass did nothing
+    deleted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
+    more: bool = False  # a table hit max_batches: old rows are left for the next pass
+
+
+async def prune(
+    store: StateStore,
+    policy: Policy,
+    *,
+    now: float | None = None,
+    beat: Callable[[], None] | None = None,
+) -> Pass:
+    """One pruning pass; ``beat`` is called before each batch."""
+    now = time.time() if now is None else now
+    backend = store.backend
+    if backend.dialect != "postgres":
+        return await _prune(backend, policy, now, beat)
+    async with backend.transaction(durable=False) as lock:
+        if not (await lock.fetch(_LOCK))[0]["ok"]:
+            return Pass(pruned=False)
+        return await _prune(backend, policy, now, beat)
+
+
+async def _prune(
+    backend: Backend, policy: Policy, now: float, beat: Callable[[], None] | None
+) -> Pass:
+    result = Pass(pruned=True)
+    deleted = result.deleted
+
+    async def repeat(batch: Callable[[], Awaitable[bool]]) -> None:
+        # A batch answers whether it was full: then there may be more of it.
+        for _ in range(policy.max_batches):
+            if beat is not None:
+                beat()
+            if not await batch():
+                return
+        result.more = True
+
+    run_cutoff = now - policy.runs
+
+    async def runs() -> bool:
+        async with backend.transaction(durable=False) as c:
+            ids = [
+                r["id"]
+                for r in await c.fetch(_RUNS + backend.skip_locked, run_cutoff, policy.run_batch)
+            ]
+            if ids:
+                await _delete_runs(c, backend.dialect, ids, deleted)
+        return len(ids) == policy.run_batch
+
+    await repeat(runs)
+    pages = _pages_sql(backend.dialect)
+    for state in ("sent", "failed"):
+
+        async def outbox(state: str = state) -> bool:
+            async with backend.transaction(durable=False) as c:
+                n: int = await c.execute(pages, state, run_cutoff, run_cutoff, policy.batch)
+            deleted["outbox"] += n
+            return n == policy.batch
+
+        await repeat(outbox)
+    occ_cutoff = now - policy.occurrences
+    for state in ("done", "failed"):
+
+        async def occurrences(state: str = state) -> bool:
+            async with backend.transaction(durable=False) as c:
+                n: int = await c.execute(_OCCURRENCES, state, policy.batch, occ_cutoff)
+            deleted["occurrences"] += n
+            return n == policy.batch
+
+        await repeat(occurrences)
+    return result
+
+
+async def _delete_runs(c: Conn, dialect: str, ids: list[str], deleted: dict[str, int]) -> None:
+    """Delete these runs with their steps and approvals, children first (foreign keys).
+
+    The ids were selected in this transaction, on Postgres ``FOR UPDATE``: none of
+    them can change state or gain an approval before the commit."""
+    id_set = _ID_SET[dialect]
+    arg = orjson.dumps(ids).decode()
+    deleted["steps"] += await c.execute(f"DELETE FROM steps WHERE run_id IN {id_set}", arg)
+    deleted["approvals"] += await c.execute(f"DELETE FROM approvals WHERE run_id IN {id_set}", arg)
+    deleted["runs"] += await c.execute(f"DELETE FROM runs WHERE id IN {id_set}", arg)
+
+
+async def count_rows(store: StateStore) -> dict[str, int]:
+    """Rows per table, for ``remediator_state_rows``.
+
+    SQLite: exact counts. Postgres: the statistics' live-row estimate
+    (``pg_stat_user_tables.n_live_tup``, kept up to date as transactions commit,
+    unlike ``pg_class.reltuples`` which waits for the next ANALYZE), and an exact
+    count for tables it puts below ``EXACT_BELOW`` rows (or does not know yet).
+    """
+    backend = store.backend
+    async with backend.read() as c:
+        if backend.dialect != "postgres":
+            row = (
+                await c.fetch(
+                    "SELECT " + ", ".join(f"(SELECT COUNT(*) FROM {t}) AS {t}" for t in TABLES)
+                )
+            )[0]
+            return {t: int(row[t]) for t in TABLES}
+        rows = await c.fetch(
+            "SELECT t.name AS name, s.n_live_tup AS n FROM unnest(?::text[]) AS t(name)"
+            " LEFT JOIN pg_stat_user_tables s ON s.relid = to_regclass(t.name)",
+            list(TABLES),
+        )
+        counts: dict[str, int] = {}
+        for r in rows:
+            name, n = str(r["name"]), r["n"]
+            if n is None or n < EXACT_BELOW:
+                exact = await c.fetch(f"SELECT COUNT(*) AS n FROM {name}")
+                n = exact[0]["n"]
+            counts[name] = int(n)
+        return counts
