@@ -47,14 +47,17 @@ EXACT_BELOW = 10_000
 # Two int4 keys: a lock space apart from the migrations' single bigint key.
 _LOCK = "SELECT pg_try_advisory_xact_lock(7240513, hashtext(current_schema())) AS ok"
 
-# The oldest ``limit`` rows of one state by id (the (state, id) index, in order), of
-# which those received before the cutoff go. Ids grow with arrival, so once a window
-# holds a row too young, every later row is too: the pass stops there, and no
-# statement ever scans past its window.
-_OCCURRENCES = (
-    "DELETE FROM occurrences WHERE id IN"
-    " (SELECT id FROM occurrences WHERE state = ? ORDER BY id LIMIT ?) AND received_at < ?"
-)
+# The oldest ``limit`` rows of one state by id, of which those received before the
+# cutoff go. Ids grow with arrival, so once a window holds a row too young, every
+# later row is too: the pass stops there, and no statement reads past its window.
+# Postgres gets the window as an array: with ``IN (subquery)`` the planner chose a
+# hash semi-join over a scan of the whole table (85 ms at 30,000 rows, for 1,000).
+_OCCURRENCES = {
+    "postgres": "DELETE FROM occurrences WHERE id = ANY(ARRAY(SELECT id FROM occurrences"
+    " WHERE state = ? ORDER BY id LIMIT ?)) AND received_at < ?",
+    "sqlite": "DELETE FROM occurrences WHERE id IN (SELECT id FROM occurrences"
+    " WHERE state = ? ORDER BY id LIMIT ?) AND received_at < ?",
+}
 
 # Approval states after which nothing more happens to the approval.
 _APPROVAL_OPEN = "a.state NOT IN ('rejected', 'expired', 'executed', 'failed')"
@@ -167,11 +170,12 @@ async def _prune(
 
         await repeat(outbox)
     occ_cutoff = now - policy.occurrences
+    occurrences_sql = _OCCURRENCES[backend.dialect]
     for state in ("done", "failed"):
 
         async def occurrences(state: str = state) -> bool:
             async with backend.transaction(durable=False) as c:
-                n: int = await c.execute(_OCCURRENCES, state, policy.batch, occ_cutoff)
+                n: int = await c.execute(occurrences_sql, state, policy.batch, occ_cutoff)
             deleted["occurrences"] += n
             return n == policy.batch
 
