@@ -198,10 +198,11 @@ async def _delete_runs(c: Conn, dialect: str, ids: list[str], deleted: dict[str,
 async def count_rows(store: StateStore) -> dict[str, int]:
     """Rows per table, for ``remediator_state_rows``.
 
-    SQLite: exact counts. Postgres: the statistics' live-row estimate
-    (``pg_stat_user_tables.n_live_tup``, kept up to date as transactions commit,
-    unlike ``pg_class.reltuples`` which waits for the next ANALYZE), and an exact
-    count for tables it puts below ``EXACT_BELOW`` rows (or does not know yet).
+    SQLite: exact counts. Postgres: an exact count up to ``EXACT_BELOW`` rows (a
+    bounded scan: ``LIMIT``), and above that an estimate: the statistics' live rows
+    (``pg_stat_user_tables.n_live_tup``, kept current as transactions commit), or,
+    when those are off or were reset (a crash), ``pg_class.reltuples`` from the last
+    VACUUM or ANALYZE. Never a full count of a big table.
     """
     backend = store.backend
     async with backend.read() as c:
@@ -212,16 +213,26 @@ async def count_rows(store: StateStore) -> dict[str, int]:
                 )
             )[0]
             return {t: int(row[t]) for t in TABLES}
-        rows = await c.fetch(
-            "SELECT t.name AS name, s.n_live_tup AS n FROM unnest(?::text[]) AS t(name)"
-            " LEFT JOIN pg_stat_user_tables s ON s.relid = to_regclass(t.name)",
-            list(TABLES),
-        )
-        counts: dict[str, int] = {}
-        for r in rows:
-            name, n = str(r["name"]), r["n"]
-            if n is None or n < EXACT_BELOW:
-                exact = await c.fetch(f"SELECT COUNT(*) AS n FROM {name}")
-                n = exact[0]["n"]
-            counts[name] = int(n)
+        counted = (
+            await c.fetch(
+                "SELECT "
+                + ", ".join(
+                    f"(SELECT COUNT(*) FROM (SELECT 1 FROM {t} LIMIT {EXACT_BELOW}) s) AS {t}"
+                    for t in TABLES
+                )
+            )
+        )[0]
+        counts = {t: int(counted[t]) for t in TABLES}
+        big = [t for t in TABLES if counts[t] >= EXACT_BELOW]
+        if big:
+            rows = await c.fetch(
+                "SELECT t AS name, COALESCE(s.n_live_tup, 0) AS live, c.reltuples AS tuples"
+                " FROM unnest(?::text[]) AS t JOIN pg_class c ON c.oid = to_regclass(t)"
+                " LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid",
+                big,
+            )
+            for r in rows:
+                live, tuples = int(r["live"]), int(r["tuples"])
+                estimate = live if live >= EXACT_BELOW else tuples
+                counts[str(r["name"])] = max(estimate, EXACT_BELOW)
         return counts

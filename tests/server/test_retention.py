@@ -290,6 +290,19 @@ async def test_state_rows_counts_every_table(store):
     assert counts == {"occurrences": 3, "runs": 1, "steps": 2, "approvals": 1, "outbox": 1}
 
 
+async def test_a_big_postgres_table_is_estimated_never_counted_in_full(pg_schema_dsn):
+    store = await StateStore.open(pg_schema_dsn)
+    try:
+        for start in range(0, 12_000, 2_000):
+            await store.append_occurrences([occ(f"o{i}", NOW) for i in range(start, start + 2_000)])
+        # Before the statistics know the table: at least the bounded exact count.
+        assert 10_000 <= (await retention.count_rows(store))["occurrences"] <= 12_000
+        await sql(store, "ANALYZE occurrences")
+        assert (await retention.count_rows(store))["occurrences"] == 12_000
+    finally:
+        await store.close()
+
+
 def daemon_config(state_url: str, tmp_path: Path, **retention_keys: str) -> dict[str, Any]:
     rules = tmp_path / "rules"
     rules.mkdir(exist_ok=True)
