@@ -183,9 +183,10 @@ CREATE INDEX steps_mutations ON steps (phase, mutates, started_at)
     ),
     (
         6,
-        "retention finds finished runs by age",
+        "retention finds finished runs by age, and the runs not finished",
         """
-CREATE INDEX runs_finished ON runs (state, finished_at)
+CREATE INDEX runs_finished ON runs (state, finished_at);
+CREATE INDEX runs_live ON runs (id) WHERE state <> 'done'
 """,
     ),
 ]

@@ -40,24 +40,32 @@ from remediator.state.store import StateStore
 
 TABLES = ("occurrences", "runs", "steps", "approvals", "outbox")
 
-# Below this many rows (by the statistics' estimate) a Postgres table is counted
-# exactly: a scan of a few MB. Above it the estimate is the gauge.
+# Up to this many rows a Postgres table is counted exactly (a scan bounded by LIMIT:
+# a few MB); beyond it the gauge is the statistics' estimate.
 EXACT_BELOW = 10_000
 
 # Two int4 keys: a lock space apart from the migrations' single bigint key.
 _LOCK = "SELECT pg_try_advisory_xact_lock(7240513, hashtext(current_schema())) AS ok"
 
-# The oldest ``limit`` rows of one state by id, of which those received before the
-# cutoff go. Ids grow with arrival, so once a window holds a row too young, every
-# later row is too: the pass stops there, and no statement reads past its window.
-# Postgres gets the window as an array: with ``IN (subquery)`` the planner chose a
-# hash semi-join over a scan of the whole table (85 ms at 30,000 rows, for 1,000).
-_OCCURRENCES = {
-    "postgres": "DELETE FROM occurrences WHERE id = ANY(ARRAY(SELECT id FROM occurrences"
-    " WHERE state = ? ORDER BY id LIMIT ?)) AND received_at < ?",
-    "sqlite": "DELETE FROM occurrences WHERE id IN (SELECT id FROM occurrences"
-    " WHERE state = ? ORDER BY id LIMIT ?) AND received_at < ?",
-}
+
+def _among(dialect: str, column: str, rows: str) -> str:
+    """``column`` is one of the values ``rows`` (a SELECT) gives. Postgres gets them as
+    an array: for ``IN (subquery)`` its planner chose a hash semi-join over a scan of
+    the whole table (85 ms at 30,000 occurrences, for a window of 1,000), where an
+    array is looked up in the primary key."""
+    if dialect == "postgres":
+        return f"{column} = ANY(ARRAY({rows}))"
+    return f"{column} IN ({rows})"
+
+
+def _occurrences_sql(dialect: str) -> str:
+    # The oldest ``limit`` rows of one state by id, of which those received before
+    # the cutoff go. Ids grow with arrival, so once a window holds a row too young,
+    # every later row is too: the pass stops there, and no statement reads past its
+    # window.
+    window = "SELECT id FROM occurrences WHERE state = ? ORDER BY id LIMIT ?"
+    return f"DELETE FROM occurrences WHERE {_among(dialect, 'id', window)} AND received_at < ?"
+
 
 # Approval states after which nothing more happens to the approval.
 _APPROVAL_OPEN = "a.state NOT IN ('rejected', 'expired', 'executed', 'failed')"
@@ -74,24 +82,27 @@ _RUN_OF_PAGE = {
     "postgres": "split_part(outbox.idem, ':', 1)",
     "sqlite": "substr(outbox.idem, 1, instr(outbox.idem, ':') - 1)",
 }
-# A JSON array of ids, as a set to test IN against.
-_ID_SET = {
-    "postgres": "(SELECT json_array_elements_text(?::json))",
-    "sqlite": "(SELECT value FROM json_each(?))",
+# The values of a JSON array of ids (the one argument).
+_JSON_IDS = {
+    "postgres": "SELECT json_array_elements_text(?::json)",
+    "sqlite": "SELECT value FROM json_each(?)",
 }
 
 
 def _pages_sql(dialect: str) -> str:
     # A sent page's age is when it was sent; a failed one's, its last attempt
     # (next_attempt_at). The range on the (state, next_attempt_at) index bounds the
-    # scan, so pages kept for a live run never make a batch walk the whole table.
-    return (
-        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = ?"
+    # scan, so pages kept for a live run never make a batch walk the whole table;
+    # the runs not done are read from their own small partial index (runs_live,
+    # migration 6), not by a scan of every run.
+    window = (
+        "SELECT id FROM outbox WHERE state = ?"
         " AND next_attempt_at < ? AND (sent_at IS NULL OR sent_at < ?)"
         " AND NOT EXISTS (SELECT 1 FROM runs r"
         f" WHERE r.id = {_RUN_OF_PAGE[dialect]} AND r.state <> 'done')"
-        " ORDER BY next_attempt_at LIMIT ?)"
+        " ORDER BY next_attempt_at LIMIT ?"
     )
+    return f"DELETE FROM outbox WHERE {_among(dialect, 'id', window)}"
 
 
 @dataclass(frozen=True)
@@ -170,7 +181,7 @@ async def _prune(
 
         await repeat(outbox)
     occ_cutoff = now - policy.occurrences
-    occurrences_sql = _OCCURRENCES[backend.dialect]
+    occurrences_sql = _occurrences_sql(backend.dialect)
     for state in ("done", "failed"):
 
         async def occurrences(state: str = state) -> bool:
@@ -188,11 +199,10 @@ async def _delete_runs(c: Conn, dialect: str, ids: list[str], deleted: dict[str,
 
     The ids were selected in this transaction, on Postgres ``FOR UPDATE``: none of
     them can change state or gain an approval before the commit."""
-    id_set = _ID_SET[dialect]
     arg = orjson.dumps(ids).decode()
-    deleted["steps"] += await c.execute(f"DELETE FROM steps WHERE run_id IN {id_set}", arg)
-    deleted["approvals"] += await c.execute(f"DELETE FROM approvals WHERE run_id IN {id_set}", arg)
-    deleted["runs"] += await c.execute(f"DELETE FROM runs WHERE id IN {id_set}", arg)
+    for table, column in (("steps", "run_id"), ("approvals", "run_id"), ("runs", "id")):
+        where = _among(dialect, column, _JSON_IDS[dialect])
+        deleted[table] += await c.execute(f"DELETE FROM {table} WHERE {where}", arg)
 
 
 async def count_rows(store: StateStore) -> dict[str, int]:
