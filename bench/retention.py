@@ -223,6 +223,12 @@ def text(f: dict[str, Any]) -> str:
         f" {mb(f['vacuumed_index_bytes']['total']).strip()} MB indexes: VACUUM frees their"
         " pages for reuse but keeps the files)",
     ]
+    heap_left = f["vacuumed"]["total"] - f["vacuumed_index_bytes"]["total"]
+    if heap_left > f["before"]["total"] / 10:
+        lines.append(
+            f"warning: {mb(heap_left).strip()} MB of table pages survived VACUUM: a session"
+            " elsewhere on the server held an older snapshot; run again on a quiet server"
+        )
     return "\n".join(lines)
 
 
