@@ -6,6 +6,7 @@ Loops (all in one process, any number of processes per state store):
   maintenance      renews run leases, resumes runs whose owner died, starts
                    deferred undos, expires approvals, runs approved steps
   outbox           delivers pages, with retries
+  retention        prunes finished rows, on one replica at a time (state/retention.py)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from remediator.metrics import Metrics
 from remediator.paging.base import SEVERITIES, PageContent, Pager, Severity
 from remediator.paging.outbox import Outbox
 from remediator.settings import Settings
+from remediator.state import retention
 from remediator.state.journal import JournalWriter
 from remediator.state.store import StateStore
 from remediator.supervisor import Supervisor
@@ -228,6 +230,7 @@ class Daemon:
                 lambda: self.outbox.run_forever(beat=lambda: sup.beat("outbox")),
                 stall_after=stall,
             )
+            sup.spawn("retention", self._retention, stall_after=stall)
 
     async def _open_clients(self) -> Clients:
         from remediator.clients import factory
@@ -500,3 +503,50 @@ class Daemon:
             self._maint_wake.clear()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._maint_wake.wait(), interval)
+
+    # ------------------------------------------------------------ retention
+
+    def retention_policy(self) -> retention.Policy:
+        """The configured ages. Finished runs are also kept for as long as any loaded
+        rule's guards count them (cooldown, the hourly limit, max_targets.per):
+        pruning a run must never let a guard pass that it would have blocked."""
+        r = self.settings.retention
+        keep = [r.runs, 3600.0]
+        for rule in self.ruleset.rules if self.ruleset is not None else ():
+            keep.append(rule.cooldown)
+            if rule.max_targets is not None:
+                keep.append(rule.max_targets.per)
+        return retention.Policy(occurrences=r.occurrences, runs=max(keep))
+
+    async def retention_once(self, *, now: float | None = None) -> retention.Pass:
+        """One pass (skipped if another replica is pruning), then the row gauges."""
+        result = await retention.prune(
+            self.store,
+            self.retention_policy(),
+            now=now,
+            beat=lambda: self.supervisor.beat("retention"),
+        )
+        for table, n in result.deleted.items():
+            if n:
+                self.metrics.retention_deleted.labels(table).inc(n)
+        if any(result.deleted.values()):
+            log.info("retention_pruned", deleted=result.deleted, more=result.more)
+        for table, n in (await retention.count_rows(self.store)).items():
+            self.metrics.state_rows.labels(table).set(n)
+        return result
+
+    async def _retention(self) -> None:
+        interval = self.settings.retention.interval
+        while True:
+            self.supervisor.beat("retention")
+            more = False
+            try:
+                more = (await self.retention_once()).more
+            except StateUnavailable as exc:
+                log.warning("retention_state_unavailable", error=str(exc))
+            # Behind (a table hit its batch bound): again in a second, not an interval.
+            left = 1.0 if more else interval
+            while left > 0:  # beating while it waits: the interval may exceed the stall bound
+                self.supervisor.beat("retention")
+                await asyncio.sleep(min(left, 5.0))
+                left -= 5.0

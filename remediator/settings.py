@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -226,6 +227,37 @@ class EngineSettings(_Strict):
         return parse_duration(v)
 
 
+# Below these, pruning would undo what the store is for: occurrences keep Alertmanager's
+# resends (repeat_interval, default 4h) from journaling an alert again, and finished
+# runs are what cooldowns, hourly limits and blast radius count (the daemon also keeps
+# runs for the longest such window of its loaded rules, whatever this says).
+MIN_RETENTION = {"occurrences": (3600.0, "1h"), "runs": (86400.0, "1d")}
+
+
+class RetentionSettings(_Strict):
+    """How long finished rows stay in the state store (pruned on one replica at a time).
+
+    ``occurrences``: done (and failed) occurrences, by when they were received.
+    ``runs``: finished runs with their steps and approvals, and sent or failed pages.
+    ``interval``: how often a replica tries a pruning pass.
+    """
+
+    occurrences: float = 7 * 86400.0
+    runs: float = 90 * 86400.0
+    interval: float = 60.0
+
+    @field_validator("occurrences", "runs", "interval", mode="before")
+    @classmethod
+    def _duration(cls, v: Any, info: ValidationInfo) -> float:
+        seconds = parse_duration(v)
+        name = info.field_name or ""
+        if name in MIN_RETENTION and seconds < MIN_RETENTION[name][0]:
+            raise ValueError(f"must be at least {MIN_RETENTION[name][1]}")
+        if seconds <= 0:
+            raise ValueError("must be positive")
+        return seconds
+
+
 class Settings(_Strict):
     listen: str = "127.0.0.1:9095"
     mode: Literal["dry-run", "live"] = "dry-run"
@@ -239,6 +271,7 @@ class Settings(_Strict):
     pagers: PagerSettings = PagerSettings()
     links: LinkSettings = LinkSettings()
     engine: EngineSettings = EngineSettings()
+    retention: RetentionSettings = RetentionSettings()
     source: str | None = Field(default=None, exclude=True)  # the file it came from
 
     @field_validator("listen")

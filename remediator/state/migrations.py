@@ -181,6 +181,14 @@ INSERT INTO flags (name, value, updated_at, updated_by) VALUES ('paused', '0', 0
 CREATE INDEX steps_mutations ON steps (phase, mutates, started_at)
 """,
     ),
+    (
+        6,
+        "retention finds finished runs by age, and the runs not finished",
+        """
+CREATE INDEX runs_finished ON runs (state, finished_at);
+CREATE INDEX runs_live ON runs (id) WHERE state <> 'done'
+""",
+    ),
 ]
 
 DIALECTS = {
