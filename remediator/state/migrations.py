@@ -9,7 +9,9 @@ starting together do not race.
 
 The schema holds the whole engine, not only the journal:
 occurrences (the journal) -> runs -> steps (the audit trail) -> approvals,
-plus circuits, locks, flags (the kill switch) and the page outbox.
+plus circuits, locks, flags (the kill switch) and the page outbox (whose
+``incident`` column says what each page is to its pager's incidents, see
+``folds.py``).
 """
 
 from __future__ import annotations
@@ -179,6 +181,20 @@ ALTER TABLE runs ADD COLUMN undo_reason TEXT;
 INSERT INTO flags (name, value, updated_at, updated_by) VALUES ('paused', '0', 0, 'migration')
     ON CONFLICT (name) DO NOTHING;
 CREATE INDEX steps_mutations ON steps (phase, mutates, started_at)
+""",
+    ),
+    (
+        6,
+        "page folding: what each outbox row is to its pager's incidents",
+        """
+ALTER TABLE outbox ADD COLUMN incident TEXT;
+ALTER TABLE outbox ADD COLUMN folded_into TEXT;
+ALTER TABLE outbox ADD COLUMN topic TEXT;
+UPDATE outbox SET incident = 'new'
+    WHERE id IN (SELECT MIN(id) FROM outbox WHERE action = 'trigger' GROUP BY pager, dedup_key);
+CREATE INDEX outbox_by_key ON outbox (pager, dedup_key, id);
+CREATE INDEX outbox_incidents ON outbox (pager, incident, created_at);
+CREATE INDEX outbox_folds ON outbox (folded_into, incident)
 """,
     ),
 ]
