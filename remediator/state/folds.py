@@ -247,12 +247,15 @@ async def _known(
 
 
 def _may_open(todo: list[Page], keys: dict[str, str | None]) -> bool:
-    """Whether a page might open an incident (so: needs the budget)."""
-    return any(
-        p.action == "trigger"
-        and (p.dedup_key not in keys or (keys[p.dedup_key] is not None and p.never_fold))
-        for p in todo
-    )
+    """Whether a page might open an incident (so: needs the budget). Walks the pages
+    in order, as ``_plan`` will: a resolve then a trigger of one key opens it anew."""
+    states = dict(keys)
+    for p in todo:
+        if p.action == "resolve":
+            states.pop(p.dedup_key, None)
+        elif p.dedup_key not in states or (states[p.dedup_key] is not None and p.never_fold):
+            return True
+    return False
 
 
 async def _heads(

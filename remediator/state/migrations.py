@@ -193,7 +193,7 @@ ALTER TABLE outbox ADD COLUMN topic TEXT;
 UPDATE outbox SET incident = 'new'
     WHERE id IN (SELECT MIN(id) FROM outbox WHERE action = 'trigger' GROUP BY pager, dedup_key);
 CREATE INDEX outbox_by_key ON outbox (pager, dedup_key, id);
-CREATE INDEX outbox_incidents ON outbox (pager, incident, created_at);
+CREATE INDEX outbox_incidents ON outbox (incident, pager, created_at);
 CREATE INDEX outbox_folds ON outbox (folded_into, incident)
 """,
     ),

@@ -170,6 +170,24 @@ async def test_updates_and_resolves_of_an_open_incident_neither_count_nor_fold(
         assert folded_total(outbox, "pagerduty") == 1
 
 
+async def test_a_trigger_after_its_resolve_is_a_new_incident_even_in_one_batch(
+    state_url: str,
+) -> None:
+    """PagerDuty opens a new incident for a trigger after a resolve of its key."""
+    async with replica(state_url, budget=1) as outbox:
+        await outbox.enqueue("a:first", "trigger", page("a"))
+        await outbox.enqueue_many(
+            [("a:resolve", "resolve", page("a")), ("a:again", "trigger", page("a"))]
+        )
+        await drain(outbox)
+        pager = capture(outbox)
+        assert [e.action for e in pager.sent if e.content.dedup_key == "remediator/a"] == [
+            "trigger",
+            "resolve",
+        ]
+        assert len(summaries(pager)) == 1 and folded_total(outbox, "pagerduty") == 1
+
+
 async def test_a_p0_whose_runbook_acted_always_opens_its_own_incident(state_url: str) -> None:
     async with replica(state_url, budget=2) as outbox:
         for k in ("a", "b"):
