@@ -31,7 +31,7 @@ This module records and decides; it never renders a page (``paging/folded.py`` d
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Container, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,7 +174,6 @@ async def enqueue(
             for pager, (todo, keys) in known.items()
         ]
         inserted = await _insert(conn, [r for plan in plans for r in plan.rows])
-        result.queued += len(inserted)
         openings: list[tuple[Any, ...]] = []
         for plan in plans:
             changed = plan.changed(inserted)
@@ -189,15 +188,15 @@ async def enqueue(
                 result.opened.append((plan.pager, plan.fresh))
             touched += [(plan.pager, key) for key in sorted(changed - {plan.fresh})]
         if openings:
-            result.queued += len(await _insert(conn, openings))
+            inserted.update(await _insert(conn, openings))
+    result.queued = len(inserted)
     result.folded = {pager: n for pager, n in result.folded.items() if n}
     if touched:
         # Needs no lock (see _schedule_update), so it runs after the commit.
         async with _transaction(store) as conn:
             for pager, key in touched:
                 await _schedule_update(conn, pager, key, now, interval, summary_event)
-    if result.queued:
-        await _durable(store)
+    await _durable(store, max(inserted.values(), default=None))
     return result
 
 
@@ -212,14 +211,15 @@ async def _transaction(store: StateStore) -> AsyncIterator[Conn]:
         yield c
 
 
-async def _durable(store: StateStore) -> None:
-    """Postgres: return once every commit so far is on disk."""
-    if store.backend.dialect == "postgres":
-        # An xid makes this autocommit statement write a commit record, so with
-        # synchronous_commit on it waits for the WAL flush up to it, past the
-        # commits before it. Concurrent waits share one flush.
+async def _durable(store: StateStore, page_id: int | None) -> None:
+    """Postgres: return once the commit that queued ``page_id`` is on disk."""
+    if store.backend.dialect == "postgres" and page_id is not None:
+        # A durable commit waits for the WAL flush up to its own commit record, so
+        # past every commit before it; concurrent waits share one flush. It must
+        # write WAL to wait at all (a bare SELECT, even one taking an xid, does not):
+        # rewriting a column of our own row, unindexed, is the smallest such write.
         async with store.backend.statement(durable=True) as conn:
-            await conn.fetch("SELECT txid_current()")
+            await conn.execute("UPDATE outbox SET attempts = attempts WHERE id = ?", page_id)
 
 
 async def _lock(store: StateStore, conn: Conn, pagers: Sequence[str]) -> None:
@@ -290,7 +290,7 @@ class _Plan:
     rows: list[tuple[Any, ...]]  # in _COLUMNS order
     fresh: str | None  # a summary this batch opens
 
-    def changed(self, inserted: set[str]) -> set[str]:
+    def changed(self, inserted: Container[str]) -> set[str]:
         """Summaries whose counts the inserted rows change."""
         return {
             r[9]
@@ -344,19 +344,19 @@ async def _plan(
     return plan
 
 
-async def _insert(conn: Conn, rows: list[tuple[Any, ...]]) -> set[str]:
-    """Insert outbox rows; returns the idems that were new."""
-    inserted: set[str] = set()
+async def _insert(conn: Conn, rows: list[tuple[Any, ...]]) -> dict[str, int]:
+    """Insert outbox rows; returns the new ones' ids by idem (repeats are not new)."""
+    inserted: dict[str, int] = {}
     per = _CHUNK // 5
     for i in range(0, len(rows), per):
         part = rows[i : i + per]
         values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(part))
         new = await conn.fetch(
             f"INSERT INTO outbox ({_COLUMNS}) VALUES {values}"
-            " ON CONFLICT (idem) DO NOTHING RETURNING idem",
+            " ON CONFLICT (idem) DO NOTHING RETURNING id, idem",
             *[v for r in part for v in r],
         )
-        inserted.update(r["idem"] for r in new)
+        inserted.update((r["idem"], r["id"]) for r in new)
     return inserted
 
 
@@ -507,19 +507,10 @@ async def resolve_summary(
             pager,
             key,
         )
-        n: int = await conn.execute(
-            f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, 'resolve', ?, ?, 'pending', ?, ?,"
-            " 'summary_resolve', NULL, NULL) ON CONFLICT (idem) DO NOTHING",
-            f"{key}#resolve",
-            pager,
-            key,
-            dumps(event),
-            now,
-            now,
-        )
-    if n:
-        await _durable(store)
-    return n > 0
+        opening = (f"{key}#resolve", pager, "resolve", key, dumps(event), "pending", now, now)
+        inserted = await _insert(conn, [(*opening, "summary_resolve", None, None)])
+    await _durable(store, max(inserted.values(), default=None))
+    return bool(inserted)
 
 
 async def skip(store: StateStore, page_id: int, reason: str) -> None:
