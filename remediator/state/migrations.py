@@ -184,7 +184,9 @@ CREATE INDEX steps_mutations ON steps (phase, mutates, started_at)
 """,
     ),
     (
-        6,
+        # 6 is the retention indexes' (merged separately); a version is applied
+        # once, by number, in whatever order versions arrive.
+        7,
         "page folding: what each outbox row is to its pager's incidents",
         """
 ALTER TABLE outbox ADD COLUMN incident TEXT;
