@@ -189,6 +189,7 @@ class Daemon:
             self.metrics,
             owner=self.owner,
             retry_max=self.settings.engine.page_retry_max,
+            max_pages_per_hour=self.settings.pagers.max_pages_per_hour,
         )
         clients = self._clients if self._clients is not None else await self._open_clients()
         self.engine = Engine(

@@ -202,6 +202,8 @@ class PagerSettings(_Strict):
     pagerduty: PagerDutySettings | None = None
     slack: SlackSettings | None = None
     opsgenie: OpsgenieSettings | None = None
+    # New incidents per pager in any rolling hour; past it they fold into one summary.
+    max_pages_per_hour: int = Field(default=60, gt=0)
 
 
 class LinkSettings(_Strict):

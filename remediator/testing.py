@@ -126,7 +126,11 @@ class Harness:
         self.ruleset = ruleset
         self.store = await StateStore.open(self.state_url)
         self.outbox = Outbox(
-            self.store, {self.pager.name: self.pager}, self.metrics, owner=self.owner
+            self.store,
+            {self.pager.name: self.pager},
+            self.metrics,
+            owner=self.owner,
+            max_pages_per_hour=self.settings.pagers.max_pages_per_hour,
         )
         self.engine = Engine(
             store=self.store,

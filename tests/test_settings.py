@@ -150,3 +150,11 @@ def test_label_limits_default_and_must_be_positive(tmp_path: Path):
     f.write_text("limits: {max_label_bytes: 0}\n")
     with pytest.raises(ConfigError, match=r"c.yaml: limits.max_label_bytes: .*greater than 0"):
         settings.load(f, env={})
+
+
+def test_max_pages_per_hour_defaults_to_60_and_must_be_positive(tmp_path: Path):
+    assert settings.load(None, env={}).pagers.max_pages_per_hour == 60
+    f = tmp_path / "c.yaml"
+    f.write_text("pagers: {max_pages_per_hour: 0}\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: pagers.max_pages_per_hour: .*greater than 0"):
+        settings.load(f, env={})

@@ -89,6 +89,9 @@ def build(
     head = headline or (runbook.title if runbook else run["runbook"])
     title = f"[{run['runbook']}] {run['alertname']}: {head}"
     labels = alert.get("labels", {})
+    # A P0 whose runbook changed something gets its own incident even past the
+    # pager's hourly budget. A read (a diagnosis, applied in dry-run too) is not acting.
+    acted = any(s.get("outcome") == "applied" and s.get("mutates") for s in steps)
     return PageContent(
         dedup_key=dedup_key(run["id"]),
         severity=run["severity"],
@@ -107,4 +110,5 @@ def build(
             "fingerprint": run["fingerprint"],
             "starts_at": run["starts_at"],
         },
+        never_fold=run["severity"] == "P0" and acted,
     )

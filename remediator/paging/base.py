@@ -58,6 +58,9 @@ class PageContent:
     labels: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)  # JSON-compatible values
     source: str = "remediator"
+    # A P0 whose runbook changed something: it always opens its own incident, even
+    # past the pager's hourly budget (``pagers.max_pages_per_hour``); see outbox.py.
+    never_fold: bool = False
 
     def __post_init__(self) -> None:
         # Fail where the page is built, not hours later in the outbox.
@@ -104,6 +107,7 @@ class PageEvent:
                 "labels": dict(c.labels),
                 "details": json.loads(json.dumps(c.details, default=str)),
                 "source": c.source,
+                "never_fold": c.never_fold,
             },
         }
 
@@ -129,6 +133,8 @@ class PageEvent:
                 labels={_str(k): _str(v) for k, v in _dict(c["labels"]).items()},
                 details=dict(_dict(c["details"])),
                 source=_str(c["source"]),
+                # Absent in events stored before the flag existed.
+                never_fold=_bool(c.get("never_fold", False)),
             )
             return cls(
                 action=d["action"],
@@ -149,6 +155,12 @@ def _list(value: object) -> list[Any]:
 def _dict(value: object) -> dict[Any, Any]:
     if not isinstance(value, dict):
         raise TypeError(f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a boolean, got {type(value).__name__}")
     return value
 
 

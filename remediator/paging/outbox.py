@@ -6,6 +6,13 @@ and records the result. 429/5xx/timeouts are retried with exponential backoff
 (Retry-After when given); 400s are recorded as failed and never retried.
 Each (run, event, pager) is enqueued once (the ``idem`` key), so two replicas
 never send the same page twice.
+
+A pager opens at most ``max_pages_per_hour`` new incidents in any rolling hour,
+counted in the store across replicas; past that, new incidents fold into one
+summary incident per pager and hour, re-sent (at most once per
+``fold_update_interval``) as more fold in, and resolved once its hour has passed and
+everything in it resolved. A P0 whose runbook acted (``never_fold``) always gets
+its own incident. See ``state/folds.py``.
 """
 
 from __future__ import annotations
@@ -13,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from remediator import logs
 from remediator.errors import StateUnavailable
 from remediator.metrics import Metrics
+from remediator.paging import folded
 from remediator.paging.base import Delivered, PageContent, PageEvent, Pager, Rejected, RetryLater
+from remediator.state import folds
 from remediator.state.store import StateStore
 
 log = logs.get("remediator.outbox")
@@ -34,33 +43,71 @@ class Outbox:
         owner: str,
         retry_max: float = 300.0,
         max_attempts: int = 50,
+        max_pages_per_hour: int = 60,
+        fold_update_interval: float = 60.0,
+        fold_sweep_interval: float = 30.0,
     ) -> None:
+        if max_pages_per_hour <= 0:
+            raise ValueError("max_pages_per_hour must be > 0")
         self.store = store
         self.pagers = dict(pagers)
         self.metrics = metrics
         self.owner = owner
         self.retry_max = retry_max
         self.max_attempts = max_attempts
+        self.max_pages_per_hour = max_pages_per_hour
+        self.fold_update_interval = fold_update_interval
+        self.fold_sweep_interval = fold_sweep_interval
         self.wake = asyncio.Event()
 
     async def enqueue(self, idem: str, action: str, content: PageContent) -> int:
-        """Queue the page for every pager that takes its severity. Returns how many."""
-        event = PageEvent(action=action, content=content)  # type: ignore[arg-type]
-        body = event.to_json()
-        # A resolve goes where its trigger went: the same severity routing.
-        n = await self.store.enqueue_pages(
-            [
-                (f"{idem}:{name}", name, action, content.dedup_key, body)
+        """Queue the page for every pager that takes its severity. Returns how many
+        rows were queued (folded ones included; a repeated idem queues nothing)."""
+        return await self.enqueue_many([(idem, action, content)])
+
+    async def enqueue_many(self, pages: Iterable[tuple[str, str, PageContent]]) -> int:
+        """``enqueue`` for many pages, in one transaction."""
+        rows: list[folds.Page] = []
+        for idem, action, content in pages:
+            body = PageEvent(action=action, content=content).to_json()  # type: ignore[arg-type]
+            topic = folded.topic(content)
+            # A resolve goes where its trigger went: the same severity routing.
+            rows += [
+                folds.Page(
+                    f"{idem}:{name}",
+                    name,
+                    action,
+                    content.dedup_key,
+                    body,
+                    never_fold=content.never_fold,
+                    topic=topic,
+                )
                 for name, pager in self.pagers.items()
                 if pager.accepts(content.severity)
             ]
+            if not self.pagers:
+                log.warning(
+                    "page_not_sent", reason="no pager configured", idem=idem, title=content.title
+                )
+        result = await folds.enqueue(
+            self.store,
+            rows,
+            budget=self.max_pages_per_hour,
+            interval=self.fold_update_interval,
+            now=time.time(),
+            summary_event=folded.placeholder,
         )
-        if not self.pagers:
+        for pager, summary in result.opened:
             log.warning(
-                "page_not_sent", reason="no pager configured", idem=idem, title=content.title
+                "pages_folding",
+                pager=pager,
+                summary=summary,
+                max_pages_per_hour=self.max_pages_per_hour,
             )
+        for pager, n in result.folded.items():
+            self.metrics.pages_folded.labels(pager).inc(n)
         self.wake.set()
-        return n
+        return result.queued
 
     def _backoff(self, attempts: int) -> float:
         return float(min(self.retry_max, 0.5 * 2 ** max(0, attempts - 1)))
@@ -73,13 +120,21 @@ class Outbox:
             if pager is None:
                 await self.store.page_failed(row["id"], f"pager {row['pager']} not configured")
                 continue
-            try:
-                event = PageEvent.from_json(row["event"])
-            except ValueError as exc:
-                # A corrupt row must not stop delivery of the others.
-                await self.store.page_failed(row["id"], f"unreadable event: {exc}")
-                log.error("page_unreadable", idem=row["idem"], error=str(exc))
-                continue
+            if row.get("incident") in folds.SUMMARY_SENDS:
+                # Rendered now, so it shows the counts as they stand.
+                stats = await folds.summary_stats(self.store, row["pager"], row["dedup_key"])
+                if stats.resolved:  # a trigger now would open a new incident
+                    await folds.skip(self.store, row["id"], "the summary resolved")
+                    continue
+                event = PageEvent(action="trigger", content=self._summary(stats))
+            else:
+                try:
+                    event = PageEvent.from_json(row["event"])
+                except ValueError as exc:
+                    # A corrupt row must not stop delivery of the others.
+                    await self.store.page_failed(row["id"], f"unreadable event: {exc}")
+                    log.error("page_unreadable", idem=row["idem"], error=str(exc))
+                    continue
             result = await pager.send(event)
             if isinstance(result, Delivered):
                 await self.store.page_sent(row["id"])
@@ -99,10 +154,14 @@ class Outbox:
     async def run_forever(
         self, interval: float = 0.5, beat: Callable[[], None] | None = None
     ) -> None:
+        swept = 0.0
         while True:
             if beat is not None:
                 beat()
             try:
+                if time.monotonic() - swept >= self.fold_sweep_interval:
+                    swept = time.monotonic()
+                    await self.close_folds()
                 n = await self.deliver_due()
             except StateUnavailable as exc:
                 log.warning("outbox_state_unavailable", error=str(exc))
@@ -111,6 +170,24 @@ class Outbox:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), interval)
+
+    def _summary(self, stats: folds.SummaryStats) -> PageContent:
+        return folded.content(stats, budget=self.max_pages_per_hour, window=folds.WINDOW)
+
+    async def close_folds(self) -> int:
+        """Resolve each summary whose hour has passed and whose folded incidents all
+        resolved. Returns how many resolves were queued."""
+        n = 0
+        for s in await folds.closable(self.store, now=time.time()):
+            stats = await folds.summary_stats(self.store, s["pager"], s["dedup_key"])
+            event = PageEvent(action="resolve", content=self._summary(stats)).to_json()
+            if await folds.resolve_summary(
+                self.store, s["pager"], s["dedup_key"], now=time.time(), event=event
+            ):
+                n += 1
+        if n:
+            self.wake.set()
+        return n
 
     async def send_direct(self, content: PageContent) -> None:
         """Bypass the outbox (used only when the state store itself is down)."""

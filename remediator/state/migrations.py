@@ -9,7 +9,9 @@ starting together do not race.
 
 The schema holds the whole engine, not only the journal:
 occurrences (the journal) -> runs -> steps (the audit trail) -> approvals,
-plus circuits, locks, flags (the kill switch) and the page outbox.
+plus circuits, locks, flags (the kill switch) and the page outbox (whose
+``incident`` column says what each page is to its pager's incidents, see
+``folds.py``).
 """
 
 from __future__ import annotations
@@ -187,6 +189,20 @@ CREATE INDEX steps_mutations ON steps (phase, mutates, started_at)
         """
 CREATE INDEX runs_finished ON runs (state, finished_at);
 CREATE INDEX runs_live ON runs (id) WHERE state <> 'done'
+""",
+    ),
+    (
+        7,
+        "page folding: what each outbox row is to its pager's incidents",
+        """
+ALTER TABLE outbox ADD COLUMN incident TEXT;
+ALTER TABLE outbox ADD COLUMN folded_into TEXT;
+ALTER TABLE outbox ADD COLUMN topic TEXT;
+UPDATE outbox SET incident = 'new'
+    WHERE id IN (SELECT MIN(id) FROM outbox WHERE action = 'trigger' GROUP BY pager, dedup_key);
+CREATE INDEX outbox_by_key ON outbox (pager, dedup_key, id);
+CREATE INDEX outbox_incidents ON outbox (incident, pager, created_at);
+CREATE INDEX outbox_folds ON outbox (folded_into, incident)
 """,
     ),
 ]

@@ -171,7 +171,7 @@ async def _prune(
 
     await repeat(runs)
     pages = _pages_sql(backend.dialect)
-    for state in ("sent", "failed"):
+    for state in ("sent", "failed", "folded", "skipped"):
 
         async def outbox(state: str = state) -> bool:
             async with backend.transaction(durable=False) as c:

@@ -483,3 +483,39 @@ async def test_a_step_that_waits_parks_its_run_until_the_wake_up_time(clients, t
         assert run["state"] == "waiting" and run["outcome"] == "awaiting_approval"
         assert (await calls(target_db)).count("throttle") == 1  # not redone on wake-up
         assert (await calls(target_db)).count("second") == 1
+
+
+@pytest.mark.parametrize("mode", ["live", "dry-run"])
+async def test_past_the_page_budget_a_p0_that_acted_gets_its_own_incident_and_others_fold(
+    clients, target_db, mode
+):
+    """A P0 run's first page (nothing done yet) can fold; once its runbook changed
+    something, its page is its own incident whatever the budget. In dry-run nothing
+    changed (the diagnosis read is not acting), so past the budget it all folds."""
+    from dataclasses import replace
+
+    from remediator.engine.registry import Registry
+
+    reg = Registry()
+    reg.register(replace(_testbook.RUNBOOK, severity="P0", page_first=True))
+    settings = {"mode": mode, "pagers": {"max_pages_per_hour": 1}}
+    async with Harness(reg, _testbook.rules(), clients=clients, settings=settings) as h:
+        for service in ("a", "b", "c"):
+            await h.deliver(make_alert("TestAlert", {"service": service}))
+        runs = sorted(await h.runs(), key=lambda r: r["created_at"])
+        own = {f"remediator/{r['id']}" for r in runs}
+        opened = {e.content.dedup_key for e in h.pager.triggers()}
+        [summary] = [k for k in opened if k.startswith("remediator/folded/capture/")]
+        folded = h.metrics.registry.get_sample_value(
+            "remediator_pages_folded_total", {"pager": "capture"}
+        )
+        assert folded == 2  # the first pages of the 2nd and 3rd runs
+        if mode == "live":
+            assert opened == own | {summary}
+            finals = [e for e in h.pager.triggers() if e.content.never_fold]
+            assert {e.content.dedup_key for e in finals} == own
+            assert all(any(d.startswith("Throttle:") for d in e.content.done) for e in finals)
+        else:
+            first = f"remediator/{runs[0]['id']}"
+            assert opened == {first, summary}
+            assert not [e for e in h.pager.triggers() if e.content.never_fold]

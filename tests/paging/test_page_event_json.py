@@ -24,6 +24,14 @@ def test_round_trip_through_json_text_gives_an_equal_event(action: str) -> None:
     assert PageEvent.from_json(json.loads(stored)) == event
 
 
+def test_never_fold_survives_the_round_trip_and_defaults_to_false_in_older_events() -> None:
+    event = make_event(never_fold=True)
+    assert PageEvent.from_json(json.loads(json.dumps(event.to_json()))).content.never_fold
+    older = make_event().to_json()
+    del older["content"]["never_fold"]
+    assert PageEvent.from_json(older).content.never_fold is False
+
+
 def test_to_json_is_the_documented_shape() -> None:
     d = make_event().to_json()
     assert d["v"] == 1
@@ -70,6 +78,7 @@ def _mutated(change: Any) -> dict[str, Any]:
         _mutated(lambda d: d["content"].update(labels=[["a", "b"]])),
         _mutated(lambda d: d["content"].update(labels={"a": 1})),
         _mutated(lambda d: d["content"].update(details="x")),
+        _mutated(lambda d: d["content"].update(never_fold="yes")),
         _mutated(lambda d: d["content"].update(links=[["Runbook", "https://x"]])),
         _mutated(lambda d: d.update(timestamp="2026-11-28T00:09:04")),
         _mutated(lambda d: d.update(timestamp="yesterday")),
