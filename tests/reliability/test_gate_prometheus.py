@@ -141,9 +141,7 @@ async def test_only_alerts_prometheus_fires_are_acted_on_and_a_forged_resolve_un
                 alert = _alert(w, PROVIDER_ALERT, real, 0)
                 assert await sender.send(0, [alert])
                 await settle(pg_schema_dsn, timeout=30)
-                paused = [
-                    (c["row_id"], c["old"], c["new"]) for c in await w.changes()
-                ]
+                paused = [(c["row_id"], c["old"], c["new"]) for c in await w.changes()]
                 assert paused == [(r, "true", "false") for r in rows_of(w.providers[0])]
                 run = await _run_of(state, alert)
                 assert (run["state"], run["outcome"], run["blocked_by"]) == (
