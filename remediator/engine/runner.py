@@ -905,7 +905,7 @@ class Engine:
                 parked = await self.store.claim_parked_runs(self.owner, self.lease)
                 if not parked:
                     break
-                await self.resume(parked[0])
+                await self.resume(parked[0], parked=True)
         await self.expire_approvals()
         if not paused:
             for approval in await self.store.claim_approved():
@@ -946,8 +946,9 @@ class Engine:
                 f"{run['id']}:escalated", "trigger", replace(content, severity="P1")
             )
 
-    async def resume(self, run: Row) -> None:
-        """Finish a run whose owner died: never redo a completed step."""
+    async def resume(self, run: Row, *, parked: bool = False) -> None:
+        """Finish a run whose owner died (or that the kill switch parked): never redo
+        a completed step."""
         runbook = self.registry.get(run["runbook"])
         if runbook is None:
             return
@@ -959,8 +960,12 @@ class Engine:
             alertname=run["alertname"],
         )
         self._leases[run["id"]] = run["lease_until"]
-        if run["state"] == "running" and run.get("undo_state") == "requested":
+        if parked and run.get("undo_state") == "requested":
             # Resolved while it was parked: nothing more to do but undo what it did.
+            # Only a parked run: it stopped at the gate, so none of its steps is left
+            # "started". A run whose owner died mid-step (its resolve may have come
+            # meanwhile) goes through fire(), which settles that step (a read is run
+            # again, a mutation of unknown outcome is failed and told), then undoes.
             with self._executing(run["id"]):
                 await self._finish_fire(run, runbook, None)
         elif run["state"] == "running":

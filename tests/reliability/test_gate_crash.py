@@ -254,3 +254,62 @@ async def test_a_run_taken_over_while_paused_is_parked_and_its_stalled_owner_doe
     assert steps["pause_alerts"]["outcome"] == "applied"
     assert (run["state"], run["outcome"]) == ("waiting", "succeeded")
     assert errors == []
+
+
+@pytest.mark.timeout(120)
+async def test_a_run_killed_mid_step_whose_resolve_came_meanwhile_settles_its_steps_and_undoes(
+    request: pytest.FixtureRequest, pg_schema_dsn: str, tmp_path: Path
+) -> None:
+    """Replica 0 dies (kill -9) in the middle of a run's diagnosis; the resolve arrives
+    at replica 1 meanwhile (the run is still ``running``: nothing to undo yet, the undo
+    is only requested). Replica 1 resumes the run once the lease runs out: the step
+    left ``started`` is settled (a read runs again), the run ends, and what it changed
+    is undone. No step may stay ``started`` (for a mutation, that would hide a change
+    of unknown outcome from the undo and from the human)."""
+    async with world(request.config, 1, delay=DELAY) as w:
+        cluster = Cluster(
+            tmp_path, pg_schema_dsn, rules_yaml=w.rules_yaml(), targets=w.targets(), replicas=2
+        )
+        state = await asyncpg.connect(pg_schema_dsn)
+        try:
+            await cluster.start_all()
+            async with httpx.AsyncClient(timeout=30) as client:
+                sender = Sender(cluster, client)
+                assert await sender.send(0, [w.alert(0)])
+                run_id = await poll(
+                    state,
+                    "SELECT run_id FROM steps WHERE name = 'provider_status' AND state = 'started'",
+                )
+                owner = await state.fetchval("SELECT owner FROM runs WHERE id = $1", run_id)
+                victim = next(r.index for r in cluster.replicas if f":{r.pid}:" in owner)
+                cluster.kill(victim)
+                assert await sender.send(1 - victim, [resolved(w.alert(0))])
+                await poll(
+                    state,
+                    "SELECT 1 FROM runs WHERE id = $1 AND undo_state = 'requested'",
+                    run_id,
+                )
+                await settle(pg_schema_dsn, timeout=40)
+                a = await audit(w, pg_schema_dsn, sender)
+            after = await w.changes()
+            steps = [
+                (r["phase"], r["name"], r["state"], r["outcome"])
+                for r in await state.fetch(
+                    "SELECT * FROM steps WHERE run_id = $1 ORDER BY phase, seq", run_id
+                )
+            ]
+            run = await state.fetchrow("SELECT * FROM runs WHERE id = $1", run_id)
+            errors = cluster.internal_errors()
+        finally:
+            await state.close()
+            await cluster.close()
+
+    assert all(s[2] == "done" for s in steps), steps
+    assert a.problems() == {}, a.problems()
+    assert (a.runs, a.applied, a.undone) == (1, 1, 1)
+    assert (run["state"], run["undo_state"]) == ("done", "done")
+    rows = rows_of(w.providers[0])
+    assert flips(after) == Counter(
+        [(r, "true", "false") for r in rows] + [(r, "false", "true") for r in rows]
+    )
+    assert errors == []
