@@ -207,3 +207,54 @@ async def test_only_alerts_prometheus_fires_are_acted_on_and_a_forged_resolve_un
         f" undone {undone_at - stopped_at:.1f} s after Prometheus stopped firing"
         f" (UNDO_RECHECK {UNDO_RECHECK:.0f} s)"
     )
+
+
+@pytest.mark.timeout(60)
+async def test_the_witness_finds_exactly_the_firing_label_set_whatever_its_characters(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The daemon's Prometheus client against the real binary: label values with quotes,
+    backslashes, newlines, non-ASCII and non-BMP characters are matched exactly; one
+    label more, one less or one value off is not firing; a label name PromQL cannot
+    spell is refused without a query error; external labels are left out."""
+    from remediator.clients.prometheus import PrometheusClient
+
+    odd = {
+        "alertname": "OddLabels",
+        "quote": 'say "hi"',
+        "backslash": "C:\\temp\\x",
+        "newline": "two\nlines",
+        "accents": "Zürich \u2013 café",
+        "emoji": "fire 🔥 here",
+    }
+    prom = LoopbackPrometheus(tmp_path, prometheus_binary(request.config), external_labels=EXTERNAL)
+    client = PrometheusClient("http://127.0.0.1:1")  # replaced below, once the port is known
+    try:
+        await prom.start(
+            [
+                fires("OddLabels", **{k: v for k, v in odd.items() if k != "alertname"}),
+                fires("OddLabels", quote="other"),  # a second series of the same alertname
+            ]
+        )
+        await prom.wait_firing(odd)
+        await client.aclose()
+        client = PrometheusClient(prom.url)
+        assert (await client.alert_firing({**odd, **EXTERNAL})).firing
+        assert (await client.alert_firing(odd)).firing
+        assert (await client.alert_firing({"alertname": "OddLabels", "quote": "other"})).firing
+        less = {k: v for k, v in odd.items() if k != "emoji"}
+        for claim in (
+            {**odd, "extra": "1"},  # one label more
+            less,  # one label less
+            {**odd, "emoji": "fire 🔥 there"},  # one value off
+            {**odd, "alertname": "OtherAlert"},
+            {**odd, "alertstate": "firing"},
+            {"alertname": "OddLabels", "quote": "other", "bad-name": "x"},  # not a PromQL name
+        ):
+            witness = await client.alert_firing(claim)
+            assert not witness.firing, (claim, witness)
+        witness = await client.alert_firing({**odd, "extra": "1"})
+        assert "extra" in witness.detail  # says which label differs
+    finally:
+        await client.aclose()
+        prom.stop()
