@@ -101,6 +101,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="scenario 1 rounds (ceiling, then each backend); medians are reported "
         "(default: 3 for a full run, 1 otherwise)",
     )
+    p.add_argument(
+        "--ttm-rate",
+        type=float,
+        help="alerts/s of scenarios 2 and 5 (default by mode: 200; 20 for --smoke)",
+    )
+    p.add_argument("--ttm-seconds", type=float, help="seconds of load of scenarios 2 and 5")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, DBs)")
     return p.parse_args(argv)
 
@@ -113,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
             print("--rounds must be at least 1", file=sys.stderr)
             return 2
         chosen = replace(chosen, intake_rounds=args.rounds)
+    if args.ttm_rate is not None:
+        chosen = replace(chosen, ttm_rate=args.ttm_rate)
+    if args.ttm_seconds is not None:
+        chosen = replace(chosen, ttm_seconds=args.ttm_seconds)
+    if chosen.ttm_rate <= 0 or chosen.ttm_seconds <= 0:
+        print("--ttm-rate and --ttm-seconds must be positive", file=sys.stderr)
+        return 2
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(SCENARIOS) - set(OPTIONAL))
     if unknown:
