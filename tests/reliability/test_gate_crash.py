@@ -35,7 +35,7 @@ from tests.reliability._bench import RULE, World, audit, rows_of, world
 from tests.reliability._cluster import ROOT, Cluster, Sender, settle
 
 LEASE = 2.0  # the Cluster's engine.lease
-DELAY = 2.0  # the provider status page answers after this long
+DELAY = 1.5  # the provider status page answers after this long
 
 
 async def remediator_cli(cluster: Cluster, command: str) -> str:
