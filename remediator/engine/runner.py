@@ -947,8 +947,7 @@ class Engine:
             )
 
     async def resume(self, run: Row, *, parked: bool = False) -> None:
-        """Finish a run whose owner died (or that the kill switch parked): never redo
-        a completed step."""
+        """Finish a run whose owner died: never redo a completed step."""
         runbook = self.registry.get(run["runbook"])
         if runbook is None:
             return
