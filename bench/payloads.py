@@ -34,17 +34,22 @@ class Template:
         return (self.prefix + alerts + self.suffix).encode()
 
 
+def labels(fingerprint: str) -> dict[str, str]:
+    """The labels of the bench alert with this fingerprint (alertname aside)."""
+    return {
+        "severity": "page",
+        "service": "dawsos",
+        "env": "prod",
+        "team": "sre",
+        "job": "node-exporter",
+        "instance": f"host-{fingerprint}",
+    }
+
+
 def template(alertname: str) -> Template:
     alert = make_alert(
         alertname,
-        {
-            "severity": "page",
-            "service": "dawsos",
-            "env": "prod",
-            "team": "sre",
-            "job": "node-exporter",
-            "instance": f"host-{PLACEHOLDER}",
-        },
+        labels(PLACEHOLDER),
         annotations={
             "summary": f"{alertname} on host-{PLACEHOLDER}",
             "description": "Notifications per minute above 200 for 5 minutes; "

@@ -330,6 +330,40 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, Table]]:
             for r in rules["rows"]
         ]
         tables.append(("4. Rule scaling (RuleSet.select per alert)", (head, body)))
+    corr = results.get("corroboration")
+    if corr and "rows" in corr:
+        head = ["corroboration", "rate/s", "mitigated", "missed", "doubled"]
+        head += ["runs p50", "runs p99", "e2e p50", "e2e p99", "ack p99", "drain s"]
+        body = [
+            [
+                r["corroboration"],
+                _fmt(r["achieved_rate"], 0),
+                _fmt(r["mitigated"]),
+                _fmt(r["missed"]),
+                _fmt(r["doubled"]),
+                _fmt(r["runs"]["p50_ms"]),
+                _fmt(r["runs"]["p99_ms"]),
+                _fmt(r["end_to_end"]["p50_ms"]),
+                _fmt(r["end_to_end"]["p99_ms"]),
+                _fmt(r["ack_p99_ms"]),
+                _fmt(r["drain_s"]),
+            ]
+            for r in corr["rows"]
+        ]
+        for view, label in (("runs", "added (runs)"), ("end_to_end", "added (e2e)")):
+            d = corr[view]
+            p50 = f"{_fmt(d['added_p50_ms'])} (x{_fmt(d['ratio_p50'], 2)})"
+            p99 = f"{_fmt(d['added_p99_ms'])} (x{_fmt(d['ratio_p99'], 2)})"
+            cells = [p50, p99, "", ""] if view == "runs" else ["", "", p50, p99]
+            body.append([label, "", "", "", "", *cells, "", ""])
+        tables.append(
+            (
+                "5. Cost of corroboration, ms: scenario 2 on Postgres without and with"
+                f" targets.prometheus ({corr['prometheus']}, loopback,"
+                f" {_fmt(corr['firing_series'])} firing ALERTS series)",
+                (head, body),
+            )
+        )
     tgt = results.get("targets", [])
     if tgt:
         head = ["scenario", "target", "value", "limit", "result"]

@@ -30,10 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
 
-from bench import common, intake, plan, report, rules_scaling, storm, ttm, wrk
+from bench import common, corroboration, intake, plan, report, rules_scaling, storm, ttm, wrk
 
 RESULTS = common.REPO / "bench" / "results"
 SCENARIOS = ("intake", "ttm", "storm", "rules")
+# Not in the default run (about twice scenario 2's time): --only corroboration.
+OPTIONAL = ("corroboration",)
 
 
 # Settings that decide what a durable Postgres commit costs, reported beside the
@@ -83,7 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         default=",".join(SCENARIOS),
-        help=f"comma-separated scenarios to run (default: all of {','.join(SCENARIOS)})",
+        help=f"comma-separated scenarios to run (default: all of {','.join(SCENARIOS)};"
+        f" also: {','.join(OPTIONAL)})",
     )
     p.add_argument("--out", type=Path, help="JSON results file (default by mode)")
     p.add_argument("--markdown", type=Path, help="also write a Markdown report here")
@@ -98,6 +101,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="scenario 1 rounds (ceiling, then each backend); medians are reported "
         "(default: 3 for a full run, 1 otherwise)",
     )
+    p.add_argument(
+        "--ttm-rate",
+        type=float,
+        help="alerts/s of scenarios 2 and 5 (default by mode: 200; 20 for --smoke)",
+    )
+    p.add_argument("--ttm-seconds", type=float, help="seconds of load of scenarios 2 and 5")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, DBs)")
     return p.parse_args(argv)
 
@@ -110,8 +119,15 @@ def main(argv: list[str] | None = None) -> int:
             print("--rounds must be at least 1", file=sys.stderr)
             return 2
         chosen = replace(chosen, intake_rounds=args.rounds)
+    if args.ttm_rate is not None:
+        chosen = replace(chosen, ttm_rate=args.ttm_rate)
+    if args.ttm_seconds is not None:
+        chosen = replace(chosen, ttm_seconds=args.ttm_seconds)
+    if chosen.ttm_rate <= 0 or chosen.ttm_seconds <= 0:
+        print("--ttm-rate and --ttm-seconds must be positive", file=sys.stderr)
+        return 2
     only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = sorted(set(only) - set(SCENARIOS))
+    unknown = sorted(set(only) - set(SCENARIOS) - set(OPTIONAL))
     if unknown:
         print(f"unknown scenario(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
@@ -171,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
             elif name == "rules":
                 results["rules"] = rules_scaling.run(workdir, chosen)
+            elif name == "corroboration" and not pg_problem:
+                results["corroboration"] = corroboration.run(workdir, chosen)
+                if "skipped" in results["corroboration"]:
+                    _warn(notes, f"corroboration not run: {results['corroboration']['skipped']}")
             results["elapsed_by_scenario_s"][name] = round(time.monotonic() - t0, 1)
     finally:
         if args.keep:

@@ -102,8 +102,11 @@ def start_serve(kind: str, workdir: Path, rules: str = NO_MATCH_RULES) -> Server
     return server
 
 
-def start_ttm_daemon(kind: str, workdir: Path, target_dsn: str) -> Server:
-    """The daemon with BENCH-TTM registered (see bench/ttm_daemon.py), mode live."""
+def start_ttm_daemon(
+    kind: str, workdir: Path, target_dsn: str, *, prometheus: str | None = None
+) -> Server:
+    """The daemon with BENCH-TTM registered (see bench/ttm_daemon.py), mode live;
+    with ``prometheus``, it corroborates every mitigation against that Prometheus."""
     workdir.mkdir(parents=True, exist_ok=True)
     schemas: list[str] = []
     state = _state(kind, workdir, schemas)
@@ -123,6 +126,7 @@ def start_ttm_daemon(kind: str, workdir: Path, target_dsn: str) -> Server:
             target_dsn,
             "--rules",
             str(workdir / "rules.yaml"),
+            *(["--prometheus", prometheus] if prometheus else []),
         ],
         workdir / "daemon.log",
     ).start()

@@ -104,10 +104,20 @@ def _quantiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def run_backend(kind: str, workdir: Path, plan: Plan) -> dict[str, Any]:
-    wd = workdir / f"ttm-{kind}"
+def run_backend(
+    kind: str,
+    workdir: Path,
+    plan: Plan,
+    *,
+    nonce: int | None = None,
+    prometheus: str | None = None,
+    name: str = "",
+) -> dict[str, Any]:
+    """One TTM run. ``nonce`` fixes the fingerprints (the corroboration scenario has
+    Prometheus fire them first); ``prometheus`` turns corroboration on."""
+    wd = workdir / f"ttm-{kind}{name}"
     wd.mkdir(parents=True, exist_ok=True)
-    nonce = drive.new_nonce()
+    nonce = drive.new_nonce() if nonce is None else nonce
     total = int(plan.ttm_rate * plan.ttm_seconds)
     fingerprints = [payloads.fingerprint(nonce, 0, i) for i in range(total)]
     target_schema = common.new_schema("bench_target")
@@ -115,7 +125,7 @@ def run_backend(kind: str, workdir: Path, plan: Plan) -> dict[str, Any]:
     server: servers.Server | None = None
     try:
         prepare_target(target_dsn, fingerprints)
-        server = servers.start_ttm_daemon(kind, wd, target_dsn)
+        server = servers.start_ttm_daemon(kind, wd, target_dsn, prometheus=prometheus)
         cpu0 = common.cpu_seconds(server.pid)
         spec = {
             "url": server.webhook,

@@ -5,7 +5,7 @@ one, so this module does what ``cli._serve`` does (same Daemon, same aiohttp app
 same uvloop, JSON logs to the output file) with a Registry that holds the DawsOS
 runbooks plus BENCH-TTM, and a capture pager instead of a real one.
 
-    python -m bench.ttm_daemon --port N --state URL --target DSN --rules FILE
+    python -m bench.ttm_daemon --port N --state URL --target DSN --rules FILE [--prometheus URL]
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ async def serve(args: argparse.Namespace) -> None:
             "mode": "live",
             "rules": args.rules,
             "state": args.state,
-            "targets": {"database": args.target},
+            "targets": {
+                "database": args.target,
+                # Corroboration: each mitigation first asks Prometheus whether it fires.
+                **({"prometheus": {"url": args.prometheus}} if args.prometheus else {}),
+            },
         },
         source="bench",
         env={},
@@ -60,6 +64,7 @@ def main() -> None:
     parser.add_argument("--state", required=True)
     parser.add_argument("--target", required=True)
     parser.add_argument("--rules", required=True)
+    parser.add_argument("--prometheus", help="targets.prometheus.url (corroboration on)")
     args = parser.parse_args()
     logs.configure(json=True)
     try:

@@ -2,8 +2,10 @@
 
 A webhook payload is a claim. Prometheus evaluated the alerting rule itself, so its
 ``ALERTS{alertstate="firing"}`` series is the evidence a leaked webhook token cannot
-forge. The query names only the alertname (escaped as a PromQL string); every other
-label is compared here, exactly.
+forge. The query names every label the alert claims (values escaped as PromQL
+strings; a label name PromQL cannot spell is on no series), so Prometheus answers with
+that one series; the label set is then compared here, exactly (a series may have
+more labels than the matchers name).
 
 Labels: Alertmanager adds no labels of its own, but Prometheus adds its
 ``global.external_labels`` when it sends an alert, and ``ALERTS`` (queried locally)
@@ -17,6 +19,7 @@ such setups must turn corroboration off and say so.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ import yaml
 from remediator.errors import TargetTimeout, TargetUnavailable
 
 _SERIES_META = frozenset({"__name__", "alertstate"})
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _CONFIG_TTL = 300.0  # external labels change only with a Prometheus reload
 
 
@@ -37,8 +41,12 @@ class Witness:
 
 
 def promql_string(value: str) -> str:
-    """A PromQL double-quoted string literal; JSON escapes are valid Go escapes."""
-    return json.dumps(value, ensure_ascii=True)
+    """A PromQL double-quoted string literal; JSON escapes are valid Go escapes.
+
+    Non-ASCII stays as it is (UTF-8): ASCII-only JSON writes a character beyond the
+    BMP as a surrogate pair (``\\ud83d\\udd25``), which Go refuses, and Prometheus
+    answered 400. JSON still escapes every control character, newline included."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 class PrometheusClient:
@@ -87,15 +95,30 @@ class PrometheusClient:
         self._external, self._external_at = labels, now
         return labels
 
+    async def _firing_series(self, matchers: Mapping[str, str]) -> list[object]:
+        selector = ",".join(
+            ['alertstate="firing"', *(f"{k}={promql_string(v)}" for k, v in matchers.items())]
+        )
+        data = await self._get("/api/v1/query", {"query": f"ALERTS{{{selector}}}"})
+        result = data.get("result") if isinstance(data, dict) else None
+        return result if isinstance(result, list) else []
+
     async def alert_firing(self, labels: Mapping[str, str]) -> Witness:
         """Whether ``ALERTS`` has a firing series with exactly these labels."""
         alertname = labels.get("alertname", "")
         external = await self.external_labels()
         claimed = {k: v for k, v in labels.items() if external.get(k) != v}
-        query = f'ALERTS{{alertname={promql_string(alertname)},alertstate="firing"}}'
-        data = await self._get("/api/v1/query", {"query": query})
-        result = data.get("result") if isinstance(data, dict) else None
-        series = result if isinstance(result, list) else []
+        odd = sorted(k for k in claimed if not _LABEL_NAME.fullmatch(k))
+        if odd:
+            return Witness(False, f"no Prometheus series can have labels named {odd}")
+        # Every claimed label is a matcher, so Prometheus answers with this alert's
+        # series only, not with every firing series of its alertname: in a storm of one
+        # alertname (a thousand hosts) that was a thousand series per mitigation.
+        exact = {k: v for k, v in sorted(claimed.items()) if k not in _SERIES_META}
+        series = await self._firing_series(exact)
+        if not series:
+            # Refused: ask again by alertname alone, to say which labels differ.
+            series = await self._firing_series({"alertname": alertname})
         closest = ""
         for item in series:
             metric = item.get("metric") if isinstance(item, dict) else None

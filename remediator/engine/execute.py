@@ -295,6 +295,12 @@ class StepRunner:
     async def _finish(
         self, step: Step, ctx: StepContext, base: Row, outcome: str, **fields: Any
     ) -> Row:
+        if not step.mutates:
+            # A read that a stall outlived is stale: recorded over the new owner's
+            # row, it would be what the run's next mutation decides on (RB-02 pauses
+            # on a provider_status that said "down" before the stall). A mutation's
+            # record is always written: the change happened, its undo must be known.
+            await self._fence(ctx, base["phase"])
         row = await self._record(
             base, state="done", outcome=outcome, finished_at=time.time(), **fields
         )

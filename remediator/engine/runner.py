@@ -998,6 +998,10 @@ class Engine:
         self._leases[run["id"]] = run["lease_until"]
         if parked and run.get("undo_state") == "requested":
             # Resolved while it was parked: nothing more to do but undo what it did.
+            # Only a parked run: it stopped at the gate, so none of its steps is left
+            # "started". A run whose owner died mid-step (its resolve may have come
+            # meanwhile) goes through fire(), which settles that step (a read is run
+            # again, a mutation of unknown outcome is failed and told), then undoes.
             with self._executing(run["id"]):
                 await self._finish_fire(run, runbook, None)
         elif run["state"] == "running":

@@ -97,6 +97,7 @@ class Cluster:
         replicas: int = 3,
         engine: Mapping[str, Any] | None = None,
         workers: int = 8,
+        pagers: Mapping[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir
         self.state_dsn = state_dsn
@@ -106,6 +107,7 @@ class Cluster:
         # Short leases: a killed replica's runs are taken over within seconds.
         self.engine = {"lease": "2s", "poll_interval": "0.2s", **(engine or {})}
         self.workers = workers
+        self.pagers = dict(pagers or {})  # e.g. a PagerDuty url on a capture server
         self.replicas = [
             Replica(i, free_port(), workdir / f"replica-{i}.yaml", workdir / f"replica-{i}.log")
             for i in range(replicas)
@@ -126,6 +128,7 @@ class Cluster:
             "limits": {"workers": self.workers},
             "targets": self.targets,
             "engine": self.engine,
+            **({"pagers": self.pagers} if self.pagers else {}),
         }
 
     # ------------------------------------------------------------- processes
