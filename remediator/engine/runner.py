@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -32,6 +32,7 @@ from remediator.engine.gate import Blocked, Deferred, Gate
 from remediator.engine.registry import Registry
 from remediator.engine.rules import BlastRadius, Rule, RuleSet
 from remediator.engine.steps import Runbook
+from remediator.engine.upkeep import Upkeep
 from remediator.errors import LeaseLost, RemediatorError
 from remediator.metrics import Metrics
 from remediator.paging.outbox import Outbox
@@ -117,6 +118,7 @@ class Engine:
         # Set by the daemon: maintenance hands its work to these tasks instead of
         # running it inline (a harness leaves it None and runs everything in turn).
         self.background: Background | None = None
+        self.upkeep = Upkeep(self)
 
     @contextmanager
     def _executing(self, run_id: str) -> Iterator[None]:
@@ -368,25 +370,7 @@ class Engine:
             guard = await self._guard(run, runbook, rule, facts)
             if guard is not None:
                 self.metrics.guard_blocks.labels(guard).inc()
-                self.metrics.runbook_runs.labels(runbook.id, "blocked").inc()
-                await self.store.update_run(
-                    run["id"],
-                    state="done",
-                    outcome="blocked",
-                    blocked_by=guard,
-                    finished_at=time.time(),
-                )
-                # One page per rule, guard and hour, P0 included: a human hears that
-                # the robot stood back, and a storm of blocked runs is not a page storm.
-                await self._guard_page(run, runbook, rule, guard)
-                log.warning(
-                    "run_blocked",
-                    run_id=run["id"],
-                    guard=guard,
-                    rule=run["rule"],
-                    fingerprint=run["fingerprint"],
-                    alertname=run["alertname"],
-                )
+                await self._end_blocked(run, runbook, rule, guard)
                 return
         else:
             await self.store.acquire_lock(run["target"], run["id"], self.owner, LOCK_TTL)
@@ -474,6 +458,9 @@ class Engine:
         await self._finish_fire(run, runbook, steps)
 
     async def _end_blocked(self, run: Row, runbook: Runbook, rule: Rule | None, guard: str) -> None:
+        """End a run a guard stopped before it changed anything. One page per rule,
+        guard and hour, P0 included: a human hears that the robot stood back, and a
+        storm of blocked runs is not a page storm."""
         self.metrics.runbook_runs.labels(runbook.id, "blocked").inc()
         for a in await self.store.approvals_for_run(run["id"]):
             if a["state"] == "pending":  # a blocked run offers nothing to approve
@@ -754,7 +741,7 @@ class Engine:
             )
             return
         if run.get("undo_reason") == "max_duration":
-            await self._expired_page(run, runbook)
+            await self.upkeep.expired_page(run, runbook)
             await self.store.update_run(
                 run["id"],
                 expect_owner=self.owner,
@@ -786,43 +773,6 @@ class Engine:
             fingerprint=run["fingerprint"],
             alertname=run["alertname"],
         )
-
-    async def _expired_page(self, run: Row, runbook: Runbook) -> None:
-        """max_duration: the mitigations are undone, the alert may still fire."""
-        rule = self._current_rule(run["rule"])
-        after = int(rule.max_duration) if rule is not None and rule.max_duration else 0
-        steps = await self.store.steps_for_run(run["id"])
-        approvals = await self.store.approvals_for_run(run["id"])
-        content = pages.build(
-            run,
-            steps,
-            approvals,
-            runbook,
-            self.settings,
-            headline=f"no resolve after max_duration ({after} s): temporary mitigations"
-            " undone; the alert may still be firing: look at it by hand",
-        )
-        await self.outbox.enqueue(f"{run['id']}:max_duration", "trigger", content)
-
-    async def expire_mitigations(self) -> None:
-        """Undo, through the gate, what runs of rules with max_duration still hold."""
-        ruleset = self.rules()
-        if ruleset is None:
-            return
-        now = time.time()
-        for rule in ruleset.rules:
-            if rule.max_duration is None:
-                continue
-            for run in await self.store.runs_past_duration(rule.name, now - rule.max_duration):
-                if await self.store.expire_run(run["id"], now):
-                    log.warning(
-                        "max_duration_reached",
-                        run_id=run["id"],
-                        rule=rule.name,
-                        fingerprint=run["fingerprint"],
-                        alertname=run["alertname"],
-                    )
-                    await self._hand_off(f"run:{run['id']}", self.try_undo(run["id"]))
 
     # --------------------------------------------------------------- approvals
 
@@ -883,105 +833,11 @@ class Engine:
         )
         await self.outbox.enqueue(f"{run['id']}:approved:{approval['id']}", "trigger", content)
 
-    async def expire_approvals(self) -> None:
-        for a in await self.store.expire_approvals():
-            run = await self.store.get_run(a["run_id"])
-            runbook = self.registry.get(run["runbook"]) if run else None
-            if run is None:
-                continue
-            log.warning("approval_expired", approval=a["id"], run_id=run["id"], step=a["step"])
-            steps = await self.store.steps_for_run(run["id"])
-            approvals = await self.store.approvals_for_run(run["id"])
-            content = pages.build(
-                run,
-                steps,
-                approvals,
-                runbook,
-                self.settings,
-                headline=f"approval {a['id']} for {a['step']} expired unanswered",
-            )
-            await self.outbox.enqueue(f"{run['id']}:expired:{a['id']}", "trigger", content)
-
     # ---------------------------------------------------------------- recovery
 
     async def maintain(self) -> None:
-        """One pass of the background work every replica does.
-
-        Renew the leases of the runs we are executing; then schedule (with a
-        ``background`` set, as the daemon does) or run (a test harness): runs whose
-        owner died or whose execution here was cut short, undos deferred by the kill
-        switch or a resolve not yet confirmed, runs woken from a wait or parked by
-        the kill switch, approved steps, and mitigations past their max_duration.
-        Approval expiry and escalations only page, so they run here.
-        """
-        await self.renew_leases()
-        # Claim one run at a time, right before it starts: a run claimed in a batch
-        # waits behind the others, is not yet executing (so not renewed), and its
-        # lease could run out and let another replica take it while we still meant to.
-        for _ in range(self._room()):
-            claimed = await self.store.claim_expired_runs(self.owner, self.lease, limit=1)
-            if not claimed:
-                break
-            await self._hand_off(f"run:{claimed[0]['id']}", self.resume(claimed[0]))
-        paused = await self.is_paused()
-        if not paused:
-            for run in await self.store.runs_waiting_undo(limit=self._room()):
-                await self._hand_off(f"run:{run['id']}", self.try_undo(run["id"]))
-            for _ in range(self._room()):
-                parked = await self.store.claim_parked_runs(self.owner, self.lease)
-                if not parked:
-                    break
-                work = self.resume(parked[0], parked=True)
-                await self._hand_off(f"run:{parked[0]['id']}", work)
-        await self.expire_approvals()
-        if not paused:
-            if self._room():
-                for approval in await self.store.claim_approved(limit=self._room()):
-                    await self._hand_off(f"approval:{approval['id']}", self.run_approved(approval))
-            await self.expire_mitigations()
-        await self.escalate_long_runs()
-
-    def _room(self) -> int:
-        return 10 if self.background is None else min(10, self.background.room())
-
-    async def _hand_off(self, key: str, work: Coroutine[Any, Any, None]) -> None:
-        if self.background is None:
-            await work
-        else:
-            self.background.submit(key, work)
-
-    async def escalate_long_runs(self) -> None:
-        """Page when a notify-level incident outlasts its runbook's threshold."""
-        escalating = {rb.id: rb for rb in self.registry if rb.escalate_after is not None}
-        now = time.time()
-        for run in await self.store.runs_to_escalate(list(escalating)):
-            runbook = escalating[run["runbook"]]
-            assert runbook.escalate_after is not None
-            after = runbook.escalate_after(runbook.params.model_validate(run["params"]))
-            if after is None or run["created_at"] > now - after:
-                continue
-            if not await self.store.mark_escalated(run["id"]):
-                continue
-            steps = await self.store.steps_for_run(run["id"])
-            approvals = await self.store.approvals_for_run(run["id"])
-            content = pages.build(
-                run,
-                steps,
-                approvals,
-                runbook,
-                self.settings,
-                headline=f"still firing after {int(after)} s: escalated to a page",
-            )
-            log.warning(
-                "run_escalated",
-                run_id=run["id"],
-                after=after,
-                fingerprint=run["fingerprint"],
-                alertname=run["alertname"],
-            )
-            await self.outbox.enqueue(
-                f"{run['id']}:escalated", "trigger", replace(content, severity="P1")
-            )
+        """One pass of the background work every replica does (engine/upkeep.py)."""
+        await self.upkeep.run()
 
     async def resume(self, run: Row, *, parked: bool = False) -> None:
         """Finish a run whose owner died: never redo a completed step."""
