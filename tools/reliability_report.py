@@ -38,6 +38,7 @@ COLUMNS = {
     "shutdown": ("sigterms", "alerts", "runs", "lost", "doubled", "outcome_unknown"),
     "faults": ("injected", "survived"),
     "hostile": ("tried", "rejected", "server_errors"),
+    "starvation": ("p0_first_page_s", "approval_run_s_max"),
 }
 TITLES = {
     "load": "Load held",
@@ -46,6 +47,7 @@ TITLES = {
     "shutdown": "Graceful shutdown (SIGTERM)",
     "faults": "Faults injected and survived",
     "hostile": "Hostile inputs tried",
+    "starvation": "P0 never waits (first page, approvals run)",
 }
 
 
