@@ -74,6 +74,10 @@ CONTRACT_METRICS: dict[str, str] = {
     "remediator_circuit_state": "gauge",
     "remediator_rule_reloads": "counter",
     "remediator_truncated_alerts": "counter",
+    "remediator_loop_restarts": "counter",
+    "remediator_state_rows": "gauge",
+    "remediator_retention_deleted": "counter",
+    "remediator_pages_folded": "counter",
 }
 
 
