@@ -174,6 +174,21 @@ class PrometheusSettings(_Strict):
     corroborate: bool = True
     timeout: float = 5.0
 
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v: Any) -> float:
+        seconds = parse_duration(v)
+        if seconds <= 0:
+            raise ValueError("must be positive")
+        return seconds
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
 
 class TargetSettings(_Strict):
     database: SecretStr | None = None
