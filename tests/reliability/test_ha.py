@@ -178,20 +178,24 @@ async def test_kill_switch_set_on_one_replica_binds_the_others(
     during_fps = {x["fingerprint"] for x in during}
     by_fp = {r["fingerprint"]: r for r in paused_runs}
     for fp in during_fps:
+        # Diagnosed, then parked at the gate of its first mutation, whichever replica.
         run = by_fp[fp]
-        assert run["mode"] == "paused"
+        assert run["state"] == "parked"
         step = pause_steps[run["id"]]
-        assert (step["outcome"], step["reason"]) == ("dry_run", "paused by the kill switch")
+        assert step["state"] == "deferred" and "kill switch" in step["reason"]
     # While paused: the ten "before" runs had paused their rows; nothing else changed,
     # and the resolved ones were not undone yet.
     assert {(c["old"], c["new"]) for c in changes_while_paused if c["col"] == "active"} == {
         ("true", "false")
     }
     assert len([c for c in changes_while_paused if c["col"] == "active"]) == 10 * 2
-    assert {r["undo_state"] for r in paused_runs if r["mode"] == "live"} == {"requested"}
-    # After resume: the deferred undos ran once, the new alerts were mitigated.
+    assert {r["undo_state"] for r in paused_runs if r["fingerprint"] not in during_fps} == {
+        "requested"
+    }
+    # After resume: the deferred undos ran once, the parked runs went on (their alerts
+    # still fire) and the new alerts were mitigated: each mitigation exactly once.
     assert a.problems() == {}
-    assert (a.runs, a.applied, a.undone, a.unknown) == (30, 20, 10, [])
+    assert (a.runs, a.applied, a.undone, a.unknown) == (30, 30, 10, [])
     assert errors == []
     record("ha", name="kill switch shared", **a.figures())
 
