@@ -164,13 +164,13 @@ def run_backend(kind: str, workdir: Path, plan: Plan) -> dict[str, Any]:
         common_spec = {"url": server.webhook, "mode": "rate", "connections": plan.connections}
         p2_spec = {
             **common_spec,
-            "rate": plan.p0_load_rate,
+            "rate": plan.p0_load_rate / plan.p0_load_per_payload,
             "duration": plan.p0_load_seconds,
             "start_at": start,
             "plan": {
                 "kind": "distinct",
                 "alertname": runbook.P2_ALERTNAME,
-                "per_payload": 1,
+                "per_payload": plan.p0_load_per_payload,
                 "nonce": nonce,
             },
         }
@@ -256,6 +256,7 @@ def run_backend(kind: str, workdir: Path, plan: Plan) -> dict[str, Any]:
         else:
             delivered.append(page["sent_at"] - sent_at)
     p2_seconds = float(p2_load["seconds"])
+    p2_sent = int(p2_load["requests"]) * plan.p0_load_per_payload
     return {
         "backend": kind,
         "workers": plan.p0_workers,
@@ -266,11 +267,16 @@ def run_backend(kind: str, workdir: Path, plan: Plan) -> dict[str, Any]:
         "p2": {
             "rate": plan.p0_load_rate,
             "seconds": plan.p0_load_seconds,
+            "per_payload": plan.p0_load_per_payload,
             "planned": p2_total,
-            "sent": p2_load["requests"],
-            "accepted": p2_load["status"].get("202", 0),
+            "requests": p2_load["requests"],
+            "sent": p2_sent,
+            # Alerts answered 202 and journaled (the replies' counts).
+            "accepted": p2_load["journaled"],
+            "non202": p2_load["non202"],
             "errors": p2_load["errors"],
-            "achieved_rate": p2_load["requests"] / p2_seconds if p2_seconds else 0.0,
+            # Alerts sent over the generator's whole run (until its last reply).
+            "achieved_rate": p2_sent / p2_seconds if p2_seconds else 0.0,
             "ack_p50_ms": p2_load["p50_ms"],
             "ack_p99_ms": p2_load["p99_ms"],
             # At the end of the load (the generator's last reply): stamped target rows,

@@ -113,6 +113,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="P2 alerts/s of scenario 6 (default by mode: 1000; 20 for --smoke)",
     )
     p.add_argument("--p0-seconds", type=float, help="seconds of P2 load of scenario 6")
+    p.add_argument(
+        "--p0-per-payload", type=int, help="P2 alerts per request of scenario 6 (default 10)"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, DBs)")
     return p.parse_args(argv)
 
@@ -138,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         # The P0 alerts keep their spacing and fit in the load, before its last second.
         fit = int((args.p0_seconds - chosen.p0_lead - 1) / chosen.p0_interval)
         chosen = replace(chosen, p0_load_seconds=args.p0_seconds, p0_alerts=max(1, fit))
+    if args.p0_per_payload is not None:
+        if args.p0_per_payload < 1:
+            print("--p0-per-payload must be at least 1", file=sys.stderr)
+            return 2
+        chosen = replace(chosen, p0_load_per_payload=args.p0_per_payload)
     if chosen.p0_load_rate <= 0 or chosen.p0_load_seconds <= chosen.p0_lead + 1:
         print(
             f"--p0-rate must be positive and --p0-seconds above {chosen.p0_lead + 1:g}",
