@@ -8,6 +8,7 @@ server process used during the measured window (from /proc).
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +21,41 @@ def new_nonce() -> int:
     return random.getrandbits(32)
 
 
+class Loadgen:
+    """bench.loadgen running as a child process; ``wait`` returns its result."""
+
+    def __init__(self, spec: dict[str, Any], workdir: Path, name: str) -> None:
+        self.name = name
+        self.spec = {**spec, "out": str(workdir / f"{name}.result.json")}
+        spec_path = workdir / f"{name}.spec.json"
+        spec_path.write_bytes(orjson.dumps(self.spec))
+        self.child = common.Child(
+            f"loadgen {name}",
+            [common.PYTHON, "-m", "bench.loadgen", str(spec_path)],
+            workdir / f"{name}.loadgen.log",
+        ).start()
+
+    def wait(self) -> dict[str, Any]:
+        assert self.child.proc is not None
+        budget = float(self.spec.get("duration") or 0) + 600
+        if self.spec.get("start_at"):
+            budget += max(0.0, float(self.spec["start_at"]) - time.time())
+        try:
+            code = self.child.proc.wait(timeout=budget)
+        finally:
+            self.child.stop()
+        if code != 0:
+            raise RuntimeError(f"loadgen {self.name} failed (exit {code}):\n{self.child.tail()}")
+        result: dict[str, Any] = orjson.loads(Path(self.spec["out"]).read_bytes())
+        return result
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
 def loadgen(spec: dict[str, Any], workdir: Path, name: str) -> dict[str, Any]:
     """Run bench.loadgen as a child process and return its result."""
-    spec = {**spec, "out": str(workdir / f"{name}.result.json")}
-    spec_path = workdir / f"{name}.spec.json"
-    spec_path.write_bytes(orjson.dumps(spec))
-    child = common.Child(
-        f"loadgen {name}",
-        [common.PYTHON, "-m", "bench.loadgen", str(spec_path)],
-        workdir / f"{name}.loadgen.log",
-    ).start()
-    assert child.proc is not None
-    try:
-        code = child.proc.wait(timeout=float(spec.get("duration") or 0) + 600)
-    finally:
-        child.stop()
-    if code != 0:
-        raise RuntimeError(f"loadgen {name} failed (exit {code}):\n{child.tail()}")
-    result: dict[str, Any] = orjson.loads(Path(spec["out"]).read_bytes())
-    return result
+    return Loadgen(spec, workdir, name).wait()
 
 
 def closed_load(

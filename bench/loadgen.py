@@ -156,7 +156,11 @@ async def closed_loop(spec: dict[str, Any], stats: Stats) -> float:
 
 
 async def open_loop(spec: dict[str, Any], stats: Stats) -> float:
-    """Request i leaves at t0 + i/rate, whether or not earlier ones were answered."""
+    """Request i leaves at t0 + i/rate, whether or not earlier ones were answered.
+
+    t0 is now, or the wall-clock time ``start_at`` if the spec gives one (two
+    generators started together keep a fixed offset, whatever their start-up took).
+    """
     tmpl = payloads.template(spec["plan"]["alertname"])
     source = batches(spec["plan"])
     rate = float(spec["rate"])
@@ -165,6 +169,8 @@ async def open_loop(spec: dict[str, Any], stats: Stats) -> float:
     timeout = aiohttp.ClientTimeout(total=60)
     tasks: list[asyncio.Task[None]] = []
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        if spec.get("start_at"):
+            await asyncio.sleep(max(0.0, float(spec["start_at"]) - time.time()))
         started = time.monotonic()
         for i in range(total):
             delay = started + i / rate - time.monotonic()

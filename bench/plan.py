@@ -39,6 +39,20 @@ class Plan:
     storm_drain_timeout: float = 30.0
     # A daemon slower than this leaves the rest unsent (reported): the run stays bounded.
     storm_deadline: float = 90.0
+    # 6. time to the first P0 page under P2 load, with runs parked (the full run's
+    # values here; quick and smoke override them)
+    p0_load_rate: float = 1000  # P2 alerts/s, open loop
+    # P2 alerts per request: Alertmanager sends a group's alerts together; with 1 per
+    # request the intake alone saturates before 1,000/s on the 2-core machine.
+    p0_load_per_payload: int = 10
+    p0_load_seconds: float = 30
+    p0_parked: int = 8  # runs parked in a long wait before the load starts
+    p0_alerts: int = 36  # P0 alerts, one every p0_interval, from p0_lead into the load
+    p0_interval: float = 0.75
+    p0_lead: float = 2.0
+    p0_drain_timeout: float = 15.0  # after the last P0 is sent, for its page to go out
+    p0_workers: int = 8  # limits.workers (a quarter is the P0 lane)
+    p0_backends: tuple[str, ...] = ("sqlite", "postgres")
 
 
 FULL = Plan(
@@ -79,6 +93,11 @@ QUICK = Plan(
     rule_repeats=9,
     storm_drain_timeout=10.0,
     storm_deadline=20.0,
+    p0_load_seconds=10,
+    p0_alerts=12,
+    p0_interval=0.6,
+    p0_lead=1.5,
+    p0_drain_timeout=10.0,
 )
 
 SMOKE = Plan(
@@ -100,6 +119,14 @@ SMOKE = Plan(
     rule_repeats=1,
     storm_drain_timeout=15,
     storm_deadline=15,
+    p0_load_rate=20,
+    p0_load_seconds=3,
+    p0_parked=2,
+    p0_alerts=3,
+    p0_interval=0.5,
+    p0_lead=0.5,
+    p0_drain_timeout=10.0,
+    p0_backends=("postgres",),
 )
 
 PLANS = {p.name: p for p in (FULL, QUICK, SMOKE)}

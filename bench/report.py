@@ -114,6 +114,21 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "x",
             )
         )
+    p0 = results.get("p0")
+    if p0:
+        for row in p0["rows"]:
+            b = row["backend"]
+            out.append(
+                _target(
+                    "6 p0",
+                    f"{b} p99 time to first P0 page (e2e)",
+                    row["end_to_end"]["p99_ms"],
+                    1000,
+                    "lower",
+                    " ms",
+                )
+            )
+            out.append(_target("6 p0", f"{b} P0 alerts unpaged", row["p0"]["unpaged"], 0, "lower"))
     return out
 
 
@@ -361,6 +376,47 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, Table]]:
                 "5. Cost of corroboration, ms: scenario 2 on Postgres without and with"
                 f" targets.prometheus ({corr['prometheus']}, loopback,"
                 f" {_fmt(corr['firing_series'])} firing ALERTS series)",
+                (head, body),
+            )
+        )
+    p0 = results.get("p0")
+    if p0 and p0["rows"]:
+        head = ["backend", "P2 rate/s", "P2 sent", "P2 202", "P2 done", "P2 backlog"]
+        head += ["P2 ack p99", "parked", "P0 sent", "paged", "unpaged", "e2e p50", "e2e p99"]
+        head += ["e2e max", "daemon p50", "daemon p99", "delivered p99", "P0 ack p99"]
+        body = []
+        for r in p0["rows"]:
+            p2, alerts = r["p2"], r["p0"]
+            body.append(
+                [
+                    r["backend"],
+                    _fmt(p2["achieved_rate"], 0),
+                    _fmt(p2["sent"]),
+                    _fmt(p2["accepted"]),
+                    _fmt(p2["processed"]),
+                    _fmt(p2["backlog"]),
+                    _fmt(p2["ack_p99_ms"]),
+                    f"{r['parked_before']}/{r['parked_after']}",
+                    _fmt(alerts["sent"]),
+                    _fmt(alerts["paged"]),
+                    _fmt(alerts["unpaged"]),
+                    _fmt(r["end_to_end"]["p50_ms"]),
+                    _fmt(r["end_to_end"]["p99_ms"]),
+                    _fmt(r["end_to_end"]["max_ms"]),
+                    _fmt(r["daemon"]["p50_ms"]),
+                    _fmt(r["daemon"]["p99_ms"]),
+                    _fmt(r["delivered"]["p99_ms"]),
+                    _fmt(alerts["ack_p99_ms"]),
+                ]
+            )
+        first = p0["rows"][0]
+        tables.append(
+            (
+                f"6. Time to first P0 page, ms, under {_fmt(first['p2']['rate'], 0)} P2"
+                f" alerts/s with {first['parked_planned']} runs parked"
+                f" (workers: {first['workers']}; e2e = send -> page queued, daemon ="
+                " received -> queued, delivered = send -> pager answered; P2 done and"
+                " backlog at the end of the load; parked = before/after)",
                 (head, body),
             )
         )

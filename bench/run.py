@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
 
-from bench import common, corroboration, intake, plan, report, rules_scaling, storm, ttm, wrk
+from bench import common, corroboration, intake, p0, plan, report, rules_scaling, storm, ttm, wrk
 
 RESULTS = common.REPO / "bench" / "results"
-SCENARIOS = ("intake", "ttm", "storm", "rules")
+SCENARIOS = ("intake", "ttm", "storm", "rules", "p0")
 # Not in the default run (about twice scenario 2's time): --only corroboration.
 OPTIONAL = ("corroboration",)
 
@@ -107,6 +107,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="alerts/s of scenarios 2 and 5 (default by mode: 200; 20 for --smoke)",
     )
     p.add_argument("--ttm-seconds", type=float, help="seconds of load of scenarios 2 and 5")
+    p.add_argument(
+        "--p0-rate",
+        type=float,
+        help="P2 alerts/s of scenario 6 (default by mode: 1000; 20 for --smoke)",
+    )
+    p.add_argument("--p0-seconds", type=float, help="seconds of P2 load of scenario 6")
+    p.add_argument(
+        "--p0-per-payload", type=int, help="P2 alerts per request of scenario 6 (default 10)"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, DBs)")
     return p.parse_args(argv)
 
@@ -126,6 +135,23 @@ def main(argv: list[str] | None = None) -> int:
     if chosen.ttm_rate <= 0 or chosen.ttm_seconds <= 0:
         print("--ttm-rate and --ttm-seconds must be positive", file=sys.stderr)
         return 2
+    if args.p0_rate is not None:
+        chosen = replace(chosen, p0_load_rate=args.p0_rate)
+    if args.p0_seconds is not None:
+        # The P0 alerts keep their spacing and fit in the load, before its last second.
+        fit = int((args.p0_seconds - chosen.p0_lead - 1) / chosen.p0_interval)
+        chosen = replace(chosen, p0_load_seconds=args.p0_seconds, p0_alerts=max(1, fit))
+    if args.p0_per_payload is not None:
+        if args.p0_per_payload < 1:
+            print("--p0-per-payload must be at least 1", file=sys.stderr)
+            return 2
+        chosen = replace(chosen, p0_load_per_payload=args.p0_per_payload)
+    if chosen.p0_load_rate <= 0 or chosen.p0_load_seconds <= chosen.p0_lead + 1:
+        print(
+            f"--p0-rate must be positive and --p0-seconds above {chosen.p0_lead + 1:g}",
+            file=sys.stderr,
+        )
+        return 2
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(SCENARIOS) - set(OPTIONAL))
     if unknown:
@@ -135,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     pg_problem = common.pg_reachable()
     backends: tuple[str, ...] = ("sqlite",) if pg_problem else ("sqlite", "postgres")
     if pg_problem:
-        _warn(notes, f"PostgreSQL not reachable ({pg_problem}): Postgres rows and TTM not run")
+        _warn(notes, f"PostgreSQL not reachable ({pg_problem}): Postgres rows, TTM and P0 not run")
     use_wrk = wrk.available() is not None and not args.python_load
     if not use_wrk and "intake" in only:
         why = "--python-load" if args.python_load else "wrk not installed (apt-get install wrk)"
@@ -187,6 +213,18 @@ def main(argv: list[str] | None = None) -> int:
                 )
             elif name == "rules":
                 results["rules"] = rules_scaling.run(workdir, chosen)
+            elif name == "p0" and not pg_problem:
+                # Skipped without Postgres: its target is Postgres whatever the state.
+                results["p0"] = p0.run(workdir, chosen, backends=chosen.p0_backends)
+                for row in results["p0"]["rows"]:
+                    achieved = row["p2"]["achieved_rate"]
+                    if achieved < 0.9 * chosen.p0_load_rate:
+                        _warn(
+                            notes,
+                            f"scenario 6 ({row['backend']}): the P2 load reached"
+                            f" {achieved:,.0f} alerts/s of the {chosen.p0_load_rate:,.0f}"
+                            " planned",
+                        )
             elif name == "corroboration" and not pg_problem:
                 results["corroboration"] = corroboration.run(workdir, chosen)
                 if "skipped" in results["corroboration"]:

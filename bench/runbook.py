@@ -1,6 +1,6 @@
-"""BENCH-TTM: the runbook of the time-to-mitigation scenario.
+"""The bench runbooks: BENCH-TTM (scenario 2) and those of scenario 6 (P0 under load).
 
-Its first (and only) step is a mitigation that is one SQL UPDATE on the real
+BENCH-TTM's first (and only) step is a mitigation that is one SQL UPDATE on the real
 Postgres target: it stamps the alert's row with ``clock_timestamp()`` and counts
 the hit, so the bench can cross-check the daemon's histogram against commit times
 and prove each alert was mitigated exactly once. It is a real plugin: the engine
@@ -8,19 +8,27 @@ runs it through the same guards, step recording and pages as the DawsOS runbooks
 
 The fingerprint reaches SQL only as a parameter (and the model has already
 checked it is hex); the lock target is the instance label, checked by a regex.
+
+Scenario 6 (time to the first P0 page, bench/p0.py) adds three, on the same target:
+  BENCH-P2    BENCH-TTM at severity P2: the 1,000 alerts/s load (alert BenchLoad)
+  BENCH-PARK  P3; its one step answers Wait for PARK_SECONDS (a build Job still
+              running), so its runs sit parked, holding no worker (alert BenchPark)
+  BENCH-P0    P0, page_first: pages before its one read-only diagnose step, which
+              reads the alert's target row (alert BenchP0)
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from remediator.engine.context import StepContext
 from remediator.engine.registry import Registry
-from remediator.engine.steps import Done, Runbook, Step, StepFailed, describe
+from remediator.engine.steps import Done, Runbook, Step, StepFailed, Wait, describe
 from remediator.errors import InputRejected
 
 ID = "BENCH-TTM"
@@ -87,5 +95,84 @@ rules:
 """
 
 
+# --------------------------------------------------------- scenario 6: P0 under load
+
+P2_ID = "BENCH-P2"
+P2_ALERTNAME = "BenchLoad"
+PARK_ID = "BENCH-PARK"
+PARK_ALERTNAME = "BenchPark"
+P0_ID = "BENCH-P0"
+P0_ALERTNAME = "BenchP0"
+# Longer than any bench run: a parked run is never woken while the bench measures.
+PARK_SECONDS = 600.0
+
+P2_RUNBOOK = replace(RUNBOOK, id=P2_ID, title="Bench: P2 load, one UPDATE", severity="P2")
+
+PEEK = "SELECT hits FROM bench_mitigations WHERE fingerprint = $1"
+
+
+async def await_build(*, ctx: StepContext, **_: Any) -> Wait:
+    return Wait("the build is still running", PARK_SECONDS)
+
+
+async def peek(*, ctx: StepContext, **_: Any) -> Done:
+    rows = await ctx.clients.need("database").fetch(PEEK, ctx.alert.fingerprint)
+    return Done(f"read {len(rows)} target row(s)")
+
+
+PARK_RUNBOOK = Runbook(
+    id=PARK_ID,
+    title="Bench: a long wait (parks its run)",
+    severity="P3",
+    params=Params,
+    target=target,
+    steps=(
+        Step(
+            name="await_build",
+            kind="diagnose",
+            title="Wait for the build Job",
+            run=await_build,
+            render=describe(f"wait {PARK_SECONDS:g} s"),
+            attempts=1,
+            idempotent=True,
+        ),
+    ),
+)
+
+P0_RUNBOOK = Runbook(
+    id=P0_ID,
+    title="Bench: P0, paged first",
+    severity="P0",
+    params=Params,
+    target=target,
+    page_first=True,
+    steps=(
+        Step(
+            name="peek",
+            kind="diagnose",
+            title="Read the alert's target row",
+            run=peek,
+            render=describe(PEEK),
+            attempts=1,
+            idempotent=True,
+        ),
+    ),
+)
+
+P0_RULES_YAML = f"""\
+rules:
+  - name: bench-p2-load
+    matchers: ['alertname="{P2_ALERTNAME}"']
+    runbook: {P2_ID}
+  - name: bench-park
+    matchers: ['alertname="{PARK_ALERTNAME}"']
+    runbook: {PARK_ID}
+  - name: bench-p0
+    matchers: ['alertname="{P0_ALERTNAME}"']
+    runbook: {P0_ID}
+"""
+
+
 def register(registry: Registry) -> None:
-    registry.register(RUNBOOK)
+    for rb in (RUNBOOK, P2_RUNBOOK, PARK_RUNBOOK, P0_RUNBOOK):
+        registry.register(rb)

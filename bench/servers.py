@@ -103,15 +103,23 @@ def start_serve(kind: str, workdir: Path, rules: str = NO_MATCH_RULES) -> Server
 
 
 def start_ttm_daemon(
-    kind: str, workdir: Path, target_dsn: str, *, prometheus: str | None = None
+    kind: str,
+    workdir: Path,
+    target_dsn: str,
+    *,
+    prometheus: str | None = None,
+    rules: str = runbook.RULES_YAML,
+    workers: int | None = None,
+    split_pagers: bool = False,
 ) -> Server:
-    """The daemon with BENCH-TTM registered (see bench/ttm_daemon.py), mode live;
-    with ``prometheus``, it corroborates every mitigation against that Prometheus."""
+    """The daemon with the bench runbooks registered (see bench/ttm_daemon.py), mode
+    live; with ``prometheus``, it corroborates every mitigation against that
+    Prometheus; ``split_pagers``: P0/P1 and P2/P3 pages go to two capture pagers."""
     workdir.mkdir(parents=True, exist_ok=True)
     schemas: list[str] = []
     state = _state(kind, workdir, schemas)
     port = common.free_port()
-    (workdir / "rules.yaml").write_text(runbook.RULES_YAML)
+    (workdir / "rules.yaml").write_text(rules)
     child = common.Child(
         f"ttm daemon ({kind})",
         [
@@ -127,6 +135,8 @@ def start_ttm_daemon(
             "--rules",
             str(workdir / "rules.yaml"),
             *(["--prometheus", prometheus] if prometheus else []),
+            *(["--workers", str(workers)] if workers else []),
+            *(["--split-pagers"] if split_pagers else []),
         ],
         workdir / "daemon.log",
     ).start()

@@ -113,6 +113,33 @@ def test_time_to_mitigation_mitigates_every_alert_once_and_reads_three_clocks(
     assert "p99 first 3 s" in smoke["_markdown"]
 
 
+def test_p0_each_alert_gets_one_first_page_while_the_parked_runs_stay_parked(
+    smoke: dict[str, Any],
+) -> None:
+    (row,) = smoke["p0"]["rows"]
+    assert row["backend"] == "postgres"
+    # The runs parked before the load are still parked after it: their waits went on.
+    assert row["parked_before"] == row["parked_after"] == row["parked_planned"] == 2
+    p2 = row["p2"]
+    assert p2["sent"] == p2["planned"] == p2["requests"] * p2["per_payload"] > 0
+    assert p2["accepted"] == p2["sent"] and p2["non202"] == 0 and not p2["errors"]
+    # Stamped or still queued at the end of the load (a few may be in a worker's hands).
+    assert p2["processed"] + p2["backlog"] <= p2["accepted"] <= p2["runs_at_stop"] + p2["backlog"]
+    p0 = row["p0"]
+    assert p0["planned"] == p0["sent"] == p0["accepted"] == 3
+    # One run per P0 alert, one first page per run, each its own incident (not folded)
+    # and handed to the pager.
+    assert p0["runs"] == 3 and p0["doubled_runs"] == 0
+    assert p0["first_pages"] == 3 and p0["doubled_pages"] == 0 and p0["folded"] == 0
+    assert p0["paged"] == 3 and p0["unpaged"] == 0 and p0["undelivered"] == 0
+    e2e, daemon, delivered = row["end_to_end"], row["daemon"], row["delivered"]
+    for view in (e2e, daemon, delivered):
+        assert 0 < view["p50_ms"] <= view["p99_ms"] <= view["max_ms"] < math.inf
+    # Per alert: sent <= received <= page queued <= page delivered, on one clock.
+    assert daemon["max_ms"] <= e2e["max_ms"] <= delivered["max_ms"]
+    assert "6. Time to first P0 page" in smoke["_markdown"]
+
+
 def test_storm_journal_holds_each_distinct_occurrence_exactly_once(
     smoke: dict[str, Any],
 ) -> None:
@@ -139,7 +166,7 @@ def test_rule_scaling_matches_one_rule_per_named_alert(smoke: dict[str, Any]) ->
 def test_report_prints_every_target_with_a_verdict(smoke: dict[str, Any]) -> None:
     targets = smoke["targets"]
     scenarios = {t["scenario"] for t in targets}
-    assert scenarios == {"1 intake", "2 ttm", "3 storm", "4 rules"}
+    assert scenarios == {"1 intake", "2 ttm", "3 storm", "4 rules", "6 p0"}
     assert {t["result"] for t in targets} <= {"PASS", "MISS"}
     assert "Targets" in smoke["_stdout"] and "| scenario | target |" in smoke["_markdown"]
 
