@@ -205,6 +205,13 @@ CREATE INDEX outbox_incidents ON outbox (incident, pager, created_at);
 CREATE INDEX outbox_folds ON outbox (folded_into, incident)
 """,
     ),
+    (
+        8,
+        "the P0 lane claims pending occurrences by alert name",
+        """
+CREATE INDEX occurrences_pending_by_name ON occurrences (alertname, id) WHERE state = 'pending'
+""",
+    ),
 ]
 
 DIALECTS = {
