@@ -474,7 +474,9 @@ class Engine:
             finished_at=time.time(),
         )
         await self.store.release_lock(run["target"], run["id"])
-        await self._guard_page(run, runbook, rule, guard)
+        # An open circuit has its own page (it opened); a P0 still hears per rule.
+        if guard != "circuit_open" or runbook.page_first:
+            await self._guard_page(run, runbook, rule, guard)
         log.warning(
             "run_blocked",
             run_id=run["id"],

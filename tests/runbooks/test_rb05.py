@@ -323,8 +323,9 @@ async def test_database_down_while_it_answers_terminates_nothing(world: World) -
     assert reason.startswith("not corroborated: DatabaseDown claims the database is down,")
     assert "client connections free: nothing terminated" in reason
     assert steps["terminate_blockers"]["outcome"] == "skipped"
-    # Offered before the check, the failover stays a human's decision.
-    assert approvals == {"failover": "pending"}
+    # Offered before the check, the failover is withdrawn with the run: a claim the
+    # database contradicts must not leave a failover one click away.
+    assert approvals == {"failover": "expired"}
 
 
 async def test_database_down_out_of_connections_terminates_the_top_blocker(world: World) -> None:
@@ -437,7 +438,12 @@ async def test_failover_of_a_cluster_moves_the_writer_after_approval(world: Worl
     down = make_alert("DatabaseDown", {"job": "dawsos-postgres"}, starts_at=STARTS_AT)
     async with Harness(
         fx.registry(),
-        world.rules(db_instance_identifier=members[0], db_cluster_identifier=cluster),
+        # Every connection counts as taken: the database confirms the outage claim.
+        world.rules(
+            db_instance_identifier=members[0],
+            db_cluster_identifier=cluster,
+            connection_headroom=100_000,
+        ),
         clients=world.clients,
     ) as h:
         await h.deliver(down)
