@@ -155,7 +155,9 @@ class Daemon:
         self.ruleset: RuleSet | None = None
         self.rule_errors: list[str] = []
         self._tasks: list[asyncio.Task[Any]] = []
-        self._wake = asyncio.Event()  # new journal entries
+        # New journal entries, one event per dispatch lane: a lane clears its own
+        # before it claims, and must never swallow another lane's wake-up.
+        self._wakes = {"dispatch": asyncio.Event(), "dispatch_p0": asyncio.Event()}
         self._maint_wake = asyncio.Event()
         self._finished: asyncio.Queue[int] = (
             asyncio.Queue()
@@ -171,7 +173,7 @@ class Daemon:
         self.store = await StateStore.open(self.settings.state.get_secret_value())
         pg = self.store.backend.dialect == "postgres"
         self.journal = JournalWriter(
-            self.store, self.metrics, flushers=4 if pg else 1, on_commit=self._wake.set
+            self.store, self.metrics, flushers=4 if pg else 1, on_commit=self._wake
         )
         self.journal.start()
         ok, detail = self.reload_rules()
@@ -210,11 +212,12 @@ class Daemon:
             poll = self.settings.engine.poll_interval
             # A loop that has not beaten for this long is reported stalled by /readyz.
             stall = max(30.0, 10 * poll, 3 * self.settings.engine.lease)
-            size = self.settings.limits.workers
-            # P0 lane: workers held back for the alerts of P0 runbooks, claimed ahead
-            # of everything else; the general lane takes any alert, P0 ones included.
-            p0_workers = max(1, size // 4)
-            general = max(1, size - p0_workers)
+            general = self.settings.limits.workers
+            # P0 lane: workers of its own, on top of limits.workers, for the alerts of
+            # P0 runbooks, claimed ahead of everything else (the general lane takes
+            # any alert, P0 ones included). Carving them out of limits.workers cost
+            # a quarter of the throughput of every other alert.
+            p0_workers = max(1, general // 4)
             sup.spawn(
                 "dispatch", lambda: self._dispatch("dispatch", general, None), stall_after=stall
             )
@@ -357,6 +360,10 @@ class Daemon:
 
     # ---------------------------------------------------------------- loops
 
+    def _wake(self) -> None:
+        for event in self._wakes.values():
+            event.set()
+
     def p0_alertnames(self) -> list[str]:
         """Alert names that start a P0 runbook (rules with an ``alertname="X"`` matcher)."""
         ruleset = self.ruleset
@@ -380,6 +387,7 @@ class Daemon:
         rather than two transactions per alert.
         """
         slots = asyncio.Semaphore(workers)
+        wake = self._wakes[name]
         lease = self.settings.engine.lease
         running: set[asyncio.Task[None]] = set()
         try:
@@ -397,7 +405,7 @@ class Daemon:
                     await slots.acquire()
                     free += 1
                 # Clear before claiming: a commit after this point wakes us again.
-                self._wake.clear()
+                wake.clear()
                 try:
                     alertnames = only() if only is not None else None
                     rows = await self.store.claim_occurrences(
@@ -416,7 +424,7 @@ class Daemon:
                 if not rows:
                     with suppress(TimeoutError):
                         await asyncio.wait_for(
-                            self._wake.wait(), self.settings.engine.poll_interval
+                            wake.wait(), self.settings.engine.poll_interval
                         )
         finally:
             # Shutting down: let in-flight occurrences finish for a moment; a run cut
@@ -471,7 +479,7 @@ class Daemon:
 
     async def maintenance_once(self) -> None:
         if await self.store.requeue_expired_claims():
-            self._wake.set()
+            self._wake()
         await self.engine.maintain()
         await self.refresh_gauges()
 
