@@ -59,6 +59,8 @@ class Outbox:
         self.fold_update_interval = fold_update_interval
         self.fold_sweep_interval = fold_sweep_interval
         self.wake = asyncio.Event()
+        self._pending: list[tuple[list[folds.Page], asyncio.Future[int]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def enqueue(self, idem: str, action: str, content: PageContent) -> int:
         """Queue the page for every pager that takes its severity. Returns how many
@@ -89,25 +91,52 @@ class Outbox:
                 log.warning(
                     "page_not_sent", reason="no pager configured", idem=idem, title=content.title
                 )
-        result = await folds.enqueue(
-            self.store,
-            rows,
-            budget=self.max_pages_per_hour,
-            interval=self.fold_update_interval,
-            now=time.time(),
-            summary_event=folded.placeholder,
-        )
-        for pager, summary in result.opened:
-            log.warning(
-                "pages_folding",
-                pager=pager,
-                summary=summary,
-                max_pages_per_hour=self.max_pages_per_hour,
-            )
-        for pager, n in result.folded.items():
-            self.metrics.pages_folded.labels(pager).inc(n)
-        self.wake.set()
-        return result.queued
+        return await self._submit(rows)
+
+    async def _submit(self, rows: list[folds.Page]) -> int:
+        """Queue ``rows`` with whatever other callers are queueing now: one transaction
+        for all of them (group commit). Folding reads the budget under a lock per
+        pager; a transaction per page made every run wait its turn for it."""
+        if not rows:
+            return 0
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        # A caller cancelled while it waits never reads its future: read it here.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._pending.append((rows, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_pending(), name="outbox-enqueue")
+        return await future
+
+    async def _flush_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                result = await folds.enqueue(
+                    self.store,
+                    [row for rows, _ in batch for row in rows],
+                    budget=self.max_pages_per_hour,
+                    interval=self.fold_update_interval,
+                    now=time.time(),
+                    summary_event=folded.placeholder,
+                )
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for pager, summary in result.opened:
+                log.warning(
+                    "pages_folding",
+                    pager=pager,
+                    summary=summary,
+                    max_pages_per_hour=self.max_pages_per_hour,
+                )
+            for pager, n in result.folded.items():
+                self.metrics.pages_folded.labels(pager).inc(n)
+            self.wake.set()
+            for rows, future in batch:
+                if not future.done():
+                    future.set_result(sum(1 for row in rows if row.idem in result.idems))
 
     def _backoff(self, attempts: int) -> float:
         return float(min(self.retry_max, 0.5 * 2 ** max(0, attempts - 1)))

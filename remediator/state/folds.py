@@ -70,6 +70,7 @@ class Page:
 @dataclass
 class Enqueued:
     queued: int = 0  # new outbox rows, folded ones included
+    idems: set[str] = field(default_factory=set)  # the idems of those rows
     folded: dict[str, int] = field(default_factory=dict)  # pager -> new incidents folded
     opened: list[tuple[str, str]] = field(default_factory=list)  # (pager, summary key)
 
@@ -190,6 +191,7 @@ async def enqueue(
         if openings:
             inserted.update(await _insert(conn, openings))
     result.queued = len(inserted)
+    result.idems = set(inserted)
     result.folded = {pager: n for pager, n in result.folded.items() if n}
     if touched:
         # Needs no lock (see _schedule_update), so it runs after the commit.
