@@ -5,9 +5,12 @@ fence: a replica that stalled past it must not act), counts the rule's blast
 radius, and records the step as ``started``. Either all of it commits, and the step
 may act, or the step is refused and nothing of it is written.
 
-On Postgres the kill switch row is read ``FOR SHARE``: ``remediator pause`` (an
-UPDATE of that row) waits for every admission already deciding, so once ``pause``
-has returned no step can be admitted that did not already show as started. The
+On Postgres every admission holds an advisory lock shared, and ``remediator pause``
+takes it exclusive around its write (``StateStore.set_flag``): pause waits for every
+admission already deciding, and an admission that starts meanwhile reads the flag only
+once pause has committed. So once ``pause`` has returned no step can be admitted that
+did not already show as started. (A ``FOR SHARE`` on the flag row did the same, but
+every admission then wrote a multixact to that one row: 200 runs/s queued on it.) The
 blast radius count takes a transaction-scoped advisory lock per rule, so replicas
 deciding for the same rule at once count each other.
 
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from remediator.state.backend import Row
-from remediator.state.store import StateStore, step_upsert
+from remediator.state.store import GATE_LOCK, StateStore, step_upsert
 
 PAUSE_FLAG = "paused"
 
@@ -62,8 +65,9 @@ async def admit_step(
     backend = store.backend
     postgres = backend.dialect == "postgres"
     async with backend.transaction(durable=True) as c:
-        share = " FOR SHARE" if postgres else ""
-        flag = await c.fetch(f"SELECT value FROM flags WHERE name = ?{share}", PAUSE_FLAG)
+        if postgres:
+            await c.execute("SELECT pg_advisory_xact_lock_shared(?)", GATE_LOCK)
+        flag = await c.fetch("SELECT value FROM flags WHERE name = ?", PAUSE_FLAG)
         if flag and flag[0]["value"] == "1":
             return "kill_switch"
         if owner is not None:

@@ -145,6 +145,8 @@ async def _insert_sqlite(c: Conn, ordered: list[Occurrence]) -> set[tuple[str, s
 
 
 _RELEASE_LOCK = "DELETE FROM locks WHERE target = ? AND run_id = ?"
+# The advisory lock key the mutation gate holds shared and the kill switch exclusive.
+GATE_LOCK = 7240513
 # A success closes the circuit; no write at all when it is closed with no failures.
 _CLOSE_CIRCUIT = (
     "UPDATE circuits SET state = 'closed', failures = 0, opened_at = NULL,"
@@ -843,16 +845,21 @@ class StateStore:
         return rows[0] if rows else None
 
     async def set_flag(self, name: str, value: str, who: str) -> None:
-        await self._execute(
-            "INSERT INTO flags (name, value, updated_at, updated_by) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
-            " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-            name,
-            value,
-            time.time(),
-            who,
-            durable=True,  # the kill switch
-        )
+        async with self.backend.transaction(durable=True) as c:  # the kill switch
+            if self.backend.dialect == "postgres":
+                # Exclusive against the mutation gate's shared lock (state/gate.py):
+                # the switch flips only once no admission is deciding, so after this
+                # returns no step can be admitted on the old value.
+                await c.execute("SELECT pg_advisory_xact_lock(?)", GATE_LOCK)
+            await c.execute(
+                "INSERT INTO flags (name, value, updated_at, updated_by) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                name,
+                value,
+                time.time(),
+                who,
+            )
 
     # ------------------------------------------------------------------ outbox
 

@@ -10,7 +10,7 @@ lease) run real processes in tests/reliability/test_gate_crash.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
 
 import pytest
 
@@ -27,6 +27,18 @@ UNTOUCHED = {"throttle": 0, "replicas": 3, "other": 7}
 def _rules(**params: str) -> str:
     body = ", ".join(f"{k}: {v}" for k, v in params.items())
     return _testbook.rules(params="{" + body + "}") if params else _testbook.rules()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_holds() -> Iterator[None]:
+    """The testbook's holds are module state: other tests wait on GATE being empty."""
+    yield
+    for event in _testbook.GATE.values():
+        event.set()
+    _testbook.GATE.clear()
+    _testbook.REACHED.clear()
+    _testbook.ATTEMPTS.clear()
+    _testbook.REACHED_SECOND.clear()
 
 
 @pytest.fixture
