@@ -423,9 +423,7 @@ class Daemon:
                     task.add_done_callback(running.discard)
                 if not rows:
                     with suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            wake.wait(), self.settings.engine.poll_interval
-                        )
+                        await asyncio.wait_for(wake.wait(), self.settings.engine.poll_interval)
         finally:
             # Shutting down: let in-flight occurrences finish for a moment; a run cut
             # short keeps its lease and is resumed by this or another replica.
