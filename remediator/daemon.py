@@ -165,6 +165,7 @@ class Daemon:
         self._last_direct_page = 0.0
         self._closing: list[Any] = []
         self.supervisor = Supervisor(self.metrics)
+        self._p0_names: frozenset[str] = frozenset()  # alert names of P0 runbooks' rules
 
     # ------------------------------------------------------------ lifecycle
 
@@ -284,6 +285,7 @@ class Daemon:
             log.error("rules_reload_failed", errors=errors, kept=len(self.ruleset or ()))
             return False, errors
         self.ruleset = ruleset
+        self._p0_names = self._find_p0_names()
         self.rule_errors = []
         self.metrics.rule_reloads.labels("success").inc()
         log.info("rules_loaded", rules=len(ruleset), files=ruleset.sources)
@@ -360,22 +362,28 @@ class Daemon:
 
     # ---------------------------------------------------------------- loops
 
-    def _wake(self) -> None:
-        for event in self._wakes.values():
-            event.set()
+    def _wake(self, alertnames: frozenset[str] | None = None) -> None:
+        """New work: the general lane always; the P0 lane only for P0 alerts (its
+        claim is a query of its own, so every other commit would cost one more)."""
+        self._wakes["dispatch"].set()
+        if alertnames is None or not alertnames.isdisjoint(self._p0_names):
+            self._wakes["dispatch_p0"].set()
 
     def p0_alertnames(self) -> list[str]:
         """Alert names that start a P0 runbook (rules with an ``alertname="X"`` matcher)."""
+        return sorted(self._p0_names)
+
+    def _find_p0_names(self) -> frozenset[str]:
         ruleset = self.ruleset
         if ruleset is None:
-            return []
+            return frozenset()
         names = set()
         for rule in ruleset.rules:
             runbook = self.registry.get(rule.runbook)
             if runbook is None or runbook.severity != "P0":
                 continue
             names |= {m.value for m in rule.matchers if m.name == "alertname" and m.op == "="}
-        return sorted(names)
+        return frozenset(names)
 
     async def _dispatch(
         self, name: str, workers: int, only: Callable[[], list[str]] | None

@@ -32,7 +32,7 @@ class JournalWriter:
         *,
         flushers: int = 1,
         max_batch: int = 1000,
-        on_commit: Callable[[], None] | None = None,
+        on_commit: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         self._store = store
         self._metrics = metrics
@@ -97,11 +97,14 @@ class JournalWriter:
             if not fut.done():
                 fut.set_result(part)
         # Wake the workers only for work they can claim: a repeat adds no row, and an
-        # occurrence no rule wants is journaled already done.
-        if self._on_commit is not None and any(
-            new and o.pending for new, o in zip(results, flat, strict=True)
-        ):
-            self._on_commit()
+        # occurrence no rule wants is journaled already done. The alert names let a
+        # dispatch lane that takes only some alerts (P0) stay asleep for the others.
+        if self._on_commit is not None:
+            names = frozenset(
+                o.alertname for new, o in zip(results, flat, strict=True) if new and o.pending
+            )
+            if names:
+                self._on_commit(names)
 
     async def close(self) -> None:
         """Stop taking new work, write everything already queued, then stop."""

@@ -95,7 +95,7 @@ async def test_without_a_valid_rule_set_every_occurrence_waits_for_a_worker(stat
 async def test_journal_wakes_the_workers_only_for_new_pending_rows(tmp_path):
     store = await StateStore.open(f"sqlite:///{tmp_path}/state.db")
     wakes: list[int] = []
-    writer = JournalWriter(store, Metrics(), on_commit=lambda: wakes.append(1))
+    writer = JournalWriter(store, Metrics(), on_commit=lambda names: wakes.append(len(names)))
     writer.start()
 
     def occ(fingerprint: str, pending: bool) -> Occurrence:
