@@ -55,7 +55,13 @@ WEBHOOK_TOKEN = "reliability-webhook-token-0123456789"
 OPERATOR = "ops"
 OPERATOR_TOKEN = "reliability-operator-token-9876543210"
 # Log events that mean the daemon hit an internal error (never expected in these tests).
-INTERNAL_ERRORS = ("occurrence_failed", "step_crashed", "maintenance_failed", "loop_crashed")
+INTERNAL_ERRORS = (
+    "occurrence_failed",
+    "step_crashed",
+    "maintenance_failed",
+    "loop_crashed",
+    "background_failed",
+)
 
 
 @dataclass
