@@ -35,6 +35,7 @@ from remediator.engine.steps import Runbook
 from remediator.engine.upkeep import Upkeep
 from remediator.errors import LeaseLost, RemediatorError
 from remediator.metrics import Metrics
+from remediator.paging.base import PageContent
 from remediator.paging.outbox import Outbox
 from remediator.settings import Settings
 from remediator.state.backend import Row
@@ -548,6 +549,12 @@ class Engine:
         content = replace(content, dedup_key=f"remediator/guard/{run['rule']}/{guard}/{hour}")
         await self.outbox.enqueue(f"guard:{run['rule']}:{guard}:{hour}", "trigger", content)
 
+    async def run_page(self, run: Row, runbook: Runbook | None, headline: str) -> PageContent:
+        """The page for ``run`` as its steps and approvals stand now."""
+        steps = await self.store.steps_for_run(run["id"])
+        approvals = await self.store.approvals_for_run(run["id"])
+        return pages.build(run, steps, approvals, runbook, self.settings, headline=headline)
+
     def _observe_mitigation(self, run: Row) -> bool:
         """The first mitigation of a run: note its time and feed the histogram."""
         if run.get("mitigated_at"):
@@ -634,8 +641,6 @@ class Engine:
         )
         if opened:
             log.error("circuit_opened", runbook=runbook.id)
-            from remediator.paging.base import PageContent
-
             content = PageContent(
                 dedup_key=f"remediator/circuit/{runbook.id}",
                 severity="P1",
@@ -755,11 +760,7 @@ class Engine:
         for a in await self.store.approvals_for_run(run["id"]):
             if a["state"] == "pending":  # the alert is gone: nothing left to approve
                 await self.store.transition_approval(a["id"], "pending", "expired")
-        steps = await self.store.steps_for_run(run["id"])
-        approvals = await self.store.approvals_for_run(run["id"])
-        content = pages.build(
-            run, steps, approvals, runbook, self.settings, headline="alert resolved"
-        )
+        content = await self.run_page(run, runbook, "alert resolved")
         await self.outbox.enqueue(f"{run['id']}:resolve", "resolve", content)
         await self.store.update_run(
             run["id"],
@@ -823,16 +824,7 @@ class Engine:
         )
         if row["outcome"] == "applied" and step.kind == "mitigate":
             await self._mitigated(run)
-        steps = await self.store.steps_for_run(run["id"])
-        approvals = await self.store.approvals_for_run(run["id"])
-        content = pages.build(
-            run,
-            steps,
-            approvals,
-            runbook,
-            self.settings,
-            headline=f"approved step {step.name}: {row['outcome']}",
-        )
+        content = await self.run_page(run, runbook, f"approved step {step.name}: {row['outcome']}")
         await self.outbox.enqueue(f"{run['id']}:approved:{approval['id']}", "trigger", content)
 
     # ---------------------------------------------------------------- recovery

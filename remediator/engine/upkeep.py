@@ -15,7 +15,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from remediator import logs
-from remediator.engine import pages
 from remediator.engine.steps import Runbook
 from remediator.state.backend import Row
 
@@ -33,15 +32,10 @@ class Upkeep:
         """max_duration: the mitigations are undone, the alert may still fire."""
         rule = self.engine._current_rule(run["rule"])
         after = int(rule.max_duration) if rule is not None and rule.max_duration else 0
-        steps = await self.engine.store.steps_for_run(run["id"])
-        approvals = await self.engine.store.approvals_for_run(run["id"])
-        content = pages.build(
+        content = await self.engine.run_page(
             run,
-            steps,
-            approvals,
             runbook,
-            self.engine.settings,
-            headline=f"no resolve after max_duration ({after} s): temporary mitigations"
+            f"no resolve after max_duration ({after} s): temporary mitigations"
             " undone; the alert may still be firing: look at it by hand",
         )
         await self.engine.outbox.enqueue(f"{run['id']}:max_duration", "trigger", content)
@@ -75,15 +69,8 @@ class Upkeep:
             if run is None:
                 continue
             log.warning("approval_expired", approval=a["id"], run_id=run["id"], step=a["step"])
-            steps = await self.engine.store.steps_for_run(run["id"])
-            approvals = await self.engine.store.approvals_for_run(run["id"])
-            content = pages.build(
-                run,
-                steps,
-                approvals,
-                runbook,
-                self.engine.settings,
-                headline=f"approval {a['id']} for {a['step']} expired unanswered",
+            content = await self.engine.run_page(
+                run, runbook, f"approval {a['id']} for {a['step']} expired unanswered"
             )
             await self.engine.outbox.enqueue(f"{run['id']}:expired:{a['id']}", "trigger", content)
 
@@ -148,15 +135,8 @@ class Upkeep:
                 continue
             if not await self.engine.store.mark_escalated(run["id"]):
                 continue
-            steps = await self.engine.store.steps_for_run(run["id"])
-            approvals = await self.engine.store.approvals_for_run(run["id"])
-            content = pages.build(
-                run,
-                steps,
-                approvals,
-                runbook,
-                self.engine.settings,
-                headline=f"still firing after {int(after)} s: escalated to a page",
+            content = await self.engine.run_page(
+                run, runbook, f"still firing after {int(after)} s: escalated to a page"
             )
             log.warning(
                 "run_escalated",
