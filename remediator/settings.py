@@ -50,6 +50,13 @@ def parse_duration(value: object) -> float:
     raise ValueError(f"expected a duration like 30s, 5m, 1h, got {value!r}")
 
 
+def positive_duration(value: object, name: str) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"{name} must be positive")
+    return seconds
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
@@ -139,10 +146,7 @@ class LimitSettings(_Strict):
     @field_validator("read_timeout", mode="before")
     @classmethod
     def _read_timeout(cls, v: Any) -> float:
-        seconds = parse_duration(v)
-        if seconds <= 0:
-            raise ValueError("read_timeout must be positive")
-        return seconds
+        return positive_duration(v, "read_timeout")
 
 
 class KubernetesSettings(_Strict):
@@ -177,10 +181,7 @@ class PrometheusSettings(_Strict):
     @field_validator("timeout", mode="before")
     @classmethod
     def _timeout(cls, v: Any) -> float:
-        seconds = parse_duration(v)
-        if seconds <= 0:
-            raise ValueError("must be positive")
-        return seconds
+        return positive_duration(v, "timeout")
 
     @field_validator("url")
     @classmethod
