@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -38,114 +37,30 @@ from remediator.errors import (
     TargetTimeout,
     TargetUnavailable,
 )
+from remediator.validation import k8s_name
+from remediator.validation.kubernetes import (
+    IMAGE_REF,
+    MAX_REPLICAS,
+    MAX_SECRET_BYTES,
+    SECRET_KEY,
+    check_str,
+    validate_command,
+    validate_dns_subdomain,
+    validate_int,
+    validate_label_selector,
+    validate_labels,
+)
 
 __all__ = [
     "JobState",
     "KubernetesClient",
     "LogLine",
-    "validate_dns_label",
-    "validate_dns_subdomain",
-    "validate_label_selector",
 ]
 
 TARGET = "kubernetes"
 RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 JobState = Literal["running", "succeeded", "failed"]
 T = TypeVar("T")
-
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
-# Registry host[:port]/path[:tag][@digest]; no spaces, quotes or shell metacharacters.
-_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
-_MAX_ARGS, _MAX_ARG_LEN = 64, 4096
-_MAX_SECRET_BYTES = 1024 * 1024  # the API server's own limit for a Secret
-_MAX_REPLICAS = 1000
-
-
-# ------------------------------------------------------------------- validation
-# fullmatch, never match/$: "$" accepts a trailing newline. Length first, so a 10 kB
-# value is refused without being scanned.
-
-
-def _check_str(field: str, value: object, max_len: int) -> str:
-    if not isinstance(value, str):
-        raise InputRejected(field, f"expected a string, got {type(value).__name__}")
-    if len(value) > max_len:
-        raise InputRejected(field, f"longer than {max_len} characters")
-    return value
-
-
-def validate_dns_label(field: str, value: object) -> str:
-    """RFC 1123 label: names of namespaces, Jobs, Deployments."""
-    text = _check_str(field, value, 63)
-    if not _DNS_LABEL.fullmatch(text):
-        raise InputRejected(field, "not a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?)")
-    return text
-
-
-def validate_dns_subdomain(field: str, value: object) -> str:
-    """RFC 1123 subdomain: names of Secrets and Pods."""
-    text = _check_str(field, value, 253)
-    if not _DNS_SUBDOMAIN.fullmatch(text):
-        raise InputRejected(field, "not a DNS subdomain")
-    return text
-
-
-def _validate_label_key(field: str, key: str) -> None:
-    prefix, sep, name = key.rpartition("/")
-    if sep:
-        validate_dns_subdomain(field, prefix)
-    if len(name) > 63 or not _LABEL_NAME.fullmatch(name):
-        raise InputRejected(field, f"invalid label key {key[:80]!r}")
-
-
-def _validate_label_value(field: str, value: str) -> None:
-    if len(value) > 63 or (value and not _LABEL_NAME.fullmatch(value)):
-        raise InputRejected(field, f"invalid label value {value[:80]!r}")
-
-
-def validate_labels(field: str, labels: Mapping[str, str]) -> dict[str, str]:
-    if len(labels) > 32:
-        raise InputRejected(field, "more than 32 labels")
-    for key, value in labels.items():
-        _check_str(field, key, 317)
-        _check_str(field, value, 63)
-        _validate_label_key(field, key)
-        _validate_label_value(field, value)
-    return dict(labels)
-
-
-def validate_label_selector(field: str, selector: object) -> str:
-    """Equality selectors only (``app=scheduler,tier!=batch``); that is all runbooks need."""
-    text = _check_str(field, selector, 1024)
-    if not text:
-        raise InputRejected(field, "empty selector would select every pod")
-    for term in text.split(","):
-        m = re.fullmatch(r"([^=!]+)(==|=|!=)([^=!]*)", term)
-        if m is None:
-            raise InputRejected(field, f"unsupported selector term {term[:80]!r}")
-        _validate_label_key(field, m.group(1))
-        _validate_label_value(field, m.group(3))
-    return text
-
-
-def _validate_int(field: str, value: object, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise InputRejected(field, f"expected an integer in [{low}, {high}]")
-    return value
-
-
-def _validate_command(command: Sequence[str]) -> list[str]:
-    if isinstance(command, str) or not 0 < len(command) <= _MAX_ARGS:
-        raise InputRejected("command", f"expected a list of 1..{_MAX_ARGS} arguments")
-    for arg in command:
-        # No shell runs this argv, but NUL would be cut by the kernel and mislead readers.
-        if "\x00" in _check_str("command", arg, _MAX_ARG_LEN):
-            raise InputRejected("command", "argument contains NUL")
-    return list(command)
-
 
 # ----------------------------------------------------------------- error mapping
 
@@ -211,7 +126,7 @@ class KubernetesClient:
     """Async façade over the official client, bound to one namespace."""
 
     def __init__(self, api_client: k8s.ApiClient, namespace: str, request_timeout: float) -> None:
-        self.namespace = validate_dns_label("namespace", namespace)
+        self.namespace = k8s_name(namespace, field="namespace")
         if not request_timeout > 0:
             raise ValueError("request_timeout must be positive")
         self._api = api_client
@@ -231,7 +146,7 @@ class KubernetesClient:
         *,
         request_timeout: float = 10.0,
     ) -> KubernetesClient:
-        validate_dns_label("namespace", namespace)
+        k8s_name(namespace, field="namespace")
         cfg = k8s.Configuration()
         try:
             if mode == "in-cluster":
@@ -291,9 +206,9 @@ class KubernetesClient:
     ) -> list[LogLine]:
         """``kubectl logs -l SELECTOR --tail=N | grep GREP`` over at most ``max_pods`` pods."""
         selector = validate_label_selector("label_selector", label_selector)
-        tail = _validate_int("tail_lines", tail_lines, 1, 10_000)
+        tail = validate_int("tail_lines", tail_lines, 1, 10_000)
         if grep is not None:
-            _check_str("grep", grep, 1024)
+            check_str("grep", grep, 1024)
         pods = await self._call(
             "list pods", self._core.list_namespaced_pod, self.namespace, label_selector=selector
         )
@@ -348,13 +263,13 @@ class KubernetesClient:
         again, so a retry after a timeout that did reach the server is harmless. A
         *different* Job under that name is TargetRejected: retrying cannot fix it.
         """
-        validate_dns_label("job", name)
-        if len(_check_str("image", image, 1024)) == 0 or not _IMAGE.fullmatch(image):
+        k8s_name(name, field="job")
+        if len(check_str("image", image, 1024)) == 0 or not IMAGE_REF.fullmatch(image):
             raise InputRejected("image", "not an image reference")
-        argv = _validate_command(command)
+        argv = validate_command(command)
         job_labels = validate_labels("labels", labels)
-        ttl = _validate_int("ttl_seconds_after_finished", ttl_seconds_after_finished, 0, 7 * 86400)
-        backoff = _validate_int("backoff_limit", backoff_limit, 0, 10)
+        ttl = validate_int("ttl_seconds_after_finished", ttl_seconds_after_finished, 0, 7 * 86400)
+        backoff = validate_int("backoff_limit", backoff_limit, 0, 10)
         body = k8s.V1Job(
             api_version="batch/v1",
             kind="Job",
@@ -387,7 +302,7 @@ class KubernetesClient:
         return str(created.metadata.name)
 
     async def job_status(self, name: str) -> JobState:
-        validate_dns_label("job", name)
+        k8s_name(name, field="job")
         job = await self._call(
             f"read job {name}", self._batch.read_namespaced_job_status, name, self.namespace
         )
@@ -411,7 +326,7 @@ class KubernetesClient:
     # ----------------------------------------------------------- deployments
 
     async def get_replicas(self, deployment: str) -> int:
-        validate_dns_label("deployment", deployment)
+        k8s_name(deployment, field="deployment")
         scale = await self._call(
             f"read scale of deployment {deployment}",
             self._apps.read_namespaced_deployment_scale,
@@ -427,8 +342,8 @@ class KubernetesClient:
         in between the server answers 409 (TargetConflict) instead of us reporting a
         stale "previous" value.
         """
-        validate_dns_label("deployment", deployment)
-        wanted = _validate_int("replicas", replicas, 0, _MAX_REPLICAS)
+        k8s_name(deployment, field="deployment")
+        wanted = validate_int("replicas", replicas, 0, MAX_REPLICAS)
         what = f"scale deployment {deployment}"
         current = await self._call(
             what, self._apps.read_namespaced_deployment_scale, deployment, self.namespace
@@ -445,7 +360,7 @@ class KubernetesClient:
 
     async def rollout_restart(self, deployment: str) -> str:
         """What ``kubectl rollout restart`` does; returns the timestamp it set."""
-        validate_dns_label("deployment", deployment)
+        k8s_name(deployment, field="deployment")
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         patch = {"spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: stamp}}}}}
         await self._call(
@@ -466,12 +381,12 @@ class KubernetesClient:
             raise InputRejected("data", "nothing to patch")
         encoded: dict[str, str] = {}
         for key, value in data.items():
-            if not _SECRET_KEY.fullmatch(_check_str("data key", key, 253)):
+            if not SECRET_KEY.fullmatch(check_str("data key", key, 253)):
                 raise InputRejected("data key", f"invalid secret key {key[:80]!r}")
             if not isinstance(value, str):
                 raise InputRejected(f"data[{key}]", "expected a string")
             encoded[key] = base64.b64encode(value.encode()).decode()
-        if sum(len(v) for v in encoded.values()) > _MAX_SECRET_BYTES:
+        if sum(len(v) for v in encoded.values()) > MAX_SECRET_BYTES:
             raise InputRejected("data", "larger than a Secret may be")
         await self._call(
             f"patch secret {name}", self._patch_secret, name, {"data": encoded}, redact=True

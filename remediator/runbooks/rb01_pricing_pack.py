@@ -38,7 +38,6 @@ date, and never put an unchecked label into SQL or a Job.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
@@ -58,9 +57,8 @@ from remediator.errors import (
     TargetRejected,
 )
 from remediator.runbooks import plan
+from remediator.validation.kubernetes import is_image_ref
 
-_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}", re.ASCII)
-_PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
 _ERROR_WORDS = ("error", "exception", "traceback", "timeout", "timed out", "failed")
 _MAX_LOG_LINES = 50
 _LINE_CHARS = 300
@@ -89,14 +87,14 @@ class Params(BaseModel):
     @field_validator("build_image")
     @classmethod
     def _image(cls, v: str) -> str:
-        if not _IMAGE.fullmatch(v):
+        if not is_image_ref(v):
             raise ValueError("not an image reference")
         return v
 
     @field_validator("build_providers")
     @classmethod
     def _providers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        if not v or any(not _PROVIDER.fullmatch(p) for p in v):
+        if not v or any(not validation.is_provider_name(p) for p in v):
             raise ValueError("a non-empty list of provider names")
         return v
 

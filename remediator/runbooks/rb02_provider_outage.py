@@ -41,9 +41,8 @@ from remediator.engine.context import Clients, StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import NotCorroborated, TargetError
 from remediator.runbooks import plan
+from remediator.validation.kubernetes import is_image_ref
 
-_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}", re.ASCII)
-_PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
 _KEY = re.compile(r"[!-~]{1,512}", re.ASCII)  # printable ASCII, no spaces
 
 
@@ -63,7 +62,7 @@ class Params(BaseModel):
     @field_validator("providers")
     @classmethod
     def _providers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        if not v or any(not _PROVIDER.fullmatch(p) for p in v):
+        if not v or any(not validation.is_provider_name(p) for p in v):
             raise ValueError("a non-empty list of provider names")
         return v
 
@@ -77,7 +76,7 @@ class Params(BaseModel):
     @field_validator("replay_image")
     @classmethod
     def _image(cls, v: str) -> str:
-        if not _IMAGE.fullmatch(v):
+        if not is_image_ref(v):
             raise ValueError("not an image reference")
         return v
 

@@ -46,13 +46,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from remediator import validation
-from remediator.clients import aws as aws_checks
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import InputRejected, NotCorroborated
 from remediator.runbooks import plan
+from remediator.validation import aws as aws_checks
 
-_PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
 _EXPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", re.ASCII)
 _ALERT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", re.ASCII)
 _SHOWN_USERS = 10
@@ -84,7 +83,7 @@ class Params(BaseModel):
     @field_validator("providers")
     @classmethod
     def _providers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        if not v or any(not _PROVIDER.fullmatch(p) for p in v):
+        if not v or any(not validation.is_provider_name(p) for p in v):
             raise ValueError("a non-empty list of provider names")
         return v
 

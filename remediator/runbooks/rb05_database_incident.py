@@ -45,12 +45,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from remediator.clients import aws as aws_checks
 from remediator.clients.database import QueryRejected
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import InputRejected, NotCorroborated, TargetTimeout, TargetUnavailable
 from remediator.runbooks import plan
+from remediator.validation import aws as aws_checks
 
 _QUERY_CHARS = 300
 _BUSY = frozenset(

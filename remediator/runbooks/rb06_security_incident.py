@@ -51,11 +51,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from remediator import validation
-from remediator.clients import aws as aws_checks
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import InputRejected, NotCorroborated, TargetError
 from remediator.runbooks import plan
+from remediator.validation import aws as aws_checks
 
 _SHOWN = 10
 _MAX_LOGIN_ADDRESSES = 256  # a /24 at most: the login lookup lists addresses

@@ -79,11 +79,16 @@ def _text(value: object, field: str) -> str:
     return value
 
 
+def is_provider_name(text: str) -> bool:
+    """The syntax of a provider name (params list them; labels must name a configured one)."""
+    return len(text) <= 64 and _PROVIDER.fullmatch(text) is not None
+
+
 def provider(value: object, allowed: Collection[str], *, field: str = "provider") -> str:
     """A configured provider name, matched case-insensitively; returns the configured spelling."""
     text = _text(value, field)
     names = sorted(allowed)
-    if len(text) <= 64 and _PROVIDER.fullmatch(text):
+    if is_provider_name(text):
         for name in names:
             if name.lower() == text.lower():
                 return name
