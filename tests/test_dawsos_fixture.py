@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from clients._dawsos_fixtures import admin_dsn, fresh_dawsos_database
 
-from remediator import testing_dawsos as td
 from remediator.clients.database import QueryRejected, TargetDatabase
+from tests.fixtures import dawsos as td
 
 RB03_TOP_OFFENDERS = """
 SELECT a.id, a.name, a.condition_json, COUNT(*) as notification_count

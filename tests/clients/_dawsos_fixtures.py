@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from remediator import testing_dawsos
 from remediator.errors import TargetTimeout, TargetUnavailable
+from tests.fixtures import dawsos as testing_dawsos
 from tests.support import redis_with_prefix  # noqa: F401 - re-exported
 from tests.support import root_conftest as shared_conftest
 

@@ -32,7 +32,7 @@ from remediator.errors import (
     TargetTimeout,
     TargetUnavailable,
 )
-from remediator.testing_aws import start_moto_server
+from tests.fixtures.moto_server import start_moto_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

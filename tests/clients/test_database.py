@@ -15,7 +15,7 @@ from remediator.errors import (
     TargetTimeout,
     TargetUnavailable,
 )
-from remediator.testing_dawsos import snapshot, user_id
+from tests.fixtures.dawsos import snapshot, user_id
 
 
 class Abort(Exception):

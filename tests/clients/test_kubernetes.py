@@ -23,7 +23,7 @@ from remediator.errors import (
     TargetTimeout,
     TargetUnavailable,
 )
-from remediator.testing_k8s import FakeKubeAPI
+from tests.fixtures.kube_api import FakeKubeAPI
 
 NS = "prod"
 DEPLOY = "/apis/apps/v1/namespaces/prod/deployments/scheduler"

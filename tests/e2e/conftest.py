@@ -29,10 +29,8 @@ import pytest
 import redis.asyncio as aioredis
 import yaml
 
-from remediator import testing_dawsos
 from remediator.errors import TargetTimeout, TargetUnavailable
 from remediator.state.store import StateStore
-from remediator.testing_k8s import FakeKubeAPI
 from tests.e2e.e2e_support import (
     DEPLOY,
     NS,
@@ -47,6 +45,8 @@ from tests.e2e.e2e_support import (
     prometheus_config,
     wait_http_ok,
 )
+from tests.fixtures import dawsos as testing_dawsos
+from tests.fixtures.kube_api import FakeKubeAPI
 from tests.support import root_conftest
 
 CACHE_KEY = "fundamentals:AAPL"  # the cache_keys of the shipped RB-02 rules

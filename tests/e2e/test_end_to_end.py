@@ -3,7 +3,7 @@ the DawsOS database as the runbooks say, pages with what it did, undoes its temp
 fixes on resolve and resolves the page; Prometheus scrapes it all, and every Grafana
 panel shows data.
 
-The scenario is one night on the seeded database (remediator.testing_dawsos):
+The scenario is one night on the seeded database (tests.fixtures.dawsos):
   1. AlertStorm (RB-03) and PricingPackBuildSlow (RB-01) fire, all providers healthy.
      RB-03 raises cooldowns to 60 min, disables the three storm alerts and leaves two
      steps waiting for approval; RB-01 starts a build Job, which this test completes
@@ -36,9 +36,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from remediator import testing_dawsos
 from remediator.state.store import StateStore
-from remediator.testing_k8s import FakeKubeAPI
 from tests.e2e.e2e_support import (
     NS,
     AlertmanagerHandle,
@@ -54,6 +52,8 @@ from tests.e2e.e2e_support import (
     query_variables,
     substitute,
 )
+from tests.fixtures import dawsos as testing_dawsos
+from tests.fixtures.kube_api import FakeKubeAPI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

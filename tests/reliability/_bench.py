@@ -35,8 +35,8 @@ import redis.asyncio as aioredis
 import yaml
 from aiohttp import web
 
-from remediator import testing_dawsos
 from remediator.testing import make_alert
+from tests.fixtures import dawsos as testing_dawsos
 from tests.reliability._cluster import Sender
 from tests.support import root_conftest
 

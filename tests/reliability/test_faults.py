@@ -39,9 +39,9 @@ from remediator.runbooks import (
 )
 from remediator.state.store import StateStore
 from remediator.testing import Harness, make_alert, make_payload, resolved
-from remediator.testing_dawsos import SUSPICIOUS_IP
-from remediator.testing_k8s import FakeKubeAPI
 from tests.engine import _testbook
+from tests.fixtures.dawsos import SUSPICIOUS_IP
+from tests.fixtures.kube_api import FakeKubeAPI
 from tests.helpers import TcpProxy, running_daemon
 from tests.reliability._faults_fixtures import (
     PagerDutyFake,

@@ -43,8 +43,8 @@ from remediator.engine.context import Clients
 from remediator.engine.registry import load_entry_points
 from remediator.models import canonical_time
 from remediator.testing import make_alert, make_payload, resolved
-from remediator.testing_k8s import FakeKubeAPI
 from tests.conftest import PG_DSN, free_port
+from tests.fixtures.kube_api import FakeKubeAPI
 from tests.helpers import running_daemon
 from tests.reliability._faults_fixtures import PagerDutyFake, ServeProcess, eventually, soak
 from tests.reliability._report import record

@@ -21,7 +21,6 @@ import pytest
 import respx
 import yaml
 
-from remediator import testing_dawsos
 from remediator.clients.cache import Cache
 from remediator.clients.database import TargetDatabase
 from remediator.clients.http import HttpChecks
@@ -34,6 +33,7 @@ from remediator.paging.base import PageEvent
 from remediator.runbooks import rb01_pricing_pack, rb02_provider_outage, rb03_alert_storm
 from remediator.settings import Settings, from_mapping
 from remediator.testing import Harness
+from tests.fixtures import dawsos as testing_dawsos
 from tests.support import redis_with_prefix as redis_keys  # noqa: F401 - re-exported
 from tests.support import root_conftest as shared
 

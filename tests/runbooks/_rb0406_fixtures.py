@@ -21,7 +21,6 @@ import kubernetes.client as k8s
 import pytest
 import yaml
 
-from remediator import testing_dawsos
 from remediator.clients.aws import AwsClient
 from remediator.clients.database import TargetDatabase
 from remediator.clients.kubernetes import KubernetesClient
@@ -35,7 +34,8 @@ from remediator.runbooks import (
     rb06_security_incident,
 )
 from remediator.testing import Harness
-from remediator.testing_aws import start_moto_server
+from tests.fixtures import dawsos as testing_dawsos
+from tests.fixtures.moto_server import start_moto_server
 from tests.support import root_conftest as shared
 
 REGION = "us-east-1"

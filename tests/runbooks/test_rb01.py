@@ -24,7 +24,7 @@ from remediator.models import WebhookPayload
 from remediator.runbooks import rb01_pricing_pack as rb01
 from remediator.settings import from_mapping
 from remediator.testing import Harness, make_alert, resolved
-from remediator.testing_k8s import FakeKubeAPI
+from tests.fixtures.kube_api import FakeKubeAPI
 from tests.runbooks import _rb0103_fixtures as fx
 
 D = fx.today()

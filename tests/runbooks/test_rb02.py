@@ -16,7 +16,7 @@ from remediator.clients.http import HttpChecks
 from remediator.clients.kubernetes import KubernetesClient
 from remediator.runbooks import rb02_provider_outage as rb02
 from remediator.testing import Harness, make_alert, resolved
-from remediator.testing_k8s import FakeKubeAPI
+from tests.fixtures.kube_api import FakeKubeAPI
 from tests.runbooks import _rb0103_fixtures as fx
 
 ALERT = make_alert(

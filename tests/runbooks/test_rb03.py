@@ -14,7 +14,7 @@ from remediator.clients.database import TargetDatabase
 from remediator.clients.kubernetes import KubernetesClient
 from remediator.runbooks import rb03_alert_storm as rb03
 from remediator.testing import Harness, make_alert, resolved
-from remediator.testing_k8s import FakeKubeAPI
+from tests.fixtures.kube_api import FakeKubeAPI
 from tests.runbooks import _rb0103_fixtures as fx
 
 ALERT = make_alert("AlertStorm", {"severity": "critical", "service": "dawsos"})

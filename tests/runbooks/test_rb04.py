@@ -21,7 +21,7 @@ from remediator.models import WebhookPayload
 from remediator.runbooks import rb04_rights_violation as rb04
 from remediator.settings import from_mapping
 from remediator.testing import Harness, make_alert, resolved
-from remediator.testing_dawsos import RIGHTS_VIOLATORS
+from tests.fixtures.dawsos import RIGHTS_VIOLATORS
 from tests.runbooks import _rb0406_fixtures as fx
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,13 +14,13 @@ import pytest
 from remediator.clients.database import TargetDatabase
 from remediator.engine.context import Clients
 from remediator.testing import Harness, make_alert, resolved
-from remediator.testing_dawsos import (
+from tests.fixtures.dawsos import (
     IDOR_USER,
     SUSPICIOUS_IP,
     SUSPICIOUS_LOGIN_USERS,
     TABLE_WITHOUT_POLICY,
 )
-from remediator.testing_k8s import FakeKubeAPI
+from tests.fixtures.kube_api import FakeKubeAPI
 from tests.runbooks import _rb0406_fixtures as fx
 
 ALERTS = ("SuspiciousRequestRate", "IdorSpike", "JwtLeakDetected")
