@@ -20,7 +20,7 @@ from typing import Any
 from bench import runbook
 from bench.plan import Plan
 from remediator.engine import rules as rules_mod
-from remediator.engine.registry import Registry
+from remediator.runbook_api.registry import Registry
 
 WILDCARDS = (
     ['severity="page"', 'team="db-oncall"'],

@@ -26,10 +26,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from remediator.engine.context import StepContext
-from remediator.engine.registry import Registry
-from remediator.engine.steps import Done, Runbook, Step, StepFailed, Wait, describe
 from remediator.errors import InputRejected
+from remediator.runbook_api.context import StepContext
+from remediator.runbook_api.registry import Registry
+from remediator.runbook_api.steps import Done, Runbook, Step, StepFailed, Wait, describe
 
 ID = "BENCH-TTM"
 ALERTNAME = "BenchMitigate"

@@ -23,9 +23,9 @@ from aiohttp import web
 from bench import runbook
 from remediator import logs
 from remediator.daemon import Daemon, freeze_startup_heap
-from remediator.engine.registry import load_entry_points
 from remediator.paging.base import Pager
 from remediator.paging.capture import CapturePager
+from remediator.runbook_api.registry import load_entry_points
 from remediator.server.app import create_app
 from remediator.settings import from_mapping
 

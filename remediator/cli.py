@@ -89,7 +89,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
 def _check_rules(args: argparse.Namespace) -> int:
     from remediator.engine import rules
-    from remediator.engine.registry import load_entry_points
+    from remediator.runbook_api.registry import load_entry_points
 
     path = args.path or _settings(args).rules
     registry = load_entry_points()
@@ -118,8 +118,8 @@ def _replay(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from remediator.engine import replay, rules
-    from remediator.engine.registry import load_entry_points
     from remediator.models import WebhookPayload
+    from remediator.runbook_api.registry import load_entry_points
 
     settings = _settings(args)
     registry = load_entry_points()

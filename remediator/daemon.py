@@ -24,14 +24,14 @@ from typing import Any
 from remediator import logs
 from remediator.background import Background
 from remediator.engine import rules as rules_mod
-from remediator.engine.context import Clients
-from remediator.engine.registry import Registry, load_entry_points
 from remediator.engine.rules import RuleSet
 from remediator.engine.runner import Decision, Engine
 from remediator.errors import StateUnavailable
 from remediator.metrics import Metrics
 from remediator.paging.base import SEVERITIES, PageContent, Pager, Severity
 from remediator.paging.outbox import Outbox
+from remediator.runbook_api.context import Clients
+from remediator.runbook_api.registry import Registry, load_entry_points
 from remediator.settings import Settings
 from remediator.state import retention
 from remediator.state.journal import JournalWriter

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from remediator.engine import rules as rules_mod
-from remediator.engine.context import Clients
-from remediator.engine.registry import Registry
 from remediator.engine.runner import Engine
 from remediator.metrics import Metrics
 from remediator.models import ZERO_TIME, WebhookPayload, occurrences
 from remediator.paging.capture import CapturePager
 from remediator.paging.outbox import Outbox
+from remediator.runbook_api.context import Clients
+from remediator.runbook_api.registry import Registry
 from remediator.settings import Settings, from_mapping
 from remediator.state.backend import Row
 from remediator.state.store import StateStore

@@ -12,10 +12,10 @@ from typing import Any
 from aiohttp import web
 
 from remediator.daemon import Daemon
-from remediator.engine.context import Clients
-from remediator.engine.registry import Registry
 from remediator.metrics import Metrics
 from remediator.paging.capture import CapturePager
+from remediator.runbook_api.context import Clients
+from remediator.runbook_api.registry import Registry
 from remediator.server.app import create_app
 from remediator.settings import from_mapping
 

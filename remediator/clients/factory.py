@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from remediator.engine.context import Clients
+from remediator.runbook_api.context import Clients
 from remediator.settings import Settings
 
 Closer = Callable[[], Awaitable[Any]]

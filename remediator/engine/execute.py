@@ -24,9 +24,7 @@ from tenacity import (
 )
 
 from remediator import logs
-from remediator.engine.context import StepContext
 from remediator.engine.gate import FIRING_PHASES, LEASED_PHASES, Blocked, Deferred, Gate
-from remediator.engine.steps import Done, Skip, Step, StepFailed, StepOutcome, Wait
 from remediator.errors import (
     InputRejected,
     LeaseLost,
@@ -35,6 +33,8 @@ from remediator.errors import (
     TargetError,
 )
 from remediator.metrics import Metrics
+from remediator.runbook_api.context import StepContext
+from remediator.runbook_api.steps import Done, Skip, Step, StepFailed, StepOutcome, Wait
 from remediator.state.backend import Row
 from remediator.state.store import StateStore
 

@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable
 
 from remediator import logs
-from remediator.engine.context import Mode, StepContext
 from remediator.engine.rules import BlastRadius
 from remediator.errors import LeaseLost, RemediatorError, TargetError
 from remediator.metrics import Metrics
+from remediator.runbook_api.context import Mode, StepContext
 from remediator.state.backend import Row
 from remediator.state.gate import BlastLimit, admit_step
 from remediator.state.store import StateStore

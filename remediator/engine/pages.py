@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from remediator.engine.steps import Runbook
 from remediator.paging.base import PageContent
+from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
 from remediator.state.backend import Row
 

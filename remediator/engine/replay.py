@@ -11,12 +11,12 @@ import time
 from typing import Any
 
 from remediator.engine import pages
-from remediator.engine.context import AlertView, Clients, StepContext
 from remediator.engine.execute import safe_render
-from remediator.engine.registry import Registry
 from remediator.engine.rules import RuleSet
 from remediator.models import WebhookPayload, occurrences
 from remediator.paging import text
+from remediator.runbook_api.context import AlertView, Clients, StepContext
+from remediator.runbook_api.registry import Registry
 from remediator.settings import Settings
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from remediator.engine.index import RuleIndex
 from remediator.engine.matchers import Matcher, MatcherSyntaxError, parse_matcher
-from remediator.engine.registry import Registry
+from remediator.runbook_api.registry import Registry
 from remediator.settings import parse_duration
 
 _KEYS = {

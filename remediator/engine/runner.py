@@ -26,17 +26,17 @@ from pydantic import BaseModel
 from remediator import logs
 from remediator.background import Background
 from remediator.engine import pages
-from remediator.engine.context import AlertView, Clients, Mode, StepContext
 from remediator.engine.execute import StepRunner, Waiting
 from remediator.engine.gate import Blocked, Deferred, Gate
-from remediator.engine.registry import Registry
 from remediator.engine.rules import BlastRadius, Rule, RuleSet
-from remediator.engine.steps import Runbook
 from remediator.engine.upkeep import Upkeep
 from remediator.errors import LeaseLost, RemediatorError
 from remediator.metrics import Metrics
 from remediator.paging.base import PageContent
 from remediator.paging.outbox import Outbox
+from remediator.runbook_api.context import AlertView, Clients, Mode, StepContext
+from remediator.runbook_api.registry import Registry
+from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
 from remediator.state.backend import Row
 from remediator.state.store import StateStore

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from remediator import logs
-from remediator.engine.steps import Runbook
+from remediator.runbook_api.steps import Runbook
 from remediator.state.backend import Row
 
 if TYPE_CHECKING:

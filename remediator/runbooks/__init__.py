@@ -6,8 +6,8 @@ third-party package would: ``register_builtin(registry)``.
 
 from __future__ import annotations
 
-from remediator.engine.registry import Registry
-from remediator.engine.steps import Runbook
+from remediator.runbook_api.registry import Registry
+from remediator.runbook_api.steps import Runbook
 
 
 def builtin() -> list[Runbook]:

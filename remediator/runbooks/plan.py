@@ -7,7 +7,7 @@ builds SQL from values (the statements stay parameterised).
 
 from __future__ import annotations
 
-from remediator.engine.context import StepContext
+from remediator.runbook_api.context import StepContext
 
 
 class Hint(str):

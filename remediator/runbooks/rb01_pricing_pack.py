@@ -47,8 +47,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from remediator import validation
-from remediator.engine.context import StepContext
-from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed, Wait
 from remediator.errors import (
     ConfigError,
     InputRejected,
@@ -56,6 +54,8 @@ from remediator.errors import (
     TargetError,
     TargetRejected,
 )
+from remediator.runbook_api.context import StepContext
+from remediator.runbook_api.steps import Done, Runbook, Skip, Step, StepFailed, Wait
 from remediator.runbooks import plan
 from remediator.validation.kubernetes import is_image_ref
 

@@ -37,9 +37,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from remediator import validation
-from remediator.engine.context import Clients, StepContext
-from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import NotCorroborated, TargetError
+from remediator.runbook_api.context import Clients, StepContext
+from remediator.runbook_api.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.runbooks import plan
 from remediator.validation.kubernetes import is_image_ref
 

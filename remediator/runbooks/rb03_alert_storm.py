@@ -38,9 +38,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from remediator import validation
-from remediator.engine.context import StepContext
-from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import InputRejected, NotCorroborated
+from remediator.runbook_api.context import StepContext
+from remediator.runbook_api.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.runbooks import plan
 
 UNIQUE_INDEX = "uq_notify_user_alert_day"

@@ -46,9 +46,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from remediator.clients.database import QueryRejected
-from remediator.engine.context import StepContext
-from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import InputRejected, NotCorroborated, TargetTimeout, TargetUnavailable
+from remediator.runbook_api.context import StepContext
+from remediator.runbook_api.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.runbooks import plan
 from remediator.validation import aws as aws_checks
 

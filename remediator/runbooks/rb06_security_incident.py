@@ -51,9 +51,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from remediator import validation
-from remediator.engine.context import StepContext
-from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import InputRejected, NotCorroborated, TargetError
+from remediator.runbook_api.context import StepContext
+from remediator.runbook_api.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.runbooks import plan
 from remediator.validation import aws as aws_checks
 

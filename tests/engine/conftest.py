@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from remediator.clients.database import TargetDatabase
-from remediator.engine.context import Clients
+from remediator.runbook_api.context import Clients
 from tests.engine import _testbook
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from remediator.engine import rules
-from remediator.engine.registry import Registry
+from remediator.runbook_api.registry import Registry
 from remediator.runbooks import register_builtin
 from tests.engine import _testbook
 

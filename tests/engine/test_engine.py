@@ -399,7 +399,7 @@ async def test_p0_runs_stopped_by_a_guard_page_a_human_once_per_rule_guard_and_h
 ):
     from dataclasses import replace
 
-    from remediator.engine.registry import Registry
+    from remediator.runbook_api.registry import Registry
 
     reg = Registry()
     reg.register(replace(_testbook.RUNBOOK, severity="P0", page_first=True))
@@ -427,7 +427,7 @@ async def test_a_notify_level_run_that_outlasts_its_threshold_escalates_to_one_p
 ):
     from dataclasses import replace
 
-    from remediator.engine.registry import Registry
+    from remediator.runbook_api.registry import Registry
 
     reg = Registry()
     reg.register(replace(_testbook.RUNBOOK, severity="P2", escalate_after=lambda p: 0.2))
@@ -448,7 +448,7 @@ async def test_a_notify_level_run_that_outlasts_its_threshold_escalates_to_one_p
 async def test_a_resolved_run_never_escalates(clients, target_db):
     from dataclasses import replace
 
-    from remediator.engine.registry import Registry
+    from remediator.runbook_api.registry import Registry
 
     reg = Registry()
     reg.register(replace(_testbook.RUNBOOK, severity="P2", escalate_after=lambda p: 0.1))
@@ -494,7 +494,7 @@ async def test_past_the_page_budget_a_p0_that_acted_gets_its_own_incident_and_ot
     changed (the diagnosis read is not acting), so past the budget it all folds."""
     from dataclasses import replace
 
-    from remediator.engine.registry import Registry
+    from remediator.runbook_api.registry import Registry
 
     reg = Registry()
     reg.register(replace(_testbook.RUNBOOK, severity="P0", page_first=True))

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterator
 import pytest
 
 from remediator.clients.database import TargetDatabase
-from remediator.engine.context import Clients
+from remediator.runbook_api.context import Clients
 from remediator.testing import Harness, make_alert, resolved
 from tests.engine import _testbook
 from tests.engine.conftest import calls, knobs

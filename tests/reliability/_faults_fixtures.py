@@ -38,10 +38,10 @@ import yaml
 from aiohttp import ClientSession, ClientTimeout, web
 
 from remediator.daemon import Daemon
-from remediator.engine.context import Clients
-from remediator.engine.registry import Registry
 from remediator.metrics import Metrics
 from remediator.paging.base import Pager
+from remediator.runbook_api.context import Clients
+from remediator.runbook_api.registry import Registry
 from remediator.server.app import create_app
 from remediator.settings import from_mapping
 

@@ -28,9 +28,9 @@ import pytest
 from remediator.clients.cache import Cache
 from remediator.clients.database import TargetDatabase
 from remediator.clients.kubernetes import KubernetesClient
-from remediator.engine.context import Clients
-from remediator.engine.registry import Registry
 from remediator.paging.pagerduty import PagerDutyPager
+from remediator.runbook_api.context import Clients
+from remediator.runbook_api.registry import Registry
 from remediator.runbooks import (
     rb02_provider_outage,
     rb03_alert_storm,

@@ -39,9 +39,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from remediator.engine.context import Clients
-from remediator.engine.registry import load_entry_points
 from remediator.models import canonical_time
+from remediator.runbook_api.context import Clients
+from remediator.runbook_api.registry import load_entry_points
 from remediator.testing import make_alert, make_payload, resolved
 from tests.conftest import PG_DSN, free_port
 from tests.fixtures.kube_api import FakeKubeAPI

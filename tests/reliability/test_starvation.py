@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from remediator.clients.database import TargetDatabase
-from remediator.engine.context import Clients
-from remediator.engine.registry import Registry
 from remediator.paging.capture import CapturePager
+from remediator.runbook_api.context import Clients
+from remediator.runbook_api.registry import Registry
 from remediator.testing import make_alert, make_payload
 from tests.engine import _testbook
 from tests.reliability._faults_fixtures import daemon_with, eventually

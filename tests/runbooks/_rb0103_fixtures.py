@@ -25,11 +25,11 @@ from remediator.clients.cache import Cache
 from remediator.clients.database import TargetDatabase
 from remediator.clients.http import HttpChecks
 from remediator.clients.kubernetes import KubernetesClient
-from remediator.engine.context import Clients
-from remediator.engine.registry import Registry
 from remediator.errors import TargetTimeout, TargetUnavailable
 from remediator.paging import text
 from remediator.paging.base import PageEvent
+from remediator.runbook_api.context import Clients
+from remediator.runbook_api.registry import Registry
 from remediator.runbooks import rb01_pricing_pack, rb02_provider_outage, rb03_alert_storm
 from remediator.settings import Settings, from_mapping
 from remediator.testing import Harness

@@ -24,10 +24,10 @@ import yaml
 from remediator.clients.aws import AwsClient
 from remediator.clients.database import TargetDatabase
 from remediator.clients.kubernetes import KubernetesClient
-from remediator.engine.registry import Registry
 from remediator.errors import TargetTimeout, TargetUnavailable
 from remediator.paging import text
 from remediator.paging.base import PageEvent
+from remediator.runbook_api.registry import Registry
 from remediator.runbooks import (
     rb04_rights_violation,
     rb05_database_incident,

@@ -16,8 +16,8 @@ import pytest
 
 from remediator.clients.database import TargetDatabase
 from remediator.engine import replay, rules
-from remediator.engine.context import Clients
 from remediator.models import WebhookPayload
+from remediator.runbook_api.context import Clients
 from remediator.runbooks import rb04_rights_violation as rb04
 from remediator.settings import from_mapping
 from remediator.testing import Harness, make_alert, resolved

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 
 from remediator.clients.database import TargetDatabase
-from remediator.engine.context import Clients
+from remediator.runbook_api.context import Clients
 from remediator.testing import Harness, make_alert, resolved
 from tests.runbooks import _rb0406_fixtures as fx
 
@@ -552,7 +552,7 @@ async def test_hostile_labels_never_reach_a_call(world: World) -> None:
 
 
 def test_restore_time_follows_the_alert_start() -> None:
-    from remediator.engine.context import AlertView, StepContext
+    from remediator.runbook_api.context import AlertView, StepContext
     from remediator.runbooks import rb05_database_incident as rb05
 
     alert = AlertView("DatabaseDown", "f", "2026-11-28T10:00:00Z", {}, {})

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from remediator.clients.database import TargetDatabase
-from remediator.engine.context import Clients
+from remediator.runbook_api.context import Clients
 from remediator.testing import Harness, make_alert, resolved
 from tests.fixtures.dawsos import (
     IDOR_USER,

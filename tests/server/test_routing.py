@@ -6,9 +6,9 @@ from pathlib import Path
 
 import httpx
 
-from remediator.engine.registry import load_entry_points
 from remediator.metrics import Metrics
 from remediator.models import Occurrence
+from remediator.runbook_api.registry import load_entry_points
 from remediator.state.journal import JournalWriter
 from remediator.state.store import StateStore
 from remediator.testing import make_alert, make_payload, resolved

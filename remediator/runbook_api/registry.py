@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from importlib.metadata import entry_points
 
 from remediator import logs
-from remediator.engine.steps import Runbook
+from remediator.runbook_api.steps import Runbook
 
 log = logs.get("remediator.registry")
 GROUP = "remediator.runbooks"

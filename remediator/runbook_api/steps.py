@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from remediator.errors import RemediatorError
 
 if TYPE_CHECKING:
-    from remediator.engine.context import Clients, StepContext
+    from remediator.runbook_api.context import Clients, StepContext
 
 Kind = Literal["diagnose", "mitigate", "verify", "notify"]
 Approval = Literal["auto", "approve"]

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from remediator.engine.steps import StepFailed
+from remediator.runbook_api.steps import StepFailed
 
 Mode = Literal["live", "dry-run", "paused"]
 
