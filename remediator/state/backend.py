@@ -282,7 +282,7 @@ class SqliteBackend:
 _QMARK = re.compile(r"\?")
 
 
-# The journal's 4 concurrent flushers (daemon.py), and the engine's durable records.
+# The journal's 4 concurrent flushers (remediator/daemon), and the engine's durable records.
 _DURABLE_POOL_SIZE = 6
 
 _PG_DOWN = (

@@ -238,7 +238,7 @@ class Daemon:
             sup.spawn("retention", self._retention, stall_after=stall)
 
     async def _open_clients(self) -> Clients:
-        from remediator.clients import factory
+        from remediator.daemon import clients as factory
 
         clients, closers = await factory.open_clients(self.settings)
         self._closing += closers
