@@ -126,6 +126,8 @@ def secret_values(settings: Settings) -> list[str]:
         out.append(p.opsgenie.api_key.get_secret_value())
     if p.slack:
         out.append(p.slack.webhook_url.get_secret_value())
+    if settings.targets.grafana is not None:
+        out.append(settings.targets.grafana.token.get_secret_value())
     from urllib.parse import urlsplit
 
     for dsn in (settings.state, settings.targets.database, settings.targets.redis):

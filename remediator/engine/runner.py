@@ -200,6 +200,7 @@ class Engine:
             "labels": occ["labels"],
             "annotations": occ["annotations"],
             "generator_url": occ["generator_url"],
+            **grafana_alert_fields(occ),
         }
         run: Row = {
             "id": run_id,
@@ -338,6 +339,7 @@ class Engine:
                 labels=alert["labels"],
                 annotations=alert["annotations"],
                 generator_url=alert.get("generator_url", ""),
+                source=alert.get("source", "alertmanager"),
             ),
             params=params,
             mode=run["mode"],
