@@ -204,5 +204,4 @@ VERSION_MESSAGE = "Input should be '4' (Alertmanager) or '1' (Grafana Alerting)"
 
 def is_version_error(error: dict[str, object]) -> bool:
     """A schema error about ``version`` alone: its message names both accepted versions."""
-    return tuple(error.get("loc") or ()) == ("version",) and error.get("type") == "literal_error"
-
+    return error.get("loc") == ("version",) and error.get("type") == "literal_error"

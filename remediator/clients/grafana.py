@@ -89,7 +89,9 @@ class GrafanaClient:
             same_name.append((seen, state))
         if not same_name:
             return Witness(False, f"Grafana has no {alertname} alert instance")
-        differ = sorted({k for seen, _ in same_name for k, _ in set(seen.items()) ^ set(claimed.items())})
+        differ = sorted(
+            {k for seen, _ in same_name for k, _ in set(seen.items()) ^ set(claimed.items())}
+        )
         return Witness(
             False,
             f"Grafana has {len(same_name)} {alertname} instance(s), none with these labels"

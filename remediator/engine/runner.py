@@ -31,6 +31,7 @@ from remediator.engine.execute import StepRunner, Waiting
 from remediator.engine.gate import Blocked, Deferred, Gate
 from remediator.engine.registry import Registry
 from remediator.engine.rules import BlastRadius, Rule, RuleSet
+from remediator.engine.sources import grafana_alert_fields
 from remediator.engine.steps import Runbook
 from remediator.engine.upkeep import Upkeep
 from remediator.errors import LeaseLost, RemediatorError

@@ -198,9 +198,7 @@ class WebhookHandler:
         try:
             # Alertmanager's version 4 first (its fast path); a body that is not one
             # may be Grafana Alerting's version 1, and is otherwise refused as before.
-            delivery = decode_webhook(
-                body, received_at, self.bounds, fallback=decode_grafana
-            )
+            delivery = decode_webhook(body, received_at, self.bounds, fallback=decode_grafana)
         except ValidationError as exc:
             if any(e["type"] == "json_invalid" for e in exc.errors()):
                 return err(400, "malformed_json", "request body is not valid JSON")
