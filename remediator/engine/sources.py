@@ -17,6 +17,13 @@ import msgspec
 from remediator.models import GrafanaDetails
 
 
+# Said by `check-rules --config` (per rule) and at start when targets.grafana is unset.
+GRAFANA_UNCORROBORATED = (
+    "an alert from Grafana Alerting (webhook payload version 1) that this matches is"
+    " blocked as not_corroborated: targets.grafana is not set"
+)
+
+
 def grafana_alert_fields(occ: Mapping[str, Any]) -> dict[str, Any]:
     """The keys a run's ``alert`` gets from a journaled occurrence beyond the labels:
     nothing for Alertmanager's (runs stored before stay as they were)."""
