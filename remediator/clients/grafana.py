@@ -89,8 +89,13 @@ class GrafanaClient:
             same_name.append((seen, state))
         if not same_name:
             return Witness(False, f"Grafana has no {alertname} alert instance")
-        differ = sorted(
-            {k for seen, _ in same_name for k, _ in set(seen.items()) ^ set(claimed.items())}
+        # The closest instance says which labels differ (a forged extra label, say).
+        differ = min(
+            (
+                sorted({k for k, _ in set(seen.items()) ^ set(claimed.items())})
+                for seen, _ in same_name
+            ),
+            key=len,
         )
         return Witness(
             False,

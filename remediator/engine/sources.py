@@ -16,7 +16,6 @@ import msgspec
 
 from remediator.models import GrafanaDetails
 
-
 # Said by `check-rules --config` (per rule) and at start when targets.grafana is unset.
 GRAFANA_UNCORROBORATED = (
     "an alert from Grafana Alerting (webhook payload version 1) that this matches is"
