@@ -104,9 +104,18 @@ def _check_rules(args: argparse.Namespace) -> int:
     # empty allow_list). They do not fail the check: the shipped rules carry one until
     # a user fills in their own networks, and CI must not break on that.
     warned = 0
+    # Only with a config: without one, nothing says whether Grafana can corroborate.
+    no_grafana = getattr(args, "config", None) is not None and (
+        _settings(args).targets.grafana is None
+    )
     for rule in ruleset.rules:
         runbook = registry.get(rule.runbook)
-        for warning in runbook.warnings(rule.params) if runbook is not None else ():
+        warnings = list(runbook.warnings(rule.params)) if runbook is not None else []
+        if no_grafana:
+            from remediator.engine.sources import GRAFANA_UNCORROBORATED
+
+            warnings.append(GRAFANA_UNCORROBORATED)
+        for warning in warnings:
             print(f"{rule.source}: rule {rule.name!r}: warning: {warning}", file=sys.stderr)
             warned += 1
     note = f" ({warned} warning(s), on stderr)" if warned else ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal, cast
@@ -111,6 +111,20 @@ class WebhookPayload(BaseModel):
     truncatedAlerts: int = Field(default=0, ge=0, le=MAX_TRUNCATED_ALERTS)
 
 
+class GrafanaDetails(msgspec.Struct, gc=False):
+    """What Grafana Alerting says of one alert beyond Alertmanager's fields
+    (``remediator.grafana_payload``): links for the page and the values that fired it."""
+
+    org_id: int = 0
+    dashboard_url: str = ""
+    panel_url: str = ""
+    silence_url: str = ""
+    values: dict[str, float | None] = {}
+    value_string: str = ""  # Grafana before 9.x sent this instead of ``values``
+    # True when Grafana sent no fingerprint and intake derived it from the labels.
+    fingerprint_derived: bool = False
+
+
 class Occurrence(msgspec.Struct, gc=False):
     """One alert occurrence: the unit the journal stores exactly once.
 
@@ -134,6 +148,10 @@ class Occurrence(msgspec.Struct, gc=False):
     # False: no loaded rule wants it, so it is journaled already done and no worker
     # ever claims it (see WebhookHandler).
     pending: bool = True
+    # Who evaluated the alert: "alertmanager" (Prometheus rules) or "grafana" (Grafana
+    # Alerting). It decides who corroborates it before a mitigation (engine/gate.py).
+    source: str = "alertmanager"
+    grafana: GrafanaDetails | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -264,17 +282,26 @@ class Delivery:
     occurrences: list[Occurrence]
 
 
-def decode_webhook(body: bytes, received_at: float, bounds: LabelBounds | None = None) -> Delivery:
+def decode_webhook(
+    body: bytes,
+    received_at: float,
+    bounds: LabelBounds | None = None,
+    *,
+    fallback: Callable[[bytes, float, LabelBounds | None], Delivery | None] | None = None,
+) -> Delivery:
     """``WebhookPayload.model_validate_json``, ``bounds.check`` then ``occurrences``,
     cheaper.
 
     Same answers: raises pydantic's ValidationError, with the same errors, for every
     body the strict model refuses, then bounds.BoundsExceeded for every payload that
-    breaks a bound.
+    breaks a bound. ``fallback`` decodes another sender's shape (Grafana's) when the
+    fast path refuses the body, or returns None to leave the body to the strict model.
     """
     fast = _decode_fast(body, received_at, bounds)
     if fast is not None:
         return fast
+    if fallback is not None and (other := fallback(body, received_at, bounds)) is not None:
+        return other
     payload = WebhookPayload.model_validate_json(body)
     if bounds is not None:
         bounds.check(payload)

@@ -191,6 +191,26 @@ class PrometheusSettings(_Strict):
         return v
 
 
+class GrafanaSettings(_Strict):
+    """Grafana's alert state, the witness for alerts from Grafana Alerting."""
+
+    url: str
+    token: SecretStr  # a service account token that can read alert rules
+    timeout: float = 5.0
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v: Any) -> float:
+        return positive_duration(v, "timeout")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+
 class TargetSettings(_Strict):
     database: SecretStr | None = None
     redis: SecretStr | None = None
@@ -198,6 +218,7 @@ class TargetSettings(_Strict):
     aws: AwsSettings | None = None
     http: HttpSettings = HttpSettings()
     prometheus: PrometheusSettings | None = None
+    grafana: GrafanaSettings | None = None
 
 
 class PagerDutySettings(_Strict):

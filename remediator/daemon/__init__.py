@@ -126,6 +126,8 @@ def secret_values(settings: Settings) -> list[str]:
         out.append(p.opsgenie.api_key.get_secret_value())
     if p.slack:
         out.append(p.slack.webhook_url.get_secret_value())
+    if settings.targets.grafana is not None:
+        out.append(settings.targets.grafana.token.get_secret_value())
     from urllib.parse import urlsplit
 
     for dsn in (settings.state, settings.targets.database, settings.targets.redis):
@@ -180,6 +182,10 @@ class Daemon:
         ok, detail = self.reload_rules()
         if not ok:
             log.error("rules_invalid_at_start", errors=detail)
+        if self.settings.targets.grafana is None:
+            from remediator.engine.sources import GRAFANA_UNCORROBORATED
+
+            log.warning("grafana_not_corroborated", detail=f"every rule: {GRAFANA_UNCORROBORATED}")
         pagers = self._pagers if self._pagers is not None else build_pagers(self.settings)
         # Known label values start at zero, so rate() sees the first event of each.
         self.metrics.prime(

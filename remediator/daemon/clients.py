@@ -19,7 +19,7 @@ Closer = Callable[[], Awaitable[Any]]
 async def open_clients(settings: Settings) -> tuple[Clients, list[Closer]]:
     t = settings.targets
     closers: list[Closer] = []
-    database = cache = kube = aws = http = prometheus = None
+    database = cache = kube = aws = http = prometheus = grafana = None
     if t.database is not None:
         from remediator.clients.database import TargetDatabase
 
@@ -52,6 +52,13 @@ async def open_clients(settings: Settings) -> tuple[Clients, list[Closer]]:
 
         prometheus = PrometheusClient(t.prometheus.url, timeout=t.prometheus.timeout)
         closers.append(prometheus.aclose)
+    if t.grafana is not None:
+        from remediator.clients.grafana import GrafanaClient
+
+        grafana = GrafanaClient(
+            t.grafana.url, t.grafana.token.get_secret_value(), timeout=t.grafana.timeout
+        )
+        closers.append(grafana.aclose)
     return Clients(
         database=database,
         cache=cache,
@@ -59,5 +66,6 @@ async def open_clients(settings: Settings) -> tuple[Clients, list[Closer]]:
         aws=aws,
         http=http,
         prometheus=prometheus,
+        grafana=grafana,
         settings=settings,
     ), closers

@@ -8,7 +8,9 @@ step's function runs, once per attempt. The gate:
 1. checks the effective mode now (a rule reloaded as dry-run binds runs already
    under way); an undo is exempt: it only puts back what a live step changed;
 2. asks Prometheus, when configured, whether the alert is firing (before a
-   mitigation) or no longer firing (before an undo of a resolve);
+   mitigation) or no longer firing (before an undo of a resolve); for an alert from
+   Grafana Alerting it asks Grafana (``targets.grafana``), and with no Grafana to ask
+   such an alert is not corroborated;
 3. in ONE state transaction: the kill switch, the run's lease, the rule's blast
    radius, and the step's ``started`` row (``state.gate.admit_step``).
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 from remediator import logs
 from remediator.engine.rules import BlastRadius
@@ -124,37 +127,52 @@ class Gate:
         return BlastLimit(ctx.rule, ctx.target, limit.count, time.time() - limit.per)
 
     async def _witness(self, ctx: StepContext, phase: str) -> None:
-        prometheus = ctx.clients.prometheus
-        if prometheus is None:
-            return
         if phase in FIRING_PHASES:
             want_firing = True
         elif ctx.undo_reason == "resolved":
             want_firing = False
         else:
             return  # max_duration: the mitigation ends whatever the alert says
+        # A Grafana-managed alert was evaluated by Grafana, not Prometheus: only
+        # Grafana's alert state can corroborate it, and without targets.grafana
+        # nothing can, so it fails closed.
+        grafana = ctx.alert.source == "grafana"
+        who = "Grafana" if grafana else "Prometheus"
+        witness_client = ctx.clients.grafana if grafana else ctx.clients.prometheus
+        if witness_client is None:
+            if not grafana:
+                return  # corroboration is off (targets.prometheus absent or off)
+            self._refuse_uncorroborated(
+                ctx, phase, want_firing, "Grafana-managed alert and targets.grafana is not set"
+            )
         try:
-            witness = await prometheus.alert_firing(ctx.alert.labels)
+            witness = await witness_client.alert_firing(ctx.alert.labels)
         except TargetError as exc:
             self.metrics.guard_blocks.labels("not_corroborated").inc()
-            reason = f"not corroborated: Prometheus could not be asked ({exc})"
+            reason = f"not corroborated: {who} could not be asked ({exc})"
             if want_firing:
                 raise Blocked("not_corroborated", reason) from exc
             raise Deferred("not_corroborated", reason) from exc
         if witness.firing == want_firing:
             return
+        self._refuse_uncorroborated(ctx, phase, want_firing, witness.detail)
+
+    def _refuse_uncorroborated(
+        self, ctx: StepContext, phase: str, want_firing: bool, detail: str
+    ) -> NoReturn:
         self.metrics.guard_blocks.labels("not_corroborated").inc()
         log.warning(
             "not_corroborated",
             run_id=ctx.run_id,
             phase=phase,
-            detail=witness.detail,
+            detail=detail,
             alertname=ctx.alert.alertname,
             fingerprint=ctx.alert.fingerprint,
+            source=ctx.alert.source,
         )
         if want_firing:
-            raise Blocked("not_corroborated", f"not corroborated: {witness.detail}")
+            raise Blocked("not_corroborated", f"not corroborated: {detail}")
         raise Deferred(
             "not_corroborated",
-            f"resolve not corroborated: {witness.detail}; the undo waits until it stops firing",
+            f"resolve not corroborated: {detail}; the undo waits until it stops firing",
         )

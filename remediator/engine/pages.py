@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from remediator.engine.sources import page_extras
 from remediator.paging.base import PageContent
 from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
@@ -85,6 +86,8 @@ def build(
         links.append(("Grafana: remediator", settings.links.grafana))
     if alert.get("generator_url"):
         links.append(("Alert source", alert["generator_url"]))
+    source_links, values = page_extras(alert)
+    links += source_links
     mode = run["mode"]
     head = headline or (runbook.title if runbook else run["runbook"])
     title = f"[{run['runbook']}] {run['alertname']}: {head}"
@@ -105,6 +108,7 @@ def build(
         left_for_human=tuple(left),
         links=tuple(links),
         labels={k: v[:256] for k, v in labels.items()},
+        values=values,
         details={
             "run_id": run["id"],
             "fingerprint": run["fingerprint"],

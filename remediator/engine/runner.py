@@ -29,6 +29,7 @@ from remediator.engine import pages
 from remediator.engine.execute import StepRunner, Waiting
 from remediator.engine.gate import Blocked, Deferred, Gate
 from remediator.engine.rules import BlastRadius, Rule, RuleSet
+from remediator.engine.sources import grafana_alert_fields
 from remediator.engine.upkeep import Upkeep
 from remediator.errors import LeaseLost, RemediatorError
 from remediator.metrics import Metrics
@@ -200,6 +201,7 @@ class Engine:
             "labels": occ["labels"],
             "annotations": occ["annotations"],
             "generator_url": occ["generator_url"],
+            **grafana_alert_fields(occ),
         }
         run: Row = {
             "id": run_id,
@@ -338,6 +340,7 @@ class Engine:
                 labels=alert["labels"],
                 annotations=alert["annotations"],
                 generator_url=alert.get("generator_url", ""),
+                source=alert.get("source", "alertmanager"),
             ),
             params=params,
             mode=run["mode"],

@@ -56,6 +56,9 @@ class PageContent:
     left_for_human: tuple[str, ...] = ()  # "scale scheduler to 0: remediator approve 42"
     links: tuple[tuple[str, str], ...] = ()  # (text, href): runbook, grafana, alert
     labels: dict[str, str] = field(default_factory=dict)
+    # The values that fired the alert, as (name, shown value): Grafana Alerting's
+    # per-alert ``values`` (query refIds, e.g. ("B", "44.24")); empty for Alertmanager.
+    values: tuple[tuple[str, str], ...] = ()
     details: dict[str, Any] = field(default_factory=dict)  # JSON-compatible values
     source: str = "remediator"
     # A P0 whose runbook changed something: it always opens its own incident, even
@@ -105,6 +108,7 @@ class PageEvent:
                 "left_for_human": list(c.left_for_human),
                 "links": [{"text": text, "href": href} for text, href in c.links],
                 "labels": dict(c.labels),
+                "values": [[name, value] for name, value in c.values],
                 "details": json.loads(json.dumps(c.details, default=str)),
                 "source": c.source,
                 "never_fold": c.never_fold,
@@ -131,6 +135,8 @@ class PageEvent:
                 left_for_human=tuple(_str(x) for x in _list(c["left_for_human"])),
                 links=tuple((_str(x["text"]), _str(x["href"])) for x in _list(c["links"])),
                 labels={_str(k): _str(v) for k, v in _dict(c["labels"]).items()},
+                # Absent in events stored before the field existed.
+                values=tuple((_str(n), _str(v)) for n, v in _list(c.get("values", []))),
                 details=dict(_dict(c["details"])),
                 source=_str(c["source"]),
                 # Absent in events stored before the flag existed.

@@ -127,5 +127,6 @@ def _custom_details(c: PageContent, level: int) -> dict[str, Any]:
         "left_for_human": text.cap_items(c.left_for_human, max_items, item_bytes),
         "mode": c.mode,
         "labels": labels,
+        **({"values": dict(c.values)} if c.values else {}),
         "details": details,
     }

@@ -131,6 +131,9 @@ def _render(content: PageContent, max_items: int, max_item_bytes: int) -> str:
         f"Alert: {content.alertname} | Runbook: {content.runbook} | Rule: {content.rule}"
         f" | Severity: {content.severity} | Mode: {content.mode}"
     )
+    if content.values:
+        shown = ", ".join(f"{name}={value}" for name, value in content.values)
+        lines.append(truncate(one_line(f"Values: {shown}"), max_item_bytes))
     link_lines = [f"{text}: {href}" for text, href in links(content)]
     sections = (content.done, content.skipped, content.left_for_human, link_lines)
     for title, items in zip(SECTIONS, sections, strict=True):

@@ -24,6 +24,7 @@ class Clients:
     aws: Any = None  # remediator.clients.aws.AwsClient
     http: Any = None  # remediator.clients.http.HttpChecks
     prometheus: Any = None  # remediator.clients.prometheus.PrometheusClient (witness)
+    grafana: Any = None  # remediator.clients.grafana.GrafanaClient (witness of Grafana alerts)
     settings: Any = None  # remediator.settings.Settings (targets, links)
 
     def need(self, name: str) -> Any:
@@ -41,6 +42,7 @@ class AlertView:
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
     generator_url: str = ""
+    source: str = "alertmanager"  # or "grafana": who is asked whether it is firing
 
 
 @dataclass

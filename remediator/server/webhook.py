@@ -27,6 +27,7 @@ from pydantic import SecretStr, ValidationError
 from remediator import logs
 from remediator.bounds import BoundsExceeded, LabelBounds
 from remediator.errors import StateUnavailable
+from remediator.grafana_payload import VERSION_MESSAGE, decode_grafana, is_version_error
 from remediator.metrics import Metrics
 from remediator.models import Occurrence, decode_webhook
 from remediator.server import auth, encoding
@@ -44,7 +45,8 @@ def _schema_detail(exc: ValidationError) -> list[dict[str, str]]:
     for e in exc.errors(include_input=False, include_url=False)[:20]:
         # A location can hold a label name as sent (any length, any characters).
         field = ".".join(printable(str(p), 64) for p in e["loc"]) or "(body)"
-        out.append({"field": field, "message": e["msg"]})
+        message = VERSION_MESSAGE if is_version_error(dict(e)) else e["msg"]
+        out.append({"field": field, "message": message})
     return out
 
 
@@ -194,7 +196,9 @@ class WebhookHandler:
                 return err(exc.status, exc.error, exc.detail)
 
         try:
-            delivery = decode_webhook(body, received_at, self.bounds)
+            # Alertmanager's version 4 first (its fast path); a body that is not one
+            # may be Grafana Alerting's version 1, and is otherwise refused as before.
+            delivery = decode_webhook(body, received_at, self.bounds, fallback=decode_grafana)
         except ValidationError as exc:
             if any(e["type"] == "json_invalid" for e in exc.errors()):
                 return err(400, "malformed_json", "request body is not valid JSON")

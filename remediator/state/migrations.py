@@ -212,6 +212,14 @@ CREATE INDEX outbox_folds ON outbox (folded_into, incident)
 CREATE INDEX occurrences_pending_by_name ON occurrences (alertname, id) WHERE state = 'pending'
 """,
     ),
+    (
+        12,
+        "occurrences say who evaluated the alert (Grafana Alerting or Alertmanager)",
+        """
+ALTER TABLE occurrences ADD COLUMN source TEXT NOT NULL DEFAULT 'alertmanager';
+ALTER TABLE occurrences ADD COLUMN grafana TEXT
+""",
+    ),
 ]
 
 DIALECTS = {

@@ -33,7 +33,7 @@ def loads(value: str | None) -> Any:
 
 _OCCURRENCE_COLUMNS = (
     "fingerprint, starts_at, status, alertname, labels, annotations, ends_at,"
-    " generator_url, group_key, received_at, state, processed_at"
+    " generator_url, group_key, received_at, state, processed_at, source, grafana"
 )
 # Postgres takes a batch, whatever its size, as ONE JSON text in one statement:
 # msgspec encodes the Occurrence structs in C and the server (on the other core)
@@ -50,10 +50,10 @@ _INSERT_JSON = (
     " SELECT fingerprint, starts_at, status, alertname, labels::text, annotations::text,"
     " ends_at, generator_url, group_key, received_at,"
     " CASE WHEN pending THEN 'pending' ELSE 'done' END,"
-    " CASE WHEN pending THEN NULL ELSE received_at END"
+    " CASE WHEN pending THEN NULL ELSE received_at END, source, NULLIF(grafana::text, 'null')"
     " FROM json_to_recordset(?::json) AS x(fingerprint text, starts_at text, status text,"
     " alertname text, labels json, annotations json, ends_at text, generator_url text,"
-    " group_key text, received_at float8, pending bool)"
+    " group_key text, received_at float8, pending bool, source text, grafana json)"
     " ON CONFLICT (fingerprint, starts_at, status) DO NOTHING"
     " RETURNING fingerprint, starts_at, status)"
     " SELECT CASE WHEN n < ? THEN"
@@ -83,6 +83,8 @@ def _occurrence_values(o: Occurrence) -> tuple[Any, ...]:
         o.received_at,
         "pending" if o.pending else "done",
         None if o.pending else o.received_at,
+        o.source,
+        None if o.grafana is None else msgspec.json.encode(o.grafana).decode(),
     )
 
 
@@ -105,7 +107,7 @@ def _sqlite_pieces(rows: list[Occurrence]) -> Iterator[list[Occurrence]]:
 
 @functools.lru_cache(maxsize=64)
 def _insert_occurrences_sql(rows: int) -> str:
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     return (
         f"INSERT INTO occurrences ({_OCCURRENCE_COLUMNS})"
         f" VALUES {values} ON CONFLICT (fingerprint, starts_at, status) DO NOTHING"
@@ -306,6 +308,7 @@ class StateStore:
         for r in rows:
             r["labels"] = loads(r["labels"])
             r["annotations"] = loads(r["annotations"])
+            r["grafana"] = loads(r.get("grafana"))
         rows.sort(key=lambda r: r["id"])
         return rows
 
@@ -372,6 +375,7 @@ class StateStore:
         for r in rows:
             r["labels"] = loads(r["labels"])
             r["annotations"] = loads(r["annotations"])
+            r["grafana"] = loads(r.get("grafana"))
         return rows
 
     # -------------------------------------------------------------------- runs
