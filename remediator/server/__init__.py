@@ -1,0 +1,1 @@
+"""The HTTP side: the app factory, the webhook, probes and the operator API."""
