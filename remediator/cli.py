@@ -87,9 +87,19 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prometheus_configured(args: argparse.Namespace) -> bool:
+    """Whether the config names targets.prometheus (a config that cannot be read
+    says nothing: check-rules of a bare rules file must not fail on it)."""
+    try:
+        return _settings(args).targets.prometheus is not None
+    except Exception:
+        return True
+
+
 def _check_rules(args: argparse.Namespace) -> int:
     from remediator.engine import rules
     from remediator.engine.registry import load_entry_points
+    from remediator.engine.verify import warnings as verify_warnings
 
     path = args.path or _settings(args).rules
     registry = load_entry_points()
@@ -109,6 +119,9 @@ def _check_rules(args: argparse.Namespace) -> int:
         for warning in runbook.warnings(rule.params) if runbook is not None else ():
             print(f"{rule.source}: rule {rule.name!r}: warning: {warning}", file=sys.stderr)
             warned += 1
+    for warning in verify_warnings(ruleset, _prometheus_configured(args)):
+        print(warning, file=sys.stderr)
+        warned += 1
     note = f" ({warned} warning(s), on stderr)" if warned else ""
     print(f"SUCCESS: {len(ruleset)} rules found in {', '.join(ruleset.sources)}{note}")
     return 0

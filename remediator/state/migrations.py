@@ -212,6 +212,14 @@ CREATE INDEX outbox_folds ON outbox (folded_into, incident)
 CREATE INDEX occurrences_pending_by_name ON occurrences (alertname, id) WHERE state = 'pending'
 """,
     ),
+    (
+        9,
+        "verification polls: when a run's mitigation is next checked against Prometheus",
+        """
+ALTER TABLE runs ADD COLUMN verify_at {float};
+CREATE INDEX runs_verify_due ON runs (verify_at) WHERE verify_at IS NOT NULL
+""",
+    ),
 ]
 
 DIALECTS = {
