@@ -8,6 +8,7 @@ either wholly valid or not loaded at all (reload keeps the old set).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,11 @@ class BlastRadius:
 
     count: int
     per: float
+
+
+# An alert label in a verify query: the whole quoted token becomes an escaped PromQL
+# string (engine/verify.py), so a label value cannot change the query's shape.
+LABEL_PLACEHOLDER = re.compile(r'"\{\{\s*\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}"')
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,11 @@ def _parse_verify(raw: Any, at: str, name: str, errors: list[str]) -> Verify | N
     query = raw.get("query")
     if not isinstance(query, str) or not query.strip():
         errors.append(f"{where}: verify.query must be a non-empty PromQL expression")
+    elif "{{" in LABEL_PLACEHOLDER.sub("", query):
+        errors.append(
+            f'{where}: verify.query: labels may appear only as "{{{{ $labels.NAME }}}}",'
+            " quotes included"
+        )
     within = 0.0
     if raw.get("within") is None:
         errors.append(f"{where}: verify.within is required (a duration, e.g. 15m)")

@@ -24,7 +24,6 @@ value can never change the query's shape.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from remediator import logs
 from remediator.clients.prometheus import PrometheusClient, Reading, promql_string
-from remediator.engine.rules import RuleSet, Verify
+from remediator.engine.rules import LABEL_PLACEHOLDER, RuleSet, Verify
 from remediator.engine.steps import Runbook
 from remediator.errors import TargetError
 from remediator.state import verifications as state
@@ -51,21 +50,13 @@ STEP = "verify_mitigation"  # not "verify": several runbooks have a step of that
 # see a recovery soon, rarely enough that a 15 minute window costs 30 queries.
 MIN_POLL = 1.0
 MAX_POLL = 30.0
-_LABEL = re.compile(r'"\{\{\s*\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}"')
 # The step row's outcome column speaks the audit trail's words.
 _STEP_OUTCOME = {"held": "applied", "failed": "failed", "no_data": "skipped"}
 
 
 def render_query(query: str, labels: Mapping[str, str]) -> str:
     """The query with each ``"{{ $labels.NAME }}"`` replaced by an escaped literal."""
-    return _LABEL.sub(lambda m: promql_string(labels.get(m.group(1), "")), query)
-
-
-def template_problem(query: str) -> str | None:
-    """Why a query's placeholders are unsafe (``{{`` outside the quoted form)."""
-    if "{{" in _LABEL.sub("", query):
-        return 'labels may appear only as "{{ $labels.NAME }}", quotes included'
-    return None
+    return LABEL_PLACEHOLDER.sub(lambda m: promql_string(labels.get(m.group(1), "")), query)
 
 
 def poll_every(within: float) -> float:
