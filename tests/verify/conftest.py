@@ -46,7 +46,9 @@ async def exporter(unused_port: int) -> AsyncIterator[Exporter]:
     gauge = Gauge("verify_probe", "A value the test controls", registry=registry)
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

@@ -67,9 +67,7 @@ async def scraped(prometheus: PrometheusServer, value: float) -> None:
     """Prometheus has the exporter's current value (the next query sees it)."""
     async with httpx.AsyncClient(timeout=2.0) as client:
         for _ in range(100):
-            r = await client.get(
-                f"{prometheus.url}/api/v1/query", params={"query": "verify_probe"}
-            )
+            r = await client.get(f"{prometheus.url}/api/v1/query", params={"query": "verify_probe"})
             result = r.json()["data"]["result"]
             if result and float(result[0]["value"][1]) == value:
                 return
@@ -132,9 +130,7 @@ async def test_mitigation_that_does_not_hold_pages_and_undoes_through_the_gate(
     exporter.set(0)
     await scraped(prometheus, 0)
     query = "max(verify_probe)"  # a bare value: 0 is false, and the page shows it
-    async with harness(
-        rules("4s", "undo", query), target_db, pg_schema_dsn, prometheus.url
-    ) as h:
+    async with harness(rules("4s", "undo", query), target_db, pg_schema_dsn, prometheus.url) as h:
         await h.deliver(ALERT)
         [run] = await h.runs()
         assert await knobs(target_db) == THROTTLED
@@ -164,7 +160,9 @@ async def test_mitigation_that_does_not_hold_pages_and_undoes_through_the_gate(
             x.startswith(f"Verification did not hold: {query} was never true; last value 0")
             for x in failed.left_for_human
         )
-        [undone] = [p.content for p in h.pager.triggers() if "mitigations undone" in p.content.title]
+        [undone] = [
+            p.content for p in h.pager.triggers() if "mitigations undone" in p.content.title
+        ]
         assert any(d.startswith("Throttle [undo]: throttle back to 0") for d in undone.done)
 
 
