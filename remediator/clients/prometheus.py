@@ -157,6 +157,7 @@ class Reading:
 
 
 _SHOWN_SERIES = 3
+EMPTY = "no series (empty result)"
 
 
 def _number(text: object) -> float:
@@ -193,7 +194,7 @@ def reading(data: object) -> Reading:
         return Reading(False, f"a string, not a number: {str(result)[:100]}")
     samples = [s for s in map(_sample, result if isinstance(result, list) else []) if s]
     if not samples:
-        return Reading(False, "no series (empty result)")
+        return Reading(False, EMPTY)
     true = any(v != 0 and not math.isnan(v) for _, v in samples)
     shown = [f"{labels} {value:g}".strip() for labels, value in samples[:_SHOWN_SERIES]]
     hidden = len(samples) - _SHOWN_SERIES

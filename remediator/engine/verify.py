@@ -24,13 +24,14 @@ value can never change the query's shape.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from remediator import logs
-from remediator.clients.prometheus import PrometheusClient, Reading, promql_string
+from remediator.clients.prometheus import EMPTY, PrometheusClient, Reading, promql_string
 from remediator.engine.rules import LABEL_PLACEHOLDER, RuleSet, Verify
 from remediator.engine.steps import Runbook
 from remediator.errors import TargetError
@@ -57,6 +58,47 @@ _STEP_OUTCOME = {"held": "applied", "failed": "failed", "no_data": "skipped"}
 def render_query(query: str, labels: Mapping[str, str]) -> str:
     """The query with each ``"{{ $labels.NAME }}"`` replaced by an escaped literal."""
     return LABEL_PLACEHOLDER.sub(lambda m: promql_string(labels.get(m.group(1), "")), query)
+
+
+_NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
+_LOGIC = re.compile(r"\b(?:and|or|unless)\b")
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+def split_comparison(query: str) -> tuple[str, str] | None:
+    """``(lhs, "< 600")`` when the query is one top-level comparison with a number,
+    so a page can say what the left side was when the filter returned nothing."""
+    depth, quote, ops, top = 0, "", [], []
+    i = 0
+    while i < len(query):
+        c = query[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "\"'`":
+            quote = c
+        elif c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth -= 1
+        elif depth == 0:
+            two = query[i : i + 2]
+            if two in ("==", "!=", ">=", "<="):
+                ops.append((i, 2))
+                i += 1
+            elif c in "<>":
+                ops.append((i, 1))
+            top.append(c)
+        i += 1
+    if len(ops) != 1 or _LOGIC.search("".join(top)):
+        return None
+    at, width = ops[0]
+    lhs, rhs = query[:at].strip(), query[at + width :]
+    if not lhs or not _NUMBER.fullmatch(rhs):
+        return None
+    return lhs, f"{query[at : at + width]} {rhs.strip()}"
 
 
 def poll_every(within: float) -> float:
@@ -211,12 +253,27 @@ class Verifier:
         except TargetError as exc:
             p = replace(p, last_error=str(exc))
         else:
-            p = replace(p, answered=True, last_value=answer.value)
             if answer.true:
-                return p, "held"
+                return replace(p, answered=True, last_value=answer.value), "held"
+            p = replace(p, answered=True, last_value=await self._explain(client, p, answer))
         if time.time() < p.deadline:
             return p, None
         return p, "failed" if p.answered else "no_data"
+
+    async def _explain(self, client: PrometheusClient, p: Progress, answer: Reading) -> str:
+        """A false answer in words. A comparison that filtered every series out
+        answers nothing: ask its left side, so the page shows the value that failed."""
+        comparison = split_comparison(p.query) if answer.value == EMPTY else None
+        if comparison is None:
+            return answer.value
+        lhs, condition = comparison
+        try:
+            left = await client.instant(lhs)
+        except TargetError:
+            return answer.value
+        if left.value == EMPTY:
+            return f"no series ({lhs} has no data)"
+        return f"{left.value} (not {condition})"
 
     def _row(self, run: Row, p: Progress | None, outcome: str | None) -> Row:
         now = time.time()

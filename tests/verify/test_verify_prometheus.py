@@ -103,7 +103,7 @@ async def test_mitigation_that_recovers_the_metric_is_held(
         await h.maintenance()
         [pending] = await h.steps(run["id"], "verify")
         assert pending["state"] == "waiting"
-        assert pending["result"]["data"]["last_value"] == "no series (empty result)"
+        assert pending["result"]["data"]["last_value"] == "0 (not == 1)"
         exporter.set(1)  # the mitigation worked
         row = await until_verified(h, run["id"])
         assert outcome(row) == "held"
@@ -177,14 +177,15 @@ async def test_failed_verification_with_on_failure_page_only_pages(
         [run] = await h.runs()
         row = await until_verified(h, run["id"])
         assert outcome(row) == "failed"
-        # A comparison that filters everything out answers with no series.
-        assert row["result"]["data"]["last_value"] == "no series (empty result)"
+        # The comparison filtered every series out: its left side says what failed.
+        assert row["result"]["data"]["last_value"] == "0 (not == 1)"
         await h.maintenance()
         assert await knobs(target_db) == THROTTLED
         assert await h.steps(run["id"], "undo") == []
         [_, failed] = h.pager.triggers()
         assert "mitigation did not hold" in failed.content.title
         assert "nothing was undone (on_failure: page)" in failed.content.title
+        assert f"{QUERY} was not true within 3 s, last value 0 (not == 1)" in failed.content.title
         assert verifications(h) == {"held": 0.0, "failed": 1.0, "no_data": 0.0}
 
 
