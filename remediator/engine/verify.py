@@ -330,7 +330,7 @@ class Verifier:
         runbook = self.engine.registry.get(run["runbook"])
         if outcome == "failed":
             then = (
-                "its temporary changes are undone (on_failure: undo)"
+                "its temporary changes will be undone (on_failure: undo)"
                 if p.on_failure == "undo"
                 else "nothing was undone (on_failure: page): look at it by hand"
             )

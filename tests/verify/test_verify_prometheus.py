@@ -154,7 +154,7 @@ async def test_mitigation_that_does_not_hold_pages_and_undoes_through_the_gate(
         assert f"mitigation did not hold: {query} was not true within 4 s, last value 0" in (
             failed.title
         )
-        assert "temporary changes are undone (on_failure: undo)" in failed.title
+        assert "temporary changes will be undone (on_failure: undo)" in failed.title
         assert failed.dedup_key == f"remediator/{run['id']}"
         assert any(
             x.startswith(f"Verification did not hold: {query} was never true; last value 0")
