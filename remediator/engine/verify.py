@@ -296,7 +296,7 @@ class Verifier:
             "finished_at": now if outcome is not None else None,
         }
         if p is None:
-            return {**row, "state": "done", "reason": "the rule no longer has verify"}
+            return {**row, "state": "done", "reason": "not done: the rule no longer has verify"}
         data = {**p.__dict__, "outcome": outcome}
         words = describe(p, outcome)
         row["result"] = {"summary": words, "data": data}
@@ -320,11 +320,14 @@ class Verifier:
             )
             if outcome != "held":
                 await self._page(run, Progress.of(data), outcome)
+        # The undo is asked for before the schedule is cleared: a crash in between
+        # leaves a requested undo, which maintenance takes up (runs_waiting_undo).
+        undo = outcome == "failed" and data.get("on_failure") == "undo"
+        requested = undo and await state.request_undo(self.engine.store, run["id"])
         if not await state.record_poll(self.engine.store, row, claimed, None):
             return  # another replica took the follow-through over
-        if outcome == "failed" and data.get("on_failure") == "undo":
-            if await state.request_undo(self.engine.store, run["id"]):
-                await self.engine.try_undo(run["id"])
+        if requested:
+            await self.engine.try_undo(run["id"])
 
     async def _page(self, run: Row, p: Progress, outcome: str) -> None:
         runbook = self.engine.registry.get(run["runbook"])

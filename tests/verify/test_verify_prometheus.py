@@ -20,7 +20,7 @@ from remediator.clients.database import TargetDatabase
 from remediator.clients.prometheus import PrometheusClient
 from remediator.engine.context import Clients
 from remediator.state.backend import Row
-from remediator.testing import Harness, make_alert
+from remediator.testing import Harness, make_alert, resolved
 from tests.engine import _testbook
 from tests.engine.conftest import knobs
 from tests.verify.conftest import Exporter, PrometheusServer
@@ -116,8 +116,6 @@ async def test_mitigation_that_recovers_the_metric_is_held(
         assert len(h.pager.triggers()) == 1  # only the run's own page
 
         # The resolve page says the mitigation held.
-        from remediator.testing import resolved
-
         await h.deliver(resolved(ALERT))
         [page] = h.pager.resolves()
         assert any(d.startswith(f"Verification held: {QUERY} is true") for d in page.content.done)
@@ -298,3 +296,43 @@ async def test_instant_reading_of_scalars_vectors_and_filters(
             assert (reading.true, reading.value) == (true, value), query
     finally:
         await client.aclose()
+
+
+async def test_a_resolve_page_shows_a_verification_still_pending(
+    exporter: Exporter, prometheus: PrometheusServer, target_db: TargetDatabase,
+    pg_schema_dsn: str,
+) -> None:  # fmt: skip
+    exporter.set(0)
+    await scraped(prometheus, 0)
+    async with harness(rules("60s", "undo"), target_db, pg_schema_dsn, prometheus.url) as h:
+        await h.deliver(ALERT)
+        [run] = await h.runs()
+        await h.maintenance()
+        assert [r["state"] for r in await h.steps(run["id"], "verify")] == ["waiting"]
+        await h.deliver(resolved(ALERT))
+        assert await knobs(target_db) == UNTOUCHED  # the resolve's own undo
+        [page] = h.pager.resolves()
+        assert any(
+            d == f"Verification pending: {QUERY} not true yet (0 (not == 1)); 1 poll(s) so far"
+            for d in page.content.done
+        ), page.content.done
+
+
+async def test_without_targets_prometheus_every_verification_is_no_data(
+    target_db: TargetDatabase, pg_schema_dsn: str
+) -> None:
+    async with Harness(
+        _testbook.registry(), rules("10m", "undo"), clients=Clients(database=target_db),
+        state_url=pg_schema_dsn,
+    ) as h:  # fmt: skip
+        await h.deliver(ALERT)
+        [run] = await h.runs()
+        row = await until_verified(h, run["id"])  # at once: nothing could ever answer
+        assert outcome(row) == "no_data"
+        assert row["result"]["data"]["last_error"] == "targets.prometheus is not configured"
+        assert await knobs(target_db) == THROTTLED
+        [_, page] = h.pager.triggers()
+        assert "mitigation not verified: no answer from Prometheus (targets.prometheus is not" in (
+            page.content.title
+        )
+        assert verifications(h)["no_data"] == 1.0
