@@ -319,12 +319,12 @@ async def test_a_resolve_page_shows_a_verification_still_pending(
 
 
 async def test_without_targets_prometheus_every_verification_is_no_data(
-    target_db: TargetDatabase, pg_schema_dsn: str
+    target_db: TargetDatabase,
 ) -> None:
+    """On the embedded SQLite state store (the other tests use Postgres)."""
     async with Harness(
-        _testbook.registry(), rules("10m", "undo"), clients=Clients(database=target_db),
-        state_url=pg_schema_dsn,
-    ) as h:  # fmt: skip
+        _testbook.registry(), rules("10m", "undo"), clients=Clients(database=target_db)
+    ) as h:
         await h.deliver(ALERT)
         [run] = await h.runs()
         row = await until_verified(h, run["id"])  # at once: nothing could ever answer
