@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+import pytest
 
 from remediator.clients.database import TargetDatabase
 from remediator.clients.prometheus import PrometheusClient
 from remediator.engine.context import Clients
+from remediator.errors import TargetUnavailable
 from remediator.state.backend import Row
 from remediator.testing import Harness, make_alert, resolved
 from tests.engine import _testbook
@@ -336,3 +338,37 @@ async def test_without_targets_prometheus_every_verification_is_no_data(
             page.content.title
         )
         assert verifications(h)["no_data"] == 1.0
+
+
+async def test_shipped_verify_queries_are_valid_promql_on_the_alert_rules_metrics(
+    prometheus: PrometheusServer,
+) -> None:
+    """Every shipped verify query, rendered with an alert's labels, is accepted by
+    Prometheus, and names only metrics the shipped alert rules use."""
+    import re
+    from pathlib import Path
+
+    from remediator.engine import rules as rules_mod
+    from remediator.engine.registry import load_entry_points
+    from remediator.engine.verify import render_query
+
+    root = Path(__file__).parents[2]
+    ruleset, errors = rules_mod.load(root / "rules", load_entry_points())
+    assert ruleset is not None, errors
+    alert_rules = (root / "deploy" / "prometheus" / "dawsos-alerts.yml").read_text()
+    verified = {r.runbook for r in ruleset.rules if r.verify is not None}
+    assert verified == {"RB-01", "RB-02", "RB-03"}
+    client = PrometheusClient(prometheus.url, timeout=2.0)
+    try:
+        with pytest.raises(TargetUnavailable):  # the check below is real
+            await client.instant("max(dawsos_pricing_pack_fresh")
+        for rule in ruleset.rules:
+            if rule.verify is None:
+                continue
+            query = render_query(rule.verify.query, {"provider": "polygon"})
+            assert "{{" not in query
+            await client.instant(query)  # a PromQL error is HTTP 400: TargetUnavailable
+            for name in re.findall(r"\b(?:dawsos[a-z_:]*|pack_[a-z_]+)\b", query):
+                assert name in alert_rules, (rule.name, name)
+    finally:
+        await client.aclose()
