@@ -87,8 +87,18 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prometheus_configured(args: argparse.Namespace) -> bool:
+    """Whether the config names targets.prometheus (a config that cannot be read
+    says nothing: check-rules of a bare rules file must not fail on it)."""
+    try:
+        return _settings(args).targets.prometheus is not None
+    except Exception:
+        return True
+
+
 def _check_rules(args: argparse.Namespace) -> int:
     from remediator.engine import rules
+    from remediator.engine.verify import warnings as verify_warnings
     from remediator.runbook_api.registry import load_entry_points
 
     path = args.path or _settings(args).rules
@@ -118,6 +128,9 @@ def _check_rules(args: argparse.Namespace) -> int:
         for warning in warnings:
             print(f"{rule.source}: rule {rule.name!r}: warning: {warning}", file=sys.stderr)
             warned += 1
+    for warning in verify_warnings(ruleset, _prometheus_configured(args)):
+        print(warning, file=sys.stderr)
+        warned += 1
     note = f" ({warned} warning(s), on stderr)" if warned else ""
     print(f"SUCCESS: {len(ruleset)} rules found in {', '.join(ruleset.sources)}{note}")
     return 0

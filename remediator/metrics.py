@@ -75,6 +75,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.verifications = Counter(
+            p + "verifications",
+            "Mitigations checked against Prometheus, by outcome (held, failed, no_data)",
+            ["runbook", "outcome"],
+            registry=r,
+        )
         self.guard_blocks = Counter(
             p + "guard_blocks", "Runs or steps blocked by a guard", ["guard"], registry=r
         )
@@ -150,6 +156,8 @@ class Metrics:
         """
         for runbook, steps in runbooks.items():
             self.time_to_mitigation.labels(runbook)
+            for verified in ("held", "failed", "no_data"):
+                self.verifications.labels(runbook, verified)
             for outcome in RUN_OUTCOMES:
                 self.runbook_runs.labels(runbook, outcome)
             for step in steps:

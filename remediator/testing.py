@@ -145,6 +145,7 @@ class Harness:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.engine.verifier.aclose()
         await self.store.close()
         self._tmp.cleanup()
 

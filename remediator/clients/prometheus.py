@@ -19,6 +19,7 @@ such setups must turn corroboration off and say so.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -103,6 +104,10 @@ class PrometheusClient:
         result = data.get("result") if isinstance(data, dict) else None
         return result if isinstance(result, list) else []
 
+    async def instant(self, query: str) -> Reading:
+        """Evaluate ``query`` now (verification). TargetError when Prometheus cannot."""
+        return reading(await self._get("/api/v1/query", {"query": query}))
+
     async def alert_firing(self, labels: Mapping[str, str]) -> Witness:
         """Whether ``ALERTS`` has a firing series with exactly these labels."""
         alertname = labels.get("alertname", "")
@@ -136,3 +141,62 @@ class PrometheusClient:
             f"ALERTS has {len(series)} firing {alertname} series, none with these labels"
             f" (labels that differ: {closest})",
         )
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What an instant query answered: whether it is true, and its value in words.
+
+    True when the result holds a sample whose value is not 0 (nor NaN): a PromQL
+    comparison without ``bool`` returns its series only where it holds, and with
+    ``bool`` returns 1 there, so both spellings of a condition read the same.
+    """
+
+    true: bool
+    value: str
+
+
+_SHOWN_SERIES = 3
+EMPTY = "no series (empty result)"
+
+
+def _number(text: object) -> float:
+    try:
+        return float(str(text))
+    except ValueError:
+        return math.nan
+
+
+def _sample(item: object) -> tuple[str, float] | None:
+    """(series labels in words, value) of one vector or matrix element."""
+    if not isinstance(item, dict):
+        return None
+    metric = item.get("metric") if isinstance(item.get("metric"), dict) else {}
+    assert isinstance(metric, dict)
+    point = item.get("value")
+    if point is None and isinstance(item.get("values"), list) and item["values"]:
+        point = item["values"][-1]  # a range vector: its newest sample
+    if not isinstance(point, list) or len(point) != 2:
+        return None
+    shown = ",".join(f"{k}={promql_string(str(v))}" for k, v in sorted(metric.items()))
+    return (f"{{{shown}}}" if shown else "", _number(point[1]))
+
+
+def reading(data: object) -> Reading:
+    """Read an ``/api/v1/query`` answer's ``data``: scalar, vector or matrix."""
+    if not isinstance(data, dict):
+        return Reading(False, "no answer")
+    kind, result = data.get("resultType"), data.get("result")
+    if kind == "scalar" and isinstance(result, list) and len(result) == 2:
+        value = _number(result[1])
+        return Reading(value != 0 and not math.isnan(value), f"{value:g}")
+    if kind == "string":
+        return Reading(False, f"a string, not a number: {str(result)[:100]}")
+    samples = [s for s in map(_sample, result if isinstance(result, list) else []) if s]
+    if not samples:
+        return Reading(False, EMPTY)
+    true = any(v != 0 and not math.isnan(v) for _, v in samples)
+    shown = [f"{labels} {value:g}".strip() for labels, value in samples[:_SHOWN_SERIES]]
+    hidden = len(samples) - _SHOWN_SERIES
+    more = f" (and {hidden} more series)" if hidden > 0 else ""
+    return Reading(true, ", ".join(shown) + more)

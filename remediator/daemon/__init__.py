@@ -26,6 +26,7 @@ from remediator.background import Background
 from remediator.engine import rules as rules_mod
 from remediator.engine.rules import RuleSet
 from remediator.engine.runner import Decision, Engine
+from remediator.engine.verify import warnings as verify_warnings
 from remediator.errors import StateUnavailable
 from remediator.metrics import Metrics
 from remediator.paging.base import SEVERITIES, PageContent, Pager, Severity
@@ -213,6 +214,7 @@ class Daemon:
         )
         self.background = Background(limit=max(8, self.settings.limits.workers))
         self.engine.background = self.background
+        self._closing.append(self.engine.verifier.aclose)
         self.metrics.paused.set(1 if await self.engine.is_paused() else 0)
         if workers:
             sup = self.supervisor
@@ -295,6 +297,8 @@ class Daemon:
         self.rule_errors = []
         self.metrics.rule_reloads.labels("success").inc()
         log.info("rules_loaded", rules=len(ruleset), files=ruleset.sources)
+        for warning in verify_warnings(ruleset, self.settings.targets.prometheus is not None):
+            log.warning("rule_warning", detail=warning)
         return True, len(ruleset)
 
     def known_alertnames(self) -> frozenset[str]:

@@ -47,6 +47,10 @@ def build(
         outcome = s["outcome"]
         summary = (s.get("result") or {}).get("summary") if s.get("result") else None
         phase = "" if s["phase"] == "fire" else f" [{s['phase']}]"
+        if s["phase"] == "verify":  # did the mitigation hold (engine/verify.py)
+            words = f"Verification {summary or s.get('reason') or 'pending'}"
+            (left if outcome in ("failed", "skipped") else done).append(words)
+            continue
         if outcome in ("applied", "rolled_back"):
             done.append(f"{title}{phase}: {summary or outcome}")
         elif outcome == "skipped":

@@ -8,6 +8,7 @@ either wholly valid or not loaded at all (reload keeps the old set).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ _KEYS = {
     "max_targets",
     "max_duration",
     "description",
+    "verify",
 }
 
 
@@ -41,6 +43,20 @@ class BlastRadius:
 
     count: int
     per: float
+
+
+# An alert label in a verify query: the whole quoted token becomes an escaped PromQL
+# string (engine/verify.py), so a label value cannot change the query's shape.
+LABEL_PLACEHOLDER = re.compile(r'"\{\{\s*\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}"')
+
+
+@dataclass(frozen=True)
+class Verify:
+    """After the mitigation, Prometheus must show ``query`` true within ``within`` s."""
+
+    query: str
+    within: float
+    on_failure: Literal["page", "undo"] = "page"
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,7 @@ class Rule:
     max_targets: BlastRadius | None = None
     # Temporary mitigations still in place this long after the run are undone.
     max_duration: float | None = None
+    verify: Verify | None = None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
@@ -175,6 +192,7 @@ def _parse_rule(raw: Any, where: str, registry: Registry, errors: list[str]) -> 
         else:
             if max_duration <= 0:
                 errors.append(f"{at}: rule {name!r}: max_duration must be positive")
+    verify = _parse_verify(raw.get("verify"), at, name, errors)
     if len(errors) > before or params is None:
         return None
     return Rule(
@@ -188,7 +206,50 @@ def _parse_rule(raw: Any, where: str, registry: Registry, errors: list[str]) -> 
         source=at,
         max_targets=max_targets,
         max_duration=max_duration,
+        verify=verify,
     )
+
+
+def _parse_verify(raw: Any, at: str, name: str, errors: list[str]) -> Verify | None:
+    if raw is None:
+        return None
+    where = f"{at}: rule {name!r}"
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: verify must be a mapping {{query, within, on_failure}}")
+        return None
+    line = raw.get("__line__")
+    if line:  # point at the verify block itself, not at the rule's first line
+        where = f"{at.rsplit(':', 1)[0]}:{line}: rule {name!r}"
+    raw = {k: v for k, v in raw.items() if k != "__line__"}
+    before = len(errors)
+    for key in sorted(set(raw) - {"query", "within", "on_failure"}):
+        errors.append(f"{where}: verify: unknown key {key!r}")
+    query = raw.get("query")
+    if not isinstance(query, str) or not query.strip():
+        errors.append(f"{where}: verify.query must be a non-empty PromQL expression")
+    elif "{{" in LABEL_PLACEHOLDER.sub("", query):
+        errors.append(
+            f'{where}: verify.query: labels may appear only as "{{{{ $labels.NAME }}}}",'
+            " quotes included"
+        )
+    within = 0.0
+    if raw.get("within") is None:
+        errors.append(f"{where}: verify.within is required (a duration, e.g. 15m)")
+    else:
+        try:
+            within = parse_duration(raw["within"])
+        except ValueError as exc:
+            errors.append(f"{where}: verify.within: {exc}")
+        else:
+            if within <= 0:
+                errors.append(f"{where}: verify.within must be positive")
+    on_failure = raw.get("on_failure", "page")
+    if on_failure not in ("page", "undo"):
+        errors.append(f"{where}: verify.on_failure must be page or undo, not {on_failure!r}")
+    if len(errors) > before:
+        return None
+    assert isinstance(query, str)
+    return Verify(query=query.strip(), within=within, on_failure=on_failure)
 
 
 def _parse_max_targets(raw: Any, where: str, errors: list[str]) -> BlastRadius | None:

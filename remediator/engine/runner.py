@@ -31,6 +31,7 @@ from remediator.engine.gate import Blocked, Deferred, Gate
 from remediator.engine.rules import BlastRadius, Rule, RuleSet
 from remediator.engine.sources import grafana_alert_fields
 from remediator.engine.upkeep import Upkeep
+from remediator.engine.verify import Verifier
 from remediator.errors import LeaseLost, RemediatorError
 from remediator.metrics import Metrics
 from remediator.paging.base import PageContent
@@ -41,6 +42,7 @@ from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
 from remediator.state.backend import Row
 from remediator.state.store import StateStore
+from remediator.state.verifications import VERIFY_FAILED
 
 log = logs.get("remediator.engine")
 
@@ -121,6 +123,7 @@ class Engine:
         # running it inline (a harness leaves it None and runs everything in turn).
         self.background: Background | None = None
         self.upkeep = Upkeep(self)
+        self.verifier = Verifier(self)
 
     @contextmanager
     def _executing(self, run_id: str) -> Iterator[None]:
@@ -609,6 +612,7 @@ class Engine:
         # Hand over: if the alert resolved while we ran, undo now; otherwise wait. The
         # target's lock is released in the same commit.
         extra = {"mitigated_at": run["mitigated_at"]} if run.get("mitigated_at") else {}
+        extra.update(self.verifier.first_poll(run, steps))  # durable with the hand-over
         current = await self.store.hand_over_run(
             run["id"],
             self.owner,
@@ -717,7 +721,7 @@ class Engine:
         resolved_rows = {s["name"]: s for s in all_steps if s["phase"] == "resolve"}
         try:
             for seq, step in enumerate(runbook.resolve_steps):
-                if run.get("undo_reason") == "max_duration":
+                if run.get("undo_reason") in ("max_duration", VERIFY_FAILED):
                     break  # the alert has not resolved: its resolve actions wait for it
                 await self.steps.run(
                     step, ctx, phase="resolve", seq=seq, existing=resolved_rows.get(step.name)
@@ -750,8 +754,11 @@ class Engine:
                 alertname=run["alertname"],
             )
             return
-        if run.get("undo_reason") == "max_duration":
-            await self.upkeep.expired_page(run, runbook)
+        if run.get("undo_reason") in ("max_duration", VERIFY_FAILED):
+            if run["undo_reason"] == VERIFY_FAILED:
+                await self.verifier.undone_page(run, runbook)
+            else:
+                await self.upkeep.expired_page(run, runbook)
             await self.store.update_run(
                 run["id"],
                 expect_owner=self.owner,
@@ -827,6 +834,7 @@ class Engine:
         )
         if row["outcome"] == "applied" and step.kind == "mitigate":
             await self._mitigated(run)
+            await self.verifier.schedule_after_approval(run)
         content = await self.run_page(run, runbook, f"approved step {step.name}: {row['outcome']}")
         await self.outbox.enqueue(f"{run['id']}:approved:{approval['id']}", "trigger", content)
 

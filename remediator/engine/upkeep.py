@@ -113,6 +113,10 @@ class Upkeep:
                     )
             await self.expire_mitigations()
         await self.escalate_long_runs()
+        # Verification polls only read Prometheus: they go on under the kill switch
+        # too (an undo one of them asks for still waits at the gate).
+        for due in await engine.verifier.due(self._room()):
+            await self._hand_off(f"verify:{due.run_id}", engine.verifier.poll(due))
 
     def _room(self) -> int:
         return 10 if self.engine.background is None else min(10, self.engine.background.room())

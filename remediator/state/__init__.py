@@ -1,1 +1,4 @@
-"""The state store: journal, runs and steps, approvals, guards, outbox and flags, on SQLite or Postgres."""
+"""The state store: journal, runs and steps, approvals, guards, outbox and flags.
+
+One interface, two backends: SQLite (embedded default) and Postgres (several replicas).
+"""

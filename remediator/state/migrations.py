@@ -213,6 +213,14 @@ CREATE INDEX occurrences_pending_by_name ON occurrences (alertname, id) WHERE st
 """,
     ),
     (
+        9,
+        "verification polls: when a run's mitigation is next checked against Prometheus",
+        """
+ALTER TABLE runs ADD COLUMN verify_at {float};
+CREATE INDEX runs_verify_due ON runs (verify_at) WHERE verify_at IS NOT NULL
+""",
+    ),
+    (
         12,
         "occurrences say who evaluated the alert (Grafana Alerting or Alertmanager)",
         """

@@ -66,6 +66,7 @@ CONTRACT_METRICS: dict[str, str] = {
     "remediator_action_duration_seconds": "histogram",
     "remediator_time_to_mitigation_seconds": "histogram",
     "remediator_guard_blocks": "counter",
+    "remediator_verifications": "counter",
     "remediator_pages": "counter",
     "remediator_approvals_pending": "gauge",
     "remediator_queue_depth": "gauge",

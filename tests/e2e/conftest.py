@@ -156,9 +156,18 @@ async def cache_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+def prometheus_port(request: pytest.FixtureRequest) -> int:
+    """Known before either starts: the daemon verifies against this Prometheus, which
+    scrapes the daemon."""
+    port: int = _shared(request).free_port()
+    return port
+
+
+@pytest.fixture
 async def daemon(
     request: pytest.FixtureRequest,
     binaries: Binaries,
+    prometheus_port: int,
     tmp_path: Path,
     pg_schema_dsn: str,
     dawsos_dsn: str,
@@ -190,6 +199,10 @@ async def daemon(
                 "app_url": f"{capture.url}/app",
                 "providers": {p: f"{capture.url}/status/{p}" for p in ("polygon", "fmp", "fred")},
             },
+            # The shipped rules verify their mitigations. The alerts here are posted to
+            # Alertmanager, not evaluated by Prometheus: no corroboration. No DawsOS
+            # metric is scraped, so every verification is still pending at the end.
+            "prometheus": {"url": f"http://127.0.0.1:{prometheus_port}", "corroborate": False},
         },
         "pagers": {
             "pagerduty": {
@@ -290,10 +303,10 @@ async def prometheus(
     tmp_path: Path,
     daemon: DaemonHandle,
     alertmanager: AlertmanagerHandle,
+    prometheus_port: int,
 ) -> AsyncIterator[PrometheusHandle]:
     """Prometheus 2.42 with the shipped config and alert rules, scraping the daemon."""
-    shared = _shared(request)
-    port = shared.free_port()
+    port = prometheus_port
     home = tmp_path / "prometheus"
     home.mkdir()
     rule_files = []
