@@ -148,9 +148,9 @@ async def test_approving_in_dry_run_records_the_decision_and_changes_nothing(
     assert approved["scale_up"]["outcome"] == "dry_run"
     described = rds.describe_db_instances(DBInstanceIdentifier=instance)["DBInstances"][0]
     assert described["DBInstanceClass"] == "db.r6g.xlarge"
-    assert "PendingModifiedValues" not in described or not described[
-        "PendingModifiedValues"
-    ].get("DBInstanceClass")
+    assert "PendingModifiedValues" not in described or not described["PendingModifiedValues"].get(
+        "DBInstanceClass"
+    )
 
 
 async def test_rb03_offers_the_database_approval_but_not_the_kubernetes_one(
@@ -175,8 +175,7 @@ async def test_rb03_offers_the_database_approval_but_not_the_kubernetes_one(
     assert steps["delete_duplicates"]["outcome"] == "awaiting_approval"
     assert steps["scale_evaluator_down"]["reason"] == "not configured: targets.kubernetes"
     assert (
-        "Not offered: Scale the alert evaluator (scheduler) to 0: needs targets.kubernetes"
-        in page
+        "Not offered: Scale the alert evaluator (scheduler) to 0: needs targets.kubernetes" in page
     )
     assert "kubectl scale deployment/scheduler" in page
     assert f"`remediator approve {rows[0]['id']}`" in page
