@@ -221,7 +221,7 @@ async def catalog(dsn: str) -> Columns:
 
 @pytest.fixture
 async def fixture_columns(request: pytest.FixtureRequest) -> AsyncIterator[Columns]:
-    """The test fixture schema (remediator/testing_data/dawsos_schema.sql), as loaded."""
+    """The test fixture schema (tests/fixtures/dawsos_schema.sql), as loaded."""
     async with fresh_dawsos_database(request.config, seed=False) as dsn:
         yield await catalog(dsn)
 
