@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from remediator.engine.execute import safe_render
 from remediator.runbook_api.context import Clients, StepContext
 from remediator.runbook_api.steps import Need, Step
+from remediator.settings import Settings
 from remediator.state.backend import Row
 
 NOT_CONFIGURED = "not configured: "
@@ -34,6 +35,22 @@ CONFIG_KEYS: Mapping[Need, str] = {
 def missing(step: Step, clients: Clients) -> tuple[str, ...]:
     """The config keys of the clients ``step`` needs that are not configured."""
     return tuple(CONFIG_KEYS[n] for n in step.needs if getattr(clients, n) is None)
+
+
+def unconfigured(step: Step, settings: Settings) -> tuple[str, ...]:
+    """For a plan made without clients (``replay``): the config keys an approval step
+    needs that ``settings`` leaves unset, read as clients/factory.py opens them."""
+    if step.approval != "approve":
+        return ()
+    t = settings.targets
+    configured: Mapping[Need, bool] = {
+        "database": t.database is not None,
+        "cache": t.redis is not None,
+        "kubernetes": t.kubernetes.mode != "off",
+        "aws": t.aws is not None,
+        "http": bool(t.http.providers or t.http.app_url),
+    }
+    return tuple(CONFIG_KEYS[n] for n in step.needs if not configured[n])
 
 
 def not_offered(step: Step, ctx: StepContext, seq: int) -> Row | None:

@@ -9,17 +9,22 @@ and the capture pager. What is checked is what a human sees: the approval rows t
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
+from remediator import cli
 from remediator.clients.aws import AwsClient
 from remediator.clients.database import TargetDatabase
 from remediator.runbook_api.context import Clients
 from remediator.testing import Harness, make_alert
 from tests.runbooks import _rb0406_fixtures as fx
 
+ROOT = Path(__file__).resolve().parents[2]
+RULES_DIR = ROOT / "rules"
+EXAMPLES = ROOT / "remediator" / "examples"
 RB05_ALERTS = ("DatabaseDown", "DatabaseSlowQueries", "DatabaseCPUHigh")
 RB05_APPROVALS = ("failover", "scale_up", "point_in_time_restore")
 SLOW = make_alert(
@@ -179,3 +184,22 @@ async def test_rb03_offers_the_database_approval_but_not_the_kubernetes_one(
     )
     assert "kubectl scale deployment/scheduler" in page
     assert f"`remediator approve {rows[0]['id']}`" in page
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("mode: dry-run\n", "not offered: needs targets.aws"),
+        ("mode: dry-run\ntargets:\n  aws: {region: us-east-1}\n", "wait for approval"),
+    ],
+)
+def test_replay_plans_an_approval_only_when_its_target_is_configured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config: str, expected: str
+) -> None:
+    (tmp_path / "remediator.yaml").write_text(config + f"rules: {RULES_DIR}\n")
+    payload = EXAMPLES / "DatabaseSlowQueries-firing.json"
+    code = cli.main(["replay", str(payload), "--config", str(tmp_path / "remediator.yaml")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for title in TITLES.values():
+        assert f"[mitigate/approve] {title} -> {expected}" in out
