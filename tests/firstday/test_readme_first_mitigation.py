@@ -137,9 +137,13 @@ async def test_the_readme_section_mitigates_and_undoes_on_a_local_postgres(
     )
     try:
         output, _ = proc.communicate(timeout=100)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        output, _ = proc.communicate(timeout=10)
+        output += "\n(the section did not finish in 100 s)"
     finally:
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGTERM)  # the daemon, if the section stopped early
         except ProcessLookupError:
             pass
         proc.wait(timeout=10)
