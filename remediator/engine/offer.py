@@ -39,7 +39,7 @@ def missing(step: Step, clients: Clients) -> tuple[str, ...]:
 
 def unconfigured(step: Step, settings: Settings) -> tuple[str, ...]:
     """For a plan made without clients (``replay``): the config keys an approval step
-    needs that ``settings`` leaves unset, read as clients/factory.py opens them."""
+    needs that ``settings`` leaves unset, read as remediator/daemon/clients.py opens them."""
     if step.approval != "approve":
         return ()
     t = settings.targets
