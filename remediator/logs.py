@@ -61,14 +61,26 @@ def _json_dumps(event: Any, default: Callable[[Any], Any] | None = None, **kw: A
         return stdlib_json.dumps(event, default=default, **kw)
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written, not when logging was set up
+    (a caller that swaps it, as an embedding program or a test runner does, and closes
+    the old one must not turn every later log line into a ValueError)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(
     *, json: bool | None = None, level: str = "info", stream: TextIO | None = None
 ) -> None:
     """Call once, before the first log line: loggers keep the configuration they
     first logged with (re-resolving it on every call cost more than formatting)."""
-    stream = stream if stream is not None else sys.stderr
     if json is None:
-        json = not stream.isatty()
+        json = not (stream if stream is not None else sys.stderr).isatty()
+    sink: Any = stream if stream is not None else _CurrentStderr()
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_json_dumps)
         if json
@@ -86,7 +98,7 @@ def configure(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        logger_factory=structlog.WriteLoggerFactory(file=sink),
         cache_logger_on_first_use=True,
     )
 

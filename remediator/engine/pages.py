@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from remediator.engine import offer
 from remediator.engine.sources import page_extras
 from remediator.paging.base import PageContent
 from remediator.runbook_api.steps import Runbook
@@ -51,7 +52,10 @@ def build(
             words = f"Verification {summary or s.get('reason') or 'pending'}"
             (left if outcome in ("failed", "skipped") else done).append(words)
             continue
-        if outcome in ("applied", "rolled_back"):
+        unoffered = offer.page_line(title, s)
+        if unoffered is not None:
+            left.append(unoffered)
+        elif outcome in ("applied", "rolled_back"):
             done.append(f"{title}{phase}: {summary or outcome}")
         elif outcome == "skipped":
             skipped.append(f"{title}{phase}: {s['reason']}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from remediator.engine import pages
+from remediator.engine import offer, pages
 from remediator.engine.execute import safe_render
 from remediator.engine.rules import RuleSet
 from remediator.models import WebhookPayload, occurrences
@@ -57,8 +57,11 @@ def plan(
             phase_steps = runbook.steps if occ.status == "firing" else ()
             for seq, step in enumerate(phase_steps):
                 rendered = safe_render(step, ctx)
+                unoffered = offer.unconfigured(step, settings)
                 would = (
-                    "wait for approval"
+                    f"not offered: needs {', '.join(unoffered)}"
+                    if unoffered
+                    else "wait for approval"
                     if step.approval == "approve"
                     else "run"
                     if not step.mutates
@@ -82,10 +85,15 @@ def plan(
                         "name": step.name,
                         "phase": "fire",
                         "rendered": rendered,
-                        "outcome": "awaiting_approval"
+                        "approval": step.approval,
+                        "outcome": "skipped"
+                        if unoffered
+                        else "awaiting_approval"
                         if step.approval == "approve"
                         else ("dry_run" if step.mutates else "skipped"),
-                        "reason": "dry-run: not executed"
+                        "reason": offer.NOT_CONFIGURED + ", ".join(unoffered)
+                        if unoffered
+                        else "dry-run: not executed"
                         if step.mutates
                         else "replay: not executed",
                         "result": None,

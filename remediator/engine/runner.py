@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from remediator import logs
 from remediator.background import Background
-from remediator.engine import pages
+from remediator.engine import offer, pages
 from remediator.engine.execute import StepRunner, Waiting
 from remediator.engine.gate import Blocked, Deferred, Gate
 from remediator.engine.rules import BlastRadius, Rule, RuleSet
@@ -420,6 +420,12 @@ class Engine:
                 continue
             approval_id = None
             if step.approval == "approve" and (prior is None or prior["state"] != "done"):
+                unoffered = offer.not_offered(step, ctx, seq)
+                if unoffered is not None:  # its target is not configured: nothing to approve
+                    await self.store.record_step(unoffered)
+                    recorded[step.name] = unoffered
+                    self.metrics.actions.labels(runbook.id, step.name, "skipped").inc()
+                    continue
                 approval_id = await self.store.create_approval(
                     run["id"], step.name, time.time() + self.settings.engine.approval_ttl
                 )

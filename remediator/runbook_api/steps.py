@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 Kind = Literal["diagnose", "mitigate", "verify", "notify"]
 Approval = Literal["auto", "approve"]
 Severity = Literal["P0", "P1", "P2", "P3"]
+# The clients a step acts through (``Clients`` attribute names), for `needs`.
+Need = Literal["database", "cache", "kubernetes", "aws", "http"]
 
 
 class StepFailed(RemediatorError):
@@ -107,6 +109,9 @@ class Step:
     backoff: float = 0.5  # first wait; doubles, capped at 10 s
     idempotent: bool = False  # safe to run again if a crash hid its outcome
     stop_on_failure: bool = False  # later steps depend on this one
+    # The clients the step cannot act without. An approval step whose client is not
+    # configured is never offered (engine/offer.py): approving it could only fail.
+    needs: tuple[Need, ...] = ()
 
 
 class NoParams(BaseModel):

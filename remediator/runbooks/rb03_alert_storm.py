@@ -523,6 +523,7 @@ STEPS: Sequence[Step] = (
         render_delete_duplicates,
         mutates=True,
         approval="approve",
+        needs=("database",),
     ),
     Step(
         "scale_evaluator_down",
@@ -532,6 +533,7 @@ STEPS: Sequence[Step] = (
         render_scale,
         mutates=True,
         approval="approve",
+        needs=("kubernetes",),
         undo=scale_evaluator_back,
     ),
 )

@@ -694,6 +694,7 @@ STEPS: Sequence[Step] = (
         render_rotate_jwt_secret,
         mutates=True,
         approval="approve",
+        needs=("kubernetes",),
         timeout=60.0,
     ),
     Step(
@@ -738,6 +739,7 @@ STEPS: Sequence[Step] = (
         render_force_password_resets,
         mutates=True,
         approval="approve",
+        needs=("database",),
         idempotent=True,
         timeout=15.0,
     ),
@@ -749,6 +751,7 @@ STEPS: Sequence[Step] = (
         render_notify_users,
         mutates=True,
         approval="approve",
+        needs=("database",),
         idempotent=True,
         timeout=15.0,
     ),

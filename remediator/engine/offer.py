@@ -1,0 +1,94 @@
+"""Offer an approval only when approving it can work.
+
+An approval step names the clients it acts through (``Step.needs``). When one of
+them is not configured, approving could only fail, and the on-call engineer would
+learn that at the worst moment. So no approval row is created: the step is
+recorded as skipped with the reason ``not configured: targets.aws`` (every such
+reason starts with ``NOT_CONFIGURED``, so run outcomes can tell it from a failure),
+and the page lists it as not offered, naming what is missing and the call a human
+can make by hand. Dry-run changes nothing here: a configured step is still offered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from remediator.engine.execute import safe_render
+from remediator.runbook_api.context import Clients, StepContext
+from remediator.runbook_api.steps import Need, Step
+from remediator.settings import Settings
+from remediator.state.backend import Row
+
+NOT_CONFIGURED = "not configured: "
+
+# The config key a user sets to give the engine each client.
+CONFIG_KEYS: Mapping[Need, str] = {
+    "database": "targets.database",
+    "cache": "targets.redis",
+    "kubernetes": "targets.kubernetes",
+    "aws": "targets.aws",
+    "http": "targets.http",
+}
+
+
+def missing(step: Step, clients: Clients) -> tuple[str, ...]:
+    """The config keys of the clients ``step`` needs that are not configured."""
+    return tuple(CONFIG_KEYS[n] for n in step.needs if getattr(clients, n) is None)
+
+
+def unconfigured(step: Step, settings: Settings) -> tuple[str, ...]:
+    """For a plan made without clients (``replay``): the config keys an approval step
+    needs that ``settings`` leaves unset, read as remediator/daemon/clients.py opens them."""
+    if step.approval != "approve":
+        return ()
+    t = settings.targets
+    configured: Mapping[Need, bool] = {
+        "database": t.database is not None,
+        "cache": t.redis is not None,
+        "kubernetes": t.kubernetes.mode != "off",
+        "aws": t.aws is not None,
+        "http": bool(t.http.providers or t.http.app_url),
+    }
+    return tuple(CONFIG_KEYS[n] for n in step.needs if not configured[n])
+
+
+def not_offered(step: Step, ctx: StepContext, seq: int) -> Row | None:
+    """The skipped step row for an approval that cannot be offered, else None."""
+    if step.approval != "approve":
+        return None
+    keys = missing(step, ctx.clients)
+    if not keys:
+        return None
+    now = time.time()
+    return {
+        "run_id": ctx.run_id,
+        "phase": "fire",
+        "seq": seq,
+        "name": step.name,
+        "kind": step.kind,
+        "mutates": step.mutates,
+        "approval": step.approval,
+        "state": "done",
+        "outcome": "skipped",
+        "rendered": safe_render(step, ctx),
+        "result": None,
+        "changes": None,
+        "reason": NOT_CONFIGURED + ", ".join(keys),
+        "attempts": 0,
+        "started_at": now,
+        "finished_at": now,
+    }
+
+
+def page_line(title: str, row: Row) -> str | None:
+    """The page's line for a step row that was not offered, else None."""
+    reason = row.get("reason") or ""
+    if row.get("outcome") != "skipped" or not reason.startswith(NOT_CONFIGURED):
+        return None
+    if row.get("approval") != "approve":
+        return None
+    line = f"Not offered: {title}: needs {reason.removeprefix(NOT_CONFIGURED)}"
+    if row.get("rendered"):
+        line += f"; by hand if needed: {row['rendered']}"
+    return line
