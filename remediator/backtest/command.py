@@ -18,7 +18,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from remediator.backtest import paging, report, simulate
-from remediator.backtest.occurrences import Reconstructor
+from remediator.backtest.occurrences import PastOccurrence, Reconstructor
 from remediator.clients.prometheus_range import PrometheusHistory, prometheus_duration
 from remediator.engine import rules as rules_mod
 from remediator.engine.registry import Registry, load_entry_points
@@ -101,15 +101,19 @@ def pager_routes(settings: Settings) -> dict[str, tuple[str, ...]]:
     return {name: tuple(sev) for name, sev in severity_routes(configured).items()}
 
 
-async def backtest(
-    opts: Options,
-    settings: Settings,
-    ruleset: rules_mod.RuleSet,
-    registry: Registry,
-    *,
-    now: float | None = None,
-) -> report.Report:
-    """Read the range from Prometheus and simulate it. Raises TargetError."""
+@dataclass(frozen=True)
+class History:
+    """The occurrences Prometheus holds for the range, at ``step``."""
+
+    since: float
+    until: float
+    step: float
+    series: int
+    occurrences: list[PastOccurrence]
+
+
+async def read_history(opts: Options, *, now: float | None = None) -> History:
+    """Read the range from Prometheus and rebuild its occurrences. Raises TargetError."""
     history = PrometheusHistory(opts.prometheus)
     try:
         step = opts.step if opts.step is not None else await history.evaluation_interval()
@@ -122,20 +126,32 @@ async def backtest(
                 rebuilt.add(series.metric, series.values)
     finally:
         await history.aclose()
-    occurrences = rebuilt.finish(until)
+    return History(since, until, step, rebuilt.series, rebuilt.finish(until))
+
+
+async def backtest(
+    opts: Options,
+    settings: Settings,
+    ruleset: rules_mod.RuleSet,
+    registry: Registry,
+    *,
+    now: float | None = None,
+) -> report.Report:
+    """Read the range from Prometheus and simulate it. Raises TargetError."""
+    past = await read_history(opts, now=now)
     sim = simulate.simulate(
-        occurrences, ruleset, registry, settings, until=until, fail_rate=opts.fail_rate
+        past.occurrences, ruleset, registry, settings, until=past.until, fail_rate=opts.fail_rate
     )
     budget = settings.pagers.max_pages_per_hour
     return report.Report(
-        since=since,
-        until=until,
-        step=step,
-        series=rebuilt.series,
-        occurrences=len(occurrences),
+        since=past.since,
+        until=past.until,
+        step=past.step,
+        series=past.series,
+        occurrences=len(past.occurrences),
         rules=sim.rules,
         unmatched=sim.unmatched,
-        busiest=report.busiest_hour(occurrences, sim.runs),
+        busiest=report.busiest_hour(past.occurrences, sim.runs),
         pagers=paging.fold(sim.pages, pager_routes(settings), budget),
         max_pages_per_hour=budget,
         fail_rate=opts.fail_rate,
