@@ -32,6 +32,8 @@ ASSUMPTIONS = (
     " succeeds unless --fail-rate is given; a runbook's fire phase takes no time",
     "times are to the step: an occurrence starts at its first point and resolves one"
     " step after its last",
+    "a target named from the wall clock (RB-01's pack date when the alert has no date"
+    " label) is today's, not the occurrence's day",
 )
 
 
