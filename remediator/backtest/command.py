@@ -71,6 +71,14 @@ def _duration(value: str, name: str) -> float:
     return seconds
 
 
+def _step(value: str) -> float:
+    step = _duration(value, "--step")
+    # Below a second, a month is billions of points: no rule is evaluated that often.
+    if step < 1:
+        raise UsageError(f"--step must be at least 1s, got {value!r}")
+    return step
+
+
 def options(args: argparse.Namespace) -> Options:
     url = urllib.parse.urlsplit(args.prometheus)
     if url.scheme not in ("http", "https") or not url.hostname:
@@ -84,7 +92,7 @@ def options(args: argparse.Namespace) -> Options:
     return Options(
         prometheus=args.prometheus,
         since=_duration(args.since, "--since"),
-        step=_duration(args.step, "--step") if args.step is not None else None,
+        step=_step(args.step) if args.step is not None else None,
         rules=args.rules,
         fail_rate=fail_rate,
         json=args.json,

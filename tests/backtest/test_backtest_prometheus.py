@@ -164,6 +164,7 @@ def test_bad_arguments_are_a_clear_error_and_exit_2(
         (["--prometheus", history_url, "--since", "last week"], "--since"),
         (["--prometheus", history_url, "--since", "0s"], "--since must be positive"),
         (["--prometheus", history_url, "--step", "-5s"], "--step"),
+        (["--prometheus", history_url, "--step", "500ms"], "--step must be at least 1s"),
         (["--prometheus", history_url, "--fail-rate", "2"], "--fail-rate"),
     ]
     for args, message in cases:
