@@ -4,9 +4,11 @@ by hand here. Run as the installed CLI would be: ``python -m remediator backtest
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,16 @@ def test_figures_match_the_counts_made_by_hand(
     history_url: str, case_files: tuple[Path, Path]
 ) -> None:
     out = as_json(history_url, case_files)
+    # DESIGN's keys, at the top and per rule (more may follow them).
+    assert {
+        "since", "until", "step_seconds", "series", "occurrences", "rules", "unmatched",
+        "busiest_hour",
+    } <= set(out)  # fmt: skip
+    for rule in out["rules"]:
+        assert {
+            "rule", "runbook", "occurrences", "runs", "blocked", "approvals", "pages",
+        } <= set(rule)  # fmt: skip
+    assert {"start", "occurrences"} <= set(out["busiest_hour"])
     assert out["step_seconds"] == 60  # Prometheus's evaluation_interval, from its config API
     assert out["series"] == 5
     # polygon 4 (flapping), fmp 1, fmp's circuit 1, AlertStorm 6 (flapping), DiskFull 2
@@ -144,6 +156,41 @@ def test_human_output_names_each_rule_and_what_it_cannot_know(
     assert "Busiest hour:" in text and "13 occurrences started" in text
     assert "ALERTS has no annotations" in text
     assert "silences or inhibitions" in text
+
+
+def test_it_sends_no_page_even_with_pagers_configured(
+    history_url: str, case_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The pagers of the config point at a local capture server: it hears nothing."""
+    heard: list[str] = []
+
+    class Capture(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            heard.append(self.path)
+            self.send_response(202)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Capture)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        config = tmp_path / "capture.yaml"
+        config.write_text(
+            "pagers:\n"
+            f"  pagerduty: {{routing_key: 0123456789abcdef0123456789abcdef, url: {base}/pd}}\n"
+            f"  slack: {{webhook_url: {base}/slack}}\n"
+            f"  opsgenie: {{api_key: 0123456789abcdef, url: {base}/og}}\n"
+        )
+        out = as_json(history_url, (case_files[0], config))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out["pagers"]["opsgenie"]["paged"] > 0  # it counted pages for every pager...
+    assert heard == []  # ...and sent none
 
 
 def test_prometheus_down_is_a_clear_error_and_exit_1(case_files: tuple[Path, Path]) -> None:
