@@ -116,7 +116,7 @@ async def _halves(url: str, days: float) -> dict[str, float]:
     """Reading + rebuilding, then simulating, timed apart in this process."""
     from remediator.backtest import command, simulate
     from remediator.engine import rules as rules_mod
-    from remediator.engine.registry import load_entry_points
+    from remediator.runbook_api.registry import load_entry_points
     from remediator.settings import from_mapping
 
     settings = from_mapping({})

@@ -21,8 +21,8 @@ from remediator.backtest import paging, report, simulate
 from remediator.backtest.occurrences import PastOccurrence, Reconstructor
 from remediator.clients.prometheus_range import PrometheusHistory, prometheus_duration
 from remediator.engine import rules as rules_mod
-from remediator.engine.registry import Registry, load_entry_points
 from remediator.errors import TargetError
+from remediator.runbook_api.registry import Registry, load_entry_points
 from remediator.settings import Settings, parse_duration
 
 

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from remediator.backtest.guards import SIMULATED, Guards
 from remediator.backtest.occurrences import PastOccurrence
 from remediator.backtest.paging import PageEvent
-from remediator.engine.context import Clients
-from remediator.engine.registry import Registry
 from remediator.engine.rules import Rule, RuleSet
-from remediator.engine.steps import Runbook
 from remediator.engine.targets import run_target
+from remediator.runbook_api.context import Clients
+from remediator.runbook_api.registry import Registry
+from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
 
 SEED = 20261207

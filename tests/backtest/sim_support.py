@@ -8,7 +8,7 @@ from pathlib import Path
 from remediator.backtest import simulate
 from remediator.backtest.occurrences import PastOccurrence
 from remediator.engine import rules as rules_mod
-from remediator.engine.registry import Registry, load_entry_points
+from remediator.runbook_api.registry import Registry, load_entry_points
 from remediator.settings import Settings, from_mapping
 
 MIN = 60.0

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from remediator.engine.registry import load_entry_points
+from remediator.runbook_api.registry import load_entry_points
 from tests.backtest import history_case
 from tests.conftest import free_port
 

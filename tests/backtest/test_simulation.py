@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from remediator.backtest import simulate
-from remediator.engine.registry import load_entry_points
+from remediator.runbook_api.registry import load_entry_points
 from remediator.settings import from_mapping
 from tests.backtest.sim_support import occ, run, simulation
 
