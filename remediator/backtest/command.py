@@ -22,6 +22,7 @@ from remediator.backtest.occurrences import PastOccurrence, Reconstructor
 from remediator.clients.prometheus_range import PrometheusHistory, prometheus_duration
 from remediator.engine import rules as rules_mod
 from remediator.errors import TargetError
+from remediator.paging.base import SEVERITIES
 from remediator.runbook_api.registry import Registry, load_entry_points
 from remediator.settings import Settings, parse_duration
 
@@ -100,13 +101,15 @@ def options(args: argparse.Namespace) -> Options:
 
 
 def pager_routes(settings: Settings) -> dict[str, tuple[str, ...]]:
-    """Which severities each configured pager would get: the daemon's own routing."""
-    from remediator.daemon import severity_routes
+    """Which severities each configured pager would get: the daemon's own pagers, as
+    ``build_pagers`` makes them (its severity routing), asked what they accept.
+    Building one opens nothing: a pager makes its HTTP client when it first sends."""
+    from remediator.daemon import build_pagers
 
-    p = settings.pagers
-    sections = (("pagerduty", p.pagerduty), ("opsgenie", p.opsgenie), ("slack", p.slack))
-    configured = [name for name, section in sections if section is not None]
-    return {name: tuple(sev) for name, sev in severity_routes(configured).items()}
+    return {
+        name: tuple(s for s in SEVERITIES if pager.accepts(s))
+        for name, pager in build_pagers(settings).items()
+    }
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ Which pages (as the engine sends them):
   stops runs without a page of its own, except for a P0 runbook);
 - a circuit that opens: one P1 page per runbook, an incident that stays open.
 
-Which pager gets a severity is the daemon's ``severity_routes``. Folding follows
+Which pager gets a severity: the daemon's own pagers say (``build_pagers``). Folding follows
 ``state/folds.py``: a pager opens at most ``pagers.max_pages_per_hour`` new incidents
 in any rolling hour; past that, new incidents fold into one summary incident per
 pager and window (an hour from its first fold). A trigger on an incident the pager

@@ -7,7 +7,7 @@ from remediator.backtest import paging, report
 from remediator.backtest.command import pager_routes
 from remediator.backtest.paging import PageEvent
 from remediator.backtest.simulate import RunMark
-from remediator.daemon import severity_routes
+from remediator.daemon import build_pagers
 from remediator.settings import from_mapping
 from tests.backtest.sim_support import MIN, T0, occ
 
@@ -60,12 +60,17 @@ def test_a_pager_gets_only_the_severities_routed_to_it() -> None:
     assert tallies["pagerduty"].paged == 1 and tallies["slack"].paged == 1
 
 
-def test_routing_is_the_daemons() -> None:
-    settings = from_mapping({"pagers": {"slack": {"webhook_url": "http://127.0.0.1:9/s"}}})
-    routes = pager_routes(settings)
-    assert routes == {k: tuple(v) for k, v in severity_routes(["slack"]).items()}
+def test_routing_is_the_daemons_pagers() -> None:
+    slack = {"webhook_url": "http://127.0.0.1:9/s"}
+    pd = {"routing_key": "0123456789abcdef0123456789abcdef", "url": "http://127.0.0.1:9/p"}
+    routes = pager_routes(from_mapping({"pagers": {"slack": slack}}))
     # A Slack-only config pages every severity somewhere (DESIGN, severity routing).
     assert set(routes["slack"]) == {"P0", "P1", "P2", "P3"}
+    routes = pager_routes(from_mapping({"pagers": {"slack": slack, "pagerduty": pd}}))
+    assert set(routes["pagerduty"]) == {"P0", "P1"} and set(routes["slack"]) == {"P2", "P3"}
+    built = build_pagers(from_mapping({"pagers": {"slack": slack, "pagerduty": pd}}))
+    for name, pager in built.items():
+        assert {s for s in ("P0", "P1", "P2", "P3") if pager.accepts(s)} == set(routes[name])
     assert pager_routes(from_mapping({})) == {}
 
 
