@@ -34,6 +34,7 @@ ASSUMPTIONS = (
     " step after its last",
     "a target named from the wall clock (RB-01's pack date when the alert has no date"
     " label) is today's, not the occurrence's day",
+    "rules' verify queries are not evaluated: every mitigation is taken to hold",
 )
 
 
