@@ -227,3 +227,12 @@ def test_bad_rules_exit_1_with_file_line_messages(history_url: str, tmp_path: Pa
     done = backtest("--prometheus", history_url, "--rules", str(bad))
     assert done.returncode == 1
     assert f"{bad}:2" in done.stderr and "unknown runbook" in done.stderr
+
+
+def test_a_range_with_no_alert_reports_zeros_and_no_busiest_hour(
+    history_url: str, case_files: tuple[Path, Path]
+) -> None:
+    out = as_json(history_url, case_files, "--since", "1h")  # the history is 2 days old
+    assert out["series"] == out["occurrences"] == out["unmatched"] == 0
+    assert out["busiest_hour"] is None
+    assert all(r["occurrences"] == r["runs"] == 0 for r in out["rules"])
