@@ -53,6 +53,10 @@ class Plan:
     p0_drain_timeout: float = 15.0  # after the last P0 is sent, for its page to go out
     p0_workers: int = 8  # limits.workers (a quarter is the P0 lane)
     p0_backends: tuple[str, ...] = ("sqlite", "postgres")
+    # 7. backtest: label sets, days of history, occurrences of each series
+    backtest_series: int = 1_000
+    backtest_days: float = 30
+    backtest_occurrences: int = 40
 
 
 FULL = Plan(
@@ -127,6 +131,9 @@ SMOKE = Plan(
     p0_lead=0.5,
     p0_drain_timeout=10.0,
     p0_backends=("postgres",),
+    backtest_series=30,
+    backtest_days=2,
+    backtest_occurrences=4,
 )
 
 PLANS = {p.name: p for p in (FULL, QUICK, SMOKE)}

@@ -129,6 +129,22 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 )
             )
             out.append(_target("6 p0", f"{b} P0 alerts unpaged", row["p0"]["unpaged"], 0, "lower"))
+    backtest = results.get("backtest")
+    if backtest and "rows" in backtest:
+        for row in backtest["rows"]:
+            where = f"{row['days']:g} d x {row['series_planned']:,} series"
+            out.append(
+                _target("7 backtest", f"{where}: seconds", row["seconds"], 30, "lower", " s")
+            )
+            out.append(
+                _target(
+                    "7 backtest",
+                    "occurrences found - planned",
+                    abs(row["occurrences"] - row["occurrences_planned"]),
+                    0,
+                    "lower",
+                )
+            )
     return out
 
 
@@ -417,6 +433,36 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, Table]]:
                 f" (workers: {first['workers']}; e2e = send -> page queued, daemon ="
                 " received -> queued, delivered = send -> pager answered; P2 done and"
                 " backlog at the end of the load; parked = before/after)",
+                (head, body),
+            )
+        )
+    bt = results.get("backtest")
+    if bt and bt.get("rows"):
+        head = ["days", "series", "occurrences", "unmatched", "runs", "blocked", "seconds"]
+        head += ["occ/s", "peak RSS MB", "read s", "simulate s", "sim occ/s", "backfill s"]
+        body = [
+            [
+                _fmt(r["days"]),
+                _fmt(r["series"]),
+                _fmt(r["occurrences"]),
+                _fmt(r["unmatched"]),
+                _fmt(r["runs"]),
+                _fmt(r["blocked"]),
+                _fmt(r["seconds"], 2),
+                _fmt(r["occurrences_per_s"], 0),
+                _fmt(r["peak_rss_mb"]),
+                _fmt(r["read_s"], 2),
+                _fmt(r["simulate_s"], 2),
+                _fmt(r["simulate_occurrences_per_s"], 0),
+                _fmt(r["backfill_s"]),
+            ]
+            for r in bt["rows"]
+        ]
+        tables.append(
+            (
+                "7. Backtest: `remediator backtest --json` against a real Prometheus holding"
+                " the history (backfilled with promtool; not timed), start to exit; read and"
+                " simulate timed apart in-process",
                 (head, body),
             )
         )

@@ -30,10 +30,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
 
-from bench import common, corroboration, intake, p0, plan, report, rules_scaling, storm, ttm, wrk
+from bench import (
+    backtest,
+    common,
+    corroboration,
+    intake,
+    p0,
+    plan,
+    report,
+    rules_scaling,
+    storm,
+    ttm,
+    wrk,
+)
 
 RESULTS = common.REPO / "bench" / "results"
-SCENARIOS = ("intake", "ttm", "storm", "rules", "p0")
+SCENARIOS = ("intake", "ttm", "storm", "rules", "p0", "backtest")
 # Not in the default run (about twice scenario 2's time): --only corroboration.
 OPTIONAL = ("corroboration",)
 
@@ -229,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
                 results["corroboration"] = corroboration.run(workdir, chosen)
                 if "skipped" in results["corroboration"]:
                     _warn(notes, f"corroboration not run: {results['corroboration']['skipped']}")
+            elif name == "backtest":
+                results["backtest"] = backtest.run(workdir, chosen)
+                if "skipped" in results["backtest"]:
+                    _warn(notes, f"backtest not run: {results['backtest']['skipped']}")
             results["elapsed_by_scenario_s"][name] = round(time.monotonic() - t0, 1)
     finally:
         if args.keep:

@@ -1,6 +1,6 @@
 """The ``remediator`` command line (contract in DESIGN.md).
 
-serve | check-rules | replay | actions | approve | reject | pause | resume
+serve | check-rules | replay | actions | approve | reject | pause | resume | backtest
 Operator commands talk to the state store directly, so they work whether or not
 a daemon is running, and every replica sees the result.
 """
@@ -262,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("action_id", type=int)
     cmd("pause", "kill switch on: nothing mutates")
     cmd("resume", "kill switch off")
+    from remediator.backtest import command as backtest
+
+    backtest.add_arguments(cmd("backtest", "replay Prometheus's alert history through the rules"))
     return p
 
 
@@ -283,6 +286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command in ("pause", "resume"):
             return asyncio.run(_switch(args, args.command == "pause"))
+        if args.command == "backtest":
+            from remediator.backtest import command as backtest
+
+            return asyncio.run(backtest.run(args, _settings(args)))
     except ConfigError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 2

@@ -25,14 +25,14 @@ from pydantic import BaseModel
 
 from remediator import logs
 from remediator.background import Background
-from remediator.engine import offer, pages
+from remediator.engine import offer, pages, targets
 from remediator.engine.execute import StepRunner, Waiting
 from remediator.engine.gate import Blocked, Deferred, Gate
 from remediator.engine.rules import BlastRadius, Rule, RuleSet
 from remediator.engine.sources import grafana_alert_fields
 from remediator.engine.upkeep import Upkeep
 from remediator.engine.verify import Verifier
-from remediator.errors import LeaseLost, RemediatorError
+from remediator.errors import LeaseLost
 from remediator.metrics import Metrics
 from remediator.paging.base import PageContent
 from remediator.paging.outbox import Outbox
@@ -186,11 +186,7 @@ class Engine:
             await self.start_run(rule, occ)
 
     def _target(self, runbook: Runbook, labels: Mapping[str, str], params: BaseModel) -> str:
-        try:
-            return f"{runbook.id}:{runbook.target_for(labels, params, self.clients)}"
-        except RemediatorError:
-            # A hostile label cannot pick the lock key; the run will fail its checks.
-            return f"{runbook.id}:{labels.get('alertname', '')}:invalid"
+        return targets.run_target(runbook, labels, params, self.clients)
 
     async def start_run(self, rule: Rule, occ: Row) -> str | None:
         runbook = self.registry.get(rule.runbook)

@@ -163,10 +163,23 @@ def test_rule_scaling_matches_one_rule_per_named_alert(smoke: dict[str, Any]) ->
         assert r["select_us_per_alert"] > 0
 
 
+def test_backtest_finds_every_planned_series_and_occurrence_in_prometheus(
+    smoke: dict[str, Any],
+) -> None:
+    (row,) = smoke["backtest"]["rows"]
+    assert row["series"] == row["series_planned"] > 0
+    assert row["occurrences"] == row["occurrences_planned"] > 0
+    # A third of the series are alerts no shipped rule acts on.
+    assert 0 < row["unmatched"] < row["occurrences"]
+    assert row["runs"] + row["blocked"] > 0
+    assert row["seconds"] > 0 and row["peak_rss_mb"] > 0
+    assert "7. Backtest" in smoke["_markdown"]
+
+
 def test_report_prints_every_target_with_a_verdict(smoke: dict[str, Any]) -> None:
     targets = smoke["targets"]
     scenarios = {t["scenario"] for t in targets}
-    assert scenarios == {"1 intake", "2 ttm", "3 storm", "4 rules", "6 p0"}
+    assert scenarios == {"1 intake", "2 ttm", "3 storm", "4 rules", "6 p0", "7 backtest"}
     assert {t["result"] for t in targets} <= {"PASS", "MISS"}
     assert "Targets" in smoke["_stdout"] and "| scenario | target |" in smoke["_markdown"]
 
