@@ -130,7 +130,8 @@ class SlackCapture:
         while not predicate(self.requests):
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"Slack capture: condition not met; got {self.requests!r}")
+                got = [r.path for r in self.requests][-20:]
+                raise AssertionError(f"Slack capture: condition not met; last requests: {got}")
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), min(left, 0.2))
