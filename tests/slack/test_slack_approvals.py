@@ -248,7 +248,10 @@ async def test_malformed_bodies_are_400_never_5xx(world: World) -> None:
     headers: dict[str, Any]
     for headers in (
         {"X-Slack-Request-Timestamp": "nan", "X-Slack-Signature": "v0=00"},
-        {"X-Slack-Request-Timestamp": "\uff11\uff12\uff13".encode(), "X-Slack-Signature": b"v0=\xff"},
+        {
+            "X-Slack-Request-Timestamp": "\uff11\uff12\uff13".encode(),
+            "X-Slack-Signature": b"v0=\xff",
+        },
     ):
         r = await world.http.post("/api/v1/slack/interactions", content=b"x", headers=headers)
         assert r.status_code == 401
