@@ -63,9 +63,9 @@ class SlackInteractions:
         limit = self.daemon.settings.limits.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             return error(413, "payload_too_large", f"body over {limit} bytes")
-        raw = await request.content.read(limit + 1)
-        if len(raw) > limit:
-            return error(413, "payload_too_large", f"body over {limit} bytes")
+        raw = await self._body(request, limit)
+        if isinstance(raw, web.Response):
+            return raw
         problem = verify(
             self.config.signing_secret.get_secret_value().encode(),
             request.headers.get("X-Slack-Request-Timestamp"),
@@ -90,6 +90,25 @@ class SlackInteractions:
         verdict = await self._decide(click, name)
         self._later(self._show(click, name, verdict))
         return web.Response(status=200)
+
+    async def _body(self, request: web.Request, limit: int) -> bytes | web.Response:
+        """The raw body (the signature covers it byte for byte), within ``limit``
+        bytes and ``limits.read_timeout`` seconds."""
+        chunks: list[bytes] = []
+        size = 0
+        read_timeout = self.daemon.settings.limits.read_timeout
+        try:
+            async with asyncio.timeout(read_timeout):
+                while chunk := await request.content.read(65536):
+                    size += len(chunk)
+                    if size > limit:
+                        return error(413, "payload_too_large", f"body over {limit} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            resp = error(408, "request_timeout", f"body not received within {read_timeout:g} s")
+            resp.force_close()
+            return resp
+        return b"".join(chunks)
 
     async def _decide(self, click: Click, name: str) -> Verdict:
         store = self.daemon.store

@@ -309,3 +309,72 @@ async def test_not_configured_is_404(pg_schema_dsn: str, dawsos: Any, tmp_path: 
         signed = click(SECRET, user_id=ALICE, value=f"1:{'a' * 32}")
         r = await w.click(signed)
         assert r.status_code == 404 and "approvals.slack" in r.json()["detail"]
+
+
+async def test_concurrent_clicks_decide_once(world: World) -> None:
+    """Double clicks, a replay racing the original, and Reject racing Approve: the
+    nonce is consumed once, so exactly one click decides and the step runs once."""
+    approve = await world.button("delete_duplicates")
+    reject = await world.button("delete_duplicates", "remediator_reject")
+    clicks = [
+        click(SECRET, user_id=ALICE, value=approve, response_url=world.slack.response_url("c")),
+        click(SECRET, user_id=ALICE, value=reject, action_id="remediator_reject"),
+    ]
+    answers = await asyncio.gather(*(world.click(clicks[i % 2]) for i in range(8)))
+    assert [r.status_code for r in answers] == [200] * 8
+    approval = (await world.approvals())["delete_duplicates"]
+    assert approval["state"] in ("approved", "executing", "executed", "rejected")
+    assert approval["decided_by"] == "alice via Slack"
+
+    async def settled() -> bool:
+        a = (await world.approvals())["delete_duplicates"]
+        return a["state"] in ("executed", "rejected")
+
+    await world.until(settled)
+    await asyncio.sleep(0.5)
+    steps = await world.approved_steps()
+    if (await world.approvals())["delete_duplicates"]["state"] == "executed":
+        assert len(steps) == 1 and not set(world.duplicates) & set(await world.notification_ids())
+    else:
+        assert steps == [] and set(world.duplicates) <= set(await world.notification_ids())
+
+
+async def test_a_body_sent_in_pieces_is_read_whole(world: World) -> None:
+    """The signature covers every byte: a body that arrives in several chunks (a
+    real Slack payload is several KB) is read to its end before it is checked."""
+    value = await world.button("delete_duplicates")
+    signed = click(SECRET, user_id=ALICE, value=value, response_url=world.slack.response_url("p"))
+
+    async def pieces() -> Any:
+        for i in range(0, len(signed.body), 100):
+            yield signed.body[i : i + 100]
+            await asyncio.sleep(0.01)
+
+    r = await world.http.post(
+        "/api/v1/slack/interactions", content=pieces(), headers=signed.headers
+    )
+    assert r.status_code == 200
+
+    async def decided() -> bool:
+        return (await world.approvals())["delete_duplicates"]["decided_by"] == "alice via Slack"
+
+    await world.until(decided)
+
+
+async def test_reject_click_records_the_rejection_and_runs_nothing(world: World) -> None:
+    value = await world.button("delete_duplicates", "remediator_reject")
+    signed = click(
+        SECRET,
+        user_id=ALICE,
+        value=value,
+        action_id="remediator_reject",
+        response_url=world.slack.response_url("x"),
+    )
+    assert (await world.click(signed)).status_code == 200
+    body = await response(world, "x")
+    assert "Rejected by alice at" in texts(body) and "nothing was run" in texts(body)
+    approval = (await world.approvals())["delete_duplicates"]
+    assert approval["state"] == "rejected" and approval["decided_by"] == "alice via Slack"
+    await asyncio.sleep(0.5)
+    assert await world.approved_steps() == []
+    assert set(world.duplicates) <= set(await world.notification_ids())
