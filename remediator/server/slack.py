@@ -56,6 +56,18 @@ class SlackInteractions:
         self.config = daemon.settings.approvals.slack
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
+        slack_pager = daemon.settings.pagers.slack
+        if self.config is not None and (slack_pager is None or slack_pager.bot_token is None):
+            log.warning(
+                "slack_approvals_without_buttons",
+                detail="approvals.slack is set but pagers.slack.bot_token is not:"
+                " no page offers Approve/Reject buttons",
+            )
+        if self.config is not None and not self.config.approvers:
+            log.warning(
+                "slack_approvals_without_approvers",
+                detail="approvals.slack.approvers is empty: every click is refused",
+            )
 
     async def handle(self, request: web.Request) -> web.Response:
         if self.config is None:
