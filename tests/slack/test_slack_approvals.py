@@ -10,8 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from aiohttp import web
 
+from remediator.daemon import Daemon
+from remediator.metrics import Metrics
+from remediator.server.app import create_app
 from remediator.testing_slack import blocks_of, click, sign
 from tests.slack.conftest import ALICE, BOT_TOKEN, SECRET, STRANGER, World, slack_world
 
@@ -378,3 +383,62 @@ async def test_reject_click_records_the_rejection_and_runs_nothing(world: World)
     await asyncio.sleep(0.5)
     assert await world.approved_steps() == []
     assert set(world.duplicates) <= set(await world.notification_ids())
+
+
+async def test_two_replicas_take_one_click_once(world: World) -> None:
+    """The same click delivered to two replicas sharing the Postgres state store (a
+    retry, or a replay racing the original): one decides, the other changes nothing."""
+    second = Daemon(world.daemon.settings, metrics=Metrics(), registry=world.daemon.registry)
+    await second.start()
+    runner = web.AppRunner(create_app(second), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        value = await world.button("delete_duplicates")
+        signed = click(
+            SECRET, user_id=ALICE, value=value, response_url=world.slack.response_url("h")
+        )
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as other:
+            answers = await asyncio.gather(
+                *(
+                    (world.http if i % 2 else other).post(
+                        "/api/v1/slack/interactions", content=signed.body, headers=signed.headers
+                    )
+                    for i in range(6)
+                )
+            )
+        assert [r.status_code for r in answers] == [200] * 6
+
+        async def executed() -> bool:
+            return (await world.approvals())["delete_duplicates"]["state"] == "executed"
+
+        await world.until(executed)
+        await asyncio.sleep(1.0)
+        [step] = await world.approved_steps()
+        assert step["outcome"] == "applied"
+        assert (await world.approvals())["delete_duplicates"]["decided_by"] == "alice via Slack"
+        assert not set(world.duplicates) & set(await world.notification_ids())
+    finally:
+        await runner.cleanup()
+        await second.stop()
+
+
+async def test_no_secret_reaches_the_logs(world: World, capfd: pytest.CaptureFixture[str]) -> None:
+    value = await world.button("delete_duplicates")
+    url = world.slack.response_url("secret-path-0123456789")
+    assert (
+        await world.click(click(SECRET, user_id=ALICE, value=value, response_url=url))
+    ).status_code == 200
+    await world.click(click("wrong-secret-0123456789abcdef", user_id=ALICE, value=value))
+
+    async def executed() -> bool:
+        return (await world.approvals())["delete_duplicates"]["state"] == "executed"
+
+    await world.until(executed)
+    await world.slack.wait_for(lambda reqs: any(r.path.endswith("0123456789") for r in reqs))
+    out, err = capfd.readouterr()
+    for secret in (BOT_TOKEN, SECRET, "secret-path-0123456789"):
+        assert secret not in out and secret not in err
+    assert "approval_decided" in out + err  # the logs were captured at all
