@@ -34,14 +34,14 @@ from aiohttp import web
 from bench.common import PG_DSN, drop_schema, new_schema, percentile, with_search_path
 from remediator import logs
 from remediator.daemon import Daemon
-from remediator.engine.context import StepContext
-from remediator.engine.registry import Registry
-from remediator.engine.steps import Done, Runbook, Step, describe
 from remediator.metrics import Metrics
+from remediator.runbook_api.context import StepContext
+from remediator.runbook_api.registry import Registry
+from remediator.runbook_api.steps import Done, Runbook, Step, describe
 from remediator.server.app import create_app
 from remediator.settings import from_mapping
 from remediator.testing import make_alert, make_payload
-from remediator.testing_slack import SlackCapture, blocks_of, click
+from tests.fixtures.slack import SlackCapture, blocks_of, click
 
 SECRET = "bench-signing-secret-0123456789abcdef"
 APPROVER = "U0BENCH01"

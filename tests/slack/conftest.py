@@ -17,18 +17,18 @@ import pytest
 import yaml
 from aiohttp import web
 
-from remediator import testing_dawsos
 from remediator.clients.database import TargetDatabase
 from remediator.daemon import Daemon
-from remediator.engine.registry import Registry
 from remediator.errors import TargetTimeout, TargetUnavailable
 from remediator.metrics import Metrics
+from remediator.runbook_api.registry import Registry
 from remediator.runbooks import rb03_alert_storm as rb03
 from remediator.server.app import create_app
 from remediator.settings import from_mapping
 from remediator.testing import make_alert, make_payload
-from remediator.testing_slack import SlackCapture, blocks_of
 from tests.conftest import PG_DSN, service_missing
+from tests.fixtures import dawsos as testing_dawsos
+from tests.fixtures.slack import SlackCapture, blocks_of
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy"

@@ -17,7 +17,7 @@ from aiohttp import web
 from remediator.daemon import Daemon
 from remediator.metrics import Metrics
 from remediator.server.app import create_app
-from remediator.testing_slack import blocks_of, click, sign
+from tests.fixtures.slack import blocks_of, click, sign
 from tests.slack.conftest import ALICE, BOT_TOKEN, SECRET, STRANGER, World, slack_world
 
 pytestmark = pytest.mark.timeout(90)

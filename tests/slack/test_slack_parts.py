@@ -21,7 +21,7 @@ from remediator.server.slack_request import MAX_SKEW, verify
 from remediator.settings import from_mapping
 from remediator.state import slack as slack_state
 from remediator.state.store import StateStore
-from remediator.testing_slack import sign
+from tests.fixtures.slack import sign
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TOKEN = "xoxb-0000-1111-secret-token-value"
