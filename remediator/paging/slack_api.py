@@ -180,3 +180,21 @@ async def respond(
     except httpx.HTTPError as exc:
         return RetryLater(reason=redact(f"slack: response_url: {type(exc).__name__}"))
     return classify("slack: response_url", response, redact)
+
+
+class Responder:
+    """Posts to clicks' ``response_url``s with one client of its own (the approval
+    route has no bot token to hand: a response_url needs none)."""
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+
+    async def respond(self, response_url: str, body: dict[str, Any]) -> DeliveryResult:
+        if self._client is None:
+            self._client = httpx.AsyncClient()
+        return await respond(self._client, response_url, body)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

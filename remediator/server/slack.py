@@ -23,7 +23,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from aiohttp import web
 
 from remediator import logs
@@ -55,7 +54,7 @@ class SlackInteractions:
         self.daemon = daemon
         self.config = daemon.settings.approvals.slack
         self._tasks: set[asyncio.Task[None]] = set()
-        self._http: httpx.AsyncClient | None = None
+        self._responder = slack_api.Responder()
         slack_pager = daemon.settings.pagers.slack
         if self.config is not None and (slack_pager is None or slack_pager.bot_token is None):
             log.warning(
@@ -180,16 +179,10 @@ class SlackInteractions:
         except Exception:
             log.exception("slack_update_failed")
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient()
-        return self._http
-
     async def _not_allowed(self, click: Click) -> None:
         if click.response_url is None:
             return
-        await slack_api.respond(
-            self._client(),
+        await self._responder.respond(
             click.response_url,
             {
                 "response_type": "ephemeral",
@@ -214,15 +207,14 @@ class SlackInteractions:
             body = await self._message(before, notice)
             if body is None:
                 if click.response_url is not None and notice is not None:
-                    await slack_api.respond(
-                        self._client(),
+                    await self._responder.respond(
                         click.response_url,
                         {"response_type": "ephemeral", "replace_original": False, "text": notice},
                     )
                 return
             if click.response_url is not None:
-                result = await slack_api.respond(
-                    self._client(), click.response_url, {"replace_original": True, **body}
+                result = await self._responder.respond(
+                    click.response_url, {"replace_original": True, **body}
                 )
                 log.info(
                     "slack_message_updated",
@@ -265,6 +257,4 @@ class SlackInteractions:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self._responder.aclose()
