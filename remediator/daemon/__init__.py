@@ -535,11 +535,14 @@ class Daemon:
         )
         while True:
             self.supervisor.beat("maintenance")
+            # Cleared before the pass, not after: a decision made while the pass runs
+            # (after it looked for approved steps) must wake the next pass at once,
+            # not wait out the interval (an approval's step started up to 1 s late).
+            self._maint_wake.clear()
             try:
                 await self.maintenance_once()
             except StateUnavailable as exc:
                 log.warning("maintenance_state_unavailable", error=str(exc))
-            self._maint_wake.clear()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._maint_wake.wait(), interval)
 
