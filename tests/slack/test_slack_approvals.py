@@ -17,8 +17,9 @@ from aiohttp import web
 from remediator.daemon import Daemon
 from remediator.metrics import Metrics
 from remediator.server.app import create_app
+from remediator.testing import make_payload, resolved
 from tests.fixtures.slack import blocks_of, click, sign
-from tests.slack.conftest import ALICE, BOT_TOKEN, SECRET, STRANGER, World, slack_world
+from tests.slack.conftest import ALERT, ALICE, BOT_TOKEN, SECRET, STRANGER, World, slack_world
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -443,3 +444,36 @@ async def test_no_secret_reaches_the_logs(world: World, capfd: pytest.CaptureFix
     for secret in (BOT_TOKEN, SECRET, "secret-path-0123456789"):
         assert secret not in out and secret not in err
     assert "approval_decided" in out + err  # the logs were captured at all
+
+
+async def test_click_after_the_alert_resolved_changes_nothing(world: World) -> None:
+    """The resolve closes the pending approvals and updates the message (no buttons
+    left); a click on the old buttons then changes nothing and says the alert resolved."""
+    value = await world.button("delete_duplicates")
+    r = await world.http.post("/api/v1/alerts", json=make_payload(resolved(ALERT)))
+    assert r.status_code == 202
+
+    async def closed() -> bool:
+        return (await world.approvals())["delete_duplicates"]["state"] == "expired"
+
+    await world.until(closed)
+
+    def resolved_shown(reqs: list[Any]) -> bool:
+        return any(
+            r.path == "/api/chat.update" and texts(r.json).startswith("Resolved: ") for r in reqs
+        )
+
+    await world.slack.wait_for(resolved_shown)
+    update = next(r for r in world.slack.calls("/api/chat.update") if resolved_shown([r]))
+    assert blocks_of(update.json, "actions") == []  # no buttons on a resolved page
+    rows = await world.notification_ids()
+    signed = click(SECRET, user_id=ALICE, value=value, response_url=world.slack.response_url("z"))
+    assert (await world.click(signed)).status_code == 200
+    body = await response(world, "z")
+    assert "changed nothing" in texts(body) and "the alert resolved" in texts(body)
+    approval = (await world.approvals())["delete_duplicates"]
+    assert approval["state"] == "expired" and approval["decided_by"] is None
+    assert approval["slack_nonce_used_at"] is None
+    assert await world.approved_steps() == []
+    assert await world.notification_ids() == rows
+    assert set(world.duplicates) <= set(rows)
