@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from remediator.errors import StateUnavailable
 from remediator.paging import slack_blocks
 from remediator.paging.base import (
     Delivered,
@@ -58,8 +59,17 @@ class SlackBotPager:
 
     async def send(self, event: PageEvent) -> DeliveryResult:
         content = event.content
-        body = await render(self.store, content, resolved=event.action == "resolve")
-        ref = await slack_state.message_for(self.store, content.dedup_key)
+        resolved = event.action == "resolve"
+        try:
+            body = await render(self.store, content, resolved=resolved)
+            ref = await slack_state.message_for(self.store, content.dedup_key)
+        except StateUnavailable:
+            # The page of a state store outage (sent directly, not from the outbox):
+            # posted as it is, without buttons (no nonce can be kept) and not kept.
+            approvals = slack_blocks.views(content)
+            body = slack_blocks.message(content, approvals, resolved=resolved)
+            answer = await self.api.call("chat.postMessage", {"channel": self.channel, **body})
+            return answer.result
         if ref is not None:
             answer = await self.api.call(
                 "chat.update", {"channel": ref.channel, "ts": ref.ts, **body}

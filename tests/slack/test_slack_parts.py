@@ -180,3 +180,36 @@ async def test_bot_pager_posts_once_then_updates_and_reposts_a_deleted_message(
     finally:
         await pager.aclose()
         await store.close()
+
+
+@respx.mock
+async def test_bot_pager_still_posts_when_the_state_store_is_down(tmp_path: Path) -> None:
+    """The direct page of a state store outage goes out, without buttons."""
+    store = await StateStore.open(f"sqlite:///{tmp_path}/s.db")
+    await store.close()  # every read now raises StateUnavailable
+    pager = SlackBotPager(SlackWebApi(TOKEN, API), "#ops", store)
+    post = respx.post(f"{API}/chat.postMessage").mock(
+        return_value=httpx.Response(200, json={"ok": True, "channel": "C0OPS", "ts": "12.1"})
+    )
+    content = PageContent(
+        dedup_key="remediator/r9",
+        severity="P1",
+        title="state store unreachable",
+        alertname="AlertStorm",
+        runbook="RB-03",
+        rule="storm",
+        mode="live",
+        details={
+            "run_id": "r9",
+            "approvals": [
+                {"id": 4, "step": "x", "title": "X", "call": "DELETE", "state": "pending"}
+            ],
+        },
+    )
+    try:
+        assert isinstance(await pager.send(PageEvent("trigger", content)), Delivered)
+        body = post.calls.last.request.content
+        assert b"state store unreachable" in body and b'"actions"' not in body
+        assert b"remediator approve 4" in body  # the CLI way is still shown
+    finally:
+        await pager.aclose()
