@@ -174,7 +174,7 @@ async def slack_world(
         settings = from_mapping(config, env={})
         daemon = Daemon(settings, metrics=Metrics(), registry=registry())
         await daemon.start()
-        runner = web.AppRunner(create_app(daemon), access_log=None)
+        runner = web.AppRunner(create_app(daemon), access_log=None, shutdown_timeout=5)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -392,7 +392,7 @@ async def test_two_replicas_take_one_click_once(world: World) -> None:
     retry, or a replay racing the original): one decides, the other changes nothing."""
     second = Daemon(world.daemon.settings, metrics=Metrics(), registry=world.daemon.registry)
     await second.start()
-    runner = web.AppRunner(create_app(second), access_log=None)
+    runner = web.AppRunner(create_app(second), access_log=None, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
