@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from remediator.errors import ConfigError
+from remediator.slack_settings import ApprovalSettings, SlackSettings
 
 DEFAULT_STATE = "sqlite:///./remediator-state.db"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -226,10 +227,6 @@ class PagerDutySettings(_Strict):
     url: str = "https://events.pagerduty.com/v2/enqueue"
 
 
-class SlackSettings(_Strict):
-    webhook_url: SecretStr
-
-
 class OpsgenieSettings(_Strict):
     api_key: SecretStr
     url: str = "https://api.opsgenie.com"
@@ -309,6 +306,7 @@ class Settings(_Strict):
     targets: TargetSettings = TargetSettings()
     pagers: PagerSettings = PagerSettings()
     links: LinkSettings = LinkSettings()
+    approvals: ApprovalSettings = ApprovalSettings()
     engine: EngineSettings = EngineSettings()
     retention: RetentionSettings = RetentionSettings()
     source: str | None = Field(default=None, exclude=True)  # the file it came from

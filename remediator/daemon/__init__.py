@@ -83,7 +83,9 @@ def severity_routes(configured: list[str]) -> dict[str, tuple[Severity, ...]]:
     return {name: tuple(taken) for name, taken in routes.items()}
 
 
-def build_pagers(settings: Settings) -> dict[str, Pager]:
+def build_pagers(settings: Settings, store: StateStore | None = None) -> dict[str, Pager]:
+    """The configured pagers. The Slack bot (``bot_token``) keeps its messages in the
+    state store; without a ``store`` (tools that only render) the webhook is used."""
     from remediator.paging.opsgenie import OpsgeniePager
     from remediator.paging.pagerduty import PagerDutyPager
     from remediator.paging.slack import SlackPager
@@ -110,7 +112,15 @@ def build_pagers(settings: Settings) -> dict[str, Pager]:
         pagers["opsgenie"] = OpsgeniePager(
             p.opsgenie.api_key.get_secret_value(), p.opsgenie.url, severities=routes["opsgenie"]
         )
-    if p.slack is not None:
+    if p.slack is not None and p.slack.bot_token is not None and store is not None:
+        from remediator.paging.slack_api import SlackWebApi
+        from remediator.paging.slack_bot import SlackBotPager
+
+        api = SlackWebApi(p.slack.bot_token.get_secret_value(), p.slack.api_url)
+        pagers["slack"] = SlackBotPager(
+            api, p.slack.channel or "", store, severities=routes["slack"]
+        )
+    elif p.slack is not None and p.slack.webhook_url is not None:
         pagers["slack"] = SlackPager(
             p.slack.webhook_url.get_secret_value(), severities=routes["slack"]
         )
@@ -126,7 +136,9 @@ def secret_values(settings: Settings) -> list[str]:
     if p.opsgenie:
         out.append(p.opsgenie.api_key.get_secret_value())
     if p.slack:
-        out.append(p.slack.webhook_url.get_secret_value())
+        out += [s.get_secret_value() for s in (p.slack.webhook_url, p.slack.bot_token) if s]
+    if settings.approvals.slack:
+        out.append(settings.approvals.slack.signing_secret.get_secret_value())
     if settings.targets.grafana is not None:
         out.append(settings.targets.grafana.token.get_secret_value())
     from urllib.parse import urlsplit
@@ -187,7 +199,9 @@ class Daemon:
             from remediator.engine.sources import GRAFANA_UNCORROBORATED
 
             log.warning("grafana_not_corroborated", detail=f"every rule: {GRAFANA_UNCORROBORATED}")
-        pagers = self._pagers if self._pagers is not None else build_pagers(self.settings)
+        pagers = self._pagers
+        if pagers is None:
+            pagers = build_pagers(self.settings, self.store)
         # Known label values start at zero, so rate() sees the first event of each.
         self.metrics.prime(
             {rb.id: [s.name for s in (*rb.steps, *rb.resolve_steps)] for rb in self.registry},
@@ -521,11 +535,14 @@ class Daemon:
         )
         while True:
             self.supervisor.beat("maintenance")
+            # Cleared before the pass, not after: a decision made while the pass runs
+            # (after it looked for approved steps) must wake the next pass at once,
+            # not wait out the interval (an approval's step started up to 1 s late).
+            self._maint_wake.clear()
             try:
                 await self.maintenance_once()
             except StateUnavailable as exc:
                 log.warning("maintenance_state_unavailable", error=str(exc))
-            self._maint_wake.clear()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._maint_wake.wait(), interval)
 

@@ -30,6 +30,36 @@ def _title(runbook: Runbook | None, name: str) -> str:
         return name
 
 
+def approval_details(
+    steps: Sequence[Row], approvals: Sequence[Row], runbook: Runbook | None
+) -> list[dict[str, object]]:
+    """Each approval of the run as data, for pagers that offer buttons (Slack): what
+    it would run, its state, and the outcome of its step once it ran."""
+    asked = {s["name"]: s for s in steps if s["phase"] == "fire"}
+    ran = {s["name"]: s for s in steps if s["phase"] == "approved" and s["state"] == "done"}
+    result: list[dict[str, object]] = []
+    for a in approvals:
+        done = ran.get(a["step"])
+        outcome = None
+        if done is not None:
+            summary = (done.get("result") or {}).get("summary") or done.get("reason")
+            outcome = f"{done['outcome']}" + (f": {summary}" if summary else "")
+        result.append(
+            {
+                "id": a["id"],
+                "step": a["step"],
+                "title": _title(runbook, a["step"]),
+                "call": (asked.get(a["step"]) or {}).get("rendered") or "",
+                "state": a["state"],
+                "decided_by": a.get("decided_by"),
+                "decided_at": a.get("decided_at"),
+                "expires_at": a.get("expires_at"),
+                "outcome": outcome,
+            }
+        )
+    return result
+
+
 def build(
     run: Row,
     steps: Sequence[Row],
@@ -121,6 +151,7 @@ def build(
             "run_id": run["id"],
             "fingerprint": run["fingerprint"],
             "starts_at": run["starts_at"],
+            "approvals": approval_details(steps, approvals, runbook),
         },
         never_fold=run["severity"] == "P0" and acted,
     )

@@ -7,6 +7,7 @@ Routes (fixed by the contract):
   POST /api/v1/actions/{id}/approve|reject operator tokens
   POST /api/v1/pause, /api/v1/resume       operator tokens
   POST /-/reload                           operator tokens (Alertmanager's convention)
+  POST /api/v1/slack/interactions          Slack's signed button clicks (server/slack.py)
 
 The server only translates HTTP into calls on the daemon; it holds no state.
 
@@ -32,6 +33,7 @@ from remediator.errors import StateUnavailable
 from remediator.server import auth
 from remediator.server.middleware import store_down_is_503
 from remediator.server.responses import error, json_response
+from remediator.server.slack import SlackInteractions
 from remediator.server.webhook import WebhookHandler
 from remediator.settings import Settings, is_loopback
 
@@ -248,4 +250,11 @@ def create_app(daemon: Daemon) -> web.Application:
     app.router.add_post("/api/v1/pause", pause)
     app.router.add_post("/api/v1/resume", resume)
     app.router.add_post("/-/reload", reload)
+    slack = SlackInteractions(daemon)
+    app.router.add_post("/api/v1/slack/interactions", slack.handle)
+
+    async def close_slack(_: web.Application) -> None:
+        await slack.close()
+
+    app.on_cleanup.append(close_slack)
     return app

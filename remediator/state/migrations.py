@@ -221,6 +221,22 @@ CREATE INDEX runs_verify_due ON runs (verify_at) WHERE verify_at IS NOT NULL
 """,
     ),
     (
+        10,
+        "Slack approvals: a single-use nonce per approval, and the posted message per page",
+        """
+ALTER TABLE approvals ADD COLUMN slack_nonce TEXT;
+ALTER TABLE approvals ADD COLUMN slack_nonce_used_at {float};
+CREATE TABLE slack_messages (
+    dedup_key TEXT PRIMARY KEY,
+    run_id TEXT,
+    channel TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    posted_at {float} NOT NULL
+);
+CREATE INDEX slack_messages_run ON slack_messages (run_id)
+""",
+    ),
+    (
         12,
         "occurrences say who evaluated the alert (Grafana Alerting or Alertmanager)",
         """

@@ -200,6 +200,10 @@ async def _delete_runs(c: Conn, dialect: str, ids: list[str], deleted: dict[str,
     The ids were selected in this transaction, on Postgres ``FOR UPDATE``: none of
     them can change state or gain an approval before the commit."""
     arg = orjson.dumps(ids).decode()
+    # The Slack message each run's page was posted as (not a counted table).
+    await c.execute(
+        f"DELETE FROM slack_messages WHERE {_among(dialect, 'run_id', _JSON_IDS[dialect])}", arg
+    )
     for table, column in (("steps", "run_id"), ("approvals", "run_id"), ("runs", "id")):
         where = _among(dialect, column, _JSON_IDS[dialect])
         deleted[table] += await c.execute(f"DELETE FROM {table} WHERE {where}", arg)
