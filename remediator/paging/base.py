@@ -22,9 +22,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol, get_args
 from urllib.parse import urlsplit
 
-import httpx
-
 from remediator import __version__
+from remediator.clients.http_post import HttpPoster, PostAnswer, PostFailed
 from remediator.errors import ConfigError
 
 Severity = Literal["P0", "P1", "P2", "P3"]
@@ -299,9 +298,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, seconds)
 
 
-def classify(peer: str, response: httpx.Response, redact: Redactor) -> DeliveryResult:
+def classify(peer: str, response: PostAnswer, redact: Redactor) -> DeliveryResult:
     """2xx delivered; 429 and 5xx retry later; anything else is rejected."""
-    status = response.status_code
+    status = response.status
     if 200 <= status < 300:
         return Delivered(status=status)
     # Redact the whole answer before cutting it: cutting first could leave half a
@@ -320,8 +319,8 @@ def classify(peer: str, response: httpx.Response, redact: Redactor) -> DeliveryR
 class HttpPager:
     """What the HTTP pagers share: severity routing, the client, one classified POST.
 
-    The client is created on first use (so building a pager for ``replay`` or a test
-    costs nothing) and closed by ``aclose`` only if this pager created it.
+    The connection pool is created on first use (so building a pager for ``replay``
+    or a test costs nothing) and closed by ``aclose`` only if this pager created it.
     """
 
     name: str
@@ -330,12 +329,12 @@ class HttpPager:
         self,
         *,
         secrets: Iterable[str],
-        client: httpx.AsyncClient | None,
+        client: HttpPoster | None,
         timeout: float,
         severities: Iterable[str],
     ) -> None:
         self._severities = severity_set(severities, pager=self.name)
-        self._client = client
+        self._http = client if client is not None else HttpPoster()
         self._owns_client = client is None
         self._closed = False
         self._timeout = timeout
@@ -351,8 +350,8 @@ class HttpPager:
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
+        if self._owns_client:
+            await self._http.aclose()
 
     async def _post(
         self, url: str, body: bytes, headers: Mapping[str, str] | None = None
@@ -361,19 +360,15 @@ class HttpPager:
         if self._closed:
             # A send after aclose() is a bug in the caller's shutdown order.
             raise RuntimeError(f"{self.name}: send() after aclose()")
-        if self._client is None:
-            self._client = httpx.AsyncClient()
         all_headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
         all_headers.update(headers or {})
         try:
-            response = await self._client.post(
-                url, content=body, headers=all_headers, timeout=self._timeout
-            )
-        except httpx.TimeoutException as exc:
-            return RetryLater(reason=self._redact(f"{self.name}: timeout ({type(exc).__name__})"))
-        except httpx.HTTPError as exc:
+            response = await self._http.post(url, body, all_headers, self._timeout)
+        except PostFailed as exc:
+            if exc.timeout:
+                return RetryLater(reason=self._redact(f"{self.name}: timeout ({exc.kind})"))
             # Exception text can carry the URL, and the Slack URL is the secret.
-            return RetryLater(reason=self._redact(f"{self.name}: {type(exc).__name__}: {exc}"))
+            return RetryLater(reason=self._redact(f"{self.name}: {exc.kind}: {exc.detail}"))
         return classify(self.name, response, self._redact)
 
 

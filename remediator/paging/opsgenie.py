@@ -13,8 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
+from remediator.clients.http_post import HttpPoster
 from remediator.errors import ConfigError
 from remediator.paging import text
 from remediator.paging.base import (
@@ -48,7 +47,7 @@ class OpsgeniePager(HttpPager):
         api_key: str,
         url: str = DEFAULT_URL,
         *,
-        client: httpx.AsyncClient | None = None,
+        client: HttpPoster | None = None,
         timeout: float = 10.0,
         severities: Iterable[Severity] = ("P0", "P1"),
     ) -> None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import httpx
-
+from remediator.clients.http_post import HttpPoster
 from remediator.errors import ConfigError
 from remediator.paging import text
 from remediator.paging.base import (
@@ -50,7 +49,7 @@ class PagerDutyPager(HttpPager):
         routing_key: str,
         url: str = DEFAULT_URL,
         *,
-        client: httpx.AsyncClient | None = None,
+        client: HttpPoster | None = None,
         timeout: float = 10.0,
         severities: Iterable[Severity] = ("P0", "P1"),
     ) -> None:

@@ -12,8 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
+from remediator.clients.http_post import HttpPoster
 from remediator.errors import ConfigError
 from remediator.paging import text
 from remediator.paging.base import (
@@ -37,7 +36,7 @@ class SlackPager(HttpPager):
         self,
         webhook_url: str,
         *,
-        client: httpx.AsyncClient | None = None,
+        client: HttpPoster | None = None,
         timeout: float = 10.0,
         severities: Iterable[Severity] = ("P2", "P3"),
     ) -> None:

@@ -19,8 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
+from remediator.clients.http_post import HttpPoster, PostFailed
 from remediator.paging.base import (
     USER_AGENT,
     Delivered,
@@ -64,12 +63,12 @@ class SlackWebApi:
         token: str,
         base_url: str = "https://slack.com/api",
         *,
-        client: httpx.AsyncClient | None = None,
+        client: HttpPoster | None = None,
         timeout: float = 10.0,
     ) -> None:
         self._token = token
         self._base = base_url.rstrip("/")
-        self._client = client
+        self._http = client if client is not None else HttpPoster()
         self._owns_client = client is None
         self._timeout = timeout
         self._redact = Redactor([token])
@@ -79,14 +78,8 @@ class SlackWebApi:
         return f"SlackWebApi(base_url={self._base!r}, token=<redacted>)"
 
     async def aclose(self) -> None:
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient()
-        return self._client
+        if self._owns_client:
+            await self._http.aclose()
 
     async def call(self, method: str, body: dict[str, Any]) -> ApiAnswer:
         """One Web API call (``chat.postMessage``, ``chat.update``), classified."""
@@ -96,18 +89,15 @@ class SlackWebApi:
             "User-Agent": USER_AGENT,
         }
         try:
-            response = await self._http().post(
-                f"{self._base}/{method}",
-                content=dumps(body),
-                headers=headers,
-                timeout=self._timeout,
+            response = await self._http.post(
+                f"{self._base}/{method}", dumps(body), headers, self._timeout
             )
-        except httpx.TimeoutException as exc:
-            return ApiAnswer(RetryLater(reason=f"slack: {method}: timeout ({type(exc).__name__})"))
-        except httpx.HTTPError as exc:
-            reason = self._redact(f"slack: {method}: {type(exc).__name__}: {exc}")
+        except PostFailed as exc:
+            if exc.timeout:
+                return ApiAnswer(RetryLater(reason=f"slack: {method}: timeout ({exc.kind})"))
+            reason = self._redact(f"slack: {method}: {exc.kind}: {exc.detail}")
             return ApiAnswer(RetryLater(reason=reason))
-        if response.status_code != 200:
+        if response.status != 200:
             return ApiAnswer(classify(f"slack: {method}", response, self._redact))
         try:
             answer = response.json()
@@ -131,7 +121,7 @@ class SlackWebApi:
 
     async def respond(self, response_url: str, body: dict[str, Any]) -> DeliveryResult:
         """Post to a click's ``response_url`` (update the message, or an ephemeral)."""
-        return await respond(self._http(), response_url, body)
+        return await respond(self._http, response_url, body)
 
 
 class _RecentUrls(logging.Filter):
@@ -164,21 +154,17 @@ logging.getLogger("httpx").addFilter(_recent_urls)
 RESPOND_TIMEOUT = 10.0
 
 
-async def respond(
-    client: httpx.AsyncClient, response_url: str, body: dict[str, Any]
-) -> DeliveryResult:
+async def respond(client: HttpPoster, response_url: str, body: dict[str, Any]) -> DeliveryResult:
     """One POST to a ``response_url``; the URL itself never appears in the result."""
     redact = Redactor([response_url])
     _recent_urls.urls.append(response_url)
     headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT}
     try:
-        response = await client.post(
-            response_url, content=dumps(body), headers=headers, timeout=RESPOND_TIMEOUT
-        )
-    except httpx.TimeoutException:
-        return RetryLater(reason="slack: response_url: timeout")
-    except httpx.HTTPError as exc:
-        return RetryLater(reason=redact(f"slack: response_url: {type(exc).__name__}"))
+        response = await client.post(response_url, dumps(body), headers, RESPOND_TIMEOUT)
+    except PostFailed as exc:
+        if exc.timeout:
+            return RetryLater(reason="slack: response_url: timeout")
+        return RetryLater(reason=redact(f"slack: response_url: {exc.kind}"))
     return classify("slack: response_url", response, redact)
 
 
@@ -187,14 +173,10 @@ class Responder:
     route has no bot token to hand: a response_url needs none)."""
 
     def __init__(self) -> None:
-        self._client: httpx.AsyncClient | None = None
+        self._http = HttpPoster()
 
     async def respond(self, response_url: str, body: dict[str, Any]) -> DeliveryResult:
-        if self._client is None:
-            self._client = httpx.AsyncClient()
-        return await respond(self._client, response_url, body)
+        return await respond(self._http, response_url, body)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._http.aclose()

@@ -9,6 +9,7 @@ import pytest
 import respx
 from paging_samples import PD_KEY, PD_URL, make_event
 
+from remediator.clients.http_post import HttpPoster
 from remediator.errors import ConfigError
 from remediator.paging import Delivered, PagerDutyPager
 from remediator.paging.text import utf8_len
@@ -160,7 +161,7 @@ async def test_custom_url_is_used(router: respx.MockRouter, pagers: list[object]
 async def test_a_given_client_is_used_and_left_open(router: respx.MockRouter) -> None:
     route = router.post(PD_URL).respond(202)
     async with httpx.AsyncClient() as client:
-        pager = PagerDutyPager(PD_KEY, client=client)
+        pager = PagerDutyPager(PD_KEY, client=HttpPoster(client))
         await pager.send(make_event())
         await pager.aclose()
         assert not client.is_closed
@@ -171,7 +172,7 @@ async def test_an_own_client_is_closed_by_aclose(router: respx.MockRouter) -> No
     router.post(PD_URL).respond(202)
     pager = PagerDutyPager(PD_KEY)
     await pager.send(make_event())
-    client = pager._client
+    client = pager._http._client
     assert client is not None and not client.is_closed
     await pager.aclose()
     assert client.is_closed
