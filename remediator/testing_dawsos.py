@@ -34,7 +34,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from remediator.clients.database import QueryRejected, TargetDatabase
@@ -67,6 +67,25 @@ TABLES = (
     "portfolio_metrics",
 )
 
+# The tables and columns the runbooks' own SQL names: all a user's database is known to
+# hold (``schema="minimal"``, testing_data/dawsos_schema_minimal.sql).
+MINIMAL_COLUMNS: dict[str, frozenset[str]] = {
+    "users": frozenset({"id", "password_reset_required"}),
+    "pricing_pack": frozenset({"id", "date", "is_fresh", "created_at"}),
+    "alerts": frozenset({"id", "name", "condition_json", "active", "cooldown_minutes"}),
+    "notifications": frozenset({"id", "user_id", "alert_id", "payload_json", "created_at"}),
+    "provider_rights": frozenset({"provider", "export", "require_license"}),
+    "user_licenses": frozenset({"user_id", "provider", "license_type", "granted_at"}),
+    "analytics_events": frozenset(
+        {"user_id", "event_type", "payload_json", "meta_json", "created_at"}
+    ),
+    "audit_log": frozenset({"user_id", "portfolio_id", "action", "meta_json", "ts"}),
+}
+MINIMAL_TABLES = tuple(
+    t for t in TABLES if t not in ("prices", "fx_rates", "symbol_mapping")
+)
+Schema = Literal["full", "minimal"]
+
 _PREFIX_TEST = "dawsos_t_"
 _PREFIX_BUILD = "dawsos_build_"
 _PREFIX_TEMPLATE = "dawsos_tpl_"
@@ -94,6 +113,15 @@ def schema_sql() -> str:
 
 def seed_sql() -> str:
     return _read("dawsos_seed.sql")
+
+
+def minimal_sql() -> str:
+    return _read("dawsos_schema_minimal.sql")
+
+
+def tables(schema: Schema = "full") -> tuple[str, ...]:
+    """The fixture's tables in ``schema`` (for ``snapshot``)."""
+    return TABLES if schema == "full" else MINIMAL_TABLES
 
 
 def _read(name: str) -> str:
@@ -181,10 +209,14 @@ async def _drop(admin: TargetDatabase, name: str) -> None:
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def create_dawsos_database(admin_dsn: str, *, seed: bool = True) -> str:
+async def create_dawsos_database(
+    admin_dsn: str, *, seed: bool = True, schema: Schema = "full"
+) -> str:
     """A new database with the DawsOS schema (and, by default, the seed); its DSN.
 
-    ``admin_dsn`` must be allowed to CREATE DATABASE. Drop it with ``drop_database``.
+    ``schema="minimal"`` then drops every table and column the runbooks' SQL does not
+    name (``MINIMAL_COLUMNS``). ``admin_dsn`` must be allowed to CREATE DATABASE. Drop
+    it with ``drop_database``.
     """
     admin = await _admin(admin_dsn)
     try:
@@ -199,12 +231,15 @@ async def create_dawsos_database(admin_dsn: str, *, seed: bool = True) -> str:
             template = await _ensure_template(admin_dsn, admin)
             await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         dsn = dsn_for(admin_dsn, name)
-        if seed:
+        if seed or schema != "full":
             try:
                 db = await TargetDatabase.connect(dsn, min_size=1, max_size=1)
                 try:
                     # One batch = one implicit transaction: now() is one instant.
-                    await db.execute(seed_sql())
+                    if seed:
+                        await db.execute(seed_sql())
+                    if schema == "minimal":
+                        await db.execute(minimal_sql())
                 finally:
                     await db.aclose()
             except BaseException:
@@ -228,9 +263,11 @@ async def drop_database(admin_dsn: str, dsn: str) -> None:
 
 
 @asynccontextmanager
-async def dawsos_database(admin_dsn: str, *, seed: bool = True) -> AsyncIterator[str]:
+async def dawsos_database(
+    admin_dsn: str, *, seed: bool = True, schema: Schema = "full"
+) -> AsyncIterator[str]:
     """``create_dawsos_database`` ... ``drop_database`` as a context manager."""
-    dsn = await create_dawsos_database(admin_dsn, seed=seed)
+    dsn = await create_dawsos_database(admin_dsn, seed=seed, schema=schema)
     try:
         yield dsn
     finally:

@@ -57,7 +57,7 @@ from remediator.errors import (
     TargetError,
     TargetRejected,
 )
-from remediator.runbooks import plan
+from remediator.runbooks import packs, plan
 
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}", re.ASCII)
 _PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
@@ -178,21 +178,6 @@ def _target(labels: Mapping[str, str], params: Any) -> str:
     return pack_date(labels, params).isoformat()
 
 
-def _pack_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    created = row.get("created_at")
-    return {
-        "id": row["id"],
-        "date": row["date"].isoformat(),
-        "is_fresh": row["is_fresh"],
-        "status": row["status"],
-        "created_at": created.isoformat() if created is not None else None,
-    }
-
-
-def _ready(row: Mapping[str, Any] | None) -> bool:
-    return row is not None and row["status"] == "ready" and row.get("hash") is not None
-
-
 def _command(day: date) -> list[str]:
     return ["python", "-m", "jobs.build_pack", "--date", day.isoformat(), "--force"]
 
@@ -289,13 +274,6 @@ def render_provider_health(*, ctx: StepContext, **_: Any) -> str:
 
 # ---------------------------------------------------------------- 3 diagnosis
 
-_RECENT_PACKS = """
-SELECT id, date, is_fresh, status, created_at
-FROM pricing_pack
-ORDER BY date DESC
-LIMIT 5
-"""
-
 _LONG_QUERIES = """
 SELECT pid, usename, application_name,
        extract(epoch FROM now() - query_start)::float8 AS seconds,
@@ -308,34 +286,29 @@ LIMIT 10
 """
 
 
-_FRESH_FROM = """
-SELECT id FROM pricing_pack
-WHERE date >= $1 AND is_fresh
-ORDER BY date DESC
-LIMIT 1
-"""
-
-
 async def recent_packs(*, ctx: StepContext, **_: Any) -> Done:
     """Lists the last packs and corroborates the alert: D's pack is late."""
     db = ctx.clients.need("database")
-    rows = await db.fetch(_RECENT_PACKS)
-    packs = [_pack_row(r) for r in rows]
-    fresh = [r["id"] for r in packs if r["is_fresh"]]
+    cols = await packs.columns(db)
+    listed = [packs.listed(r) for r in await db.fetch(packs.recent(cols))]
+    fresh = [r["id"] for r in listed if r["is_fresh"]]
     listing = "; ".join(
-        f"{r['id']} {r['status']}{' fresh' if r['is_fresh'] else ''}" for r in packs
+        " ".join(filter(None, (r["id"], r["status"], "fresh" if r["is_fresh"] else "")))
+        for r in listed
     )
     note = ""
-    if packs and not packs[0]["is_fresh"]:
-        note = f" (latest {packs[0]['id']} is not fresh)"
-    data: dict[str, Any] = {"packs": packs, "fresh": fresh, "late": None}
+    if listed and not listed[0]["is_fresh"]:
+        note = f" (latest {listed[0]['id']} is not fresh)"
+    if not cols.knows_built:
+        note += "; pricing_pack has no status or hash column: a pack exists when its row does"
+    data: dict[str, Any] = {"packs": listed, "fresh": fresh, "late": None}
     try:
         day = pack_date(ctx.labels, ctx.params)
     except InputRejected:
         # The steps that use the date refuse it themselves, and the page says why.
         return Done(f"{listing or 'no packs'}{note}", data=data)
     corroborate_date(day, ctx.params)
-    newer = await db.fetchval(_FRESH_FROM, day)
+    newer = await db.fetchval(packs.FRESH_FROM, day)
     if newer is not None:
         raise NotCorroborated(
             f"{newer} is fresh already: the pack for {day} is not late; nothing built or marked"
@@ -352,7 +325,7 @@ def render_recent_packs(*, ctx: StepContext, **_: Any) -> str:
     except InputRejected:
         day = plan.Hint("<the alert's date: refused>")
     return (
-        f"{_RECENT_PACKS.strip()};\n{plan.sql(_FRESH_FROM, day)}\n"
+        f"{packs.recent(packs.FULL)};\n{plan.sql(packs.FRESH_FROM, day)}\n"
         "-- no row: the pack is late (and the date is today's, or yesterday's just after"
         " midnight)"
     )
@@ -386,20 +359,12 @@ async def long_running_queries(*, ctx: StepContext, **_: Any) -> Done:
 
 # ------------------------------------------------------- 4 serve last-good pack
 
-_LAST_GOOD = """
-SELECT id, date, is_fresh FROM pricing_pack
-WHERE status = 'ready' AND hash IS NOT NULL AND date < $1
-ORDER BY date DESC LIMIT 1
-FOR UPDATE
-"""
-_SERVE = "UPDATE pricing_pack SET is_fresh = TRUE WHERE id = $1 AND NOT is_fresh"
-
-
 async def serve_last_good(*, ctx: StepContext, **_: Any) -> Done | Skip:
     day = pack_date(ctx.labels, ctx.params)
     if not _late(ctx, day):
         return _unconfirmed(day)
     db = ctx.clients.need("database")
+    cols = await packs.columns(db)
     # Serializable: "no pack is fresh" must still hold when we flip one.
     async with db.transaction(isolation="serializable") as tx:
         fresh = await tx.fetch(
@@ -408,13 +373,13 @@ async def serve_last_good(*, ctx: StepContext, **_: Any) -> Done | Skip:
         if fresh:
             ids = ", ".join(r["id"] for r in fresh)
             return Skip(f"{ids} is fresh already: users are served; nothing to flip")
-        last_good = await tx.fetchrow(_LAST_GOOD, day)
+        last_good = await tx.fetchrow(packs.last_good(cols), day)
         if last_good is None:
             raise StepFailed(
-                f"no ready pack before {day} to serve; users get 503 until a"
-                " pack is built and marked fresh by hand"
+                f"no {'built ' if cols.knows_built else ''}pack before {day} to serve;"
+                " users get 503 until a pack is built and marked fresh by hand"
             )
-        await tx.execute(_SERVE, last_good["id"])
+        await tx.execute(packs.SERVE, last_good["id"])
     pid = last_good["id"]
     return Done(
         f"marked last-good pack {pid} fresh (temporary; no pack was fresh)",
@@ -470,9 +435,14 @@ async def unserve_last_good(
 
 def render_serve_last_good(*, ctx: StepContext, **_: Any) -> str:
     day = pack_date(ctx.labels, ctx.params)
-    packs = (ctx.results.get("recent_packs") or {}).get("packs", [])
+    listed = (ctx.results.get("recent_packs") or {}).get("packs", [])
     guess = next(
-        (p["id"] for p in packs if p["status"] == "ready" and p["date"] < day.isoformat()), None
+        (
+            p["id"]
+            for p in listed
+            if p["status"] in ("ready", None) and p["date"] < day.isoformat()
+        ),
+        None,
     )
     candidate = plan.Hint(
         f"{guess!r} (newest ready pack before {day})"
@@ -482,8 +452,9 @@ def render_serve_last_good(*, ctx: StepContext, **_: Any) -> str:
     return "\n".join(
         [
             "-- only if no pack is fresh (SELECT id FROM pricing_pack WHERE is_fresh FOR UPDATE)",
-            plan.sql(_LAST_GOOD, day.isoformat()),
-            plan.sql(_SERVE, candidate),
+            "-- status/hash conditions only where the catalog has those columns",
+            plan.sql(packs.last_good(packs.FULL), day.isoformat()),
+            plan.sql(packs.SERVE, candidate),
         ]
     )
 
@@ -497,11 +468,9 @@ async def rerun_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if not _late(ctx, day):
         return _unconfirmed(day)
     db = ctx.clients.need("database")
-    pack = await db.fetchrow(
-        "SELECT id, status, hash, is_fresh FROM pricing_pack WHERE date = $1", day
-    )
-    if _ready(pack):
-        assert pack is not None
+    pack = await db.fetchrow(packs.of_day(await packs.columns(db)), day)
+    # Without a status or hash column a row is no finished build: rerun (--force).
+    if pack is not None and packs.ready(pack, await packs.columns(db)):
         return Skip(f"{pack['id']} is already built (ready); no rerun needed")
     health = ctx.results.get("provider_health")
     if not health:
@@ -558,47 +527,43 @@ def render_rerun_build(*, ctx: StepContext, **_: Any) -> str:
 
 # -------------------------------------------------------- 6a wait for the pack
 
-_PACK_OF_DAY = "SELECT id, date, status, hash, is_fresh FROM pricing_pack WHERE date = $1"
-
-
 async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip | Wait:
     p: Params = ctx.params
     day = pack_date(ctx.labels, p)
     db = ctx.clients.need("database")
+    cols = await packs.columns(db)
     job = (ctx.results.get("rerun_build") or {}).get("job")
     if job is None:
-        pack = await db.fetchrow(_PACK_OF_DAY, day)
-        if _ready(pack):
-            assert pack is not None
+        pack = await db.fetchrow(packs.of_day(cols), day)
+        built = packs.ready(pack, cols)
+        if built and pack is not None:
             return Done(
                 f"{pack['id']} is built (ready)", data={"ready": True, "pack_id": pack["id"]}
             )
-        status = pack["status"] if pack else "missing"
-        return Skip(f"pack for {day} is {status} and no rerun was started")
+        if built is None:
+            return Skip(
+                f"the pack for {day} has a row, but pricing_pack has no status or hash"
+                " column to show a finished build, and no rerun was started"
+            )
+        return Skip(f"pack for {day} is {packs.state(pack)} and no rerun was started")
     kube = ctx.clients.need("kubernetes")
     # The run is parked between polls (Wait), so no worker is held while the Job
     # builds; when the wait began is kept in this step's own data across wake-ups.
     since = float((ctx.results.get("await_build") or {}).get("since") or time.time())
     try:
-        pack = await db.fetchrow(_PACK_OF_DAY, day)
-        if _ready(pack):
-            assert pack is not None
-            return Done(
-                f"{pack['id']} built by job {job}",
-                data={"ready": True, "pack_id": pack["id"], "job": job},
-            )
+        pack = await db.fetchrow(packs.of_day(cols), day)
+        if packs.ready(pack, cols) and pack is not None:
+            return _built(pack, job)
         state = await kube.job_status(job)
         if state == "succeeded":
-            # The job writes the pack before it exits: look once more.
-            pack = await db.fetchrow(_PACK_OF_DAY, day)
-            if _ready(pack):
-                assert pack is not None
-                return Done(
-                    f"{pack['id']} built by job {job}",
-                    data={"ready": True, "pack_id": pack["id"], "job": job},
-                )
-            status = pack["status"] if pack else "missing"
-            raise StepFailed(f"job {job} succeeded but the pack for {day} is {status}")
+            # The job writes the pack before it exits: look once more. Without a status
+            # column, the row our succeeded Job leaves is the new pack.
+            pack = await db.fetchrow(packs.of_day(cols), day)
+            if packs.ready(pack, cols) is not False and pack is not None:
+                return _built(pack, job)
+            raise StepFailed(
+                f"job {job} succeeded but the pack for {day} is {packs.state(pack)}"
+            )
         if state == "failed":
             raise StepFailed(f"build job {job} failed; see kubectl logs job/{job}")
     except TargetError as exc:
@@ -615,27 +580,25 @@ async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip | Wait:
     )
 
 
+def _built(pack: Mapping[str, Any], job: str) -> Done:
+    return Done(
+        f"{pack['id']} built by job {job}",
+        data={"ready": True, "pack_id": pack["id"], "job": job},
+    )
+
+
 def render_await_build(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     day = pack_date(ctx.labels, p)
     job = (ctx.results.get("rerun_build") or {}).get("job") or f"build-pack-{day}-<attempt>"
     return (
-        plan.sql(_PACK_OF_DAY, day.isoformat())
+        plan.sql(packs.of_day(packs.FULL), day.isoformat())
         + f"\nkubectl get job {job} -n {plan.namespace(ctx)}"
         f"  # every {p.build_poll_seconds:g} s, up to {p.build_wait_seconds:g} s"
     )
 
 
 # --------------------------------------------------------- 6b mark pack fresh
-
-_LOCK_FOR_MARK = """
-SELECT id, date, is_fresh, status, hash FROM pricing_pack
-WHERE date >= $1 OR is_fresh
-ORDER BY date
-FOR UPDATE
-"""
-_MARK = "UPDATE pricing_pack SET is_fresh = (date = $1) WHERE id = ANY($2::text[])"
-
 
 async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
     day = pack_date(ctx.labels, ctx.params)
@@ -645,12 +608,13 @@ async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if not verified.get("ready"):
         return Skip(f"the pack for {day} was not verified as built; nothing marked fresh")
     db = ctx.clients.need("database")
+    cols = await packs.columns(db)
     async with db.transaction(isolation="serializable") as tx:
-        rows = await tx.fetch(_LOCK_FOR_MARK, day)
+        rows = await tx.fetch(packs.lock_for_mark(cols), day)
         target = next((r for r in rows if r["date"] == day), None)
-        if not _ready(target):
+        # await_build verified the build; this re-checks what the catalog can show.
+        if target is None or packs.ready(target, cols) is False:
             raise StepFailed(f"the pack for {day} is no longer ready; not marking it fresh")
-        assert target is not None
         newer = [r["id"] for r in rows if r["date"] > day and r["is_fresh"]]
         if newer:
             return Skip(f"newer pack {newer[0]} is fresh; not marking older {target['id']}")
@@ -661,7 +625,7 @@ async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
         ]
         if not touched:
             return Skip(f"{target['id']} is already the only fresh pack")
-        await tx.execute(_MARK, day, [r["id"] for r in touched])
+        await tx.execute(packs.MARK, day, [r["id"] for r in touched])
     unmarked = [r["id"] for r in touched if r["date"] < day]
     summary = f"marked {target['id']} fresh"
     if unmarked:
@@ -681,9 +645,10 @@ async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
 def render_mark_fresh(*, ctx: StepContext, **_: Any) -> str:
     day = pack_date(ctx.labels, ctx.params)
     return (
-        f"BEGIN ISOLATION LEVEL SERIALIZABLE;\n{plan.sql(_LOCK_FOR_MARK, day.isoformat())}\n"
+        "BEGIN ISOLATION LEVEL SERIALIZABLE;\n"
+        f"{plan.sql(packs.lock_for_mark(packs.FULL), day.isoformat())}\n"
         + plan.sql(
-            _MARK,
+            packs.MARK,
             day.isoformat(),
             plan.Hint(f"<{validation.pack_id_for(day)} and older fresh packs>"),
         )

@@ -102,12 +102,27 @@ def today() -> date:
 # ------------------------------------------------------------------ real parts
 
 
+# RB-01..RB-03 must do their job on both: the project's fixture, and a database with
+# only the columns the runbooks' SQL names.
+SCHEMAS = ("full", "minimal")
+_schema_of: dict[str, testing_dawsos.Schema] = {}
+
+
+def pack_row(schema: str, **values: Any) -> dict[str, Any]:
+    """A pricing_pack update, without the columns ``schema`` lacks (status, hash)."""
+    have = testing_dawsos.MINIMAL_COLUMNS["pricing_pack"] if schema == "minimal" else None
+    return {k: v for k, v in values.items() if have is None or k in have}
+
+
 @asynccontextmanager
-async def dawsos_db(config: pytest.Config) -> AsyncIterator[tuple[str, TargetDatabase]]:
+async def dawsos_db(
+    config: pytest.Config, schema: testing_dawsos.Schema = "full"
+) -> AsyncIterator[tuple[str, TargetDatabase]]:
     """A fresh seeded DawsOS database (dsn, client); dropped afterwards."""
     conf = shared(config)
     try:
-        dsn = await testing_dawsos.create_dawsos_database(conf.PG_DSN)
+        dsn = await testing_dawsos.create_dawsos_database(conf.PG_DSN, schema=schema)
+        _schema_of[dsn] = schema
     except (TargetUnavailable, TargetTimeout, OSError) as exc:
         conf.service_missing("PostgreSQL", exc)
         raise
@@ -182,8 +197,8 @@ def clients(
 
 
 async def snapshot(dsn: str) -> Snapshot:
-    """Every row of every DawsOS table."""
-    return await testing_dawsos.snapshot(dsn, TABLES)
+    """Every row of every DawsOS table (of the database's schema)."""
+    return await testing_dawsos.snapshot(dsn, testing_dawsos.tables(_schema_of.get(dsn, "full")))
 
 
 def changed(
