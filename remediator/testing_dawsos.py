@@ -81,9 +81,7 @@ MINIMAL_COLUMNS: dict[str, frozenset[str]] = {
     ),
     "audit_log": frozenset({"user_id", "portfolio_id", "action", "meta_json", "ts"}),
 }
-MINIMAL_TABLES = tuple(
-    t for t in TABLES if t not in ("prices", "fx_rates", "symbol_mapping")
-)
+MINIMAL_TABLES = tuple(t for t in TABLES if t not in ("prices", "fx_rates", "symbol_mapping"))
 Schema = Literal["full", "minimal"]
 
 _PREFIX_TEST = "dawsos_t_"

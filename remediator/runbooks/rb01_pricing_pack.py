@@ -359,6 +359,7 @@ async def long_running_queries(*, ctx: StepContext, **_: Any) -> Done:
 
 # ------------------------------------------------------- 4 serve last-good pack
 
+
 async def serve_last_good(*, ctx: StepContext, **_: Any) -> Done | Skip:
     day = pack_date(ctx.labels, ctx.params)
     if not _late(ctx, day):
@@ -437,11 +438,7 @@ def render_serve_last_good(*, ctx: StepContext, **_: Any) -> str:
     day = pack_date(ctx.labels, ctx.params)
     listed = (ctx.results.get("recent_packs") or {}).get("packs", [])
     guess = next(
-        (
-            p["id"]
-            for p in listed
-            if p["status"] in ("ready", None) and p["date"] < day.isoformat()
-        ),
+        (p["id"] for p in listed if p["status"] in ("ready", None) and p["date"] < day.isoformat()),
         None,
     )
     candidate = plan.Hint(
@@ -527,6 +524,7 @@ def render_rerun_build(*, ctx: StepContext, **_: Any) -> str:
 
 # -------------------------------------------------------- 6a wait for the pack
 
+
 async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip | Wait:
     p: Params = ctx.params
     day = pack_date(ctx.labels, p)
@@ -561,9 +559,7 @@ async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip | Wait:
             pack = await db.fetchrow(packs.of_day(cols), day)
             if packs.ready(pack, cols) is not False and pack is not None:
                 return _built(pack, job)
-            raise StepFailed(
-                f"job {job} succeeded but the pack for {day} is {packs.state(pack)}"
-            )
+            raise StepFailed(f"job {job} succeeded but the pack for {day} is {packs.state(pack)}")
         if state == "failed":
             raise StepFailed(f"build job {job} failed; see kubectl logs job/{job}")
     except TargetError as exc:
@@ -599,6 +595,7 @@ def render_await_build(*, ctx: StepContext, **_: Any) -> str:
 
 
 # --------------------------------------------------------- 6b mark pack fresh
+
 
 async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
     day = pack_date(ctx.labels, ctx.params)

@@ -59,6 +59,10 @@ class Params(BaseModel):
     job_ttl_seconds: int = Field(86_400, ge=600, le=604_800)
     # The runbook is a notification (P2); an outage that lasts longer pages (P1).
     page_after_seconds: float | None = Field(1800.0, gt=0)
+    # Entities whose alerts a provider feeds although their condition names no provider
+    # (condition_json->>'entity'): the runbook's "VIX alert requires live market data",
+    # whose series come from FRED. Provider names match case-insensitively.
+    entity_alerts: dict[str, tuple[str, ...]] = Field(default_factory=lambda: {"fred": ("VIX",)})
 
     @field_validator("providers")
     @classmethod
@@ -72,6 +76,16 @@ class Params(BaseModel):
     def _keys(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         if not v or len(v) > 100 or any(not _KEY.fullmatch(k) for k in v):
             raise ValueError("1..100 cache keys of printable ASCII without spaces")
+        return v
+
+    @field_validator("entity_alerts")
+    @classmethod
+    def _entities(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for provider, entities in v.items():
+            if not _PROVIDER.fullmatch(provider) or len(entities) > 100:
+                raise ValueError("provider names to at most 100 entity names each")
+            if any(not 0 < len(e) <= 64 for e in entities):
+                raise ValueError(f"entity names of {provider} must be 1..64 characters")
         return v
 
     @field_validator("replay_image")
@@ -183,8 +197,9 @@ def render_provider_status(*, ctx: StepContext, **_: Any) -> str:
 # ---------------------------------------------------- 3 pause dependent alerts
 
 _SELECT_ACTIVE = """
-SELECT id FROM alerts
-WHERE condition_json->>'provider' = $1 AND active
+SELECT id, condition_json->>'provider' IS DISTINCT FROM $1 AS by_entity FROM alerts
+WHERE (condition_json->>'provider' = $1 OR condition_json->>'entity' = ANY($2::text[]))
+  AND active
 ORDER BY id
 FOR UPDATE
 """
@@ -201,18 +216,28 @@ async def pause_alerts(*, ctx: StepContext, **_: Any) -> Done | Skip:
             f"{provider} status is unknown (its check failed): outage not"
             " confirmed, alerts left as they are"
         )
+    entities = fed_entities(provider, ctx.params)
     db = ctx.clients.need("database")
     async with db.transaction() as tx:
-        rows = await tx.fetch(_SELECT_ACTIVE, provider)
+        rows = await tx.fetch(_SELECT_ACTIVE, provider, entities)
         ids = [r["id"] for r in rows]
         if not ids:
             return Skip(f"no active alerts depend on {provider}")
         await tx.execute(_PAUSE, ids)
+    by_entity = [r["id"] for r in rows if r["by_entity"]]
+    note = f" ({', '.join(by_entity)} by entity {', '.join(entities)})" if by_entity else ""
+    # Exactly these ids are re-enabled on resolve, and only those still paused then.
     return Done(
-        f"paused {len(ids)} alerts that depend on {provider}: {', '.join(ids)}",
-        data={"paused": ids},
+        f"paused {len(ids)} alerts that depend on {provider}: {', '.join(ids)}{note}",
+        data={"paused": ids, "by_entity": by_entity},
         changes={"provider": provider, "paused": ids, "previous_active": True},
     )
+
+
+def fed_entities(provider: str, params: Params) -> list[str]:
+    """The entities whose alerts ``provider`` feeds (``entity_alerts``)."""
+    wanted = provider.lower()
+    return sorted({e for p, es in params.entity_alerts.items() if p.lower() == wanted for e in es})
 
 
 async def resume_alerts(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> Done | Skip:
@@ -253,7 +278,7 @@ async def resume_alerts(*, ctx: StepContext, changes: Mapping[str, Any], **_: An
 def render_pause_alerts(*, ctx: StepContext, **_: Any) -> str:
     provider = provider_of(ctx)
     return (
-        f"BEGIN;\n{plan.sql(_SELECT_ACTIVE, provider)}\n"
+        f"BEGIN;\n{plan.sql(_SELECT_ACTIVE, provider, fed_entities(provider, ctx.params))}\n"
         f"{_PAUSE}\n-- $1 = <the ids selected above, recorded for undo>\nCOMMIT;"
     )
 
