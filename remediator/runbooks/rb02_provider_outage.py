@@ -47,6 +47,10 @@ _PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
 _KEY = re.compile(r"[!-~]{1,512}", re.ASCII)  # printable ASCII, no spaces
 
 
+def _vix_for_fred() -> dict[str, tuple[str, ...]]:
+    return {"fred": ("VIX",)}
+
+
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -62,7 +66,7 @@ class Params(BaseModel):
     # Entities whose alerts a provider feeds although their condition names no provider
     # (condition_json->>'entity'): the runbook's "VIX alert requires live market data",
     # whose series come from FRED. Provider names match case-insensitively.
-    entity_alerts: dict[str, tuple[str, ...]] = Field(default_factory=lambda: {"fred": ("VIX",)})
+    entity_alerts: dict[str, tuple[str, ...]] = Field(default_factory=_vix_for_fred)
 
     @field_validator("providers")
     @classmethod
