@@ -284,17 +284,30 @@ class FakeKubeAPI:
             _Fault(method.upper(), re.compile(path_regex), count, hang=seconds, apply=apply)
         )
 
-    def add_deployment(self, ns: str, name: str, replicas: int, image: str = "app:1") -> JsonDict:
+    def add_deployment(
+        self,
+        ns: str,
+        name: str,
+        replicas: int,
+        image: str = "app:1",
+        *,
+        pod_spec: JsonDict | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> JsonDict:
+        """A Deployment; ``pod_spec`` replaces its pod template's spec (env, volumes...)."""
         labels = {"app": name}
+        template: JsonDict = {"metadata": {"labels": labels}}
+        if annotations:
+            template["metadata"]["annotations"] = dict(annotations)
+        template["spec"] = copy.deepcopy(pod_spec) or {
+            "containers": [{"name": name, "image": image}]
+        }
         obj: JsonDict = {
             "metadata": {"labels": labels, "generation": 1},
             "spec": {
                 "replicas": replicas,
                 "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": name, "image": image}]},
-                },
+                "template": template,
             },
         }
         return self._store("deployments", ns, name, obj)

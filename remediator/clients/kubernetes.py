@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -28,6 +27,20 @@ import yaml
 from kubernetes import config as kconfig
 from kubernetes.client.exceptions import ApiException
 
+from remediator.clients import pod_template
+from remediator.clients.k8s_names import (
+    IMAGE,
+    MAX_REPLICAS,
+    MAX_SECRET_BYTES,
+    SECRET_KEY,
+    check_str,
+    validate_command,
+    validate_dns_label,
+    validate_dns_subdomain,
+    validate_int,
+    validate_label_selector,
+    validate_labels,
+)
 from remediator.errors import (
     ConfigError,
     InputRejected,
@@ -52,100 +65,6 @@ TARGET = "kubernetes"
 RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 JobState = Literal["running", "succeeded", "failed"]
 T = TypeVar("T")
-
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
-# Registry host[:port]/path[:tag][@digest]; no spaces, quotes or shell metacharacters.
-_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
-_MAX_ARGS, _MAX_ARG_LEN = 64, 4096
-_MAX_SECRET_BYTES = 1024 * 1024  # the API server's own limit for a Secret
-_MAX_REPLICAS = 1000
-
-
-# ------------------------------------------------------------------- validation
-# fullmatch, never match/$: "$" accepts a trailing newline. Length first, so a 10 kB
-# value is refused without being scanned.
-
-
-def _check_str(field: str, value: object, max_len: int) -> str:
-    if not isinstance(value, str):
-        raise InputRejected(field, f"expected a string, got {type(value).__name__}")
-    if len(value) > max_len:
-        raise InputRejected(field, f"longer than {max_len} characters")
-    return value
-
-
-def validate_dns_label(field: str, value: object) -> str:
-    """RFC 1123 label: names of namespaces, Jobs, Deployments."""
-    text = _check_str(field, value, 63)
-    if not _DNS_LABEL.fullmatch(text):
-        raise InputRejected(field, "not a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?)")
-    return text
-
-
-def validate_dns_subdomain(field: str, value: object) -> str:
-    """RFC 1123 subdomain: names of Secrets and Pods."""
-    text = _check_str(field, value, 253)
-    if not _DNS_SUBDOMAIN.fullmatch(text):
-        raise InputRejected(field, "not a DNS subdomain")
-    return text
-
-
-def _validate_label_key(field: str, key: str) -> None:
-    prefix, sep, name = key.rpartition("/")
-    if sep:
-        validate_dns_subdomain(field, prefix)
-    if len(name) > 63 or not _LABEL_NAME.fullmatch(name):
-        raise InputRejected(field, f"invalid label key {key[:80]!r}")
-
-
-def _validate_label_value(field: str, value: str) -> None:
-    if len(value) > 63 or (value and not _LABEL_NAME.fullmatch(value)):
-        raise InputRejected(field, f"invalid label value {value[:80]!r}")
-
-
-def validate_labels(field: str, labels: Mapping[str, str]) -> dict[str, str]:
-    if len(labels) > 32:
-        raise InputRejected(field, "more than 32 labels")
-    for key, value in labels.items():
-        _check_str(field, key, 317)
-        _check_str(field, value, 63)
-        _validate_label_key(field, key)
-        _validate_label_value(field, value)
-    return dict(labels)
-
-
-def validate_label_selector(field: str, selector: object) -> str:
-    """Equality selectors only (``app=scheduler,tier!=batch``); that is all runbooks need."""
-    text = _check_str(field, selector, 1024)
-    if not text:
-        raise InputRejected(field, "empty selector would select every pod")
-    for term in text.split(","):
-        m = re.fullmatch(r"([^=!]+)(==|=|!=)([^=!]*)", term)
-        if m is None:
-            raise InputRejected(field, f"unsupported selector term {term[:80]!r}")
-        _validate_label_key(field, m.group(1))
-        _validate_label_value(field, m.group(3))
-    return text
-
-
-def _validate_int(field: str, value: object, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise InputRejected(field, f"expected an integer in [{low}, {high}]")
-    return value
-
-
-def _validate_command(command: Sequence[str]) -> list[str]:
-    if isinstance(command, str) or not 0 < len(command) <= _MAX_ARGS:
-        raise InputRejected("command", f"expected a list of 1..{_MAX_ARGS} arguments")
-    for arg in command:
-        # No shell runs this argv, but NUL would be cut by the kernel and mislead readers.
-        if "\x00" in _check_str("command", arg, _MAX_ARG_LEN):
-            raise InputRejected("command", "argument contains NUL")
-    return list(command)
-
 
 # ----------------------------------------------------------------- error mapping
 
@@ -291,9 +210,9 @@ class KubernetesClient:
     ) -> list[LogLine]:
         """``kubectl logs -l SELECTOR --tail=N | grep GREP`` over at most ``max_pods`` pods."""
         selector = validate_label_selector("label_selector", label_selector)
-        tail = _validate_int("tail_lines", tail_lines, 1, 10_000)
+        tail = validate_int("tail_lines", tail_lines, 1, 10_000)
         if grep is not None:
-            _check_str("grep", grep, 1024)
+            check_str("grep", grep, 1024)
         pods = await self._call(
             "list pods", self._core.list_namespaced_pod, self.namespace, label_selector=selector
         )
@@ -349,12 +268,12 @@ class KubernetesClient:
         *different* Job under that name is TargetRejected: retrying cannot fix it.
         """
         validate_dns_label("job", name)
-        if len(_check_str("image", image, 1024)) == 0 or not _IMAGE.fullmatch(image):
+        if len(check_str("image", image, 1024)) == 0 or not IMAGE.fullmatch(image):
             raise InputRejected("image", "not an image reference")
-        argv = _validate_command(command)
+        argv = validate_command(command)
         job_labels = validate_labels("labels", labels)
-        ttl = _validate_int("ttl_seconds_after_finished", ttl_seconds_after_finished, 0, 7 * 86400)
-        backoff = _validate_int("backoff_limit", backoff_limit, 0, 10)
+        ttl = validate_int("ttl_seconds_after_finished", ttl_seconds_after_finished, 0, 7 * 86400)
+        backoff = validate_int("backoff_limit", backoff_limit, 0, 10)
         body = k8s.V1Job(
             api_version="batch/v1",
             kind="Job",
@@ -371,6 +290,57 @@ class KubernetesClient:
                 ),
             ),
         )
+        return await self._submit_job(name, body)
+
+    async def create_job_from_deployment(
+        self,
+        name: str,
+        deployment: str,
+        command: list[str],
+        *,
+        labels: dict[str, str],
+        container: str | None = None,
+        image: str | None = None,
+        ttl_seconds_after_finished: int = 3600,
+        backoff_limit: int = 0,
+    ) -> str:
+        """Create a Job running ``command`` in a copy of ``deployment``'s pod template
+        (its image, env, envFrom, service account, volumes...; see ``pod_template``).
+
+        Idempotent like ``create_job``. A missing Deployment is TargetRejected (HTTP
+        404): the Job never falls back to a bare container without the environment.
+        """
+        validate_dns_label("job", name)
+        validate_dns_label("deployment", deployment)
+        if container is not None:
+            validate_dns_label("container", container)
+        if image is not None and (
+            len(check_str("image", image, 1024)) == 0 or not IMAGE.fullmatch(image)
+        ):
+            raise InputRejected("image", "not an image reference")
+        argv = validate_command(command)
+        job_labels = validate_labels("labels", labels)
+        ttl = validate_int("ttl_seconds_after_finished", ttl_seconds_after_finished, 0, 7 * 86400)
+        backoff = validate_int("backoff_limit", backoff_limit, 0, 10)
+        source = await self._call(
+            f"read deployment {deployment}",
+            self._apps.read_namespaced_deployment,
+            deployment,
+            self.namespace,
+        )
+        body = pod_template.job_from_template(
+            name,
+            source.spec.template,
+            argv,
+            labels=job_labels,
+            ttl_seconds_after_finished=ttl,
+            backoff_limit=backoff,
+            container=container,
+            image=image,
+        )
+        return await self._submit_job(name, body)
+
+    async def _submit_job(self, name: str, body: k8s.V1Job) -> str:
         try:
             created = await self._call(
                 f"create job {name}", self._batch.create_namespaced_job, self.namespace, body
@@ -379,7 +349,7 @@ class KubernetesClient:
             existing = await self._call(
                 f"read job {name}", self._batch.read_namespaced_job, name, self.namespace
             )
-            if not _same_job(existing, job_labels, image, argv):
+            if not _same_job(existing, body):
                 raise TargetRejected(
                     TARGET, f"create job {name}: another Job with this name exists"
                 ) from exc
@@ -428,7 +398,7 @@ class KubernetesClient:
         stale "previous" value.
         """
         validate_dns_label("deployment", deployment)
-        wanted = _validate_int("replicas", replicas, 0, _MAX_REPLICAS)
+        wanted = validate_int("replicas", replicas, 0, MAX_REPLICAS)
         what = f"scale deployment {deployment}"
         current = await self._call(
             what, self._apps.read_namespaced_deployment_scale, deployment, self.namespace
@@ -466,12 +436,12 @@ class KubernetesClient:
             raise InputRejected("data", "nothing to patch")
         encoded: dict[str, str] = {}
         for key, value in data.items():
-            if not _SECRET_KEY.fullmatch(_check_str("data key", key, 253)):
+            if not SECRET_KEY.fullmatch(check_str("data key", key, 253)):
                 raise InputRejected("data key", f"invalid secret key {key[:80]!r}")
             if not isinstance(value, str):
                 raise InputRejected(f"data[{key}]", "expected a string")
             encoded[key] = base64.b64encode(value.encode()).decode()
-        if sum(len(v) for v in encoded.values()) > _MAX_SECRET_BYTES:
+        if sum(len(v) for v in encoded.values()) > MAX_SECRET_BYTES:
             raise InputRejected("data", "larger than a Secret may be")
         await self._call(
             f"patch secret {name}", self._patch_secret, name, {"data": encoded}, redact=True
@@ -491,13 +461,15 @@ class KubernetesClient:
             resp.release_conn()
 
 
-def _same_job(job: Any, labels: dict[str, str], image: str, argv: list[str]) -> bool:
+def _same_job(job: Any, wanted: k8s.V1Job) -> bool:
+    """Whether ``job`` is the Job ``wanted`` describes (same labels, image and command)."""
     try:
         container = job.spec.template.spec.containers[0]
+        ours = wanted.spec.template.spec.containers[0]
     except (AttributeError, IndexError, TypeError):
         return False
     return bool(
-        (job.metadata.labels or {}) == labels
-        and container.image == image
-        and list(container.command or []) == argv
+        (job.metadata.labels or {}) == (wanted.metadata.labels or {})
+        and container.image == ours.image
+        and list(container.command or []) == list(ours.command or [])
     )

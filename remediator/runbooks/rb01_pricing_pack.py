@@ -57,9 +57,8 @@ from remediator.errors import (
     TargetError,
     TargetRejected,
 )
-from remediator.runbooks import packs, plan
+from remediator.runbooks import jobs, packs, plan
 
-_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}", re.ASCII)
 _PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
 _ERROR_WORDS = ("error", "exception", "traceback", "timeout", "timed out", "failed")
 _MAX_LOG_LINES = 50
@@ -70,7 +69,11 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rerun_max_attempts: int = Field(2, ge=1, le=5)
-    build_image: str = "dawsos/scheduler:stable"
+    # The build runs as `kubectl exec deployment/scheduler` would: a Job copied from
+    # this Deployment's pod template (one container: the default one, or this one).
+    build_deployment: str = "scheduler"
+    build_container: str | None = None
+    build_image: str | None = None  # overrides the template's image (None: keep it)
     # Job records are how attempts are counted: keep them for the whole day.
     job_ttl_seconds: int = Field(172_800, ge=86_400, le=604_800)
     build_providers: tuple[str, ...] = ("polygon", "fmp", "fred")
@@ -88,10 +91,13 @@ class Params(BaseModel):
 
     @field_validator("build_image")
     @classmethod
-    def _image(cls, v: str) -> str:
-        if not _IMAGE.fullmatch(v):
-            raise ValueError("not an image reference")
-        return v
+    def _image(cls, v: str | None) -> str | None:
+        return jobs.check_image(v)
+
+    @field_validator("build_deployment", "build_container")
+    @classmethod
+    def _workload(cls, v: str | None) -> str | None:
+        return jobs.check_name(v)
 
     @field_validator("build_providers")
     @classmethod
@@ -465,9 +471,10 @@ async def rerun_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if not _late(ctx, day):
         return _unconfirmed(day)
     db = ctx.clients.need("database")
-    pack = await db.fetchrow(packs.of_day(await packs.columns(db)), day)
+    cols = await packs.columns(db)
+    pack = await db.fetchrow(packs.of_day(cols), day)
     # Without a status or hash column a row is no finished build: rerun (--force).
-    if pack is not None and packs.ready(pack, await packs.columns(db)):
+    if pack is not None and packs.ready(pack, cols):
         return Skip(f"{pack['id']} is already built (ready); no rerun needed")
     health = ctx.results.get("provider_health")
     if not health:
@@ -485,25 +492,27 @@ async def rerun_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if running:
         return Skip(f"build job {running[0]} is still running; not starting another")
     if len(existing) >= p.rerun_max_attempts:
-        jobs = ", ".join(f"{job_name(day, a)} {s}" for a, s in sorted(existing.items()))
+        used = ", ".join(f"{job_name(day, a)} {s}" for a, s in sorted(existing.items()))
         return Skip(
             f"rerun limit reached for {day}: {len(existing)} of {p.rerun_max_attempts}"
-            f" attempts used ({jobs}); left to a human (symbol mappings, DB health)"
+            f" attempts used ({used}); left to a human (symbol mappings, DB health)"
         )
     attempt = next(a for a in range(1, p.rerun_max_attempts + 1) if a not in existing)
     name = job_name(day, attempt)
-    await kube.create_job(
+    await jobs.start(
+        ctx,
         name,
-        p.build_image,
         _command(day),
+        deployment=p.build_deployment,
+        container=p.build_container,
+        image=p.build_image,
         labels={
             "app.kubernetes.io/managed-by": "remediator",
             "remediator/runbook": "RB-01",
             "remediator/pack-date": day.isoformat(),
             "remediator/run": ctx.run_id,
         },
-        ttl_seconds_after_finished=p.job_ttl_seconds,
-        backoff_limit=0,
+        ttl_seconds=p.job_ttl_seconds,
     )
     return Done(
         f"started build job {name} (attempt {attempt} of {p.rerun_max_attempts})",
@@ -516,9 +525,8 @@ def render_rerun_build(*, ctx: StepContext, **_: Any) -> str:
     day = pack_date(ctx.labels, p)
     name = f"build-pack-{day.isoformat()}-<attempt 1..{p.rerun_max_attempts}>"
     return (
-        f"kubectl create job {name} -n {plan.namespace(ctx)} --image={p.build_image}"
-        f" -- {' '.join(_command(day))}"
-        "  # only if providers are healthy, no build job runs and attempts remain"
+        jobs.render(ctx, name, _command(day), deployment=p.build_deployment, image=p.build_image)
+        + "\n# only if providers are healthy, no build job runs and attempts remain"
     )
 
 

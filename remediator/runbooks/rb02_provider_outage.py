@@ -40,9 +40,8 @@ from remediator import validation
 from remediator.engine.context import Clients, StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import NotCorroborated, TargetError
-from remediator.runbooks import plan
+from remediator.runbooks import jobs, plan
 
-_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}", re.ASCII)
 _PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
 _KEY = re.compile(r"[!-~]{1,512}", re.ASCII)  # printable ASCII, no spaces
 
@@ -58,7 +57,11 @@ class Params(BaseModel):
     providers: tuple[str, ...] = ("polygon", "fmp", "fred")
     # Keys whose presence shows the cache still serves last-good data.
     cache_keys: tuple[str, ...] = ("fundamentals:AAPL",)
-    replay_image: str = "dawsos/worker:stable"
+    # The replay runs as the runbook's `kubectl exec deployment/worker` would: a Job
+    # copied from this Deployment's pod template (see runbooks.jobs).
+    replay_deployment: str = "worker"
+    replay_container: str | None = None
+    replay_image: str | None = None  # overrides the template's image (None: keep it)
     replay_max_retries: int = Field(3, ge=1, le=10)
     job_ttl_seconds: int = Field(86_400, ge=600, le=604_800)
     # The runbook is a notification (P2); an outage that lasts longer pages (P1).
@@ -94,10 +97,13 @@ class Params(BaseModel):
 
     @field_validator("replay_image")
     @classmethod
-    def _image(cls, v: str) -> str:
-        if not _IMAGE.fullmatch(v):
-            raise ValueError("not an image reference")
-        return v
+    def _image(cls, v: str | None) -> str | None:
+        return jobs.check_image(v)
+
+    @field_validator("replay_deployment", "replay_container")
+    @classmethod
+    def _workload(cls, v: str | None) -> str | None:
+        return jobs.check_name(v)
 
 
 # ------------------------------------------------------------------ helpers
@@ -327,20 +333,21 @@ async def replay_dlq(*, ctx: StepContext, **_: Any) -> Done | Skip:
             f"{provider} still reports down ({health.detail}); replay the DLQ by hand"
             " once it recovers"
         )
-    kube = ctx.clients.need("kubernetes")
     name = replay_job_name(provider, ctx.run_id)
-    await kube.create_job(
+    await jobs.start(
+        ctx,
         name,
-        p.replay_image,
         _replay_command(provider, p),
+        deployment=p.replay_deployment,
+        container=p.replay_container,
+        image=p.replay_image,
         labels={
             "app.kubernetes.io/managed-by": "remediator",
             "remediator/runbook": "RB-02",
             "remediator/provider": _slug(provider),
             "remediator/run": ctx.run_id,
         },
-        ttl_seconds_after_finished=p.job_ttl_seconds,
-        backoff_limit=0,
+        ttl_seconds=p.job_ttl_seconds,
     )
     return Done(f"started DLQ replay job {name} for {provider}", data={"job": name})
 
@@ -349,9 +356,14 @@ def render_replay_dlq(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     provider = provider_of(ctx)
     return (
-        f"kubectl create job {replay_job_name(provider, ctx.run_id)} -n {plan.namespace(ctx)}"
-        f" --image={p.replay_image} -- {' '.join(_replay_command(provider, p))}"
-        "  # once the provider reports healthy"
+        jobs.render(
+            ctx,
+            replay_job_name(provider, ctx.run_id),
+            _replay_command(provider, p),
+            deployment=p.replay_deployment,
+            image=p.replay_image,
+        )
+        + "\n# once the provider reports healthy"
     )
 
 

@@ -97,6 +97,7 @@ def fake_kube() -> Iterator[FakeKubeAPI]:
     try:
         today = datetime.now(UTC).date().isoformat()
         fake.add_deployment(NS, "scheduler", replicas=2, image="dawsos/scheduler:stable")
+        fake.add_deployment(NS, "worker", replicas=2, image="dawsos/worker:stable")
         fake.add_pod(
             NS,
             "scheduler-7d9f8-x2k4q",

@@ -99,6 +99,76 @@ def today() -> date:
     return datetime.now(UTC).date()
 
 
+# A workload as a real cluster has it: the Job must carry all of this, as `kubectl exec
+# deployment/<name>` would run with it.
+def workload_pod_spec(name: str) -> dict[str, Any]:
+    return {
+        "serviceAccountName": f"{name}-sa",
+        "nodeSelector": {"pool": "batch"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "dawsos"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+                    ]
+                }
+            }
+        },
+        "imagePullSecrets": [{"name": "registry"}],
+        "volumes": [{"name": "certs", "secret": {"secretName": "db-certs"}}],
+        "containers": [
+            {
+                "name": name,
+                "image": f"dawsos/{name}:2026.11",
+                "command": ["python", "-m", f"{name}.main"],
+                "args": ["--serve"],
+                "env": [
+                    {"name": "TZ", "value": "America/New_York"},
+                    {
+                        "name": "DATABASE_URL",
+                        "valueFrom": {"secretKeyRef": {"name": "dawsos-db", "key": "url"}},
+                    },
+                ],
+                "envFrom": [{"secretRef": {"name": "provider-keys"}}],
+                "volumeMounts": [{"name": "certs", "mountPath": "/etc/certs"}],
+                "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+            },
+            {"name": "metrics-sidecar", "image": "prom/statsd-exporter:v0.26"},
+        ],
+    }
+
+
+def add_workload(fake: Any, name: str) -> None:
+    fake.add_deployment(
+        NS,
+        name,
+        replicas=1,
+        pod_spec=workload_pod_spec(name),
+        annotations={"kubectl.kubernetes.io/restartedAt": "2026-11-01T00:00:00Z"},
+    )
+
+
+def assert_job_runs_in_workload(job: Mapping[str, Any], workload: str, argv: list[str]) -> None:
+    """The Job's pod is the workload's pod template with the runbook's command."""
+    want = workload_pod_spec(workload)
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]  # the sidecar would keep the Job from completing
+    assert container["command"] == argv and "args" not in container
+    assert container["image"] == f"dawsos/{workload}:2026.11"
+    assert container["env"] == want["containers"][0]["env"]
+    assert container["envFrom"] == [{"secretRef": {"name": "provider-keys"}}]
+    assert container["volumeMounts"] == [{"name": "certs", "mountPath": "/etc/certs"}]
+    assert "livenessProbe" not in container
+    assert pod["restartPolicy"] == "Never"
+    for key in ("serviceAccountName", "volumes", "nodeSelector", "tolerations", "affinity"):
+        assert pod[key] == want[key], key
+    assert pod["imagePullSecrets"] == [{"name": "registry"}]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels == job["metadata"]["labels"] and "app" not in labels
+    assert "annotations" not in job["spec"]["template"]["metadata"]
+
+
 # ------------------------------------------------------------------ real parts
 
 

@@ -58,6 +58,7 @@ async def target(
 async def fake() -> AsyncIterator[FakeKubeAPI]:
     async with FakeKubeAPI() as server:
         server.add_pod(fx.NS, "scheduler-0", {"app": "scheduler"}, SCHEDULER_LOG)
+        fx.add_workload(server, "scheduler")
         yield server
 
 
@@ -159,8 +160,9 @@ async def test_live_run_rebuilds_marks_new_pack_fresh_and_changes_nothing_else(
     }
     [post] = fx.job_posts(fake)
     assert post.path == f"/apis/batch/v1/namespaces/{fx.NS}/jobs"
-    container = post.body["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["python", "-m", "jobs.build_pack", "--date", str(D), "--force"]
+    fx.assert_job_runs_in_workload(
+        post.body, "scheduler", ["python", "-m", "jobs.build_pack", "--date", str(D), "--force"]
+    )
     assert post.body["metadata"]["labels"]["remediator/pack-date"] == str(D)
     assert gate.call_count == 1
     assert "1 with errors" in steps["scheduler_logs"]["result"]["summary"]
@@ -346,10 +348,12 @@ async def test_dry_run_changes_nothing_and_plans_every_step_with_its_call(
         "UPDATE pricing_pack SET is_fresh = TRUE WHERE id = $1 AND NOT is_fresh\n"
         f"-- $1 = '{YESTERDAY}' (newest ready pack before {D})" in calls["serve_last_good"]
     )
+    assert calls["rerun_build"].startswith(
+        f"# Job build-pack-{D}-<attempt 1..2>: deployment/scheduler's pod template (env,"
+    )
     assert (
-        f"kubectl create job build-pack-{D}-<attempt 1..2> -n {fx.NS}"
-        f" --image=dawsos/scheduler:stable -- python -m jobs.build_pack --date {D} --force"
-        in calls["rerun_build"]
+        f"kubectl exec deployment/scheduler -n {fx.NS} -- python -m jobs.build_pack --date {D}"
+        " --force" in calls["rerun_build"]
     )
     assert f"kubectl get job build-pack-{D}-<attempt> -n {fx.NS}" in calls["await_build"]
     assert (
@@ -405,6 +409,25 @@ async def test_rerun_attempts_are_bounded_per_date(target, fake, kube, http) -> 
     ]  # the setup's and the first run's only
     assert await fx.snapshot(dsn) == before
     assert any("rerun limit reached" in s for s in fx.section(page, "Skipped (why)"))
+
+
+async def test_without_the_workload_deployment_no_bare_job_is_started(
+    target, fake, kube, http
+) -> None:
+    """A Job without the scheduler's environment would have no database URL: the step
+    fails, naming the Deployment, and nothing is created."""
+    checks, router = http
+    fx.providers_answer(router)
+    fx.gate_answers(router, 503)
+    rules = fx.rules_yaml("RB-01", ["PricingPackBuildSlow"], {**FAST, "build_deployment": "nope"})
+    async with harness(target, kube, checks, rules=rules) as h:
+        await h.deliver(ALERT)
+        steps = await steps_by_name(h)
+    assert steps["rerun_build"]["outcome"] == "failed"
+    assert steps["rerun_build"]["reason"].startswith(
+        f"deployment nope not found in namespace {fx.NS}: the Job copies its pod template"
+    )
+    assert fx.job_posts(fake) == []
 
 
 async def test_no_second_build_while_one_is_running(target, fake, kube, http) -> None:

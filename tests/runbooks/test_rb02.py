@@ -43,6 +43,7 @@ async def target(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, Tar
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeKubeAPI]:
     async with FakeKubeAPI() as server:
+        fx.add_workload(server, "worker")
         yield server
 
 
@@ -188,15 +189,11 @@ async def test_resolve_reenables_only_what_it_paused_and_replays_the_dlq(
     [post] = fx.job_posts(fake)
     name = f"replay-dlq-polygon-{run['id']}"
     assert post.body["metadata"]["name"] == name
-    assert post.body["spec"]["template"]["spec"]["containers"][0]["command"] == [
-        "python",
-        "-m",
-        "jobs.replay_dlq",
-        "--provider",
-        "polygon",
-        "--max-retries",
-        "3",
-    ]
+    fx.assert_job_runs_in_workload(
+        post.body,
+        "worker",
+        ["python", "-m", "jobs.replay_dlq", "--provider", "polygon", "--max-retries", "3"],
+    )
     done = fx.section(page, "Done")
     assert any(
         d.startswith(
@@ -409,7 +406,7 @@ async def test_dry_run_changes_nothing_and_plans_every_step(
     )
     assert calls["check_cache"].startswith(f"redis-cli MGET {redis_prefix}fundamentals:AAPL")
     assert (
-        f"-n {fx.NS} --image=dawsos/worker:stable -- python -m jobs.replay_dlq --provider"
+        f"kubectl exec deployment/worker -n {fx.NS} -- python -m jobs.replay_dlq --provider"
         " polygon --max-retries 3" in calls["replay_dlq"]
     )
     assert page.startswith("DRY-RUN: nothing was changed")
