@@ -239,11 +239,8 @@ def render_scheduler_logs(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def _probe(http: Any, name: str) -> dict[str, Any]:
-    try:
-        health = await http.provider_status(name)
-    except TargetError as exc:
-        # An unreachable status page is an unhealthy provider, not a failed check.
-        return {"healthy": False, "status_code": None, "detail": str(exc)[:200]}
+    # An unreachable status page is an unhealthy provider, not a failed check.
+    health = await http.probe(name)
     return {
         "healthy": bool(health.healthy),
         "status_code": health.status_code,
@@ -676,6 +673,8 @@ async def freshness_gate(*, ctx: StepContext, **_: Any) -> Done:
             data={"status_code": result.status_code},
         )
     why = " (pack warming: no fresh pack)" if result.warming else ""
+    if result.auth_failed:
+        why = " (the app refused targets.http.app_token: set or renew it)"
     raise StepFailed(f"POST /execute answered {result.status_code}{why}: {result.detail}")
 
 
