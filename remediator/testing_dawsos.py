@@ -33,13 +33,17 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from datetime import date, datetime
 from importlib import resources
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 from remediator.clients.database import QueryRejected, TargetDatabase
 
 # --- what the seed holds (see the header of dawsos_seed.sql) ------------------------
+# Pack dates are days in the zone of the DawsOS SLO (RB-01's default timezone).
+PACK_TIMEZONE = "America/New_York"
 STORM_ALERT_COUNTS = {"abc-123": 120, "def-456": 80, "ghi-789": 50}
 STORM_ALERT_IDS = tuple(STORM_ALERT_COUNTS)
 HUMAN_DISABLED_ALERT_ID = "pgn-103"  # polygon alert a human switched off
@@ -93,6 +97,11 @@ _STALE_AFTER_S = 6 * 3600  # far beyond any test's timeout
 _ADMIN_TIMEOUT_MS = 60_000  # CREATE DATABASE waits for a checkpoint on a busy server
 
 _ready_templates: set[tuple[str, str]] = set()  # (admin dsn, template name), per process
+
+
+def pack_today() -> date:
+    """Today's pack date in the seed (and for RB-01 with its default timezone)."""
+    return datetime.now(ZoneInfo(PACK_TIMEZONE)).date()
 
 
 def user_id(n: int) -> uuid.UUID:

@@ -15,7 +15,10 @@ Runbook order, automated:
 
 The pack date D comes from the alert's ``date`` label when it has one (checked:
 ISO date within ``date_window_days`` of today) and is otherwise today in
-``timezone``. D is the lock/cooldown target.
+``timezone``. D is the lock/cooldown target. ``timezone`` defaults to
+America/New_York: the runbook's SLO is "ready by 00:15 local time" without naming the
+zone, and the pack holds US listings' closes (Polygon, FMP) and FRED's series, whose
+trading day is New York's. Set it to the zone your scheduler's midnight is in.
 
 A payload is a claim. The run acts only for a pack that is late: D is today (in
 ``timezone``), or yesterday until ``late_grace_minutes`` after midnight (an alert
@@ -80,7 +83,9 @@ class Params(BaseModel):
     # The wait ends well before the engine's 15-minute target lock would expire.
     build_wait_seconds: float = Field(600.0, gt=0, le=840)
     build_poll_seconds: float = Field(15.0, gt=0, le=120)
-    timezone: str = "UTC"
+    # The SLO is "pack ready by 00:15 local time"; the runbook names no zone. DawsOS
+    # prices US listings (Polygon, FMP; FRED's series), so its day is New York's.
+    timezone: str = "America/New_York"
     date_window_days: int = Field(7, ge=0, le=31)
     # Yesterday's pack still counts as late this long after midnight (in `timezone`):
     # an alert raised at 23:55 is delivered and handled after 00:00.
@@ -125,13 +130,10 @@ class Params(BaseModel):
 # ------------------------------------------------------------------ helpers
 
 
-def _today(params: Params) -> date:
-    return datetime.now(ZoneInfo(params.timezone)).date()
-
-
-def pack_date(labels: Mapping[str, str], params: Params) -> date:
+def pack_date(labels: Mapping[str, str], params: Params, now: datetime | None = None) -> date:
     """The pack date D: the ``date`` label (validated) or today in ``timezone``."""
-    today = _today(params)
+    zone = ZoneInfo(params.timezone)
+    today = (now.astimezone(zone) if now is not None else datetime.now(zone)).date()
     raw = labels.get("date")
     if raw is None:
         return today

@@ -1,7 +1,9 @@
 -- Seed data for the DawsOS target schema: the state of the database on an incident
 -- night, small enough to load per test (~1000 rows).
 --
--- Every timestamp is relative to now() (and dates to today in UTC), so the seed means
+-- Every timestamp is relative to now() (and pack dates to today in America/New_York,
+-- the zone of the DawsOS SLO "ready by 00:15 local time": RB-01's default
+-- timezone, remediator.testing_dawsos.PACK_TIMEZONE), so the seed means
 -- the same thing whenever it is loaded. The whole script runs as one statement batch,
 -- so now() is a single instant for all of it.
 --
@@ -40,9 +42,9 @@ SELECT 'PP-' || to_char(d, 'YYYY-MM-DD'),
        CASE WHEN k = 0 THEN 'building' ELSE 'ready' END,
        CASE WHEN k = 0 THEN NULL ELSE md5('pack:' || to_char(d, 'YYYY-MM-DD')) END,
        CASE WHEN k = 0 THEN now() - interval '25 minutes'
-            ELSE (d + time '00:07') AT TIME ZONE 'UTC' END
+            ELSE (d + time '00:07') AT TIME ZONE 'America/New_York' END
 FROM generate_series(0, 4) AS k,
-     LATERAL (SELECT (now() AT TIME ZONE 'UTC')::date - k AS d) AS day;
+     LATERAL (SELECT (now() AT TIME ZONE 'America/New_York')::date - k AS d) AS day;
 
 CREATE TEMP TABLE _seed_symbols (rn int, symbol text, base numeric, exchange text);
 INSERT INTO _seed_symbols VALUES
@@ -71,14 +73,14 @@ SELECT p.id, s.symbol,
        round(s.base * (1 + ((s.rn * 7 + k * 3) % 11 - 5) / 400.0), 2),
        'USD', 'polygon'
 FROM pricing_pack AS p,
-     LATERAL (SELECT (now() AT TIME ZONE 'UTC')::date - p.date AS k) AS age,
+     LATERAL (SELECT (now() AT TIME ZONE 'America/New_York')::date - p.date AS k) AS age,
      _seed_symbols AS s
 WHERE s.rn <= CASE WHEN p.status = 'building' THEN 8 ELSE 20 END;
 
 -- FX rates exist for ready packs only: tonight's build never reached that step.
 INSERT INTO fx_rates (pack_id, base, quote, rate, source)
 SELECT p.id, fx.base, fx.quote,
-       round(fx.rate * (1 + ((now() AT TIME ZONE 'UTC')::date - p.date) % 3 / 500.0), 6),
+       round(fx.rate * (1 + ((now() AT TIME ZONE 'America/New_York')::date - p.date) % 3 / 500.0), 6),
        'polygon'
 FROM pricing_pack AS p,
      (VALUES ('EUR', 'USD', 1.0812), ('GBP', 'USD', 1.2695),

@@ -13,7 +13,7 @@ import copy
 import socket
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import kubernetes.client as k8s
@@ -96,7 +96,8 @@ def free_port() -> int:
 
 
 def today() -> date:
-    return datetime.now(UTC).date()
+    """Today's pack date: in the DawsOS SLO's zone, as the seed and RB-01 count days."""
+    return testing_dawsos.pack_today()
 
 
 # A workload as a real cluster has it: the Job must carry all of this, as `kubectl exec

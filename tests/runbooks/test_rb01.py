@@ -583,6 +583,17 @@ def test_yesterdays_pack_is_late_only_within_the_grace_after_midnight() -> None:
             rb01.corroborate_date(day, params, now)
 
 
+def test_pack_date_is_the_day_in_the_slo_zone_not_utc() -> None:
+    """03:00 UTC is still the evening before in New York: tonight's pack is that day's."""
+    late_evening = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
+    assert rb01.Params().timezone == "America/New_York"
+    assert rb01.pack_date({}, rb01.Params(), late_evening) == date(2026, 11, 27)
+    utc = rb01.Params(timezone="UTC")
+    assert rb01.pack_date({}, utc, late_evening) == date(2026, 11, 28)
+    # A date label is checked against the same day.
+    assert rb01.pack_date({"date": "2026-11-27"}, rb01.Params(), late_evening) == date(2026, 11, 27)
+
+
 def test_params_refuse_unsafe_values() -> None:
     for bad in (
         {"rerun_max_attempts": 0},
