@@ -6,6 +6,7 @@ Runbook order, automated:
     2 provider health                        diagnose
     3 last 5 packs; long-running queries     diagnose (read-only); corroborates the
                                              alert: D's pack must be late (below)
+    3 kill if stuck                          approve; RB-05's guarded terminate
     4 serve the last-good pack               mitigate, only if no pack is fresh; undo
     5 rerun the build as a Kubernetes Job    mitigate, bounded attempts per date, only
                                              if the providers are healthy
@@ -33,8 +34,8 @@ restore). If no newer pack is fresh, unmarking the last-good pack would bring th
 back, so it is kept fresh and the page says so. Marking the verified pack fresh is
 never undone: it is the fix, not a temporary mitigation.
 
-This module must never terminate a database session (that is RB-05's, with its
-guards), never start a second build while one runs, never exceed the attempts per
+A stuck query is terminated only on approval, through RB-05's guards (``stuck``).
+This module must never start a second build while one runs, never exceed the attempts per
 date, and never put an unchecked label into SQL or a Job.
 """
 
@@ -48,7 +49,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from remediator import validation
 from remediator.engine.context import StepContext
@@ -60,7 +61,7 @@ from remediator.errors import (
     TargetError,
     TargetRejected,
 )
-from remediator.runbooks import jobs, packs, plan
+from remediator.runbooks import jobs, packs, plan, sessions, stuck
 
 _PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
 _ERROR_WORDS = ("error", "exception", "traceback", "timeout", "timed out", "failed")
@@ -68,9 +69,7 @@ _MAX_LOG_LINES = 50
 _LINE_CHARS = 300
 
 
-class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Params(sessions.SessionGuard):
     rerun_max_attempts: int = Field(2, ge=1, le=5)
     # The build runs as `kubectl exec deployment/scheduler` would: a Job copied from
     # this Deployment's pod template (one container: the default one, or this one).
@@ -93,6 +92,10 @@ class Params(BaseModel):
     scheduler_selector: str = "app=scheduler"
     log_tail_lines: int = Field(200, ge=1, le=5000)
     slow_query_seconds: float = Field(30.0, gt=0)
+    # Step 3's "kill if stuck" (approve): a listed statement running this long, through
+    # RB-05's guards (protected roles and applications; at most max_terminations).
+    stuck_query_seconds: float = Field(600.0, gt=0, le=86_400)
+    max_terminations: int = Field(1, ge=0, le=20)
 
     @field_validator("build_image")
     @classmethod
@@ -280,7 +283,7 @@ def render_provider_health(*, ctx: StepContext, **_: Any) -> str:
 # ---------------------------------------------------------------- 3 diagnosis
 
 _LONG_QUERIES = """
-SELECT pid, usename, application_name,
+SELECT pid, backend_start, usename, application_name,
        extract(epoch FROM now() - query_start)::float8 AS seconds,
        left(query, 200) AS query
 FROM pg_stat_activity
@@ -342,6 +345,7 @@ async def long_running_queries(*, ctx: StepContext, **_: Any) -> Done:
     queries = [
         {
             "pid": r["pid"],
+            "backend_start": r["backend_start"].isoformat() if r["backend_start"] else None,
             "user": r["usename"],
             "application": r["application_name"],
             "seconds": round(float(r["seconds"] or 0.0), 1),
@@ -356,8 +360,7 @@ async def long_running_queries(*, ctx: StepContext, **_: Any) -> Done:
         top = slow[0]
         summary = (
             f"{len(slow)} active queries over {p.slow_query_seconds:g} s; longest"
-            f" {top['seconds']:g} s (pid {top['pid']}): {str(top['query'])[:80]};"
-            " terminating stuck sessions is left to a human (RB-05)"
+            f" {top['seconds']:g} s (pid {top['pid']}): {str(top['query'])[:80]}"
         )
     return Done(summary, data={"queries": queries, "slow": [q["pid"] for q in slow]})
 
@@ -728,6 +731,17 @@ STEPS: Sequence[Step] = (
         "List long-running queries (read-only)",
         long_running_queries,
         _literal(_LONG_QUERIES),
+    ),
+    Step(
+        "kill_stuck",
+        "mitigate",
+        "Terminate a query stuck past the threshold (RB-05's guards)",
+        stuck.kill_stuck,
+        stuck.render_kill_stuck,
+        mutates=True,
+        approval="approve",
+        idempotent=True,
+        timeout=20.0,
     ),
     Step(
         "serve_last_good",

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import respx
 import yaml
@@ -134,6 +137,7 @@ async def test_live_run_rebuilds_marks_new_pack_fresh_and_changes_nothing_else(
         "provider_health": "applied",
         "recent_packs": "applied",
         "long_running_queries": "applied",
+        "kill_stuck": "awaiting_approval",  # offered; nothing is stuck in this test
         "serve_last_good": "skipped",
         "rerun_build": "applied",
         "await_build": "applied",
@@ -179,7 +183,11 @@ async def test_live_run_rebuilds_marks_new_pack_fresh_and_changes_nothing_else(
         s.startswith("Serve the last-good pricing pack: ")
         for s in fx.section(page, "Skipped (why)")
     )
-    assert fx.section(page, "Left for you") == []
+    [left] = fx.section(page, "Left for you")
+    assert left.startswith(
+        "Terminate a query stuck past the threshold (RB-05's guards): approve with"
+        " `remediator approve "
+    )
 
 
 async def test_no_fresh_pack_and_provider_down_serves_last_good_only(
@@ -311,6 +319,89 @@ async def test_resolve_restores_nothing_a_verified_build_replaced(
     assert any(
         f"replaced by our verified build {TODAY}" in s for s in fx.section(page, "Skipped (why)")
     )
+
+
+# ------------------------------------------------------------ kill if stuck
+
+
+@asynccontextmanager
+async def sleeping_sessions(dsn: str, apps: list[str]) -> AsyncIterator[dict[str, int]]:
+    """One session per application name, as a plain (non-superuser) role, each running
+    a long statement; app -> pid."""
+    role = f"rb01_app_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(dsn)
+    await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    conns, tasks, pids = [], [], {}
+    try:
+        for app in apps:
+            conn = await asyncpg.connect(dsn, user=role, server_settings={"application_name": app})
+            conns.append(conn)
+            pids[app] = await conn.fetchval("SELECT pg_backend_pid()")
+            tasks.append(asyncio.create_task(conn.execute("SELECT pg_sleep(60)")))
+        while await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])"
+            " AND state = 'active' AND now() - query_start > interval '300 ms'",
+            list(pids.values()),
+        ) < len(pids):
+            await asyncio.sleep(0.05)
+        yield pids
+    finally:
+        for conn in conns:
+            conn.terminate()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await admin.execute(f'DROP ROLE "{role}"')
+        await admin.close()
+
+
+async def active(dsn: str, pid: int) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for _ in range(250):  # pg_terminate_backend signals; the backend exits soon after
+            if not await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)", pid
+            ):
+                return False
+            await asyncio.sleep(0.02)
+        return True
+    finally:
+        await conn.close()
+
+
+async def test_a_stuck_query_is_terminated_only_after_approval_and_never_a_protected_one(
+    target, fake, kube, http
+) -> None:
+    dsn, _db = target
+    checks, router = http
+    fx.providers_answer(router, down={"fmp": 503})
+    fx.gate_answers(router, 503)
+    rules = fx.rules_yaml(
+        "RB-01",
+        ["PricingPackBuildSlow"],
+        {**FAST, "slow_query_seconds": 0.1, "stuck_query_seconds": 0.2, "max_terminations": 1},
+    )
+    async with (
+        sleeping_sessions(dsn, ["build_pack", "pg_dump"]) as pids,
+        harness(target, kube, checks, rules=rules) as h,
+    ):
+        await h.deliver(ALERT)
+        [run] = await h.runs()
+        fired = await steps_by_name(h)
+        page = fx.page_text(fx.last(h, "trigger"))
+        assert fired["kill_stuck"]["outcome"] == "awaiting_approval"
+        approval = next(a["id"] for a in await h.approvals(run["id"]) if a["step"] == "kill_stuck")
+        assert f"remediator approve {approval}" in page
+        listed = {q["pid"] for q in fired["long_running_queries"]["result"]["data"]["queries"]}
+        assert set(pids.values()) <= listed
+        assert await active(dsn, pids["build_pack"])  # nothing terminated before approval
+        await h.approve(int(approval))
+        approved = (await h.steps(run["id"], "approved"))[0]
+        assert not await active(dsn, pids["build_pack"])
+        assert await active(dsn, pids["pg_dump"])
+    assert approved["outcome"] == "applied"
+    assert [t["pid"] for t in approved["changes"]["terminated"]] == [pids["build_pack"]]
+    summary = approved["result"]["summary"]
+    assert summary.startswith(f"terminated pid {pids['build_pack']} (")
+    assert f"spared pid {pids['pg_dump']} (" in summary and "protected application" in summary
 
 
 # ------------------------------------------------------------------ dry-run
