@@ -64,6 +64,7 @@ _BODY: web.RequestKey[Any] = web.RequestKey("body")
 _KINDS = {
     "pods": ("", "Pod", "v1"),
     "secrets": ("", "Secret", "v1"),
+    "configmaps": ("", "ConfigMap", "v1"),
     "jobs": ("batch", "Job", "batch/v1"),
     "deployments": ("apps", "Deployment", "apps/v1"),
 }
@@ -329,6 +330,9 @@ class FakeKubeAPI:
             self._logs[(ns, name)] = log_text
         return self._store("pods", ns, name, obj)
 
+    def add_config_map(self, ns: str, name: str, data: dict[str, str]) -> JsonDict:
+        return self._store("configmaps", ns, name, {"data": dict(data)})
+
     def add_secret(self, ns: str, name: str, data: dict[str, str]) -> JsonDict:
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
         return self._store("secrets", ns, name, {"type": "Opaque", "data": encoded})
@@ -467,6 +471,7 @@ class FakeKubeAPI:
         r.add_get(core + "/pods/{name}", self._get_factory("pods"))
         r.add_get(core + "/pods/{name}/log", self._pod_log)
         r.add_get(core + "/secrets/{name}", self._get_factory("secrets"))
+        r.add_get(core + "/configmaps/{name}", self._get_factory("configmaps"))
         r.add_patch(core + "/secrets/{name}", self._patch_secret)
         r.add_post(batch + "/jobs", self._create_job)
         r.add_get(batch + "/jobs/{name}", self._get_factory("jobs"))

@@ -427,6 +427,16 @@ class KubernetesClient:
         )
         return stamp
 
+    # ------------------------------------------------------------ configmaps
+
+    async def read_config_map(self, name: str) -> dict[str, str]:
+        """A ConfigMap's ``data`` (its text entries)."""
+        validate_dns_subdomain("configmap", name)
+        found = await self._call(
+            f"read configmap {name}", self._core.read_namespaced_config_map, name, self.namespace
+        )
+        return dict(found.data or {})
+
     # --------------------------------------------------------------- secrets
 
     async def patch_secret(self, name: str, data: dict[str, str]) -> None:

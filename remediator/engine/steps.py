@@ -107,6 +107,9 @@ class Step:
     backoff: float = 0.5  # first wait; doubles, capped at 10 s
     idempotent: bool = False  # safe to run again if a crash hid its outcome
     stop_on_failure: bool = False  # later steps depend on this one
+    # An approve step: why it is not offered in this run (None: offer it), from what
+    # earlier steps found, e.g. nothing is stuck, so there is nothing to approve.
+    withhold: Callable[[StepContext], str | None] | None = None
 
 
 class NoParams(BaseModel):

@@ -742,6 +742,7 @@ STEPS: Sequence[Step] = (
         approval="approve",
         idempotent=True,
         timeout=20.0,
+        withhold=stuck.withhold,
     ),
     Step(
         "serve_last_good",

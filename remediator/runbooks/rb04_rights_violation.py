@@ -2,6 +2,7 @@
 
 Runbook order, automated:
 
+    1 the provider's entry in the registry YAML           diagnose (rights_registry)
     1 inspect the rights registry row of the provider     diagnose (stops the run if
                                                           the provider is unknown)
     2 check the reported user's licenses                  diagnose (``user_id`` label)
@@ -50,7 +51,7 @@ from remediator.clients import aws as aws_checks
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import InputRejected, NotCorroborated
-from remediator.runbooks import plan
+from remediator.runbooks import plan, rights_registry
 
 _PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
 _EXPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", re.ASCII)
@@ -80,6 +81,15 @@ class Params(BaseModel):
     notification_alert_id: str = "sys-rights-violation"
     grant_license_type: str = "export"
     max_license_grants: int = Field(10, ge=1, le=100)
+    # Where the rights registry YAML (.ops/RIGHTS_REGISTRY.yaml) is read from for step
+    # 1: an absolute path, or a ConfigMap "name" or "name/key" (rights_registry).
+    rights_registry_path: str | None = None
+    rights_registry_configmap: str | None = None
+
+    _registry_path = field_validator("rights_registry_path")(rights_registry.check_path)
+    _registry_configmap = field_validator("rights_registry_configmap")(
+        rights_registry.check_configmap
+    )
 
     @field_validator("providers")
     @classmethod
@@ -196,7 +206,7 @@ def _violations(ctx: StepContext) -> list[Mapping[str, Any]]:
 # ------------------------------------------------------------ 1 inspect registry
 
 _INSPECT = """
-SELECT provider, export, require_license, attribution
+SELECT provider, export, require_license
 FROM provider_rights
 WHERE provider = $1
 """
@@ -701,6 +711,14 @@ def render_report_block(*, ctx: StepContext, **_: Any) -> str:
 
 
 STEPS: Sequence[Step] = (
+    Step(
+        "read_rights_registry",
+        "diagnose",
+        "Show the provider's entry in the rights registry YAML",
+        rights_registry.read_registry,
+        rights_registry.render_read_registry,
+        timeout=15.0,
+    ),
     Step(
         "inspect_registry",
         "diagnose",

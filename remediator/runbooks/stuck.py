@@ -46,6 +46,16 @@ def _seen(ctx: StepContext) -> list[Mapping[str, Any]]:
     return [q for q in listed if q.get("backend_start")]
 
 
+def withhold(ctx: StepContext) -> str | None:
+    """Offered for approval only when the diagnosis saw a statement past the threshold."""
+    if "long_running_queries" not in ctx.results:
+        return "the long-running query listing did not run"
+    limit = float(ctx.params.stuck_query_seconds)
+    if not any(float(q.get("seconds") or 0.0) >= limit for q in _seen(ctx)):
+        return f"no query has run for {limit:g} s or more: nothing is stuck"
+    return None
+
+
 async def kill_stuck(*, ctx: StepContext, **_: Any) -> Done | Skip:
     p = ctx.params
     seen = _seen(ctx)
