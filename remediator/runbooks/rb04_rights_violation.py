@@ -2,9 +2,9 @@
 
 Runbook order, automated:
 
-    1 the provider's entry in the registry YAML           diagnose (rights_registry)
     1 inspect the rights registry row of the provider     diagnose (stops the run if
                                                           the provider is unknown)
+    1 the provider's entry in the registry YAML           diagnose (rights_registry)
     2 check the reported user's licenses                  diagnose (``user_id`` label)
     - confirm the violation                               diagnose; corroborates the
                                                           alert (below)
@@ -712,20 +712,20 @@ def render_report_block(*, ctx: StepContext, **_: Any) -> str:
 
 STEPS: Sequence[Step] = (
     Step(
-        "read_rights_registry",
-        "diagnose",
-        "Show the provider's entry in the rights registry YAML",
-        rights_registry.read_registry,
-        rights_registry.render_read_registry,
-        timeout=15.0,
-    ),
-    Step(
         "inspect_registry",
         "diagnose",
         "Inspect the provider's rights registry row",
         inspect_registry,
         render_inspect_registry,
         stop_on_failure=True,
+        timeout=15.0,
+    ),
+    Step(
+        "read_rights_registry",
+        "diagnose",
+        "Show the provider's entry in the rights registry YAML",
+        rights_registry.read_registry,
+        rights_registry.render_read_registry,
         timeout=15.0,
     ),
     Step(
