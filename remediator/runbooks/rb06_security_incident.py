@@ -8,6 +8,7 @@ Runbook order, automated:
     4 block the source IP in the WAF IP set           mitigate, auto (moved ahead of the
                                                       diagnosis: containment must not wait
                                                       on a slow database)
+    2 the WAF's sampled requests from the IP          diagnose
     3 '403_idor' audit rows of the last 24 h          diagnose
     3 portfolio tables without RLS policies           diagnose
     5 recent logins from the source IP                diagnose
@@ -15,8 +16,8 @@ Runbook order, automated:
     6 notify those users                              approve
     on resolve: blocks are kept and listed for review; nothing is undone.
 
-Step 2 (reading WAF sampled requests) needs a web ACL and rule name per alert and is
-left to the human; the page links the runbook.
+Step 2 reads the WAF's sampled requests from the source address (``waf_samples``)
+when the rule names the web ACL (``waf_web_acl_name``, ``waf_web_acl_id``).
 
 Guards on blocking: the ``source_ip`` label must pass ``validation.public_ip``: never a
 private, loopback, link-local, multicast or reserved range, never anything overlapping
@@ -55,7 +56,7 @@ from remediator.clients import aws as aws_checks
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import InputRejected, NotCorroborated, TargetError
-from remediator.runbooks import plan
+from remediator.runbooks import plan, waf_samples
 
 _SHOWN = 10
 _MAX_LOGIN_ADDRESSES = 256  # a /24 at most: the login lookup lists addresses
@@ -69,6 +70,10 @@ class Params(BaseModel):
     # The IP set's id (aws wafv2 list-ip-sets); without it blocking fails visibly.
     waf_ip_set_id: str | None = None
     waf_scope: Literal["REGIONAL", "CLOUDFRONT"] = "REGIONAL"
+    # Step 2: the web ACL whose sampled requests are read (aws wafv2 list-web-acls).
+    waf_web_acl_name: str | None = None
+    waf_web_acl_id: str | None = None
+    waf_sample_minutes: int = Field(60, ge=1, le=180)  # AWS keeps 3 hours of samples
     # Never blocked: offices, partners, health checkers, the load balancers.
     allow_list: tuple[str, ...] = ()
     max_prefix_v4: int = Field(24, ge=8, le=32)
@@ -97,6 +102,16 @@ class Params(BaseModel):
     @classmethod
     def _waf_id(cls, v: str | None) -> str | None:
         return None if v is None else _checked(aws_checks.check_waf_id, "waf_ip_set_id", v)
+
+    @field_validator("waf_web_acl_name")
+    @classmethod
+    def _acl_name(cls, v: str | None) -> str | None:
+        return None if v is None else _checked(aws_checks.check_waf_name, "waf_web_acl_name", v)
+
+    @field_validator("waf_web_acl_id")
+    @classmethod
+    def _acl_id(cls, v: str | None) -> str | None:
+        return None if v is None else _checked(aws_checks.check_waf_id, "waf_web_acl_id", v)
 
     @field_validator("allow_list")
     @classmethod
@@ -705,6 +720,15 @@ STEPS: Sequence[Step] = (
         mutates=True,
         idempotent=True,
         timeout=30.0,
+    ),
+    Step(
+        "waf_sampled_requests",
+        "diagnose",
+        "Read the WAF's sampled requests from the source address",
+        waf_samples.sampled_requests,
+        waf_samples.render_sampled_requests,
+        timeout=30.0,
+        attempts=1,
     ),
     Step(
         "idor_audit",
