@@ -334,7 +334,9 @@ async def confirm_violation(*, ctx: StepContext, **_: Any) -> Done:
             " export, so no export violates its rights; exports left open"
         )
     db = ctx.clients.need("database")
-    row = await db.fetchrow(_CONFIRM, provider, p.audit_days, list(p.export_license_types))
+    row = await db.fetchrow(
+        await _on_catalog(db, _CONFIRM), provider, p.audit_days, list(p.export_license_types)
+    )
     n = int(row["n"]) if row else 0
     if row is None or n == 0:
         raise NotCorroborated(
@@ -366,7 +368,7 @@ def render_confirm_violation(*, ctx: StepContext, **_: Any) -> str:
 # An export whose event does not list its providers cannot be cleared, so it counts.
 _VIOLATING = """
 WITH exports AS (
-    SELECT e.id, e.user_id, e.created_at, e.payload_json,
+    SELECT e.id AS id, e.user_id, e.created_at, e.payload_json,
            CASE WHEN jsonb_typeof(e.payload_json -> 'providers') = 'array' THEN EXISTS (
                SELECT 1 FROM jsonb_array_elements_text(e.payload_json -> 'providers') AS p(name)
                WHERE upper(p.name) = upper($1))
@@ -397,12 +399,26 @@ FROM ({_VIOLATING}) AS v
 """
 
 
+def _without_event_id(sql: str) -> str:
+    """``sql`` for an analytics_events without an ``id`` column (the runbook's own SQL
+    names none): events are then told apart by user and time only."""
+    return sql.replace("SELECT e.id AS id,", "SELECT NULL::bigint AS id,")
+
+
+async def _on_catalog(db: Any, sql: str) -> str:
+    return sql if "id" in await db.columns("analytics_events") else _without_event_id(sql)
+
+
 async def audit_exports(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
     provider = provider_of(ctx)
     db = ctx.clients.need("database")
     rows = await db.fetch(
-        _AUDIT, provider, p.audit_days, list(p.export_license_types), p.max_audit_rows
+        await _on_catalog(db, _AUDIT),
+        provider,
+        p.audit_days,
+        list(p.export_license_types),
+        p.max_audit_rows,
     )
     violations: list[dict[str, Any]] = []
     for r in rows:
@@ -412,7 +428,7 @@ async def audit_exports(*, ctx: StepContext, **_: Any) -> Done:
         export_id = payload.get("export_id") if isinstance(payload, Mapping) else None
         violations.append(
             {
-                "event_id": int(r["id"]),
+                "event_id": int(r["id"]) if r["id"] is not None else None,
                 "user_id": user,
                 "created_at": r["created_at"].isoformat(),
                 "export_id": export_id[:128] if isinstance(export_id, str) else None,
@@ -502,7 +518,10 @@ async def revoke_pdfs(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if bad:
         parts.append(
             f"{len(bad)} NOT revoked, no safe key: "
-            + "; ".join(f"event {v['event_id']}: {v['key_problem']}" for v in bad[:5])
+            + "; ".join(
+                f"event {v['event_id'] or 'of ' + v['created_at']}: {v['key_problem']}"
+                for v in bad[:5]
+            )
         )
     if over:
         parts.append(

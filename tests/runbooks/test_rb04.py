@@ -55,9 +55,13 @@ class World:
         return {o["Key"] for o in resp.get("Contents", [])}
 
 
-@pytest.fixture
+# RB-04 runs on the runbook-named columns too (no analytics_events.id, no attribution).
+@pytest.fixture(params=("full", "minimal"))
 async def world(request: pytest.FixtureRequest, moto_url: str) -> AsyncIterator[World]:
-    async with fx.dawsos_db(request.config) as (dsn, db), fx.aws_client(moto_url) as aws:
+    async with (
+        fx.dawsos_db(request.config, request.param) as (dsn, db),
+        fx.aws_client(moto_url) as aws,
+    ):
         s3 = fx.admin_client("s3", moto_url)
         bucket = fx.unique("dawsos-exports")
         s3.create_bucket(Bucket=bucket)
