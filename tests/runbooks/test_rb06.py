@@ -74,10 +74,11 @@ class World:
         return annotations.get("kubectl.kubernetes.io/restartedAt")
 
 
-@pytest.fixture
+# RB-06 runs on the runbook-named columns too.
+@pytest.fixture(params=("full", "minimal"))
 async def world(request: pytest.FixtureRequest, moto_url: str) -> AsyncIterator[World]:
     async with (
-        fx.dawsos_db(request.config) as (dsn, db),
+        fx.dawsos_db(request.config, request.param) as (dsn, db),
         fx.aws_client(moto_url) as aws,
         FakeKubeAPI() as kube,
         fx.kube_client(kube.url) as k8s,
