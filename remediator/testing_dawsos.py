@@ -40,6 +40,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from remediator.clients.database import QueryRejected, TargetDatabase
+from remediator.runbooks import catalog
 
 # --- what the seed holds (see the header of dawsos_seed.sql) ------------------------
 # Pack dates are days in the zone of the DawsOS SLO (RB-01's default timezone).
@@ -73,18 +74,7 @@ TABLES = (
 
 # The tables and columns the runbooks' own SQL names: all a user's database is known to
 # hold (``schema="minimal"``, testing_data/dawsos_schema_minimal.sql).
-MINIMAL_COLUMNS: dict[str, frozenset[str]] = {
-    "users": frozenset({"id", "password_reset_required"}),
-    "pricing_pack": frozenset({"id", "date", "is_fresh", "created_at"}),
-    "alerts": frozenset({"id", "name", "condition_json", "active", "cooldown_minutes"}),
-    "notifications": frozenset({"id", "user_id", "alert_id", "payload_json", "created_at"}),
-    "provider_rights": frozenset({"provider", "export", "require_license"}),
-    "user_licenses": frozenset({"user_id", "provider", "license_type", "granted_at"}),
-    "analytics_events": frozenset(
-        {"user_id", "event_type", "payload_json", "meta_json", "created_at"}
-    ),
-    "audit_log": frozenset({"user_id", "portfolio_id", "action", "meta_json", "ts"}),
-}
+MINIMAL_COLUMNS = dict(catalog.REQUIRED)
 MINIMAL_TABLES = tuple(t for t in TABLES if t not in ("prices", "fx_rates", "symbol_mapping"))
 Schema = Literal["full", "minimal"]
 
