@@ -40,7 +40,7 @@ from remediator import validation
 from remediator.engine.context import Clients, StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import NotCorroborated, TargetError
-from remediator.runbooks import jobs, plan
+from remediator.runbooks import dlq_replay, jobs, plan
 
 _PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
 _KEY = re.compile(r"[!-~]{1,512}", re.ASCII)  # printable ASCII, no spaces
@@ -137,29 +137,6 @@ def _configured_target(labels: Mapping[str, str], params: Any, clients: Clients 
     # providers never share a target; a rejected label gets the engine's ":invalid".
     settings = clients.settings if clients is not None else None
     return validation.provider(labels.get("provider"), _allowed(settings, params))
-
-
-def _slug(provider: str) -> str:
-    """A validated provider name as a DNS label part ("My_Feed" -> "my-feed")."""
-    return re.sub(r"[^a-z0-9-]", "-", provider.lower())[:30].strip("-") or "provider"
-
-
-def replay_job_name(provider: str, run_id: str) -> str:
-    return validation.k8s_name(
-        f"replay-dlq-{_slug(provider)}-{run_id.lower()}"[:63].rstrip("-"), field="job"
-    )
-
-
-def _replay_command(provider: str, params: Params) -> list[str]:
-    return [
-        "python",
-        "-m",
-        "jobs.replay_dlq",
-        "--provider",
-        provider,
-        "--max-retries",
-        str(params.replay_max_retries),
-    ]
 
 
 # ------------------------------------------------------------ 2 provider status
@@ -318,53 +295,11 @@ def render_check_cache(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def replay_dlq(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
-    provider = provider_of(ctx)
-    http = ctx.clients.need("http")
-    try:
-        health = await http.provider_status(provider)
-    except TargetError as exc:
-        return Skip(
-            f"cannot confirm {provider} recovered ({str(exc)[:120]}); replay the DLQ"
-            " by hand once it has"
-        )
-    if not health.healthy:
-        return Skip(
-            f"{provider} still reports down ({health.detail}); replay the DLQ by hand"
-            " once it recovers"
-        )
-    name = replay_job_name(provider, ctx.run_id)
-    await jobs.start(
-        ctx,
-        name,
-        _replay_command(provider, p),
-        deployment=p.replay_deployment,
-        container=p.replay_container,
-        image=p.replay_image,
-        labels={
-            "app.kubernetes.io/managed-by": "remediator",
-            "remediator/runbook": "RB-02",
-            "remediator/provider": _slug(provider),
-            "remediator/run": ctx.run_id,
-        },
-        ttl_seconds=p.job_ttl_seconds,
-    )
-    return Done(f"started DLQ replay job {name} for {provider}", data={"job": name})
+    return await dlq_replay.replay(ctx, provider_of(ctx))
 
 
 def render_replay_dlq(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
-    provider = provider_of(ctx)
-    return (
-        jobs.render(
-            ctx,
-            replay_job_name(provider, ctx.run_id),
-            _replay_command(provider, p),
-            deployment=p.replay_deployment,
-            image=p.replay_image,
-        )
-        + "\n# once the provider reports healthy"
-    )
+    return dlq_replay.render(ctx, provider_of(ctx))
 
 
 STEPS: Sequence[Step] = (

@@ -51,10 +51,9 @@ from remediator.clients import aws as aws_checks
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import InputRejected, NotCorroborated
-from remediator.runbooks import plan, rights_registry
+from remediator.runbooks import export_audit, plan, rights_registry
 
 _PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
-_EXPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", re.ASCII)
 _ALERT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", re.ASCII)
 _SHOWN_USERS = 10
 
@@ -168,32 +167,6 @@ def reported_user(ctx: StepContext) -> str | None:
 def _users(ids: Sequence[str]) -> str:
     shown = ", ".join(ids[:_SHOWN_USERS])
     return shown + (f" and {len(ids) - _SHOWN_USERS} more" if len(ids) > _SHOWN_USERS else "")
-
-
-def export_key(user_id: str | None, payload: Any) -> tuple[str | None, str | None]:
-    """The S3 key of an export, from its event payload: (key, None) or (None, problem).
-
-    The runbook's layout is ``<user-uuid>/<export-id>.pdf``; an explicit ``s3_key`` in
-    the payload is honoured only inside that user's prefix. The payload was written by
-    the application, but a bug there must not make us delete someone else's object.
-    """
-    if user_id is None:
-        return None, "the event has no user (deleted account)"
-    if not isinstance(payload, Mapping):
-        return None, "the event payload is not an object"
-    explicit = payload.get("s3_key")
-    if explicit is not None:
-        try:
-            key = aws_checks.check_key("s3_key", explicit)
-        except InputRejected as exc:
-            return None, f"bad s3_key: {exc.reason}"
-        if not key.startswith(f"{user_id}/") or not key.endswith(".pdf") or "//" in key:
-            return None, "s3_key is not a PDF under the user's own prefix"
-        return key, None
-    export_id = payload.get("export_id")
-    if not isinstance(export_id, str) or not _EXPORT_ID.fullmatch(export_id) or ".." in export_id:
-        return None, "no usable export_id in the event payload"
-    return f"{user_id}/{export_id}.pdf", None
 
 
 def _violations(ctx: StepContext) -> list[Mapping[str, Any]]:
@@ -334,9 +307,7 @@ async def confirm_violation(*, ctx: StepContext, **_: Any) -> Done:
             " export, so no export violates its rights; exports left open"
         )
     db = ctx.clients.need("database")
-    row = await db.fetchrow(
-        await _on_catalog(db, _CONFIRM), provider, p.audit_days, list(p.export_license_types)
-    )
+    row = await export_audit.confirm(db, provider, p)
     n = int(row["n"]) if row else 0
     if row is None or n == 0:
         raise NotCorroborated(
@@ -360,85 +331,21 @@ def render_confirm_violation(*, ctx: StepContext, **_: Any) -> str:
         if _licensed(provider, p)
         else f"-- {provider} is NOT in licensed_providers: not corroborated, nothing read\n"
     )
-    return head + plan.sql(_CONFIRM, provider, p.audit_days, list(p.export_license_types))
+    return head + plan.sql(
+        export_audit.CONFIRM, provider, p.audit_days, list(p.export_license_types)
+    )
 
 
 # ------------------------------------------------------------ 4 audit exports
-
-# An export whose event does not list its providers cannot be cleared, so it counts.
-_VIOLATING = """
-WITH exports AS (
-    SELECT e.id AS id, e.user_id, e.created_at, e.payload_json,
-           CASE WHEN jsonb_typeof(e.payload_json -> 'providers') = 'array' THEN EXISTS (
-               SELECT 1 FROM jsonb_array_elements_text(e.payload_json -> 'providers') AS p(name)
-               WHERE upper(p.name) = upper($1))
-           END AS carries_provider
-    FROM analytics_events AS e
-    WHERE e.event_type = 'export_pdf'
-      AND e.created_at > now() - make_interval(days => $2)
-)
-SELECT x.id, x.user_id, x.created_at, x.payload_json,
-       x.carries_provider IS NULL AS providers_unknown
-FROM exports AS x
-WHERE x.carries_provider IS NOT FALSE
-  AND NOT EXISTS (
-      SELECT 1 FROM user_licenses AS l
-      WHERE l.user_id = x.user_id AND l.provider = $1
-        AND l.license_type = ANY($3::text[]))
-"""
-_AUDIT = (
-    _VIOLATING
-    + """ORDER BY x.created_at DESC, x.id DESC
-LIMIT $4
-"""
-)
-_CONFIRM = f"""
-SELECT count(*) AS n, count(*) FILTER (WHERE v.providers_unknown) AS unknown,
-       max(v.created_at) AS last
-FROM ({_VIOLATING}) AS v
-"""
-
-
-def _without_event_id(sql: str) -> str:
-    """``sql`` for an analytics_events without an ``id`` column (the runbook's own SQL
-    names none): events are then told apart by user and time only."""
-    return sql.replace("SELECT e.id AS id,", "SELECT NULL::bigint AS id,")
-
-
-async def _on_catalog(db: Any, sql: str) -> str:
-    return sql if "id" in await db.columns("analytics_events") else _without_event_id(sql)
 
 
 async def audit_exports(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
     provider = provider_of(ctx)
     db = ctx.clients.need("database")
-    rows = await db.fetch(
-        await _on_catalog(db, _AUDIT),
-        provider,
-        p.audit_days,
-        list(p.export_license_types),
-        p.max_audit_rows,
-    )
-    violations: list[dict[str, Any]] = []
-    for r in rows:
-        user = str(r["user_id"]) if r["user_id"] is not None else None
-        payload = r["payload_json"]
-        key, problem = export_key(user, payload)
-        export_id = payload.get("export_id") if isinstance(payload, Mapping) else None
-        violations.append(
-            {
-                "event_id": int(r["id"]) if r["id"] is not None else None,
-                "user_id": user,
-                "created_at": r["created_at"].isoformat(),
-                "export_id": export_id[:128] if isinstance(export_id, str) else None,
-                "providers_unknown": bool(r["providers_unknown"]),
-                "key": key,
-                "key_problem": problem,
-            }
-        )
+    violations = await export_audit.violations(db, provider, p)
     users = sorted({v["user_id"] for v in violations if v["user_id"] is not None})
-    truncated = len(rows) >= p.max_audit_rows
+    truncated = len(violations) >= p.max_audit_rows
     if not violations:
         summary = (
             f"no export_pdf event in {p.audit_days} days carried {provider} data"
@@ -464,7 +371,11 @@ async def audit_exports(*, ctx: StepContext, **_: Any) -> Done:
 def render_audit_exports(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     return plan.sql(
-        _AUDIT, provider_of(ctx), p.audit_days, list(p.export_license_types), p.max_audit_rows
+        export_audit.AUDIT,
+        provider_of(ctx),
+        p.audit_days,
+        list(p.export_license_types),
+        p.max_audit_rows,
     )
 
 
