@@ -44,7 +44,6 @@ name, and never unblock anything.
 from __future__ import annotations
 
 import ipaddress
-import secrets
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -56,7 +55,7 @@ from remediator.clients import aws as aws_checks
 from remediator.engine.context import StepContext
 from remediator.engine.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.errors import InputRejected, NotCorroborated, TargetError
-from remediator.runbooks import plan, waf_samples
+from remediator.runbooks import jwt_rotation, plan, waf_samples
 
 _SHOWN = 10
 _MAX_LOGIN_ADDRESSES = 256  # a /24 at most: the login lookup lists addresses
@@ -313,42 +312,6 @@ def render_confirm_source(*, ctx: StepContext, **_: Any) -> str:
 def _confirmed(ctx: StepContext, net: validation.IPNetwork) -> bool:
     found = ctx.results.get("confirm_source") or {}
     return bool(found.get("corroborated")) and found.get("network") == str(net)
-
-
-# ------------------------------------------------------------- 1 rotate JWT
-
-
-async def rotate_jwt_secret(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
-    kube = ctx.clients.need("kubernetes")
-    # Lives only here and in the request; never in data, changes, logs or pages.
-    await kube.patch_secret(p.jwt_secret_name, {p.jwt_secret_key: secrets.token_urlsafe(32)})
-    stamp = await kube.rollout_restart(p.api_deployment)
-    record = {
-        "secret": p.jwt_secret_name,
-        "key": p.jwt_secret_key,
-        "deployment": p.api_deployment,
-        "restarted_at": stamp,
-    }
-    # The old secret is leaked: rotating back would be wrong, so there is no undo.
-    return Done(
-        f"rotated {p.jwt_secret_key} in secret {p.jwt_secret_name} and restarted"
-        f" deployment {p.api_deployment} (restartedAt {stamp}): every token is"
-        " invalid, users must log in again",
-        data=record,
-        changes=record,
-    )
-
-
-def render_rotate_jwt_secret(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
-    ns = plan.namespace(ctx)
-    return (
-        f"kubectl patch secret {p.jwt_secret_name} -n {ns} --type merge -p"
-        f' \'{{"data": {{"{p.jwt_secret_key}": "<new random secret, base64;'
-        " never shown>\"}}' && kubectl rollout restart"
-        f" deployment/{p.api_deployment} -n {ns}"
-    )
 
 
 # ---------------------------------------------------------- 4 block source IP
@@ -705,8 +668,8 @@ STEPS: Sequence[Step] = (
         "rotate_jwt_secret",
         "mitigate",
         "Rotate the JWT secret and restart the API",
-        rotate_jwt_secret,
-        render_rotate_jwt_secret,
+        jwt_rotation.rotate_jwt_secret,
+        jwt_rotation.render_rotate_jwt_secret,
         mutates=True,
         approval="approve",
         timeout=60.0,
