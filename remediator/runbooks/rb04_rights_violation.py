@@ -556,10 +556,13 @@ def render_notify_users(*, ctx: StepContext, **_: Any) -> str:
 
 # ------------------------------------------------------------ 6 grant license
 
+# NOT EXISTS rather than ON CONFLICT: the runbook names no unique key on user_licenses.
 _GRANT = """
 INSERT INTO user_licenses (user_id, provider, license_type, granted_at)
 SELECT u, $2, $3, now() FROM unnest($1::uuid[]) AS t(u)
-ON CONFLICT (user_id, provider, license_type) DO NOTHING
+WHERE NOT EXISTS (
+    SELECT 1 FROM user_licenses AS l
+    WHERE l.user_id = t.u AND l.provider = $2 AND l.license_type = $3)
 RETURNING user_id
 """
 
