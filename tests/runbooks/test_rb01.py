@@ -520,6 +520,22 @@ async def test_without_the_workload_deployment_no_bare_job_is_started(
     assert fx.job_posts(fake) == []
 
 
+async def test_a_refused_app_token_is_named_in_the_page(target, fake, kube, http) -> None:
+    """The freshness gate answers 401: the page says the token is the problem, not the
+    pack (the token itself is sent as Bearer, see tests/clients/test_http_auth.py)."""
+    checks, router = http
+    fx.providers_answer(router, down={"fmp": 503})
+    fx.gate_answers(router, 200)
+    router.post(fx.GATE_URL).respond(401, json={"detail": "invalid token"})
+    async with harness(target, kube, checks) as h:
+        await h.deliver(ALERT)
+        steps = await steps_by_name(h)
+    assert steps["freshness_gate"]["outcome"] == "failed"
+    assert steps["freshness_gate"]["reason"].startswith(
+        "POST /execute answered 401 (the app refused targets.http.app_token: set or renew it)"
+    )
+
+
 async def test_no_second_build_while_one_is_running(target, fake, kube, http) -> None:
     checks, router = http
     fx.providers_answer(router)
