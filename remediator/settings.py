@@ -168,9 +168,40 @@ class AwsSettings(_Strict):
     endpoint_url: str | None = None
 
 
+def _http_url(v: str) -> str:
+    if not v.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return v
+
+
+class ProviderSettings(_Strict):
+    """A provider's check with its credentials: ``{url, headers, params}`` (API keys)."""
+
+    url: str
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    params: dict[str, SecretStr] = Field(default_factory=dict)
+
+    _url = field_validator("url")(_http_url)
+
+
 class HttpSettings(_Strict):
     app_url: str | None = None
-    providers: dict[str, str] = Field(default_factory=dict)
+    app_token: SecretStr | None = None  # sent as a Bearer token to the freshness gate
+    # A URL, or {url, headers, params} for providers that need an API key.
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _bare_urls(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: {"url": u} if isinstance(u, str) else u for k, u in v.items()}
+        return v
+
+    @field_validator("app_token", mode="before")
+    @classmethod
+    def _optional_token(cls, v: Any) -> Any:
+        # "${DAWSOS_JWT:-}" unset: no token, never an empty "Bearer ".
+        return None if isinstance(v, str) and not v.strip() else v
 
 
 class PrometheusSettings(_Strict):

@@ -81,7 +81,8 @@ async def db(dawsos_dsn: str) -> AsyncIterator[TargetDatabase]:
 
 
 def utc_today() -> date:
-    return datetime.now(UTC).date()
+    """The seed's pack dates are days in the DawsOS SLO's zone, not UTC."""
+    return td.pack_today()
 
 
 async def test_five_packs_over_five_days_and_only_yesterdays_is_fresh(db: TargetDatabase) -> None:

@@ -55,6 +55,22 @@ from remediator.validation.aws import (
     check_waf_scope,
 )
 
+# The syntax checks are re-exported: runbooks reach them as ``aws.check_*``.
+__all__ = [
+    "AwsClient",
+    "DbInstanceStatus",
+    "IpSet",
+    "SampledRequest",
+    "check_bucket",
+    "check_cidrs",
+    "check_instance_class",
+    "check_key",
+    "check_rds_identifier",
+    "check_waf_id",
+    "check_waf_name",
+    "check_waf_scope",
+]
+
 T = TypeVar("T")
 
 RDS = "aws.rds"
@@ -88,6 +104,20 @@ class DbInstanceStatus:
 class IpSet:
     addresses: frozenset[str]
     lock_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class SampledRequest:
+    """One request AWS WAF sampled for a rule (``get-sampled-requests``)."""
+
+    rule: str  # the rule's metric name
+    client_ip: str
+    method: str
+    uri: str
+    action: str  # ALLOW, BLOCK, COUNT, CAPTCHA, CHALLENGE
+    country: str
+    timestamp: datetime | None
+    weight: int  # how many requests this sample stands for
 
 
 def _aware(field: str, value: object) -> datetime:
@@ -278,6 +308,43 @@ class AwsClient:
             WAF, "update_ip_set", lambda: self._update_ip_set(name, ip_set_id, scope, plan)
         )
 
+    async def waf_sampled_requests(
+        self,
+        web_acl_name: str,
+        web_acl_id: str,
+        scope: str,
+        since: datetime,
+        until: datetime,
+        *,
+        max_rules: int = 10,
+        max_items: int = 500,
+    ) -> list[SampledRequest]:
+        """The requests WAF sampled in [since, until] for each rule of the web ACL that
+        keeps samples (at most ``max_rules``; AWS keeps 3 hours of them)."""
+        self._check_waf(web_acl_name, web_acl_id, scope)
+        start, end = _aware("since", since), _aware("until", until)
+
+        def sample() -> list[SampledRequest]:
+            acl = self._waf.get_web_acl(Name=web_acl_name, Scope=scope, Id=web_acl_id)["WebACL"]
+            rules = [
+                r["VisibilityConfig"]["MetricName"]
+                for r in acl.get("Rules", [])
+                if r.get("VisibilityConfig", {}).get("SampledRequestsEnabled")
+            ][:max_rules]
+            found: list[SampledRequest] = []
+            for rule in rules:
+                resp = self._waf.get_sampled_requests(
+                    WebAclArn=acl["ARN"],
+                    RuleMetricName=rule,
+                    Scope=scope,
+                    TimeWindow={"StartTime": start, "EndTime": end},
+                    MaxItems=max_items,
+                )
+                found += [_sample(rule, x) for x in resp.get("SampledRequests", [])]
+            return found
+
+        return await self._run(WAF, "get_sampled_requests", sample)
+
     @staticmethod
     def _check_waf(name: str, ip_set_id: str, scope: str) -> None:
         check_waf_name("name", name)
@@ -398,6 +465,21 @@ class AwsClient:
             if secret:
                 text = text.replace(secret, "***")
         return text
+
+
+def _sample(rule: str, item: Any) -> SampledRequest:
+    request = item.get("Request", {})
+    when = item.get("Timestamp")
+    return SampledRequest(
+        rule=rule,
+        client_ip=str(request.get("ClientIP", "")),
+        method=str(request.get("Method", ""))[:16],
+        uri=str(request.get("URI", ""))[:512],
+        action=str(item.get("Action", "")),
+        country=str(request.get("Country", "")),
+        timestamp=when if isinstance(when, datetime) else None,
+        weight=int(item.get("Weight", 1) or 1),
+    )
 
 
 def _error_code(exc: ClientError) -> str:

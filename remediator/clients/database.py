@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any, Literal
@@ -49,6 +50,15 @@ _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300", "25P03"})
 # pool detaches a connection whose socket closed, even while we still hold it (a
 # Transaction used after its block is refused earlier, so it cannot be that).
 _LOST = re.compile(r"connection is closed|released back to the pool")
+_TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# The catalog of a running application changes rarely (a migration); a minute of
+# caching means one catalog read per run, not one per step.
+COLUMNS_TTL_S = 60.0
+# Resolved as the runbooks' own statements resolve the name: through search_path.
+_COLUMNS = """
+SELECT attname FROM pg_attribute
+WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
+"""
 _CLIENT_SLACK_S = 2.0  # client-side timeout beyond the server's, for a silent network
 _CLOSE_GRACE_S = 5.0
 
@@ -181,6 +191,7 @@ class TargetDatabase:
         self._pool = pool
         self._target = target
         self._acquire_timeout = acquire_timeout
+        self._columns: dict[str, tuple[float, frozenset[str]]] = {}
 
     @classmethod
     async def connect(
@@ -237,6 +248,23 @@ class TargetDatabase:
         """
         async with self._connection() as conn:
             return await Transaction(conn, self._target).execute(sql, *args)
+
+    async def columns(self, table: str) -> frozenset[str]:
+        """The columns ``table`` has (empty when there is no such table), from the catalog.
+
+        Runbooks use a column the runbook's own SQL does not name only when this says it
+        exists. Cached for ``COLUMNS_TTL_S`` seconds.
+        """
+        if not _TABLE_NAME.fullmatch(table):
+            raise ValueError(f"not a plain table name: {table[:80]!r}")
+        cached = self._columns.get(table)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < COLUMNS_TTL_S:
+            return cached[1]
+        rows = await self.fetch(_COLUMNS, table)
+        found = frozenset(str(r["attname"]) for r in rows)
+        self._columns[table] = (now, found)
+        return found
 
     @asynccontextmanager
     async def transaction(

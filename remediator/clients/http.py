@@ -8,19 +8,25 @@ An HTTP answer, whatever its status, is a *result* (``ProviderHealth``,
 ``GateResult``); only a failure to get an answer is an error: timeout ->
 TargetTimeout, connection or protocol failure -> TargetUnavailable.
 
+Credentials: a provider is a URL, or a ``ProviderEndpoint`` with headers and query
+params (API keys); the app gets ``Authorization: Bearer <app_token>``. ``probe`` is the
+provider check that never raises (for RB-01's health step and ``doctor``), and
+``auth_failed`` tells a refused credential (401/403) from an outage.
+
 This module must never request a URL built from a label: only configured provider
 names are accepted (anything else is InputRejected), and the gate path is a fixed
-code-side value. It must never put a configured URL in a result or an error, because
-provider URLs carry API keys (``?apikey=...``).
+code-side value. It must never put a configured URL, header or param in a result or
+an error, because they carry API keys (``?apikey=...``) and tokens.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -38,12 +44,44 @@ _DETAIL_MAX = 200
 _PATH = re.compile(r"^/[A-Za-z0-9/_.-]*$")
 
 
+class _NoQueryInLogs(logging.Filter):
+    """httpx logs each request's URL at INFO: without its query (API keys live there)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                a.copy_with(query=None) if isinstance(a, httpx.URL) else a for a in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_NoQueryInLogs())
+
+
+@dataclass(frozen=True)
+class ProviderEndpoint:
+    """Where a provider's check goes, with its credentials (never shown anywhere)."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # the URL and keys stay out of logs and tracebacks
+        return f"ProviderEndpoint(headers={sorted(self.headers)}, params={sorted(self.params)})"
+
+
 @dataclass(frozen=True)
 class ProviderHealth:
     name: str
     healthy: bool
     status_code: int | None
     detail: str
+    reachable: bool = True  # False: no answer at all (timeout, refused, TLS)
+
+    @property
+    def auth_failed(self) -> bool:
+        """The provider refused our credentials (an API key problem, not an outage)."""
+        return self.status_code in (401, 403)
 
 
 @dataclass(frozen=True)
@@ -56,6 +94,11 @@ class GateResult:
     def warming(self) -> bool:
         """503 is the app's "pricing pack warming in progress"."""
         return self.status_code == 503
+
+    @property
+    def auth_failed(self) -> bool:
+        """The app refused targets.http.app_token (missing, expired or wrong)."""
+        return self.status_code in (401, 403)
 
 
 def _short(text: str) -> str:
@@ -94,21 +137,28 @@ class HttpChecks:
 
     def __init__(
         self,
-        providers: Mapping[str, str],
+        providers: Mapping[str, str | ProviderEndpoint],
         app_url: str | None,
         *,
         timeout: float = 5.0,
         client: httpx.AsyncClient | None = None,
         app_headers: Mapping[str, str] | None = None,
+        app_token: str | None = None,
     ) -> None:
-        for name, url in providers.items():
-            if not url.startswith(("http://", "https://")):
+        endpoints = {
+            name: e if isinstance(e, ProviderEndpoint) else ProviderEndpoint(e)
+            for name, e in providers.items()
+        }
+        for name, endpoint in endpoints.items():
+            if not endpoint.url.startswith(("http://", "https://")):
                 raise ConfigError(f"targets.http.providers.{name}: expected an http(s) URL")
         if app_url is not None and not app_url.startswith(("http://", "https://")):
             raise ConfigError("targets.http.app_url: expected an http(s) URL")
-        self._providers = dict(providers)
+        self._providers = endpoints
         self._app_url = app_url.rstrip("/") if app_url else None
         self._app_headers = dict(app_headers or {})
+        if app_token:
+            self._app_headers["Authorization"] = f"Bearer {app_token}"
         self._timeout = timeout
         self._owns_client = client is None
         # No redirects: a status page that redirects is not answering for itself.
@@ -120,16 +170,27 @@ class HttpChecks:
 
     async def provider_status(self, name: str) -> ProviderHealth:
         """GET the provider's configured status URL and judge the answer."""
-        url = self._providers.get(name)
-        if url is None:
+        endpoint = self._providers.get(name)
+        if endpoint is None:
             raise InputRejected(
                 "provider", f"not a configured provider (configured: {sorted(self._providers)})"
             )
         target = f"http.provider.{name}"
-        async with self._request(target, "GET", url) as response:
+        # Merged into the URL's own query (httpx's params= would replace it).
+        url = httpx.URL(endpoint.url).copy_merge_params(dict(endpoint.params))
+        async with self._request(target, "GET", url, headers=dict(endpoint.headers)) as response:
             body = await _read_capped(response)
         healthy, detail = _judge(response.status_code, body)
+        if response.status_code in (401, 403):
+            detail = f"HTTP {response.status_code}: credentials refused (check its headers/params)"
         return ProviderHealth(name, healthy, response.status_code, detail)
+
+    async def probe(self, name: str) -> ProviderHealth:
+        """``provider_status``, but no answer at all is an unhealthy result, not an error."""
+        try:
+            return await self.provider_status(name)
+        except (TargetTimeout, TargetUnavailable) as exc:
+            return ProviderHealth(name, False, None, str(exc)[:_DETAIL_MAX], reachable=False)
 
     async def freshness_gate(
         self, path: str = "/execute", body: Mapping[str, Any] | None = None
@@ -149,7 +210,7 @@ class HttpChecks:
 
     @asynccontextmanager
     async def _request(
-        self, target: str, method: str, url: str, **kwargs: Any
+        self, target: str, method: str, url: str | httpx.URL, **kwargs: Any
     ) -> AsyncIterator[httpx.Response]:
         """One streamed request; httpx errors (also while reading the body) wrapped."""
         try:

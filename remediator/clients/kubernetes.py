@@ -27,6 +27,7 @@ import yaml
 from kubernetes import config as kconfig
 from kubernetes.client.exceptions import ApiException
 
+from remediator.clients import pod_template
 from remediator.errors import (
     ConfigError,
     InputRejected,
@@ -55,6 +56,8 @@ __all__ = [
     "JobState",
     "KubernetesClient",
     "LogLine",
+    "validate_dns_subdomain",
+    "validate_label_selector",
 ]
 
 TARGET = "kubernetes"
@@ -286,6 +289,57 @@ class KubernetesClient:
                 ),
             ),
         )
+        return await self._submit_job(name, body)
+
+    async def create_job_from_deployment(
+        self,
+        name: str,
+        deployment: str,
+        command: list[str],
+        *,
+        labels: dict[str, str],
+        container: str | None = None,
+        image: str | None = None,
+        ttl_seconds_after_finished: int = 3600,
+        backoff_limit: int = 0,
+    ) -> str:
+        """Create a Job running ``command`` in a copy of ``deployment``'s pod template
+        (its image, env, envFrom, service account, volumes...; see ``pod_template``).
+
+        Idempotent like ``create_job``. A missing Deployment is TargetRejected (HTTP
+        404): the Job never falls back to a bare container without the environment.
+        """
+        k8s_name(name, field="job")
+        k8s_name(deployment, field="deployment")
+        if container is not None:
+            k8s_name(container, field="container")
+        if image is not None and (
+            len(check_str("image", image, 1024)) == 0 or not IMAGE_REF.fullmatch(image)
+        ):
+            raise InputRejected("image", "not an image reference")
+        argv = validate_command(command)
+        job_labels = validate_labels("labels", labels)
+        ttl = validate_int("ttl_seconds_after_finished", ttl_seconds_after_finished, 0, 7 * 86400)
+        backoff = validate_int("backoff_limit", backoff_limit, 0, 10)
+        source = await self._call(
+            f"read deployment {deployment}",
+            self._apps.read_namespaced_deployment,
+            deployment,
+            self.namespace,
+        )
+        body = pod_template.job_from_template(
+            name,
+            source.spec.template,
+            argv,
+            labels=job_labels,
+            ttl_seconds_after_finished=ttl,
+            backoff_limit=backoff,
+            container=container,
+            image=image,
+        )
+        return await self._submit_job(name, body)
+
+    async def _submit_job(self, name: str, body: k8s.V1Job) -> str:
         try:
             created = await self._call(
                 f"create job {name}", self._batch.create_namespaced_job, self.namespace, body
@@ -294,7 +348,7 @@ class KubernetesClient:
             existing = await self._call(
                 f"read job {name}", self._batch.read_namespaced_job, name, self.namespace
             )
-            if not _same_job(existing, job_labels, image, argv):
+            if not _same_job(existing, body):
                 raise TargetRejected(
                     TARGET, f"create job {name}: another Job with this name exists"
                 ) from exc
@@ -372,6 +426,16 @@ class KubernetesClient:
         )
         return stamp
 
+    # ------------------------------------------------------------ configmaps
+
+    async def read_config_map(self, name: str) -> dict[str, str]:
+        """A ConfigMap's ``data`` (its text entries)."""
+        validate_dns_subdomain("configmap", name)
+        found = await self._call(
+            f"read configmap {name}", self._core.read_namespaced_config_map, name, self.namespace
+        )
+        return dict(found.data or {})
+
     # --------------------------------------------------------------- secrets
 
     async def patch_secret(self, name: str, data: dict[str, str]) -> None:
@@ -406,13 +470,15 @@ class KubernetesClient:
             resp.release_conn()
 
 
-def _same_job(job: Any, labels: dict[str, str], image: str, argv: list[str]) -> bool:
+def _same_job(job: Any, wanted: k8s.V1Job) -> bool:
+    """Whether ``job`` is the Job ``wanted`` describes (same labels, image and command)."""
     try:
         container = job.spec.template.spec.containers[0]
+        ours = wanted.spec.template.spec.containers[0]
     except (AttributeError, IndexError, TypeError):
         return False
     return bool(
-        (job.metadata.labels or {}) == labels
-        and container.image == image
-        and list(container.command or []) == argv
+        (job.metadata.labels or {}) == (wanted.metadata.labels or {})
+        and container.image == ours.image
+        and list(container.command or []) == list(ours.command or [])
     )

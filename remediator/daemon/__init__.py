@@ -141,6 +141,12 @@ def secret_values(settings: Settings) -> list[str]:
         out.append(settings.approvals.slack.signing_secret.get_secret_value())
     if settings.targets.grafana is not None:
         out.append(settings.targets.grafana.token.get_secret_value())
+    http = settings.targets.http
+    out += [http.app_token.get_secret_value()] if http.app_token else []
+    for provider in http.providers.values():
+        out += [
+            v.get_secret_value() for v in (*provider.headers.values(), *provider.params.values())
+        ]
     from urllib.parse import urlsplit
 
     for dsn in (settings.state, settings.targets.database, settings.targets.redis):

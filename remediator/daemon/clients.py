@@ -43,9 +43,20 @@ async def open_clients(settings: Settings) -> tuple[Clients, list[Closer]]:
         aws = AwsClient(t.aws.region, t.aws.endpoint_url)
         closers.append(aws.aclose)
     if t.http.providers or t.http.app_url:
-        from remediator.clients.http import HttpChecks
+        from remediator.clients.http import HttpChecks, ProviderEndpoint
 
-        http = HttpChecks(dict(t.http.providers), t.http.app_url)
+        http = HttpChecks(
+            {
+                name: ProviderEndpoint(
+                    p.url,
+                    headers={k: v.get_secret_value() for k, v in p.headers.items()},
+                    params={k: v.get_secret_value() for k, v in p.params.items()},
+                )
+                for name, p in t.http.providers.items()
+            },
+            t.http.app_url,
+            app_token=t.http.app_token.get_secret_value() if t.http.app_token else None,
+        )
         closers.append(http.aclose)
     if t.prometheus is not None and t.prometheus.corroborate:
         from remediator.clients.prometheus import PrometheusClient

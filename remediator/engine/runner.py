@@ -390,7 +390,13 @@ class Engine:
         blocked: str | None = None
         for seq, step in enumerate(runbook.steps):
             prior = by_name.get(step.name)
-            if stop_reason is not None and (prior is None or prior["state"] != "done"):
+            pending = prior is None or prior["state"] != "done"
+            withheld = (
+                step.withhold(ctx)
+                if pending and stop_reason is None and step.withhold and step.approval == "approve"
+                else None
+            )
+            if (stop_reason is not None or withheld is not None) and pending:
                 now = time.time()
                 skipped: Row = {
                     "run_id": run["id"],
@@ -405,7 +411,7 @@ class Engine:
                     "rendered": "",
                     "result": None,
                     "changes": None,
-                    "reason": stop_reason,
+                    "reason": stop_reason or f"not offered: {withheld}",
                     "attempts": 0,
                     "started_at": now,
                     "finished_at": now,

@@ -112,6 +112,9 @@ class Step:
     # The clients the step cannot act without. An approval step whose client is not
     # configured is never offered (engine/offer.py): approving it could only fail.
     needs: tuple[Need, ...] = ()
+    # An approve step: why it is not offered in this run (None: offer it), from what
+    # earlier steps found, e.g. nothing is stuck, so there is nothing to approve.
+    withhold: Callable[[StepContext], str | None] | None = None
 
 
 class NoParams(BaseModel):

@@ -6,6 +6,7 @@ Runbook order, automated:
     2 provider health                        diagnose
     3 last 5 packs; long-running queries     diagnose (read-only); corroborates the
                                              alert: D's pack must be late (below)
+    3 kill if stuck                          approve; RB-05's guarded terminate
     4 serve the last-good pack               mitigate, only if no pack is fresh; undo
     5 rerun the build as a Kubernetes Job    mitigate, bounded attempts per date, only
                                              if the providers are healthy
@@ -15,7 +16,10 @@ Runbook order, automated:
 
 The pack date D comes from the alert's ``date`` label when it has one (checked:
 ISO date within ``date_window_days`` of today) and is otherwise today in
-``timezone``. D is the lock/cooldown target.
+``timezone``. D is the lock/cooldown target. ``timezone`` defaults to
+America/New_York: the runbook's SLO is "ready by 00:15 local time" without naming the
+zone, and the pack holds US listings' closes (Polygon, FMP) and FRED's series, whose
+trading day is New York's. Set it to the zone your scheduler's midnight is in.
 
 A payload is a claim. The run acts only for a pack that is late: D is today (in
 ``timezone``), or yesterday until ``late_grace_minutes`` after midnight (an alert
@@ -30,8 +34,8 @@ restore). If no newer pack is fresh, unmarking the last-good pack would bring th
 back, so it is kept fresh and the page says so. Marking the verified pack fresh is
 never undone: it is the fix, not a temporary mitigation.
 
-This module must never terminate a database session (that is RB-05's, with its
-guards), never start a second build while one runs, never exceed the attempts per
+A stuck query is terminated only on approval, through RB-05's guards (``stuck``).
+This module must never start a second build while one runs, never exceed the attempts per
 date, and never put an unchecked label into SQL or a Job.
 """
 
@@ -44,7 +48,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from remediator import validation
 from remediator.errors import (
@@ -56,26 +60,29 @@ from remediator.errors import (
 )
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import Done, Runbook, Skip, Step, StepFailed, Wait
-from remediator.runbooks import plan
-from remediator.validation.kubernetes import is_image_ref
+from remediator.runbooks import jobs, packs, plan, sessions, stuck
 
 _ERROR_WORDS = ("error", "exception", "traceback", "timeout", "timed out", "failed")
 _MAX_LOG_LINES = 50
 _LINE_CHARS = 300
 
 
-class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Params(sessions.SessionGuard):
     rerun_max_attempts: int = Field(2, ge=1, le=5)
-    build_image: str = "dawsos/scheduler:stable"
+    # The build runs as `kubectl exec deployment/scheduler` would: a Job copied from
+    # this Deployment's pod template (one container: the default one, or this one).
+    build_deployment: str = "scheduler"
+    build_container: str | None = None
+    build_image: str | None = None  # overrides the template's image (None: keep it)
     # Job records are how attempts are counted: keep them for the whole day.
     job_ttl_seconds: int = Field(172_800, ge=86_400, le=604_800)
     build_providers: tuple[str, ...] = ("polygon", "fmp", "fred")
     # The wait ends well before the engine's 15-minute target lock would expire.
     build_wait_seconds: float = Field(600.0, gt=0, le=840)
     build_poll_seconds: float = Field(15.0, gt=0, le=120)
-    timezone: str = "UTC"
+    # The SLO is "pack ready by 00:15 local time"; the runbook names no zone. DawsOS
+    # prices US listings (Polygon, FMP; FRED's series), so its day is New York's.
+    timezone: str = "America/New_York"
     date_window_days: int = Field(7, ge=0, le=31)
     # Yesterday's pack still counts as late this long after midnight (in `timezone`):
     # an alert raised at 23:55 is delivered and handled after 00:00.
@@ -83,13 +90,20 @@ class Params(BaseModel):
     scheduler_selector: str = "app=scheduler"
     log_tail_lines: int = Field(200, ge=1, le=5000)
     slow_query_seconds: float = Field(30.0, gt=0)
+    # Step 3's "kill if stuck" (approve): a listed statement running this long, through
+    # RB-05's guards (protected roles and applications; at most max_terminations).
+    stuck_query_seconds: float = Field(600.0, gt=0, le=86_400)
+    max_terminations: int = Field(1, ge=0, le=20)
 
     @field_validator("build_image")
     @classmethod
-    def _image(cls, v: str) -> str:
-        if not is_image_ref(v):
-            raise ValueError("not an image reference")
-        return v
+    def _image(cls, v: str | None) -> str | None:
+        return jobs.check_image(v)
+
+    @field_validator("build_deployment", "build_container")
+    @classmethod
+    def _workload(cls, v: str | None) -> str | None:
+        return jobs.check_name(v)
 
     @field_validator("build_providers")
     @classmethod
@@ -117,13 +131,10 @@ class Params(BaseModel):
 # ------------------------------------------------------------------ helpers
 
 
-def _today(params: Params) -> date:
-    return datetime.now(ZoneInfo(params.timezone)).date()
-
-
-def pack_date(labels: Mapping[str, str], params: Params) -> date:
+def pack_date(labels: Mapping[str, str], params: Params, now: datetime | None = None) -> date:
     """The pack date D: the ``date`` label (validated) or today in ``timezone``."""
-    today = _today(params)
+    zone = ZoneInfo(params.timezone)
+    today = (now.astimezone(zone) if now is not None else datetime.now(zone)).date()
     raw = labels.get("date")
     if raw is None:
         return today
@@ -174,21 +185,6 @@ def job_name(day: date, attempt: int) -> str:
 
 def _target(labels: Mapping[str, str], params: Any) -> str:
     return pack_date(labels, params).isoformat()
-
-
-def _pack_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    created = row.get("created_at")
-    return {
-        "id": row["id"],
-        "date": row["date"].isoformat(),
-        "is_fresh": row["is_fresh"],
-        "status": row["status"],
-        "created_at": created.isoformat() if created is not None else None,
-    }
-
-
-def _ready(row: Mapping[str, Any] | None) -> bool:
-    return row is not None and row["status"] == "ready" and row.get("hash") is not None
 
 
 def _command(day: date) -> list[str]:
@@ -246,11 +242,8 @@ def render_scheduler_logs(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def _probe(http: Any, name: str) -> dict[str, Any]:
-    try:
-        health = await http.provider_status(name)
-    except TargetError as exc:
-        # An unreachable status page is an unhealthy provider, not a failed check.
-        return {"healthy": False, "status_code": None, "detail": str(exc)[:200]}
+    # An unreachable status page is an unhealthy provider, not a failed check.
+    health = await http.probe(name)
     return {
         "healthy": bool(health.healthy),
         "status_code": health.status_code,
@@ -287,15 +280,8 @@ def render_provider_health(*, ctx: StepContext, **_: Any) -> str:
 
 # ---------------------------------------------------------------- 3 diagnosis
 
-_RECENT_PACKS = """
-SELECT id, date, is_fresh, status, created_at
-FROM pricing_pack
-ORDER BY date DESC
-LIMIT 5
-"""
-
 _LONG_QUERIES = """
-SELECT pid, usename, application_name,
+SELECT pid, backend_start, usename, application_name,
        extract(epoch FROM now() - query_start)::float8 AS seconds,
        left(query, 200) AS query
 FROM pg_stat_activity
@@ -306,34 +292,29 @@ LIMIT 10
 """
 
 
-_FRESH_FROM = """
-SELECT id FROM pricing_pack
-WHERE date >= $1 AND is_fresh
-ORDER BY date DESC
-LIMIT 1
-"""
-
-
 async def recent_packs(*, ctx: StepContext, **_: Any) -> Done:
     """Lists the last packs and corroborates the alert: D's pack is late."""
     db = ctx.clients.need("database")
-    rows = await db.fetch(_RECENT_PACKS)
-    packs = [_pack_row(r) for r in rows]
-    fresh = [r["id"] for r in packs if r["is_fresh"]]
+    cols = await packs.columns(db)
+    listed = [packs.listed(r) for r in await db.fetch(packs.recent(cols))]
+    fresh = [r["id"] for r in listed if r["is_fresh"]]
     listing = "; ".join(
-        f"{r['id']} {r['status']}{' fresh' if r['is_fresh'] else ''}" for r in packs
+        " ".join(filter(None, (r["id"], r["status"], "fresh" if r["is_fresh"] else "")))
+        for r in listed
     )
     note = ""
-    if packs and not packs[0]["is_fresh"]:
-        note = f" (latest {packs[0]['id']} is not fresh)"
-    data: dict[str, Any] = {"packs": packs, "fresh": fresh, "late": None}
+    if listed and not listed[0]["is_fresh"]:
+        note = f" (latest {listed[0]['id']} is not fresh)"
+    if not cols.knows_built:
+        note += "; pricing_pack has no status or hash column: a pack exists when its row does"
+    data: dict[str, Any] = {"packs": listed, "fresh": fresh, "late": None}
     try:
         day = pack_date(ctx.labels, ctx.params)
     except InputRejected:
         # The steps that use the date refuse it themselves, and the page says why.
         return Done(f"{listing or 'no packs'}{note}", data=data)
     corroborate_date(day, ctx.params)
-    newer = await db.fetchval(_FRESH_FROM, day)
+    newer = await db.fetchval(packs.FRESH_FROM, day)
     if newer is not None:
         raise NotCorroborated(
             f"{newer} is fresh already: the pack for {day} is not late; nothing built or marked"
@@ -350,7 +331,7 @@ def render_recent_packs(*, ctx: StepContext, **_: Any) -> str:
     except InputRejected:
         day = plan.Hint("<the alert's date: refused>")
     return (
-        f"{_RECENT_PACKS.strip()};\n{plan.sql(_FRESH_FROM, day)}\n"
+        f"{packs.recent(packs.FULL)};\n{plan.sql(packs.FRESH_FROM, day)}\n"
         "-- no row: the pack is late (and the date is today's, or yesterday's just after"
         " midnight)"
     )
@@ -362,6 +343,7 @@ async def long_running_queries(*, ctx: StepContext, **_: Any) -> Done:
     queries = [
         {
             "pid": r["pid"],
+            "backend_start": r["backend_start"].isoformat() if r["backend_start"] else None,
             "user": r["usename"],
             "application": r["application_name"],
             "seconds": round(float(r["seconds"] or 0.0), 1),
@@ -376,21 +358,12 @@ async def long_running_queries(*, ctx: StepContext, **_: Any) -> Done:
         top = slow[0]
         summary = (
             f"{len(slow)} active queries over {p.slow_query_seconds:g} s; longest"
-            f" {top['seconds']:g} s (pid {top['pid']}): {str(top['query'])[:80]};"
-            " terminating stuck sessions is left to a human (RB-05)"
+            f" {top['seconds']:g} s (pid {top['pid']}): {str(top['query'])[:80]}"
         )
     return Done(summary, data={"queries": queries, "slow": [q["pid"] for q in slow]})
 
 
 # ------------------------------------------------------- 4 serve last-good pack
-
-_LAST_GOOD = """
-SELECT id, date, is_fresh FROM pricing_pack
-WHERE status = 'ready' AND hash IS NOT NULL AND date < $1
-ORDER BY date DESC LIMIT 1
-FOR UPDATE
-"""
-_SERVE = "UPDATE pricing_pack SET is_fresh = TRUE WHERE id = $1 AND NOT is_fresh"
 
 
 async def serve_last_good(*, ctx: StepContext, **_: Any) -> Done | Skip:
@@ -398,6 +371,7 @@ async def serve_last_good(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if not _late(ctx, day):
         return _unconfirmed(day)
     db = ctx.clients.need("database")
+    cols = await packs.columns(db)
     # Serializable: "no pack is fresh" must still hold when we flip one.
     async with db.transaction(isolation="serializable") as tx:
         fresh = await tx.fetch(
@@ -406,13 +380,13 @@ async def serve_last_good(*, ctx: StepContext, **_: Any) -> Done | Skip:
         if fresh:
             ids = ", ".join(r["id"] for r in fresh)
             return Skip(f"{ids} is fresh already: users are served; nothing to flip")
-        last_good = await tx.fetchrow(_LAST_GOOD, day)
+        last_good = await tx.fetchrow(packs.last_good(cols), day)
         if last_good is None:
             raise StepFailed(
-                f"no ready pack before {day} to serve; users get 503 until a"
-                " pack is built and marked fresh by hand"
+                f"no {'built ' if cols.knows_built else ''}pack before {day} to serve;"
+                " users get 503 until a pack is built and marked fresh by hand"
             )
-        await tx.execute(_SERVE, last_good["id"])
+        await tx.execute(packs.SERVE, last_good["id"])
     pid = last_good["id"]
     return Done(
         f"marked last-good pack {pid} fresh (temporary; no pack was fresh)",
@@ -468,9 +442,10 @@ async def unserve_last_good(
 
 def render_serve_last_good(*, ctx: StepContext, **_: Any) -> str:
     day = pack_date(ctx.labels, ctx.params)
-    packs = (ctx.results.get("recent_packs") or {}).get("packs", [])
+    listed = (ctx.results.get("recent_packs") or {}).get("packs", [])
     guess = next(
-        (p["id"] for p in packs if p["status"] == "ready" and p["date"] < day.isoformat()), None
+        (p["id"] for p in listed if p["status"] in ("ready", None) and p["date"] < day.isoformat()),
+        None,
     )
     candidate = plan.Hint(
         f"{guess!r} (newest ready pack before {day})"
@@ -480,8 +455,9 @@ def render_serve_last_good(*, ctx: StepContext, **_: Any) -> str:
     return "\n".join(
         [
             "-- only if no pack is fresh (SELECT id FROM pricing_pack WHERE is_fresh FOR UPDATE)",
-            plan.sql(_LAST_GOOD, day.isoformat()),
-            plan.sql(_SERVE, candidate),
+            "-- status/hash conditions only where the catalog has those columns",
+            plan.sql(packs.last_good(packs.FULL), day.isoformat()),
+            plan.sql(packs.SERVE, candidate),
         ]
     )
 
@@ -495,11 +471,10 @@ async def rerun_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if not _late(ctx, day):
         return _unconfirmed(day)
     db = ctx.clients.need("database")
-    pack = await db.fetchrow(
-        "SELECT id, status, hash, is_fresh FROM pricing_pack WHERE date = $1", day
-    )
-    if _ready(pack):
-        assert pack is not None
+    cols = await packs.columns(db)
+    pack = await db.fetchrow(packs.of_day(cols), day)
+    # Without a status or hash column a row is no finished build: rerun (--force).
+    if pack is not None and packs.ready(pack, cols):
         return Skip(f"{pack['id']} is already built (ready); no rerun needed")
     health = ctx.results.get("provider_health")
     if not health:
@@ -517,25 +492,27 @@ async def rerun_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if running:
         return Skip(f"build job {running[0]} is still running; not starting another")
     if len(existing) >= p.rerun_max_attempts:
-        jobs = ", ".join(f"{job_name(day, a)} {s}" for a, s in sorted(existing.items()))
+        used = ", ".join(f"{job_name(day, a)} {s}" for a, s in sorted(existing.items()))
         return Skip(
             f"rerun limit reached for {day}: {len(existing)} of {p.rerun_max_attempts}"
-            f" attempts used ({jobs}); left to a human (symbol mappings, DB health)"
+            f" attempts used ({used}); left to a human (symbol mappings, DB health)"
         )
     attempt = next(a for a in range(1, p.rerun_max_attempts + 1) if a not in existing)
     name = job_name(day, attempt)
-    await kube.create_job(
+    await jobs.start(
+        ctx,
         name,
-        p.build_image,
         _command(day),
+        deployment=p.build_deployment,
+        container=p.build_container,
+        image=p.build_image,
         labels={
             "app.kubernetes.io/managed-by": "remediator",
             "remediator/runbook": "RB-01",
             "remediator/pack-date": day.isoformat(),
             "remediator/run": ctx.run_id,
         },
-        ttl_seconds_after_finished=p.job_ttl_seconds,
-        backoff_limit=0,
+        ttl_seconds=p.job_ttl_seconds,
     )
     return Done(
         f"started build job {name} (attempt {attempt} of {p.rerun_max_attempts})",
@@ -548,55 +525,49 @@ def render_rerun_build(*, ctx: StepContext, **_: Any) -> str:
     day = pack_date(ctx.labels, p)
     name = f"build-pack-{day.isoformat()}-<attempt 1..{p.rerun_max_attempts}>"
     return (
-        f"kubectl create job {name} -n {plan.namespace(ctx)} --image={p.build_image}"
-        f" -- {' '.join(_command(day))}"
-        "  # only if providers are healthy, no build job runs and attempts remain"
+        jobs.render(ctx, name, _command(day), deployment=p.build_deployment, image=p.build_image)
+        + "\n# only if providers are healthy, no build job runs and attempts remain"
     )
 
 
 # -------------------------------------------------------- 6a wait for the pack
-
-_PACK_OF_DAY = "SELECT id, date, status, hash, is_fresh FROM pricing_pack WHERE date = $1"
 
 
 async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip | Wait:
     p: Params = ctx.params
     day = pack_date(ctx.labels, p)
     db = ctx.clients.need("database")
+    cols = await packs.columns(db)
     job = (ctx.results.get("rerun_build") or {}).get("job")
     if job is None:
-        pack = await db.fetchrow(_PACK_OF_DAY, day)
-        if _ready(pack):
-            assert pack is not None
+        pack = await db.fetchrow(packs.of_day(cols), day)
+        built = packs.ready(pack, cols)
+        if built and pack is not None:
             return Done(
                 f"{pack['id']} is built (ready)", data={"ready": True, "pack_id": pack["id"]}
             )
-        status = pack["status"] if pack else "missing"
-        return Skip(f"pack for {day} is {status} and no rerun was started")
+        if built is None:
+            return Skip(
+                f"the pack for {day} has a row, but pricing_pack has no status or hash"
+                " column to show a finished build, and no rerun was started"
+            )
+        return Skip(f"pack for {day} is {packs.state(pack)} and no rerun was started")
     kube = ctx.clients.need("kubernetes")
     # The run is parked between polls (Wait), so no worker is held while the Job
     # builds; when the wait began is kept in this step's own data across wake-ups.
     since = float((ctx.results.get("await_build") or {}).get("since") or time.time())
     try:
-        pack = await db.fetchrow(_PACK_OF_DAY, day)
-        if _ready(pack):
-            assert pack is not None
-            return Done(
-                f"{pack['id']} built by job {job}",
-                data={"ready": True, "pack_id": pack["id"], "job": job},
-            )
+        pack = await db.fetchrow(packs.of_day(cols), day)
+        if packs.ready(pack, cols) and pack is not None:
+            return _built(pack, job)
         state = await kube.job_status(job)
         if state == "succeeded":
-            # The job writes the pack before it exits: look once more.
-            pack = await db.fetchrow(_PACK_OF_DAY, day)
-            if _ready(pack):
-                assert pack is not None
-                return Done(
-                    f"{pack['id']} built by job {job}",
-                    data={"ready": True, "pack_id": pack["id"], "job": job},
-                )
-            status = pack["status"] if pack else "missing"
-            raise StepFailed(f"job {job} succeeded but the pack for {day} is {status}")
+            # The job writes the pack before it exits: look once more. Without a status
+            # column, the row our succeeded Job leaves is the new pack.
+            pack = await db.fetchrow(packs.of_day(cols), day)
+            if packs.ready(pack, cols) is not False and pack is not None:
+                return _built(pack, job)
+            raise StepFailed(f"job {job} succeeded but the pack for {day} is {packs.state(pack)}")
         if state == "failed":
             raise StepFailed(f"build job {job} failed; see kubectl logs job/{job}")
     except TargetError as exc:
@@ -613,26 +584,25 @@ async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip | Wait:
     )
 
 
+def _built(pack: Mapping[str, Any], job: str) -> Done:
+    return Done(
+        f"{pack['id']} built by job {job}",
+        data={"ready": True, "pack_id": pack["id"], "job": job},
+    )
+
+
 def render_await_build(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     day = pack_date(ctx.labels, p)
     job = (ctx.results.get("rerun_build") or {}).get("job") or f"build-pack-{day}-<attempt>"
     return (
-        plan.sql(_PACK_OF_DAY, day.isoformat())
+        plan.sql(packs.of_day(packs.FULL), day.isoformat())
         + f"\nkubectl get job {job} -n {plan.namespace(ctx)}"
         f"  # every {p.build_poll_seconds:g} s, up to {p.build_wait_seconds:g} s"
     )
 
 
 # --------------------------------------------------------- 6b mark pack fresh
-
-_LOCK_FOR_MARK = """
-SELECT id, date, is_fresh, status, hash FROM pricing_pack
-WHERE date >= $1 OR is_fresh
-ORDER BY date
-FOR UPDATE
-"""
-_MARK = "UPDATE pricing_pack SET is_fresh = (date = $1) WHERE id = ANY($2::text[])"
 
 
 async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
@@ -643,12 +613,13 @@ async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if not verified.get("ready"):
         return Skip(f"the pack for {day} was not verified as built; nothing marked fresh")
     db = ctx.clients.need("database")
+    cols = await packs.columns(db)
     async with db.transaction(isolation="serializable") as tx:
-        rows = await tx.fetch(_LOCK_FOR_MARK, day)
+        rows = await tx.fetch(packs.lock_for_mark(cols), day)
         target = next((r for r in rows if r["date"] == day), None)
-        if not _ready(target):
+        # await_build verified the build; this re-checks what the catalog can show.
+        if target is None or packs.ready(target, cols) is False:
             raise StepFailed(f"the pack for {day} is no longer ready; not marking it fresh")
-        assert target is not None
         newer = [r["id"] for r in rows if r["date"] > day and r["is_fresh"]]
         if newer:
             return Skip(f"newer pack {newer[0]} is fresh; not marking older {target['id']}")
@@ -659,7 +630,7 @@ async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
         ]
         if not touched:
             return Skip(f"{target['id']} is already the only fresh pack")
-        await tx.execute(_MARK, day, [r["id"] for r in touched])
+        await tx.execute(packs.MARK, day, [r["id"] for r in touched])
     unmarked = [r["id"] for r in touched if r["date"] < day]
     summary = f"marked {target['id']} fresh"
     if unmarked:
@@ -679,9 +650,10 @@ async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
 def render_mark_fresh(*, ctx: StepContext, **_: Any) -> str:
     day = pack_date(ctx.labels, ctx.params)
     return (
-        f"BEGIN ISOLATION LEVEL SERIALIZABLE;\n{plan.sql(_LOCK_FOR_MARK, day.isoformat())}\n"
+        "BEGIN ISOLATION LEVEL SERIALIZABLE;\n"
+        f"{plan.sql(packs.lock_for_mark(packs.FULL), day.isoformat())}\n"
         + plan.sql(
-            _MARK,
+            packs.MARK,
             day.isoformat(),
             plan.Hint(f"<{validation.pack_id_for(day)} and older fresh packs>"),
         )
@@ -704,6 +676,8 @@ async def freshness_gate(*, ctx: StepContext, **_: Any) -> Done:
             data={"status_code": result.status_code},
         )
     why = " (pack warming: no fresh pack)" if result.warming else ""
+    if result.auth_failed:
+        why = " (the app refused targets.http.app_token: set or renew it)"
     raise StepFailed(f"POST /execute answered {result.status_code}{why}: {result.detail}")
 
 
@@ -755,6 +729,19 @@ STEPS: Sequence[Step] = (
         "List long-running queries (read-only)",
         long_running_queries,
         _literal(_LONG_QUERIES),
+    ),
+    Step(
+        "kill_stuck",
+        "mitigate",
+        "Terminate a query stuck past the threshold (RB-05's guards)",
+        stuck.kill_stuck,
+        stuck.render_kill_stuck,
+        mutates=True,
+        approval="approve",
+        needs=("database",),
+        idempotent=True,
+        timeout=20.0,
+        withhold=stuck.withhold,
     ),
     Step(
         "serve_last_good",

@@ -40,10 +40,13 @@ from remediator import validation
 from remediator.errors import NotCorroborated, TargetError
 from remediator.runbook_api.context import Clients, StepContext
 from remediator.runbook_api.steps import Done, Runbook, Skip, Step, StepFailed
-from remediator.runbooks import plan
-from remediator.validation.kubernetes import is_image_ref
+from remediator.runbooks import dlq_replay, jobs, plan
 
 _KEY = re.compile(r"[!-~]{1,512}", re.ASCII)  # printable ASCII, no spaces
+
+
+def _vix_for_fred() -> dict[str, tuple[str, ...]]:
+    return {"fred": ("VIX",)}
 
 
 class Params(BaseModel):
@@ -53,11 +56,19 @@ class Params(BaseModel):
     providers: tuple[str, ...] = ("polygon", "fmp", "fred")
     # Keys whose presence shows the cache still serves last-good data.
     cache_keys: tuple[str, ...] = ("fundamentals:AAPL",)
-    replay_image: str = "dawsos/worker:stable"
+    # The replay runs as the runbook's `kubectl exec deployment/worker` would: a Job
+    # copied from this Deployment's pod template (see runbooks.jobs).
+    replay_deployment: str = "worker"
+    replay_container: str | None = None
+    replay_image: str | None = None  # overrides the template's image (None: keep it)
     replay_max_retries: int = Field(3, ge=1, le=10)
     job_ttl_seconds: int = Field(86_400, ge=600, le=604_800)
     # The runbook is a notification (P2); an outage that lasts longer pages (P1).
     page_after_seconds: float | None = Field(1800.0, gt=0)
+    # Entities whose alerts a provider feeds although their condition names no provider
+    # (condition_json->>'entity'): the runbook's "VIX alert requires live market data",
+    # whose series come from FRED. Provider names match case-insensitively.
+    entity_alerts: dict[str, tuple[str, ...]] = Field(default_factory=_vix_for_fred)
 
     @field_validator("providers")
     @classmethod
@@ -73,12 +84,25 @@ class Params(BaseModel):
             raise ValueError("1..100 cache keys of printable ASCII without spaces")
         return v
 
+    @field_validator("entity_alerts")
+    @classmethod
+    def _entities(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for provider, entities in v.items():
+            if not validation.is_provider_name(provider) or len(entities) > 100:
+                raise ValueError("provider names to at most 100 entity names each")
+            if any(not 0 < len(e) <= 64 for e in entities):
+                raise ValueError(f"entity names of {provider} must be 1..64 characters")
+        return v
+
     @field_validator("replay_image")
     @classmethod
-    def _image(cls, v: str) -> str:
-        if not is_image_ref(v):
-            raise ValueError("not an image reference")
-        return v
+    def _image(cls, v: str | None) -> str | None:
+        return jobs.check_image(v)
+
+    @field_validator("replay_deployment", "replay_container")
+    @classmethod
+    def _workload(cls, v: str | None) -> str | None:
+        return jobs.check_name(v)
 
 
 # ------------------------------------------------------------------ helpers
@@ -112,29 +136,6 @@ def _configured_target(labels: Mapping[str, str], params: Any, clients: Clients 
     # providers never share a target; a rejected label gets the engine's ":invalid".
     settings = clients.settings if clients is not None else None
     return validation.provider(labels.get("provider"), _allowed(settings, params))
-
-
-def _slug(provider: str) -> str:
-    """A validated provider name as a DNS label part ("My_Feed" -> "my-feed")."""
-    return re.sub(r"[^a-z0-9-]", "-", provider.lower())[:30].strip("-") or "provider"
-
-
-def replay_job_name(provider: str, run_id: str) -> str:
-    return validation.k8s_name(
-        f"replay-dlq-{_slug(provider)}-{run_id.lower()}"[:63].rstrip("-"), field="job"
-    )
-
-
-def _replay_command(provider: str, params: Params) -> list[str]:
-    return [
-        "python",
-        "-m",
-        "jobs.replay_dlq",
-        "--provider",
-        provider,
-        "--max-retries",
-        str(params.replay_max_retries),
-    ]
 
 
 # ------------------------------------------------------------ 2 provider status
@@ -182,8 +183,9 @@ def render_provider_status(*, ctx: StepContext, **_: Any) -> str:
 # ---------------------------------------------------- 3 pause dependent alerts
 
 _SELECT_ACTIVE = """
-SELECT id FROM alerts
-WHERE condition_json->>'provider' = $1 AND active
+SELECT id, condition_json->>'provider' IS DISTINCT FROM $1 AS by_entity FROM alerts
+WHERE (condition_json->>'provider' = $1 OR condition_json->>'entity' = ANY($2::text[]))
+  AND active
 ORDER BY id
 FOR UPDATE
 """
@@ -200,18 +202,28 @@ async def pause_alerts(*, ctx: StepContext, **_: Any) -> Done | Skip:
             f"{provider} status is unknown (its check failed): outage not"
             " confirmed, alerts left as they are"
         )
+    entities = fed_entities(provider, ctx.params)
     db = ctx.clients.need("database")
     async with db.transaction() as tx:
-        rows = await tx.fetch(_SELECT_ACTIVE, provider)
+        rows = await tx.fetch(_SELECT_ACTIVE, provider, entities)
         ids = [r["id"] for r in rows]
         if not ids:
             return Skip(f"no active alerts depend on {provider}")
         await tx.execute(_PAUSE, ids)
+    by_entity = [r["id"] for r in rows if r["by_entity"]]
+    note = f" ({', '.join(by_entity)} by entity {', '.join(entities)})" if by_entity else ""
+    # Exactly these ids are re-enabled on resolve, and only those still paused then.
     return Done(
-        f"paused {len(ids)} alerts that depend on {provider}: {', '.join(ids)}",
-        data={"paused": ids},
+        f"paused {len(ids)} alerts that depend on {provider}: {', '.join(ids)}{note}",
+        data={"paused": ids, "by_entity": by_entity},
         changes={"provider": provider, "paused": ids, "previous_active": True},
     )
+
+
+def fed_entities(provider: str, params: Params) -> list[str]:
+    """The entities whose alerts ``provider`` feeds (``entity_alerts``)."""
+    wanted = provider.lower()
+    return sorted({e for p, es in params.entity_alerts.items() if p.lower() == wanted for e in es})
 
 
 async def resume_alerts(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> Done | Skip:
@@ -252,7 +264,7 @@ async def resume_alerts(*, ctx: StepContext, changes: Mapping[str, Any], **_: An
 def render_pause_alerts(*, ctx: StepContext, **_: Any) -> str:
     provider = provider_of(ctx)
     return (
-        f"BEGIN;\n{plan.sql(_SELECT_ACTIVE, provider)}\n"
+        f"BEGIN;\n{plan.sql(_SELECT_ACTIVE, provider, fed_entities(provider, ctx.params))}\n"
         f"{_PAUSE}\n-- $1 = <the ids selected above, recorded for undo>\nCOMMIT;"
     )
 
@@ -282,47 +294,11 @@ def render_check_cache(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def replay_dlq(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
-    provider = provider_of(ctx)
-    http = ctx.clients.need("http")
-    try:
-        health = await http.provider_status(provider)
-    except TargetError as exc:
-        return Skip(
-            f"cannot confirm {provider} recovered ({str(exc)[:120]}); replay the DLQ"
-            " by hand once it has"
-        )
-    if not health.healthy:
-        return Skip(
-            f"{provider} still reports down ({health.detail}); replay the DLQ by hand"
-            " once it recovers"
-        )
-    kube = ctx.clients.need("kubernetes")
-    name = replay_job_name(provider, ctx.run_id)
-    await kube.create_job(
-        name,
-        p.replay_image,
-        _replay_command(provider, p),
-        labels={
-            "app.kubernetes.io/managed-by": "remediator",
-            "remediator/runbook": "RB-02",
-            "remediator/provider": _slug(provider),
-            "remediator/run": ctx.run_id,
-        },
-        ttl_seconds_after_finished=p.job_ttl_seconds,
-        backoff_limit=0,
-    )
-    return Done(f"started DLQ replay job {name} for {provider}", data={"job": name})
+    return await dlq_replay.replay(ctx, provider_of(ctx))
 
 
 def render_replay_dlq(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
-    provider = provider_of(ctx)
-    return (
-        f"kubectl create job {replay_job_name(provider, ctx.run_id)} -n {plan.namespace(ctx)}"
-        f" --image={p.replay_image} -- {' '.join(_replay_command(provider, p))}"
-        "  # once the provider reports healthy"
-    )
+    return dlq_replay.render(ctx, provider_of(ctx))
 
 
 STEPS: Sequence[Step] = (

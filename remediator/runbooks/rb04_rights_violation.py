@@ -4,6 +4,7 @@ Runbook order, automated:
 
     1 inspect the rights registry row of the provider     diagnose (stops the run if
                                                           the provider is unknown)
+    1 the provider's entry in the registry YAML           diagnose (rights_registry)
     2 check the reported user's licenses                  diagnose (``user_id`` label)
     - confirm the violation                               diagnose; corroborates the
                                                           alert (below)
@@ -49,10 +50,9 @@ from remediator import validation
 from remediator.errors import InputRejected, NotCorroborated
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import Done, Runbook, Skip, Step, StepFailed
-from remediator.runbooks import plan
+from remediator.runbooks import export_audit, plan, rights_registry
 from remediator.validation import aws as aws_checks
 
-_EXPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", re.ASCII)
 _ALERT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", re.ASCII)
 _SHOWN_USERS = 10
 
@@ -79,6 +79,15 @@ class Params(BaseModel):
     notification_alert_id: str = "sys-rights-violation"
     grant_license_type: str = "export"
     max_license_grants: int = Field(10, ge=1, le=100)
+    # Where the rights registry YAML (.ops/RIGHTS_REGISTRY.yaml) is read from for step
+    # 1: an absolute path, or a ConfigMap "name" or "name/key" (rights_registry).
+    rights_registry_path: str | None = None
+    rights_registry_configmap: str | None = None
+
+    _registry_path = field_validator("rights_registry_path")(rights_registry.check_path)
+    _registry_configmap = field_validator("rights_registry_configmap")(
+        rights_registry.check_configmap
+    )
 
     @field_validator("providers")
     @classmethod
@@ -159,32 +168,6 @@ def _users(ids: Sequence[str]) -> str:
     return shown + (f" and {len(ids) - _SHOWN_USERS} more" if len(ids) > _SHOWN_USERS else "")
 
 
-def export_key(user_id: str | None, payload: Any) -> tuple[str | None, str | None]:
-    """The S3 key of an export, from its event payload: (key, None) or (None, problem).
-
-    The runbook's layout is ``<user-uuid>/<export-id>.pdf``; an explicit ``s3_key`` in
-    the payload is honoured only inside that user's prefix. The payload was written by
-    the application, but a bug there must not make us delete someone else's object.
-    """
-    if user_id is None:
-        return None, "the event has no user (deleted account)"
-    if not isinstance(payload, Mapping):
-        return None, "the event payload is not an object"
-    explicit = payload.get("s3_key")
-    if explicit is not None:
-        try:
-            key = aws_checks.check_key("s3_key", explicit)
-        except InputRejected as exc:
-            return None, f"bad s3_key: {exc.reason}"
-        if not key.startswith(f"{user_id}/") or not key.endswith(".pdf") or "//" in key:
-            return None, "s3_key is not a PDF under the user's own prefix"
-        return key, None
-    export_id = payload.get("export_id")
-    if not isinstance(export_id, str) or not _EXPORT_ID.fullmatch(export_id) or ".." in export_id:
-        return None, "no usable export_id in the event payload"
-    return f"{user_id}/{export_id}.pdf", None
-
-
 def _violations(ctx: StepContext) -> list[Mapping[str, Any]]:
     audit = ctx.results.get("audit_exports")
     if audit is None or "violations" not in audit:
@@ -195,7 +178,7 @@ def _violations(ctx: StepContext) -> list[Mapping[str, Any]]:
 # ------------------------------------------------------------ 1 inspect registry
 
 _INSPECT = """
-SELECT provider, export, require_license, attribution
+SELECT provider, export, require_license
 FROM provider_rights
 WHERE provider = $1
 """
@@ -323,7 +306,7 @@ async def confirm_violation(*, ctx: StepContext, **_: Any) -> Done:
             " export, so no export violates its rights; exports left open"
         )
     db = ctx.clients.need("database")
-    row = await db.fetchrow(_CONFIRM, provider, p.audit_days, list(p.export_license_types))
+    row = await export_audit.confirm(db, provider, p)
     n = int(row["n"]) if row else 0
     if row is None or n == 0:
         raise NotCorroborated(
@@ -347,71 +330,21 @@ def render_confirm_violation(*, ctx: StepContext, **_: Any) -> str:
         if _licensed(provider, p)
         else f"-- {provider} is NOT in licensed_providers: not corroborated, nothing read\n"
     )
-    return head + plan.sql(_CONFIRM, provider, p.audit_days, list(p.export_license_types))
+    return head + plan.sql(
+        export_audit.CONFIRM, provider, p.audit_days, list(p.export_license_types)
+    )
 
 
 # ------------------------------------------------------------ 4 audit exports
-
-# An export whose event does not list its providers cannot be cleared, so it counts.
-_VIOLATING = """
-WITH exports AS (
-    SELECT e.id, e.user_id, e.created_at, e.payload_json,
-           CASE WHEN jsonb_typeof(e.payload_json -> 'providers') = 'array' THEN EXISTS (
-               SELECT 1 FROM jsonb_array_elements_text(e.payload_json -> 'providers') AS p(name)
-               WHERE upper(p.name) = upper($1))
-           END AS carries_provider
-    FROM analytics_events AS e
-    WHERE e.event_type = 'export_pdf'
-      AND e.created_at > now() - make_interval(days => $2)
-)
-SELECT x.id, x.user_id, x.created_at, x.payload_json,
-       x.carries_provider IS NULL AS providers_unknown
-FROM exports AS x
-WHERE x.carries_provider IS NOT FALSE
-  AND NOT EXISTS (
-      SELECT 1 FROM user_licenses AS l
-      WHERE l.user_id = x.user_id AND l.provider = $1
-        AND l.license_type = ANY($3::text[]))
-"""
-_AUDIT = (
-    _VIOLATING
-    + """ORDER BY x.created_at DESC, x.id DESC
-LIMIT $4
-"""
-)
-_CONFIRM = f"""
-SELECT count(*) AS n, count(*) FILTER (WHERE v.providers_unknown) AS unknown,
-       max(v.created_at) AS last
-FROM ({_VIOLATING}) AS v
-"""
 
 
 async def audit_exports(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
     provider = provider_of(ctx)
     db = ctx.clients.need("database")
-    rows = await db.fetch(
-        _AUDIT, provider, p.audit_days, list(p.export_license_types), p.max_audit_rows
-    )
-    violations: list[dict[str, Any]] = []
-    for r in rows:
-        user = str(r["user_id"]) if r["user_id"] is not None else None
-        payload = r["payload_json"]
-        key, problem = export_key(user, payload)
-        export_id = payload.get("export_id") if isinstance(payload, Mapping) else None
-        violations.append(
-            {
-                "event_id": int(r["id"]),
-                "user_id": user,
-                "created_at": r["created_at"].isoformat(),
-                "export_id": export_id[:128] if isinstance(export_id, str) else None,
-                "providers_unknown": bool(r["providers_unknown"]),
-                "key": key,
-                "key_problem": problem,
-            }
-        )
+    violations = await export_audit.violations(db, provider, p)
     users = sorted({v["user_id"] for v in violations if v["user_id"] is not None})
-    truncated = len(rows) >= p.max_audit_rows
+    truncated = len(violations) >= p.max_audit_rows
     if not violations:
         summary = (
             f"no export_pdf event in {p.audit_days} days carried {provider} data"
@@ -437,7 +370,11 @@ async def audit_exports(*, ctx: StepContext, **_: Any) -> Done:
 def render_audit_exports(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     return plan.sql(
-        _AUDIT, provider_of(ctx), p.audit_days, list(p.export_license_types), p.max_audit_rows
+        export_audit.AUDIT,
+        provider_of(ctx),
+        p.audit_days,
+        list(p.export_license_types),
+        p.max_audit_rows,
     )
 
 
@@ -491,7 +428,10 @@ async def revoke_pdfs(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if bad:
         parts.append(
             f"{len(bad)} NOT revoked, no safe key: "
-            + "; ".join(f"event {v['event_id']}: {v['key_problem']}" for v in bad[:5])
+            + "; ".join(
+                f"event {v['event_id'] or 'of ' + v['created_at']}: {v['key_problem']}"
+                for v in bad[:5]
+            )
         )
     if over:
         parts.append(
@@ -615,10 +555,13 @@ def render_notify_users(*, ctx: StepContext, **_: Any) -> str:
 
 # ------------------------------------------------------------ 6 grant license
 
+# NOT EXISTS rather than ON CONFLICT: the runbook names no unique key on user_licenses.
 _GRANT = """
 INSERT INTO user_licenses (user_id, provider, license_type, granted_at)
 SELECT u, $2, $3, now() FROM unnest($1::uuid[]) AS t(u)
-ON CONFLICT (user_id, provider, license_type) DO NOTHING
+WHERE NOT EXISTS (
+    SELECT 1 FROM user_licenses AS l
+    WHERE l.user_id = t.u AND l.provider = $2 AND l.license_type = $3)
 RETURNING user_id
 """
 
@@ -707,6 +650,14 @@ STEPS: Sequence[Step] = (
         inspect_registry,
         render_inspect_registry,
         stop_on_failure=True,
+        timeout=15.0,
+    ),
+    Step(
+        "read_rights_registry",
+        "diagnose",
+        "Show the provider's entry in the rights registry YAML",
+        rights_registry.read_registry,
+        rights_registry.render_read_registry,
         timeout=15.0,
     ),
     Step(

@@ -43,13 +43,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from remediator.clients.database import QueryRejected
 from remediator.errors import InputRejected, NotCorroborated, TargetTimeout, TargetUnavailable
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import Done, Runbook, Skip, Step, StepFailed
-from remediator.runbooks import plan
+from remediator.runbooks import plan, sessions
 from remediator.validation import aws as aws_checks
 
 _QUERY_CHARS = 300
@@ -74,9 +74,7 @@ def _rds(field: str, value: str) -> str:
         raise ValueError(exc.reason) from None
 
 
-class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Params(sessions.SessionGuard):
     db_instance_identifier: str = "dawsos-prod"
     # Set for Aurora: failover then uses failover-db-cluster.
     db_cluster_identifier: str | None = None
@@ -84,27 +82,11 @@ class Params(BaseModel):
     long_query_seconds: float = Field(30.0, ge=0, le=86_400)
     # A blocker is terminated only once someone has waited this long behind it.
     block_threshold_seconds: float = Field(60.0, ge=0, le=86_400)
-    max_terminations: int = Field(3, ge=0, le=20)  # 0: diagnose only
     # Alerts that claim the database is down. Such a claim holds only if the database
     # does not answer us, or has fewer than `connection_headroom` client connections
     # left (clients like the exporter are refused); otherwise nothing is terminated.
     down_alerts: tuple[str, ...] = ("DatabaseDown",)
     connection_headroom: int = Field(3, ge=0, le=100_000)
-    # Superuser and replication roles are always protected, whatever these say.
-    protected_roles: tuple[str, ...] = (
-        "postgres",
-        "rdsadmin",
-        "rdsrepladmin",
-        "rds_superuser",
-        "rds_replication",
-        "replicator",
-    )
-    protected_applications: tuple[str, ...] = (
-        "remediator",
-        "pg_dump",
-        "pg_restore",
-        "pg_basebackup",
-    )
     scale_up_class: str = "db.r6g.2xlarge"
     # Restore to this long before the alert started (the last moment known good).
     pitr_minutes_before_alert: int = Field(15, ge=0, le=7 * 24 * 60)
@@ -127,7 +109,7 @@ class Params(BaseModel):
         except InputRejected as exc:
             raise ValueError(exc.reason) from None
 
-    @field_validator("protected_roles", "protected_applications", "down_alerts")
+    @field_validator("down_alerts")
     @classmethod
     def _names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         if len(v) > 100 or any(not 0 < len(n) <= 63 for n in v):
@@ -404,7 +386,7 @@ def render_confirm_incident(*, ctx: StepContext, **_: Any) -> str:
 # --------------------------------------------------------- 4 terminate blockers
 
 # Every blocker of this database, with the reason it must be spared (NULL: it may go).
-_BLOCKERS = """
+_BLOCKERS = f"""
 WITH waits AS (
     SELECT bp.pid AS blocker, w.pid AS waiter, now() - w.query_start AS waited
     FROM pg_stat_activity AS w
@@ -415,15 +397,7 @@ SELECT b.pid, b.backend_start, b.usename, b.application_name, b.state,
        left(b.query, 300) AS query,
        count(*) AS blocking,
        extract(epoch FROM max(waits.waited)) AS max_wait,
-       CASE
-           WHEN b.pid = pg_backend_pid() THEN 'our own session'
-           WHEN b.datname IS DISTINCT FROM current_database() THEN 'another database'
-           WHEN b.backend_type <> 'client backend' THEN 'a ' || b.backend_type
-           WHEN r.rolsuper THEN 'superuser role'
-           WHEN r.rolreplication THEN 'replication role'
-           WHEN b.usename = ANY($1::text[]) THEN 'protected role'
-           WHEN b.application_name = ANY($2::text[]) THEN 'protected application'
-       END AS protected
+       {sessions.PROTECTED_REASON} AS protected
 FROM waits
 JOIN pg_stat_activity AS b ON b.pid = waits.blocker
 LEFT JOIN pg_roles AS r ON r.rolname = b.usename
@@ -432,30 +406,13 @@ GROUP BY b.pid, b.backend_start, b.usename, b.application_name, b.state, b.query
 ORDER BY blocking DESC, max_wait DESC, b.pid
 """
 
-# Re-checks everything at the moment of acting; backend_start pins the session, so a
-# pid reused by a new connection since the look is never terminated.
-_TERMINATE = """
-SELECT b.pid, pg_terminate_backend(b.pid) AS terminated
-FROM pg_stat_activity AS b
-JOIN unnest($1::int[], $2::timestamptz[]) AS v(pid, backend_start)
-  ON v.pid = b.pid AND v.backend_start = b.backend_start
-LEFT JOIN pg_roles AS r ON r.rolname = b.usename
-WHERE b.datname = current_database()
-  AND b.pid <> pg_backend_pid()
-  AND b.backend_type = 'client backend'
-  AND NOT coalesce(r.rolsuper OR r.rolreplication, FALSE)
-  AND NOT (b.usename = ANY($3::text[]))
-  AND NOT (b.application_name = ANY($4::text[]))
-  AND EXISTS (
+# Re-checked at the moment of acting (sessions.terminate_sql): still blocking someone
+# who has waited past the threshold ($5).
+_TERMINATE = sessions.terminate_sql("""EXISTS (
       SELECT 1 FROM pg_stat_activity AS w
       WHERE w.datname = current_database()
         AND b.pid = ANY(pg_blocking_pids(w.pid))
-        AND now() - w.query_start >= make_interval(secs => $5))
-"""
-
-
-def _who(c: Mapping[str, Any]) -> str:
-    return f"pid {c['pid']} ({c['user']}, app {c['application']!r})"
+        AND now() - w.query_start >= make_interval(secs => $5))""")
 
 
 async def terminate_blockers(*, ctx: StepContext, **_: Any) -> Done | Skip:
@@ -491,36 +448,23 @@ async def terminate_blockers(*, ctx: StepContext, **_: Any) -> Done | Skip:
         if c["protected"] is None and float(c["max_wait"]) >= p.block_threshold_seconds
     ]
     chosen, over = eligible[: p.max_terminations], eligible[p.max_terminations :]
-    terminated: list[dict[str, Any]] = []
-    if chosen:
-        done = await db.fetch(
-            _TERMINATE,
-            [c["pid"] for c in chosen],
-            [c["backend_start"] for c in chosen],
-            roles,
-            apps,
-            p.block_threshold_seconds,
-        )
-        hit = {int(r["pid"]) for r in done if r["terminated"]}
-        terminated = [
-            {k: v for k, v in c.items() if k != "backend_start"} for c in chosen if c["pid"] in hit
-        ]
-    notes = []
-    if spared:
-        notes.append("spared " + ", ".join(f"{_who(c)}: {c['protected']}" for c in spared))
+    hit = await sessions.terminate(db, _TERMINATE, chosen, p, p.block_threshold_seconds)
+    terminated = [
+        {k: v for k, v in c.items() if k != "backend_start"} for c in chosen if c["pid"] in hit
+    ]
+    notes = sessions.notes(
+        spared=spared,
+        over=over,
+        gone=[c for c in chosen if c["pid"] not in hit],
+        limit=p.max_terminations,
+        gone_words="no longer blocking",
+    )
     if young:
-        notes.append(
+        notes.insert(
+            1 if spared else 0,
             f"below the {p.block_threshold_seconds:g} s threshold: "
-            + ", ".join(_who(c) for c in young)
+            + ", ".join(sessions.who(c) for c in young),
         )
-    if over:
-        notes.append(
-            f"over the limit of {p.max_terminations} per run, left for a human: "
-            + ", ".join(_who(c) for c in over)
-        )
-    gone = [c for c in chosen if c["pid"] not in {t["pid"] for t in terminated}]
-    if gone:
-        notes.append("no longer blocking when re-checked: " + ", ".join(_who(c) for c in gone))
     record = {
         "spared": [{"pid": c["pid"], "user": c["user"], "reason": c["protected"]} for c in spared],
         "terminated": terminated,
@@ -528,7 +472,7 @@ async def terminate_blockers(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if not terminated:
         return Skip("terminated nothing; " + "; ".join(notes), data=record)
     head = "terminated " + ", ".join(
-        f"{_who(c)} blocking {c['blocking']} for {c['max_wait']} s" for c in terminated
+        f"{sessions.who(c)} blocking {c['blocking']} for {c['max_wait']} s" for c in terminated
     )
     # A terminated session cannot be brought back: recorded for the audit, no undo.
     return Done(

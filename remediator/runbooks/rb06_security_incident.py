@@ -8,6 +8,7 @@ Runbook order, automated:
     4 block the source IP in the WAF IP set           mitigate, auto (moved ahead of the
                                                       diagnosis: containment must not wait
                                                       on a slow database)
+    2 the WAF's sampled requests from the IP          diagnose
     3 '403_idor' audit rows of the last 24 h          diagnose
     3 portfolio tables without RLS policies           diagnose
     5 recent logins from the source IP                diagnose
@@ -15,8 +16,8 @@ Runbook order, automated:
     6 notify those users                              approve
     on resolve: blocks are kept and listed for review; nothing is undone.
 
-Step 2 (reading WAF sampled requests) needs a web ACL and rule name per alert and is
-left to the human; the page links the runbook.
+Step 2 reads the WAF's sampled requests from the source address (``waf_samples``)
+when the rule names the web ACL (``waf_web_acl_name``, ``waf_web_acl_id``).
 
 Guards on blocking: the ``source_ip`` label must pass ``validation.public_ip``: never a
 private, loopback, link-local, multicast or reserved range, never anything overlapping
@@ -43,7 +44,6 @@ name, and never unblock anything.
 from __future__ import annotations
 
 import ipaddress
-import secrets
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -54,7 +54,7 @@ from remediator import validation
 from remediator.errors import InputRejected, NotCorroborated, TargetError
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import Done, Runbook, Skip, Step, StepFailed
-from remediator.runbooks import plan
+from remediator.runbooks import jwt_rotation, plan, waf_samples
 from remediator.validation import aws as aws_checks
 
 _SHOWN = 10
@@ -69,6 +69,10 @@ class Params(BaseModel):
     # The IP set's id (aws wafv2 list-ip-sets); without it blocking fails visibly.
     waf_ip_set_id: str | None = None
     waf_scope: Literal["REGIONAL", "CLOUDFRONT"] = "REGIONAL"
+    # Step 2: the web ACL whose sampled requests are read (aws wafv2 list-web-acls).
+    waf_web_acl_name: str | None = None
+    waf_web_acl_id: str | None = None
+    waf_sample_minutes: int = Field(60, ge=1, le=180)  # AWS keeps 3 hours of samples
     # Never blocked: offices, partners, health checkers, the load balancers.
     allow_list: tuple[str, ...] = ()
     max_prefix_v4: int = Field(24, ge=8, le=32)
@@ -97,6 +101,16 @@ class Params(BaseModel):
     @classmethod
     def _waf_id(cls, v: str | None) -> str | None:
         return None if v is None else _checked(aws_checks.check_waf_id, "waf_ip_set_id", v)
+
+    @field_validator("waf_web_acl_name")
+    @classmethod
+    def _acl_name(cls, v: str | None) -> str | None:
+        return None if v is None else _checked(aws_checks.check_waf_name, "waf_web_acl_name", v)
+
+    @field_validator("waf_web_acl_id")
+    @classmethod
+    def _acl_id(cls, v: str | None) -> str | None:
+        return None if v is None else _checked(aws_checks.check_waf_id, "waf_web_acl_id", v)
 
     @field_validator("allow_list")
     @classmethod
@@ -298,42 +312,6 @@ def render_confirm_source(*, ctx: StepContext, **_: Any) -> str:
 def _confirmed(ctx: StepContext, net: validation.IPNetwork) -> bool:
     found = ctx.results.get("confirm_source") or {}
     return bool(found.get("corroborated")) and found.get("network") == str(net)
-
-
-# ------------------------------------------------------------- 1 rotate JWT
-
-
-async def rotate_jwt_secret(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
-    kube = ctx.clients.need("kubernetes")
-    # Lives only here and in the request; never in data, changes, logs or pages.
-    await kube.patch_secret(p.jwt_secret_name, {p.jwt_secret_key: secrets.token_urlsafe(32)})
-    stamp = await kube.rollout_restart(p.api_deployment)
-    record = {
-        "secret": p.jwt_secret_name,
-        "key": p.jwt_secret_key,
-        "deployment": p.api_deployment,
-        "restarted_at": stamp,
-    }
-    # The old secret is leaked: rotating back would be wrong, so there is no undo.
-    return Done(
-        f"rotated {p.jwt_secret_key} in secret {p.jwt_secret_name} and restarted"
-        f" deployment {p.api_deployment} (restartedAt {stamp}): every token is"
-        " invalid, users must log in again",
-        data=record,
-        changes=record,
-    )
-
-
-def render_rotate_jwt_secret(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
-    ns = plan.namespace(ctx)
-    return (
-        f"kubectl patch secret {p.jwt_secret_name} -n {ns} --type merge -p"
-        f' \'{{"data": {{"{p.jwt_secret_key}": "<new random secret, base64;'
-        " never shown>\"}}' && kubectl rollout restart"
-        f" deployment/{p.api_deployment} -n {ns}"
-    )
 
 
 # ---------------------------------------------------------- 4 block source IP
@@ -690,8 +668,8 @@ STEPS: Sequence[Step] = (
         "rotate_jwt_secret",
         "mitigate",
         "Rotate the JWT secret and restart the API",
-        rotate_jwt_secret,
-        render_rotate_jwt_secret,
+        jwt_rotation.rotate_jwt_secret,
+        jwt_rotation.render_rotate_jwt_secret,
         mutates=True,
         approval="approve",
         needs=("kubernetes",),
@@ -706,6 +684,15 @@ STEPS: Sequence[Step] = (
         mutates=True,
         idempotent=True,
         timeout=30.0,
+    ),
+    Step(
+        "waf_sampled_requests",
+        "diagnose",
+        "Read the WAF's sampled requests from the source address",
+        waf_samples.sampled_requests,
+        waf_samples.render_sampled_requests,
+        timeout=30.0,
+        attempts=1,
     ),
     Step(
         "idor_audit",

@@ -431,3 +431,79 @@ def test_fake_runs_in_a_thread_for_sync_code() -> None:
     assert body["spec"]["replicas"] == 2
     assert info.value.code == 404
     assert (status["kind"], status["reason"], status["code"]) == ("Status", "NotFound", 404)
+
+
+# ------------------------------------------------- Jobs from a pod template
+
+
+async def test_job_from_deployment_keeps_the_default_container_and_drops_the_rest(
+    fake: FakeKubeAPI, kube: KubernetesClient
+) -> None:
+    fake.add_deployment(
+        NS,
+        "worker",
+        replicas=2,
+        annotations={"kubectl.kubernetes.io/default-container": "main", "team": "data"},
+        pod_spec={
+            "serviceAccountName": "worker",
+            "initContainers": [{"name": "migrate-wait", "image": "busybox:1"}],
+            "containers": [
+                {"name": "proxy", "image": "cloudsql-proxy:2"},
+                {
+                    "name": "main",
+                    "image": "dawsos/worker:7",
+                    "args": ["--serve"],
+                    "env": [{"name": "A", "value": "1"}],
+                    "readinessProbe": {"httpGet": {"path": "/", "port": 80}},
+                },
+            ],
+        },
+    )
+    labels = {"remediator/run": "r1"}
+    name = await kube.create_job_from_deployment(
+        "replay-1", "worker", ["python", "-m", "x"], labels=labels
+    )
+    job = fake.get("jobs", NS, name)
+    assert job is not None
+    pod = job["spec"]["template"]
+    [main] = pod["spec"]["containers"]
+    assert (main["name"], main["image"], main["command"]) == (
+        "main",
+        "dawsos/worker:7",
+        ["python", "-m", "x"],
+    )
+    assert "args" not in main and "readinessProbe" not in main
+    assert main["env"] == [{"name": "A", "value": "1"}]
+    assert pod["spec"]["initContainers"] == [{"name": "migrate-wait", "image": "busybox:1"}]
+    assert pod["spec"]["serviceAccountName"] == "worker"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["metadata"]["annotations"]["team"] == "data"
+    assert pod["metadata"]["labels"] == labels
+    # Created again (a retry after a timeout): the same Job, no error.
+    assert (
+        await kube.create_job_from_deployment(
+            "replay-1", "worker", ["python", "-m", "x"], labels=labels
+        )
+        == name
+    )
+    # A named container and an image override.
+    other = await kube.create_job_from_deployment(
+        "replay-2", "worker", ["true"], labels=labels, container="proxy", image="dawsos/proxy:9"
+    )
+    [proxy] = fake.get("jobs", NS, other)["spec"]["template"]["spec"]["containers"]  # type: ignore[index]
+    assert (proxy["name"], proxy["image"]) == ("proxy", "dawsos/proxy:9")
+
+
+async def test_job_from_a_missing_deployment_or_container_is_refused(
+    fake: FakeKubeAPI, kube: KubernetesClient
+) -> None:
+    with pytest.raises(TargetRejected, match="read deployment nope: HTTP 404"):
+        await kube.create_job_from_deployment("j-1", "nope", ["true"], labels={})
+    fake.add_deployment(NS, "worker", replicas=1)
+    with pytest.raises(InputRejected, match="no container 'ghost'"):
+        await kube.create_job_from_deployment(
+            "j-2", "worker", ["true"], labels={}, container="ghost"
+        )
+    with pytest.raises(InputRejected):
+        await kube.create_job_from_deployment("j-3", "Bad_Name", ["true"], labels={})
+    assert fake.get("jobs", NS, "j-1") is None and fake.get("jobs", NS, "j-2") is None

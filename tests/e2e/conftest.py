@@ -20,7 +20,6 @@ import shutil
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
@@ -95,8 +94,9 @@ def fake_kube() -> Iterator[FakeKubeAPI]:
     fake = FakeKubeAPI()
     fake.start()
     try:
-        today = datetime.now(UTC).date().isoformat()
+        today = testing_dawsos.pack_today().isoformat()
         fake.add_deployment(NS, "scheduler", replicas=2, image="dawsos/scheduler:stable")
+        fake.add_deployment(NS, "worker", replicas=2, image="dawsos/worker:stable")
         fake.add_pod(
             NS,
             "scheduler-7d9f8-x2k4q",

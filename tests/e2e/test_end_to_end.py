@@ -169,7 +169,7 @@ async def test_alerts_are_mitigated_paged_undone_and_graphed(
     before = await testing_dawsos.snapshot(dawsos_dsn, tables)
     alerts_before = _by_id(before["alerts"])
     packs_before = {r["date"]: r for r in before["pricing_pack"]}
-    today = datetime.now(UTC).date()
+    today = testing_dawsos.pack_today()  # RB-01's default timezone, as the seed
     yesterday = today - timedelta(days=1)
     polygon = {
         i for i, a in alerts_before.items() if a["condition_json"].get("provider") == "polygon"

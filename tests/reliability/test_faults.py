@@ -581,6 +581,7 @@ async def test_redis_down_fails_only_the_cache_check_and_recovers(
         FakeKubeAPI() as fake,
     ):
         await raw.set(prefix + "fundamentals:AAPL", b'{"pe": 31.2}', ex=600)
+        fake.add_deployment(NS, "worker", replicas=1)  # the DLQ replay Job copies its pod
         proxy = await tcp_proxy(shared.REDIS_URL)
         cache = Cache(via(proxy, shared.REDIS_URL), timeout=0.5)
         kube = kube_client(fake.url, timeout=2.0)

@@ -13,7 +13,7 @@ import copy
 import socket
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import kubernetes.client as k8s
@@ -96,18 +96,104 @@ def free_port() -> int:
 
 
 def today() -> date:
-    return datetime.now(UTC).date()
+    """Today's pack date: in the DawsOS SLO's zone, as the seed and RB-01 count days."""
+    return testing_dawsos.pack_today()
+
+
+# A workload as a real cluster has it: the Job must carry all of this, as `kubectl exec
+# deployment/<name>` would run with it.
+def workload_pod_spec(name: str) -> dict[str, Any]:
+    return {
+        "serviceAccountName": f"{name}-sa",
+        "nodeSelector": {"pool": "batch"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "dawsos"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+                    ]
+                }
+            }
+        },
+        "imagePullSecrets": [{"name": "registry"}],
+        "volumes": [{"name": "certs", "secret": {"secretName": "db-certs"}}],
+        "containers": [
+            {
+                "name": name,
+                "image": f"dawsos/{name}:2026.11",
+                "command": ["python", "-m", f"{name}.main"],
+                "args": ["--serve"],
+                "env": [
+                    {"name": "TZ", "value": "America/New_York"},
+                    {
+                        "name": "DATABASE_URL",
+                        "valueFrom": {"secretKeyRef": {"name": "dawsos-db", "key": "url"}},
+                    },
+                ],
+                "envFrom": [{"secretRef": {"name": "provider-keys"}}],
+                "volumeMounts": [{"name": "certs", "mountPath": "/etc/certs"}],
+                "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+            },
+            {"name": "metrics-sidecar", "image": "prom/statsd-exporter:v0.26"},
+        ],
+    }
+
+
+def add_workload(fake: Any, name: str) -> None:
+    fake.add_deployment(
+        NS,
+        name,
+        replicas=1,
+        pod_spec=workload_pod_spec(name),
+        annotations={"kubectl.kubernetes.io/restartedAt": "2026-11-01T00:00:00Z"},
+    )
+
+
+def assert_job_runs_in_workload(job: Mapping[str, Any], workload: str, argv: list[str]) -> None:
+    """The Job's pod is the workload's pod template with the runbook's command."""
+    want = workload_pod_spec(workload)
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]  # the sidecar would keep the Job from completing
+    assert container["command"] == argv and "args" not in container
+    assert container["image"] == f"dawsos/{workload}:2026.11"
+    assert container["env"] == want["containers"][0]["env"]
+    assert container["envFrom"] == [{"secretRef": {"name": "provider-keys"}}]
+    assert container["volumeMounts"] == [{"name": "certs", "mountPath": "/etc/certs"}]
+    assert "livenessProbe" not in container
+    assert pod["restartPolicy"] == "Never"
+    for key in ("serviceAccountName", "volumes", "nodeSelector", "tolerations", "affinity"):
+        assert pod[key] == want[key], key
+    assert pod["imagePullSecrets"] == [{"name": "registry"}]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels == job["metadata"]["labels"] and "app" not in labels
+    assert "annotations" not in job["spec"]["template"]["metadata"]
 
 
 # ------------------------------------------------------------------ real parts
 
 
+# RB-01..RB-03 must do their job on both: the project's fixture, and a database with
+# only the columns the runbooks' SQL names.
+SCHEMAS = ("full", "minimal")
+_schema_of: dict[str, testing_dawsos.Schema] = {}
+
+
+def pack_row(schema: str, **values: Any) -> dict[str, Any]:
+    """A pricing_pack update, without the columns ``schema`` lacks (status, hash)."""
+    have = testing_dawsos.MINIMAL_COLUMNS["pricing_pack"] if schema == "minimal" else None
+    return {k: v for k, v in values.items() if have is None or k in have}
+
+
 @asynccontextmanager
-async def dawsos_db(config: pytest.Config) -> AsyncIterator[tuple[str, TargetDatabase]]:
+async def dawsos_db(
+    config: pytest.Config, schema: testing_dawsos.Schema = "full"
+) -> AsyncIterator[tuple[str, TargetDatabase]]:
     """A fresh seeded DawsOS database (dsn, client); dropped afterwards."""
     conf = shared(config)
     try:
-        dsn = await testing_dawsos.create_dawsos_database(conf.PG_DSN)
+        dsn = await testing_dawsos.create_dawsos_database(conf.PG_DSN, schema=schema)
+        _schema_of[dsn] = schema
     except (TargetUnavailable, TargetTimeout, OSError) as exc:
         conf.service_missing("PostgreSQL", exc)
         raise
@@ -182,8 +268,8 @@ def clients(
 
 
 async def snapshot(dsn: str) -> Snapshot:
-    """Every row of every DawsOS table."""
-    return await testing_dawsos.snapshot(dsn, TABLES)
+    """Every row of every DawsOS table (of the database's schema)."""
+    return await testing_dawsos.snapshot(dsn, testing_dawsos.tables(_schema_of.get(dsn, "full")))
 
 
 def changed(

@@ -80,12 +80,18 @@ def unique(prefix: str) -> str:
 # ------------------------------------------------------------------ Postgres
 
 
+_schema_of: dict[str, testing_dawsos.Schema] = {}
+
+
 @asynccontextmanager
-async def dawsos_db(config: pytest.Config) -> AsyncIterator[tuple[str, TargetDatabase]]:
+async def dawsos_db(
+    config: pytest.Config, schema: testing_dawsos.Schema = "full"
+) -> AsyncIterator[tuple[str, TargetDatabase]]:
     """A fresh seeded DawsOS database (dsn, client); dropped afterwards."""
     conf = shared(config)
     try:
-        dsn = await testing_dawsos.create_dawsos_database(conf.PG_DSN)
+        dsn = await testing_dawsos.create_dawsos_database(conf.PG_DSN, schema=schema)
+        _schema_of[dsn] = schema
     except (TargetUnavailable, TargetTimeout, OSError) as exc:
         conf.service_missing("PostgreSQL", exc)
         raise
@@ -98,7 +104,7 @@ async def dawsos_db(config: pytest.Config) -> AsyncIterator[tuple[str, TargetDat
 
 
 async def snapshot(dsn: str) -> Snapshot:
-    return await testing_dawsos.snapshot(dsn, TABLES)
+    return await testing_dawsos.snapshot(dsn, testing_dawsos.tables(_schema_of.get(dsn, "full")))
 
 
 def _key(row: Mapping[str, Any]) -> str:

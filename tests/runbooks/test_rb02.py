@@ -34,15 +34,16 @@ POLYGON_ACTIVE = [
 KEYS = ("fundamentals:AAPL", "prices:polygon:AAPL")
 
 
-@pytest.fixture
+@pytest.fixture(params=fx.SCHEMAS)
 async def target(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, TargetDatabase]]:
-    async with fx.dawsos_db(request.config) as pair:
+    async with fx.dawsos_db(request.config, request.param) as pair:
         yield pair
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeKubeAPI]:
     async with FakeKubeAPI() as server:
+        fx.add_workload(server, "worker")
         yield server
 
 
@@ -188,15 +189,11 @@ async def test_resolve_reenables_only_what_it_paused_and_replays_the_dlq(
     [post] = fx.job_posts(fake)
     name = f"replay-dlq-polygon-{run['id']}"
     assert post.body["metadata"]["name"] == name
-    assert post.body["spec"]["template"]["spec"]["containers"][0]["command"] == [
-        "python",
-        "-m",
-        "jobs.replay_dlq",
-        "--provider",
-        "polygon",
-        "--max-retries",
-        "3",
-    ]
+    fx.assert_job_runs_in_workload(
+        post.body,
+        "worker",
+        ["python", "-m", "jobs.replay_dlq", "--provider", "polygon", "--max-retries", "3"],
+    )
     done = fx.section(page, "Done")
     assert any(
         d.startswith(
@@ -210,6 +207,50 @@ async def test_resolve_reenables_only_what_it_paused_and_replays_the_dlq(
         f"Replay the provider's dead-letter queue [resolve]: started DLQ replay job {name}"
         " for polygon" in done
     )
+
+
+async def test_fred_outage_pauses_the_vix_alerts_too_and_resolve_reenables_exactly_those(
+    target, fake, kube, http, cache, redis_prefix
+) -> None:
+    """The runbook's step 3: the VIX alert needs live market data whatever provider its
+    condition names; a VIX alert a human had disabled stays disabled."""
+    dsn, db = target
+    checks, router = http
+    status = router.get(fx.PROVIDER_URLS["fred"])
+    status.respond(503, json={"status": "down"})
+    await db.execute(
+        "INSERT INTO alerts (id, name, condition_json, active, cooldown_minutes)"
+        " VALUES ('vix-off', 'VIX by hand', $1, FALSE, 15)",
+        {"entity": "VIX", "op": ">", "val": 40},
+    )
+    before = await fx.snapshot(dsn)
+    fred = sorted(
+        r["id"]
+        for r in before["alerts"]
+        if r["condition_json"].get("provider") == "fred" and r["active"]
+    )
+    alert = make_alert("ProviderErrorRateHigh", {"service": "dawsos", "provider": "fred"})
+    async with harness(target, kube, checks, cache, redis_prefix) as h:
+        await h.deliver(alert)
+        fired = await steps_of(h, "fire")
+        after_fire = await fx.snapshot(dsn)
+        status.respond(200, json={"status": "ok"})
+        await h.deliver(resolved(alert))
+        undo = await steps_of(h, "undo")
+    expected = sorted([*fred, "abc-123"])
+    assert fred and after_fire == paused(before, expected)
+    assert fired["pause_alerts"]["changes"]["paused"] == expected
+    assert fired["pause_alerts"]["result"]["data"]["by_entity"] == ["abc-123"]
+    assert "(abc-123 by entity VIX)" in fired["pause_alerts"]["result"]["summary"]
+    assert undo["pause_alerts"]["result"]["data"]["reenabled"] == expected
+    assert await fx.snapshot(dsn) == before  # vix-off stayed disabled
+
+
+def test_entity_alerts_param_is_validated() -> None:
+    assert rb02.fed_entities("FRED", rb02.Params()) == ["VIX"]
+    assert rb02.fed_entities("polygon", rb02.Params()) == []
+    with pytest.raises(ValueError):
+        rb02.Params.model_validate({"entity_alerts": {"fred": [""]}})
 
 
 async def test_resolve_does_not_replay_while_the_provider_is_still_down(
@@ -319,8 +360,10 @@ async def test_two_providers_outside_the_params_get_their_own_targets(
         "FRED": "RB-02:fred",  # the configured spelling
     }
     assert all(r["blocked_by"] is None for r in runs.values())
+    # FRED's outage pauses the VIX alert too (entity_alerts' default).
     assert await fx.snapshot(dsn) == paused(
-        before, ["fmp-201", "fmp-202", "fmp-203", "frd-301", "frd-302", "frd-303", "ghi-789"]
+        before,
+        ["abc-123", "fmp-201", "fmp-202", "fmp-203", "frd-301", "frd-302", "frd-303", "ghi-789"],
     )
 
 
@@ -351,7 +394,11 @@ async def test_dry_run_changes_nothing_and_plans_every_step(
     assert calls["provider_status"] == (
         "GET <targets.http.providers.polygon>  # expect 2xx and status ok"
     )
-    assert "WHERE condition_json->>'provider' = $1 AND active" in calls["pause_alerts"]
+    assert (
+        "WHERE (condition_json->>'provider' = $1 OR condition_json->>'entity' = ANY($2::text[]))"
+        "\n  AND active" in calls["pause_alerts"]
+    )
+    assert "-- $2 = []" in calls["pause_alerts"]  # polygon feeds no entity alerts
     assert "-- $1 = 'polygon'" in calls["pause_alerts"]
     assert (
         "UPDATE alerts SET active = FALSE WHERE id = ANY($1::text[]) AND active"
@@ -359,7 +406,7 @@ async def test_dry_run_changes_nothing_and_plans_every_step(
     )
     assert calls["check_cache"].startswith(f"redis-cli MGET {redis_prefix}fundamentals:AAPL")
     assert (
-        f"-n {fx.NS} --image=dawsos/worker:stable -- python -m jobs.replay_dlq --provider"
+        f"kubectl exec deployment/worker -n {fx.NS} -- python -m jobs.replay_dlq --provider"
         " polygon --max-retries 3" in calls["replay_dlq"]
     )
     assert page.startswith("DRY-RUN: nothing was changed")

@@ -23,9 +23,9 @@ SCALE_PATH = f"/apis/apps/v1/namespaces/{fx.NS}/deployments/scheduler/scale"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
+@pytest.fixture(params=fx.SCHEMAS)
 async def target(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, TargetDatabase]]:
-    async with fx.dawsos_db(request.config) as pair:
+    async with fx.dawsos_db(request.config, request.param) as pair:
         yield pair
 
 

@@ -22,6 +22,7 @@ from remediator.runbooks import rb04_rights_violation as rb04
 from remediator.settings import from_mapping
 from remediator.testing import Harness, make_alert, resolved
 from tests.fixtures.dawsos import RIGHTS_VIOLATORS
+from tests.fixtures.kube_api import FakeKubeAPI
 from tests.runbooks import _rb0406_fixtures as fx
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,9 +55,13 @@ class World:
         return {o["Key"] for o in resp.get("Contents", [])}
 
 
-@pytest.fixture
+# RB-04 runs on the runbook-named columns too (no analytics_events.id, no attribution).
+@pytest.fixture(params=("full", "minimal"))
 async def world(request: pytest.FixtureRequest, moto_url: str) -> AsyncIterator[World]:
-    async with fx.dawsos_db(request.config) as (dsn, db), fx.aws_client(moto_url) as aws:
+    async with (
+        fx.dawsos_db(request.config, request.param) as (dsn, db),
+        fx.aws_client(moto_url) as aws,
+    ):
         s3 = fx.admin_client("s3", moto_url)
         bucket = fx.unique("dawsos-exports")
         s3.create_bucket(Bucket=bucket)
@@ -508,3 +513,73 @@ def test_example_payloads_replay_into_a_plan_naming_every_step(alertname: str) -
             ), run["steps"]
             for step in runbook.steps:
                 assert step.title in timeline
+
+
+# ------------------------------------------------ step 1: the registry YAML
+
+REGISTRY = """\
+# .ops/RIGHTS_REGISTRY.yaml
+FMP:
+  export: allow
+  require_license: true
+  attribution: "Financial data © Financial Modeling Prep"
+POLYGON:
+  export: restricted
+  require_license: true
+"""
+
+
+async def _registry_step(world: World, rules: str, **clients: Any) -> tuple[dict[str, Any], str]:
+    with_kube = Clients(database=world.db, aws=world.clients.aws, **clients)
+    async with Harness(fx.registry(), rules, clients=with_kube) as h:
+        await h.deliver(FMP)
+        [run] = await h.runs()
+        steps = await fx.steps_by_name(h, run["id"])
+        page = fx.page_text(h.pager.triggers()[-1])
+    return steps["read_rights_registry"], page
+
+
+async def test_the_registry_file_entry_of_the_provider_is_shown_in_the_page(
+    world: World, tmp_path: Path
+) -> None:
+    path = tmp_path / "RIGHTS_REGISTRY.yaml"
+    path.write_text(REGISTRY, encoding="utf-8")
+    step, page = await _registry_step(world, world.rules(rights_registry_path=str(path)))
+    assert step["outcome"] == "applied"
+    summary = step["result"]["summary"]
+    assert summary == (
+        f"{path} FMP: export: 'allow', require_license: True, attribution: 'Financial data ©"
+        " Financial Modeling Prep': export is ALLOWED: change it to restricted in the"
+        " registry (by hand, in the app's repository)"
+    )
+    assert step["result"]["data"]["allow"] is True
+    assert f"Show the provider's entry in the rights registry YAML: {summary}" in page
+    assert path.read_text(encoding="utf-8") == REGISTRY  # only read, never written
+
+
+async def test_the_registry_can_come_from_a_configmap(world: World) -> None:
+    async with FakeKubeAPI() as fake, fx.kube_client(fake.url) as kube:
+        fake.add_config_map(
+            fx.NS, "rights", {"RIGHTS_REGISTRY.yaml": REGISTRY.replace("allow", "restricted")}
+        )
+        step, _page = await _registry_step(
+            world, world.rules(rights_registry_configmap="rights"), kubernetes=kube
+        )
+    assert step["outcome"] == "applied"
+    assert step["result"]["summary"].startswith(
+        "configmap rights/RIGHTS_REGISTRY.yaml FMP: export: 'restricted'"
+    )
+    assert step["result"]["summary"].endswith(": as expected")
+
+
+async def test_without_a_registry_configured_the_step_says_how_to_set_one(world: World) -> None:
+    step, _page = await _registry_step(world, world.rules())
+    assert step["outcome"] == "skipped"
+    assert step["reason"].startswith("no rights registry configured: set the rule's")
+
+
+def test_registry_params_refuse_relative_paths() -> None:
+    with pytest.raises(ValueError):
+        rb04.Params(rights_registry_path=".ops/RIGHTS_REGISTRY.yaml")
+    with pytest.raises(ValueError):
+        rb04.Params(rights_registry_configmap="a/b/c")

@@ -5,11 +5,14 @@ FakeKubeAPI, the real engine through the Harness.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from remediator.clients.database import TargetDatabase
 from remediator.runbook_api.context import Clients
@@ -71,10 +74,11 @@ class World:
         return annotations.get("kubectl.kubernetes.io/restartedAt")
 
 
-@pytest.fixture
+# RB-06 runs on the runbook-named columns too.
+@pytest.fixture(params=("full", "minimal"))
 async def world(request: pytest.FixtureRequest, moto_url: str) -> AsyncIterator[World]:
     async with (
-        fx.dawsos_db(request.config) as (dsn, db),
+        fx.dawsos_db(request.config, request.param) as (dsn, db),
         fx.aws_client(moto_url) as aws,
         FakeKubeAPI() as kube,
         fx.kube_client(kube.url) as k8s,
@@ -151,7 +155,11 @@ async def test_firing_blocks_the_ip_diagnoses_and_changes_nothing_else(world: Wo
         assert "30 '403_idor' audit rows in the last 24 h from 1 users" in done
         assert f"portfolio-scoped tables WITHOUT an RLS policy: {TABLE_WITHOUT_POLICY}" in done
         assert f"{len(SUSPICIOUS_LOGIN_USERS)} accounts logged in from {SUSPICIOUS_IP}/32" in done
-        assert "- (none)" in skipped
+        # The only skip: no web ACL configured for step 2 (tests below read it).
+        assert [ln for ln in skipped.splitlines() if ln.startswith("- ")] == [
+            "- Read the WAF's sampled requests from the source address: no web ACL configured"
+            " (waf_web_acl_name, waf_web_acl_id): read the WAF's sampled requests by hand"
+        ]
         for step in ("rotate_jwt_secret", "force_password_resets", "notify_users"):
             assert f"remediator approve {await fx.approval_for(h, run['id'], step)}" in left
         assert "kubectl rollout restart deployment/api -n prod" in left
@@ -500,3 +508,158 @@ async def test_resets_fail_visibly_when_the_login_lookup_failed(world: World) ->
             )
     finally:
         await world.db.execute("ALTER TABLE analytics_events_moved RENAME TO analytics_events")
+
+
+# ---------------------------------------------- step 2: WAF sampled requests
+
+WEB_ACL = "dawsos-acl"
+WEB_ACL_ID = "3f6d2c1e-8a4b-4c5d-9e7f-0a1b2c3d4e5f"
+
+
+def _sample(ip: str, uri: str, action: str = "BLOCK", weight: int = 1) -> dict[str, Any]:
+    return {
+        "Request": {
+            "ClientIP": ip,
+            "Country": "NL",
+            "URI": uri,
+            "Method": "GET",
+            "HTTPVersion": "HTTP/1.1",
+            "Headers": [],
+        },
+        "Weight": weight,
+        "Timestamp": time.time() - 60,
+        "Action": action,
+    }
+
+
+@asynccontextmanager
+async def waf_samples_api(samples: dict[str, list[dict[str, Any]]]) -> AsyncIterator[str]:
+    """AWS WAFv2's JSON protocol for the two reads step 2 makes; what each rule sampled."""
+    calls: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        op = request.headers["X-Amz-Target"].rsplit(".", 1)[-1]
+        body = await request.json()
+        calls.append({"op": op, **body})
+        if op == "GetWebACL":
+            assert (body["Name"], body["Id"], body["Scope"]) == (WEB_ACL, WEB_ACL_ID, "REGIONAL")
+            rules = [
+                {
+                    "Name": rule,
+                    "Priority": i,
+                    "Statement": {},
+                    "VisibilityConfig": {
+                        "SampledRequestsEnabled": True,
+                        "CloudWatchMetricsEnabled": True,
+                        "MetricName": rule,
+                    },
+                }
+                for i, rule in enumerate(samples)
+            ]
+            acl = {
+                "Name": WEB_ACL,
+                "Id": WEB_ACL_ID,
+                "ARN": f"arn:aws:wafv2:x:1:regional/webacl/{WEB_ACL}/{WEB_ACL_ID}",
+                "Rules": rules,
+            }
+            return web.json_response({"WebACL": acl, "LockToken": "t"})
+        if op == "GetSampledRequests":
+            assert body["WebAclArn"].endswith(WEB_ACL_ID)
+            window = body["TimeWindow"]
+            assert 0 < window["EndTime"] - window["StartTime"] <= 3600 + 5
+            items = samples[body["RuleMetricName"]]
+            return web.json_response(
+                {"SampledRequests": items, "PopulationSize": len(items), "TimeWindow": window}
+            )
+        return web.json_response({"__type": "WAFInvalidOperationException"}, status=400)
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_step_2_summarises_what_the_waf_sampled_from_the_source_ip(world: World) -> None:
+    """moto does not implement GetSampledRequests: a local server speaking WAFv2's JSON
+    protocol answers the real AwsClient instead."""
+    samples = {
+        "rate-limit": [
+            _sample(SUSPICIOUS_IP, "/api/portfolio/1", weight=40),
+            _sample(SUSPICIOUS_IP, "/api/portfolio/2", weight=40),
+            _sample("203.0.113.7", "/api/portfolio/1", action="ALLOW"),
+        ],
+        "sqli": [
+            _sample(SUSPICIOUS_IP, "/search?q=1'%20OR%201=1--"),
+            _sample(SUSPICIOUS_IP, "/x?q=<script>"),
+        ],
+    }
+    async with waf_samples_api(samples) as url, fx.aws_client(url) as waf_only:
+        clients = Clients(database=world.db, aws=waf_only, kubernetes=world.clients.kubernetes)
+        from remediator.runbook_api.context import AlertView, StepContext
+        from remediator.runbooks import rb06_security_incident as rb06
+        from remediator.runbooks import waf_samples
+
+        params = rb06.Params(waf_web_acl_name=WEB_ACL, waf_web_acl_id=WEB_ACL_ID)
+        alert = AlertView(
+            "SuspiciousRequestRate", "f", "2026-01-01T00:00:00Z", {"source_ip": SUSPICIOUS_IP}, {}
+        )
+        ctx = StepContext("r1", "rule", "RB-06", alert, params, "live", clients)
+        done = await waf_samples.sampled_requests(ctx=ctx)
+    assert done.data["from_source"] == 4 and done.data["sampled"] == 5
+    assert done.data["by_rule"] == {"rate-limit BLOCK": 2, "sqli BLOCK": 2}
+    assert done.data["sqli"] == ["/search?q=1'%20OR%201=1--"]
+    assert done.data["xss"] == ["/x?q=<script>"]
+    assert done.summary.startswith(
+        f"4 of 5 sampled requests in the last 60 min came from {SUSPICIOUS_IP}/32"
+        " (standing for ~82); by rule: rate-limit BLOCK: 2, sqli BLOCK: 2"
+    )
+
+
+async def test_step_2_against_moto_reports_that_samples_are_unavailable(world: World) -> None:
+    """moto keeps web ACLs but answers GetSampledRequests with 500 (not implemented): the
+    step fails with that reason, and containment and the other diagnosis still run."""
+    created = world.waf.create_web_acl(
+        Name=fx.unique("dawsos-acl"),
+        Scope="REGIONAL",
+        DefaultAction={"Allow": {}},
+        VisibilityConfig={
+            "SampledRequestsEnabled": True,
+            "CloudWatchMetricsEnabled": True,
+            "MetricName": "dawsos",
+        },
+        Rules=[
+            {
+                "Name": "rate",
+                "Priority": 1,
+                "Action": {"Block": {}},
+                "Statement": {"RateBasedStatement": {"Limit": 1000, "AggregateKeyType": "IP"}},
+                "VisibilityConfig": {
+                    "SampledRequestsEnabled": True,
+                    "CloudWatchMetricsEnabled": True,
+                    "MetricName": "rate-limit",
+                },
+            }
+        ],
+    )["Summary"]
+    rules = world.rules(
+        params={"waf_web_acl_name": created["Name"], "waf_web_acl_id": created["Id"]}
+    )
+    async with Harness(fx.registry(), rules, clients=world.clients) as h:
+        await h.deliver(SUSPICIOUS)
+        [run] = await h.runs()
+        steps = await fx.steps_by_name(h, run["id"])
+    step = steps["waf_sampled_requests"]
+    assert step["outcome"] == "failed"
+    assert step["reason"].startswith(
+        "WAF sampled requests unavailable: aws.wafv2: get_sampled_requests: 500"
+    )
+    assert "get-sampled-requests --web-acl-arn" in step["rendered"]
+    assert steps["block_source_ip"]["outcome"] == "applied"
+    assert steps["idor_audit"]["outcome"] == "applied"
