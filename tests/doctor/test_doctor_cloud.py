@@ -24,7 +24,9 @@ AWS_ENV = {
     "AWS_EC2_METADATA_DISABLED": "true",
     "NO_PROXY": "127.0.0.1,localhost",
 }
-RB01 = "rules:\n  - {name: pack, matchers: ['alertname=\"PricingPackBuildSlow\"'], runbook: RB-01}\n"
+RB01 = (
+    "rules:\n  - {name: pack, matchers: ['alertname=\"PricingPackBuildSlow\"'], runbook: RB-01}\n"
+)
 
 
 async def test_a_denied_verb_makes_its_step_not_runnable_and_fails(tmp_path: Path) -> None:
