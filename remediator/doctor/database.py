@@ -105,7 +105,7 @@ async def read_facts(
     return DbFacts(
         who=str(server["who"]),
         database=str(server["db"]),
-        version=str(server["version"]),
+        version=str(server["version"]).split()[0],  # "15.20 (Debian ...)" -> "15.20"
         superuser=bool(server["superuser"]),
         columns=columns,
         tables=frozenset(t for t, _ in columns),

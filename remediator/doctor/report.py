@@ -114,6 +114,6 @@ def format_text(report: Report) -> str:
             mark = "ok " if s.runnable else "NO "
             lines.append(f"  {mark} {s.step:<{width}}  {s.reason}".rstrip())
             if s.optional_missing:
-                pad = " " * (width + 7)
+                pad = " " * (width + 8)
                 lines.append(f"{pad}optional, absent: {', '.join(s.optional_missing)}")
     return "\n".join(lines)
