@@ -45,9 +45,6 @@ async def _serve(args: argparse.Namespace) -> int:
         )
     daemon = Daemon(settings)
     await daemon.start()
-    from remediator.doctor import startup as doctor_startup
-
-    preflight = doctor_startup.spawn(settings, daemon.registry)  # logs, never blocks
     # keepalive_timeout also bounds how long a new connection may take to send its
     # first request's headers (aiohttp has no separate header timeout), so a slow
     # client cannot hold a connection open; lingering_time bounds reading the rest of
@@ -65,6 +62,10 @@ async def _serve(args: argparse.Namespace) -> int:
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
     await site.start()
     frozen = freeze_startup_heap()
+    from remediator.doctor import startup as doctor_startup
+
+    # After the freeze: the preflight's short-lived clients must stay collectable.
+    preflight = doctor_startup.spawn(settings, daemon.registry)  # logs; never blocks start
     log.info(
         "serving",
         listen=settings.listen,
