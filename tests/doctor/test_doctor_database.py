@@ -166,3 +166,24 @@ async def test_the_full_dawsos_fixture_passes(tmp_path: Path, pytestconfig: pyte
             s = step(report, runbook, name)
             assert s["runnable"] is True and s["missing"] == [], s
     assert step(report, "RB-01", "serve_last_good")["optional_missing"] == []
+
+
+async def test_refused_credentials_and_an_unreachable_server_fail_the_database_check(
+    tmp_path: Path, pg_schema_dsn: str, unused_port: int
+) -> None:
+    unknown_role = pg_schema_dsn.replace("postgres@", "no_such_role_doctor@", 1)
+    settings = settings_mod.from_mapping(
+        {"rules": str(write_rules(tmp_path)), "targets": {"database": unknown_role}}, env={}
+    )
+    refused = await run(settings, load_entry_points())
+    database = next(c for c in refused.targets if c.name == "database")
+    assert not database.ok and database.detail.startswith("refused credentials"), database
+    dead = f"postgresql://postgres@127.0.0.1:{unused_port}/test"
+    settings = settings_mod.from_mapping(
+        {"rules": str(write_rules(tmp_path)), "targets": {"database": dead}}, env={}
+    )
+    unreachable = await run(settings, load_entry_points())
+    database = next(c for c in unreachable.targets if c.name == "database")
+    assert not database.ok and database.detail.startswith("unreachable"), database
+    packs = next(s for rb in unreachable.runbooks for s in rb.steps if s.step == "recent_packs")
+    assert packs.missing == ("targets.database",) and "unreachable" in packs.reason

@@ -221,3 +221,28 @@ def test_serve_refuses_uncovered_routes_with_exit_2(
     )
     assert cli.main(["serve", "--config", str(config)]) == 2
     assert "P3 reaches no configured pager" in capsys.readouterr().err
+
+
+async def test_doctor_reports_the_routing_in_effect(tmp_path: Path) -> None:
+    from remediator.doctor import run
+
+    settings = _settings(
+        tmp_path,
+        {
+            "slack": {"webhook_url": "http://127.0.0.1:9/slack/x"},
+            "opsgenie": {"api_key": "k" * 20, "url": "http://127.0.0.1:9"},
+            "routes": {
+                "P0": ["opsgenie", "slack"],
+                "P1": ["opsgenie"],
+                "P2": ["slack"],
+                "P3": ["slack"],
+            },
+        },
+    )
+    report = await run(settings, load_entry_points(), seconds=2)
+    assert report.to_json()["routing"] == {
+        "P0": ["opsgenie", "slack"],
+        "P1": ["opsgenie"],
+        "P2": ["slack"],
+        "P3": ["slack"],
+    }
