@@ -88,7 +88,7 @@ def _database_check(db: DbFacts | None, gaps: list[str], runbooks: int) -> Check
     return Check("database", True, f"{where}; every required table and column is there")
 
 
-async def _pagers(settings: Settings, seconds: float) -> list[Check]:
+async def _pagers(settings: Settings, seconds: float, *, quiet: bool) -> list[Check]:
     p = settings.pagers
     work: list[tuple[str, Awaitable[probe.PagerCheck]]] = []
     if p.pagerduty is not None:
@@ -97,7 +97,8 @@ async def _pagers(settings: Settings, seconds: float) -> list[Check]:
         key = p.opsgenie.api_key.get_secret_value()
         work.append(("opsgenie", probe.opsgenie(p.opsgenie.url, key)))
     if p.slack is not None:
-        work.append(("slack", probe.slack(p.slack.webhook_url.get_secret_value())))
+        url = p.slack.webhook_url.get_secret_value()
+        work.append(("slack", probe.slack(url, empty_message=not quiet)))
     found = await asyncio.gather(
         *(
             _bounded(w, seconds, probe.PagerCheck(name, False, f"no answer within {seconds:g}s"))
@@ -136,6 +137,7 @@ async def run(
     registry: Registry,
     *,
     test_page: bool = False,
+    quiet: bool = False,
     seconds: float = DEFAULT_TIMEOUT,
 ) -> Report:
     scope, rules_check = _scope(settings, registry)
@@ -157,7 +159,7 @@ async def run(
     )
     late = Check("prometheus", False, f"no answer within {seconds:g}s")
     prom_task = asyncio.create_task(_bounded(targets.prometheus(settings, seconds), seconds, late))
-    pagers_task = asyncio.create_task(_pagers(settings, seconds))
+    pagers_task = asyncio.create_task(_pagers(settings, seconds, quiet=quiet))
     late = Check("redis", False, f"no answer within {seconds:g}s")
     redis = await _bounded(targets.redis(settings), seconds, late)
     db, kube, aws = await db_task, await kube_task, await aws_task

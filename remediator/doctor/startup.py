@@ -2,7 +2,9 @@
 
 One structured line per failing check and one summary line. It runs beside the
 daemon (start-up never waits for it) with short timeouts, so a silent peer costs at
-most a few seconds of one background task. It never sends a page.
+most a few seconds of one background task. It never sends a page, and is quiet
+with the pagers: only GETs (the CLI posts Slack an empty message to judge the
+webhook; a daemon restarting in a loop should not).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ async def log_summary(
     settings: Settings, registry: Registry, *, seconds: float = START_TIMEOUT
 ) -> None:
     try:
-        report = await asyncio.wait_for(run(settings, registry, seconds=seconds), seconds * 4)
+        report = await asyncio.wait_for(
+            run(settings, registry, seconds=seconds, quiet=True), seconds * 4
+        )
     except TimeoutError:
         log.warning("doctor_incomplete", detail=f"checks took over {seconds * 4:g}s")
         return

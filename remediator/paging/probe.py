@@ -1,9 +1,10 @@
 """``doctor``'s pager checks: configured, reachable, credentials accepted, without
 sending a page (``--test-page`` sends one P3, through the real pager).
 
-A GET to the pager's endpoint shows it answers. Opsgenie's ``/v2/account`` also
-checks the API key; PagerDuty and Slack have no such call, so only reachability is
-known for them. Details never carry a URL or a key: the Slack URL is the secret.
+A GET to PagerDuty's endpoint shows it answers. Opsgenie's ``/v2/account`` also
+checks the API key. Slack's webhook gets an empty message (``{}``), which Slack
+refuses with 400 without posting anything, while a revoked or mistyped webhook is
+403, 404 or 410. Details never carry a URL or a key: the Slack URL is the secret.
 """
 
 from __future__ import annotations
@@ -25,11 +26,16 @@ class PagerCheck:
     detail: str
 
 
-async def _get(url: str, headers: dict[str, str] | None = None) -> int | str:
+async def _get(
+    url: str, headers: dict[str, str] | None = None, *, empty_post: bool = False
+) -> int | str:
     """The HTTP status, or why there was none (the exception's type only)."""
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:
-            response = await client.get(url, headers=headers)
+            if empty_post:
+                response = await client.post(url, json={})
+            else:
+                response = await client.get(url, headers=headers)
     except httpx.HTTPError as exc:
         return type(exc).__name__
     return response.status_code
@@ -47,15 +53,21 @@ async def pagerduty(url: str) -> PagerCheck:
     )
 
 
-async def slack(webhook_url: str) -> PagerCheck:
-    status = await _get(webhook_url)
+async def slack(webhook_url: str, *, empty_message: bool = True) -> PagerCheck:
+    """``empty_message``: POST ``{}`` and judge Slack's answer; otherwise only GET, and
+    any HTTP answer counts (what Slack answers to a GET is not documented)."""
+    status = await _get(webhook_url, empty_post=empty_message)
     if isinstance(status, str):
         return PagerCheck("slack", False, f"webhook unreachable ({status}); no page sent")
+    if not empty_message:
+        return PagerCheck("slack", True, f"webhook host answers (GET: HTTP {status})")
     if status in (401, 403, 404, 410):
         return PagerCheck(
             "slack", False, f"webhook refused (HTTP {status}): revoked or mistyped URL"
         )
-    return PagerCheck("slack", True, f"webhook reachable (GET: HTTP {status}); no page sent")
+    return PagerCheck(
+        "slack", True, f"webhook answers (an empty message: HTTP {status}); no page sent"
+    )
 
 
 async def opsgenie(url: str, api_key: str) -> PagerCheck:

@@ -77,11 +77,10 @@ class Peers:
         return web.json_response({"status": "success", "dedup_key": body["dedup_key"]}, status=202)
 
     async def _slack(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        return web.Response(
-            text="ok" if request.method == "POST" else "invalid_payload",
-            status=200 if request.method == "POST" else 400,
-        )
+        body = await self._record(request)
+        if not body or "text" not in body:  # what Slack answers to a message without text
+            return web.Response(text="no_text", status=400)
+        return web.Response(text="ok")
 
     def posts(self, prefix: str) -> list[Any]:
         return [b for m, p, b in self.requests if m == "POST" and p.startswith(prefix)]
@@ -107,7 +106,8 @@ async def test_json_shape_key_by_key_and_no_page_without_asking(tmp_path: Path) 
         slack = {"webhook_url": f"{peers.url}/slack/T0/B0/secret"}
         config = write_config(tmp_path, _world(peers, pagerduty=pd, slack=slack), RB02)
         outcome = await doctor(config, "--json")
-        assert peers.posts("/pagerduty") == [] and peers.posts("/slack") == []
+        # No page: nothing to PagerDuty, and Slack got only an empty message it refused.
+        assert peers.posts("/pagerduty") == [] and peers.posts("/slack") == [{}]
     assert outcome.code == 0, outcome.stdout
     report = outcome.json()
     assert set(report) == {"ok", "targets", "pagers", "routing", "runbooks"}
@@ -141,6 +141,7 @@ async def test_json_shape_key_by_key_and_no_page_without_asking(tmp_path: Path) 
     assert "2.42.0" in check(report, "targets", "prometheus")["detail"]
     assert check(report, "targets", "http.providers.polygon")["ok"] is True
     assert check(report, "targets", "http.app")["ok"] is True
+    assert "HTTP 400" in check(report, "pagers", "slack")["detail"]
     assert "secret" not in outcome.stdout  # the Slack URL is a credential
 
 
