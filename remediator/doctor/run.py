@@ -77,15 +77,16 @@ async def _database(settings: Settings, seconds: float) -> DbFacts | None:
     )
 
 
-def _database_check(db: DbFacts | None, gaps: list[str], runbooks: int) -> Check:
+def _database_check(db: DbFacts | None, gaps: list[str], optional: list[str]) -> Check:
     if db is None:
         return not_configured("database", "targets.database")
     if db.error is not None:
         return Check("database", False, db.error)
     where = f"connected to {db.database} as {db.who} (PostgreSQL {db.version})"
+    absent = f"; optional, absent: {', '.join(optional)}" if optional else ""
     if gaps:
-        return Check("database", False, f"{where}; missing: {', '.join(gaps)}")
-    return Check("database", True, f"{where}; every required table and column is there")
+        return Check("database", False, f"{where}; missing: {', '.join(gaps)}{absent}")
+    return Check("database", True, f"{where}; every required table and column is there{absent}")
 
 
 async def _pagers(settings: Settings, seconds: float, *, quiet: bool) -> list[Check]:
@@ -178,10 +179,12 @@ async def run(
     )
     reports: list[RunbookReport] = []
     gaps: list[str] = []
+    optional: list[str] = []
     for rb, params in scope:
         judged = evaluate.judge(rb, params, facts)
         reports.append(RunbookReport(rb.id, rb.title, judged.steps))
         gaps += [g for g in judged.catalog_gaps if g not in gaps]
+        optional += [o for s in judged.steps for o in s.optional_missing if o not in optional]
     routed = routing.for_settings(settings.pagers)
     configured = routing.configured_pagers(settings.pagers)
     notes = [
@@ -192,7 +195,7 @@ async def run(
         notes.append("no pager is configured: no page reaches a human")
     return Report(
         targets=(
-            _database_check(db, gaps, len(scope)),
+            _database_check(db, gaps, optional),
             redis,
             kube.check,
             aws.check,
