@@ -158,8 +158,15 @@ def _simple(v: _Verdict, need: Need, facts: Facts, params: Any) -> None:
         elif not facts.app_ok:
             v.lack("http.app", "the app's freshness gate did not pass its check")
     elif isinstance(need, Http):
+        # RB-01 checks its build providers only; others take any configured provider.
+        wanted = tuple(getattr(params, "build_providers", ()) or ())
         if not t.http.providers:
             v.lack(str(need), "no provider is configured in targets.http.providers")
+        elif wanted and not set(wanted) & set(t.http.providers):
+            v.lack(
+                str(need),
+                f"none of the build providers {', '.join(wanted)} is in targets.http.providers",
+            )
     elif isinstance(need, Cache):
         if t.redis is None:
             v.lack(str(need), "targets.redis is not configured")

@@ -42,11 +42,14 @@ class Table:
     def required(self) -> dict[str, tuple[Privilege, ...]]:
         """Required column -> the privileges the step needs on it."""
         out: dict[str, list[Privilege]] = {}
-        for cols, privilege in ((self.read, "SELECT"), (self.write, "UPDATE")):
-            for c in cols:
-                out.setdefault(c, []).append(privilege)  # type: ignore[arg-type]
-        for c in self.insert:
-            out.setdefault(c, []).append("INSERT")
+        wanted: tuple[tuple[tuple[str, ...], Privilege], ...] = (
+            (self.read, "SELECT"),
+            (self.write, "UPDATE"),
+            (self.insert, "INSERT"),
+        )
+        for columns, privilege in wanted:
+            for c in columns:
+                out.setdefault(c, []).append(privilege)
         return {c: tuple(p) for c, p in out.items()}
 
     def __str__(self) -> str:

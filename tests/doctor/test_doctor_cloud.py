@@ -37,6 +37,7 @@ async def test_a_denied_verb_makes_its_step_not_runnable_and_fails(tmp_path: Pat
         allowed = await doctor(config, "--json")
         fake.deny("create", "jobs", group="batch")
         denied = await doctor(config, "--json")
+        human = await doctor(config)
         reviews = [
             r.body["spec"]["resourceAttributes"]
             for r in fake.requests
@@ -62,6 +63,9 @@ async def test_a_denied_verb_makes_its_step_not_runnable_and_fails(tmp_path: Pat
     assert "create jobs.batch" in rerun["missing"]
     assert "not allowed to create jobs.batch" in rerun["reason"]
     assert step(report, "RB-01", "scheduler_logs")["runnable"] is True
+    assert human.code == 1
+    rerun_line = next(ln for ln in human.stdout.splitlines() if " rerun_build " in ln)
+    assert rerun_line.lstrip().startswith("NO") and "create jobs.batch" in rerun_line
 
 
 async def test_an_unreachable_api_server_fails_the_kubernetes_check(tmp_path: Path) -> None:

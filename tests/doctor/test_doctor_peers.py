@@ -245,3 +245,30 @@ async def test_serve_logs_the_doctor_summary_at_start(tmp_path: Path, unused_por
     summary = events["doctor_summary"]
     assert summary["ok"] is False and summary["failing"] == ["redis"]
     assert "RB-02/check_cache" in summary["not_runnable"]
+
+
+async def test_rb01_provider_health_needs_one_of_its_build_providers(tmp_path: Path) -> None:
+    from remediator import settings as settings_mod
+    from remediator.doctor import run
+
+    async with Peers() as peers:
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(
+            "rules:\n  - {name: pack, matchers: ['alertname=\"PricingPackBuildSlow\"'],"
+            " runbook: RB-01, params: {build_providers: [polygon]}}\n"
+        )
+        reports = []
+        for name in ("polygon", "news"):
+            settings = settings_mod.from_mapping(
+                {
+                    "rules": str(rules),
+                    "targets": {"http": {"providers": {name: f"{peers.url}/status/polygon"}}},
+                },
+                env={},
+            )
+            reports.append(await run(settings, load_entry_points(), seconds=5))
+    health = [next(s for s in r.runbooks[0].steps if s.step == "provider_health") for r in reports]
+    assert health[0].runnable
+    assert not health[1].runnable
+    assert health[1].missing == ("targets.http.providers",)
+    assert "polygon" in health[1].reason
