@@ -143,28 +143,44 @@ async def run(
 ) -> Report:
     scope, rules_check = _scope(settings, registry)
     runbooks = [rb for rb, _ in scope]
-    kube_fallback = targets.KubeFacts(Check("kubernetes", False, f"no answer within {seconds:g}s"))
-    aws_fallback = targets.AwsFacts(Check("aws", False, f"no answer within {seconds:g}s"))
-    # Tasks, not one gather: seven differently typed results keep their types.
-    db_task = asyncio.create_task(_database(settings, seconds))
-    kube_task = asyncio.create_task(
-        _bounded(
-            targets.kubernetes(settings, evaluate.kube_needs(runbooks)), seconds * 2, kube_fallback
+    late = f"no answer within {seconds:g}s"
+    # A task group, not one gather: seven differently typed results keep their types,
+    # and cancelling the pass (serve stopping) cancels every check with it.
+    async with asyncio.TaskGroup() as group:
+        db_task = group.create_task(_database(settings, seconds))
+        redis_task = group.create_task(
+            _bounded(targets.redis(settings), seconds, Check("redis", False, late))
         )
+        kube_task = group.create_task(
+            _bounded(
+                targets.kubernetes(settings, evaluate.kube_needs(runbooks)),
+                seconds * 2,
+                targets.KubeFacts(Check("kubernetes", False, late)),
+            )
+        )
+        aws_task = group.create_task(
+            _bounded(
+                targets.aws(settings, evaluate.aws_needs(scope)),
+                seconds * 2,
+                targets.AwsFacts(Check("aws", False, late)),
+            )
+        )
+        http_task = group.create_task(
+            _bounded(targets.http(settings), seconds * 2, [Check("http", False, late)])
+        )
+        prom_task = group.create_task(
+            _bounded(
+                targets.prometheus(settings, seconds), seconds, Check("prometheus", False, late)
+            )
+        )
+        pagers_task = group.create_task(_pagers(settings, seconds, quiet=quiet))
+    db, redis, kube, aws = (
+        db_task.result(),
+        redis_task.result(),
+        kube_task.result(),
+        aws_task.result(),
     )
-    aws_task = asyncio.create_task(
-        _bounded(targets.aws(settings, evaluate.aws_needs(scope)), seconds * 2, aws_fallback)
-    )
-    http_task = asyncio.create_task(
-        _bounded(targets.http(settings), seconds * 2, [Check("http", False, "no answer in time")])
-    )
-    late = Check("prometheus", False, f"no answer within {seconds:g}s")
-    prom_task = asyncio.create_task(_bounded(targets.prometheus(settings, seconds), seconds, late))
-    pagers_task = asyncio.create_task(_pagers(settings, seconds, quiet=quiet))
-    late = Check("redis", False, f"no answer within {seconds:g}s")
-    redis = await _bounded(targets.redis(settings), seconds, late)
-    db, kube, aws = await db_task, await kube_task, await aws_task
-    http, prom, pagers = await http_task, await prom_task, await pagers_task
+    http, prom, pagers = http_task.result(), prom_task.result(), pagers_task.result()
     if test_page:
         pagers = await _test_page(settings, pagers)
     facts = evaluate.Facts(
