@@ -175,7 +175,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 async def _doctor(args: argparse.Namespace) -> int:
     from remediator import doctor
-    from remediator.engine.registry import load_entry_points
+    from remediator.runbook_api.registry import load_entry_points
 
     report = await doctor.run(_settings(args), load_entry_points(), test_page=args.test_page)
     if args.json:

@@ -12,7 +12,8 @@ import asyncio
 
 from botocore.config import Config
 
-from remediator.clients.aws import AwsClient, check_bucket
+from remediator.clients.aws import AwsClient
+from remediator.validation.aws import check_bucket
 
 
 class AwsProbe(AwsClient):

@@ -28,7 +28,7 @@ from remediator.doctor.needs import (
     Table,
 )
 from remediator.doctor.report import StepReport
-from remediator.engine.steps import Runbook
+from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
 
 AwsKey = tuple[str, str]

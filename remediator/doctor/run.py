@@ -13,14 +13,15 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from remediator.doctor import catalog, evaluate, targets
+from remediator.clients import pager_probe as probe
+from remediator.doctor import catalog, evaluate, pages, targets
 from remediator.doctor.database import DbFacts, read_facts
 from remediator.doctor.needs import Index
 from remediator.doctor.report import Check, Report, RunbookReport, not_configured
 from remediator.engine import rules as rules_mod
-from remediator.engine.registry import Registry
-from remediator.engine.steps import Runbook
-from remediator.paging import probe, routing
+from remediator.paging import routing
+from remediator.runbook_api.registry import Registry
+from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
 
 T = TypeVar("T")
@@ -117,7 +118,7 @@ async def _test_page(settings: Settings, checks: list[Check]) -> list[Check]:
     from remediator.daemon import build_pagers
 
     pagers = build_pagers(settings)
-    content = probe.doctor_page()
+    content = pages.doctor_page()
     out = []
     try:
         for check in checks:
@@ -125,7 +126,7 @@ async def _test_page(settings: Settings, checks: list[Check]) -> list[Check]:
             if pager is None or not pager.accepts("P3"):
                 out.append(check)
                 continue
-            delivered, what = await probe.send_test_page(pager, content)
+            delivered, what = await pages.send_test_page(pager, content)
             out.append(Check(check.name, check.ok and delivered, f"{check.detail}; {what}"))
     finally:
         for pager in pagers.values():

@@ -13,7 +13,7 @@ import asyncio
 
 from remediator import logs
 from remediator.doctor.run import run
-from remediator.engine.registry import Registry
+from remediator.runbook_api.registry import Registry
 from remediator.settings import Settings
 
 log = logs.get("remediator.doctor")

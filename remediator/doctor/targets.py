@@ -2,7 +2,7 @@
 and Prometheus. Each opens its own client, asks read-only questions, closes it, and
 returns what it learnt; none raises for a peer problem.
 
-Clients are opened through ``clients.factory`` with a copy of the settings holding
+Clients are opened through ``daemon.clients`` with a copy of the settings holding
 only the one target, so ``doctor`` builds each client exactly as the daemon does.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from remediator.clients import factory
+from remediator.daemon import clients as factory
 from remediator.doctor.needs import Aws, Kube
 from remediator.doctor.report import Check, not_configured
 from remediator.errors import RemediatorError, TargetError, TargetRejected

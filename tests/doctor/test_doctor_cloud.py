@@ -11,8 +11,8 @@ import boto3
 import pytest
 from doctor_support import check, doctor, step, write_config
 
-from remediator.testing_aws import start_moto_server
-from remediator.testing_k8s import FakeKubeAPI
+from tests.fixtures.kube_api import FakeKubeAPI
+from tests.fixtures.moto_server import start_moto_server
 
 REGION = "us-east-1"
 AWS_ENV = {

@@ -12,7 +12,7 @@ from doctor_support import check, doctor, step, write_config
 
 from remediator import settings as settings_mod
 from remediator.doctor import run
-from remediator.engine.registry import load_entry_points
+from remediator.runbook_api.registry import load_entry_points
 
 RB01_TO_RB03 = """
 rules:

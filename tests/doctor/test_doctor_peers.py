@@ -16,7 +16,7 @@ from aiohttp import web
 from doctor_support import ROOT, check, doctor, step, write_config
 
 from remediator.doctor import catalog
-from remediator.engine.registry import load_entry_points
+from remediator.runbook_api.registry import load_entry_points
 from tests.conftest import REDIS_URL
 
 RB02 = (

@@ -22,11 +22,11 @@ from aiohttp import web
 from remediator import cli, testing
 from remediator import settings as settings_mod
 from remediator.daemon import Daemon, build_pagers, severity_routes
-from remediator.engine.context import Clients
-from remediator.engine.registry import load_entry_points
 from remediator.errors import ConfigError
 from remediator.paging import routing
 from remediator.paging.base import PageContent
+from remediator.runbook_api.context import Clients
+from remediator.runbook_api.registry import load_entry_points
 from remediator.server.app import create_app
 
 RB05_RULE = """

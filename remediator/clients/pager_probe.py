@@ -1,5 +1,5 @@
-"""``doctor``'s pager checks: configured, reachable, credentials accepted, without
-sending a page (``--test-page`` sends one P3, through the real pager).
+"""``doctor``'s pager checks: reachable, credentials accepted, without sending a page
+(``--test-page`` goes through the real pagers instead: ``doctor/test_page.py``).
 
 A GET to PagerDuty's endpoint shows it answers. Opsgenie's ``/v2/account`` also
 checks the API key. Slack's webhook gets an empty message (``{}``), which Slack
@@ -10,11 +10,8 @@ refuses with 400 without posting anything, while a revoked or mistyped webhook i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import httpx
-
-from remediator.paging.base import Delivered, PageContent, PageEvent, Pager
 
 TIMEOUT = 5.0
 
@@ -79,25 +76,3 @@ async def opsgenie(url: str, api_key: str) -> PagerCheck:
     if 200 <= status < 300:
         return PagerCheck("opsgenie", True, "API key accepted (GET /v2/account); no page sent")
     return PagerCheck("opsgenie", True, f"reachable (GET /v2/account: HTTP {status}); no page sent")
-
-
-def doctor_page() -> PageContent:
-    when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return PageContent(
-        dedup_key=f"remediator/doctor-test-{when}",
-        severity="P3",
-        title=f"remediator doctor: test page ({when}); nothing to do",
-        alertname="RemediatorDoctorTestPage",
-        runbook="-",
-        rule="-",
-        mode="live",
-        left_for_human=("nothing: this P3 was sent by `remediator doctor --test-page`",),
-    )
-
-
-async def send_test_page(pager: Pager, content: PageContent) -> tuple[bool, str]:
-    """One P3 trigger through the real pager: (delivered, what happened)."""
-    result = await pager.send(PageEvent(action="trigger", content=content))
-    if isinstance(result, Delivered):
-        return True, f"test page (P3) delivered (HTTP {result.status})"
-    return False, f"test page (P3) not delivered: {result.reason}"
