@@ -1,10 +1,27 @@
-"""``doctor --test-page``: one P3 through each real pager that takes P3."""
+"""Pager checks that go through the real pager code: the Slack bot's token
+(``auth.test``, which posts nothing) and ``--test-page`` (one P3 through each pager
+that takes P3)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from remediator.clients.pager_probe import PagerCheck
 from remediator.paging.base import Delivered, PageContent, PageEvent, Pager
+from remediator.paging.slack_api import SlackWebApi
+
+
+async def slack_bot(token: str, api_url: str) -> PagerCheck:
+    api = SlackWebApi(token, api_url, timeout=5.0)
+    try:
+        answer = await api.call("auth.test", {})
+    finally:
+        await api.aclose()
+    if isinstance(answer.result, Delivered):
+        return PagerCheck("slack", True, "bot token accepted (auth.test); no page sent")
+    if answer.error is not None:
+        return PagerCheck("slack", False, f"bot token refused by Slack ({answer.error})")
+    return PagerCheck("slack", False, f"Slack Web API unreachable: {answer.result.reason}")
 
 
 def doctor_page() -> PageContent:

@@ -272,3 +272,37 @@ async def test_rb01_provider_health_needs_one_of_its_build_providers(tmp_path: P
     assert not health[1].runnable
     assert health[1].missing == ("targets.http.providers",)
     assert "polygon" in health[1].reason
+
+
+async def test_a_slack_bot_token_is_checked_with_auth_test(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def auth_test(request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization", "")
+        seen.append((request.path, token))
+        if token == "Bearer xoxb-good-token-for-doctor":
+            return web.json_response({"ok": True, "user": "remediator"})
+        return web.json_response({"ok": False, "error": "invalid_auth"})
+
+    app = web.Application()
+    app.router.add_post("/api/auth.test", auth_test)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    api = f"http://127.0.0.1:{runner.addresses[0][1]}/api"
+    try:
+        results = []
+        for token in ("xoxb-good-token-for-doctor", "xoxb-revoked-token-doctor"):
+            slack = {"bot_token": token, "channel": "C0123ABCD", "api_url": api}
+            config = write_config(tmp_path, {"pagers": {"slack": slack}}, RB02)
+            results.append(await doctor(config, "--json"))
+    finally:
+        await runner.cleanup()
+    good, revoked = results
+    assert good.code == 0, good.stdout
+    assert "auth.test" in check(good.json(), "pagers", "slack")["detail"]
+    assert revoked.code == 1
+    assert "invalid_auth" in check(revoked.json(), "pagers", "slack")["detail"]
+    assert [path for path, _ in seen] == ["/api/auth.test", "/api/auth.test"]
+    assert "xoxb" not in good.stdout + revoked.stdout
