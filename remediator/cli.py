@@ -1,6 +1,7 @@
 """The ``remediator`` command line (contract in DESIGN.md).
 
-serve | check-rules | replay | actions | approve | reject | pause | resume | backtest
+serve | check-rules | replay | actions | approve | reject | pause | resume | backtest |
+doctor
 Operator commands talk to the state store directly, so they work whether or not
 a daemon is running, and every replica sees the result.
 """
@@ -61,6 +62,10 @@ async def _serve(args: argparse.Namespace) -> int:
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
     await site.start()
     frozen = freeze_startup_heap()
+    from remediator.doctor import startup as doctor_startup
+
+    # After the freeze: the preflight's short-lived clients must stay collectable.
+    preflight = doctor_startup.spawn(settings, daemon.registry)  # logs; never blocks start
     log.info(
         "serving",
         listen=settings.listen,
@@ -81,6 +86,7 @@ async def _serve(args: argparse.Namespace) -> int:
     # Stop accepting, let in-flight webhooks finish (they are journaled or 503),
     # then drain the journal and stop the loops; unfinished runs keep their lease
     # and are resumed by this or another replica.
+    preflight.cancel()
     await runner.cleanup()
     await daemon.stop()
     log.info("stopped")
@@ -165,6 +171,18 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         print(replay.format_timeline(entries))
     return 0
+
+
+async def _doctor(args: argparse.Namespace) -> int:
+    from remediator import doctor
+    from remediator.runbook_api.registry import load_entry_points
+
+    report = await doctor.run(_settings(args), load_entry_points(), test_page=args.test_page)
+    if args.json:
+        sys.stdout.write(orjson.dumps(report.to_json()).decode() + "\n")
+    else:
+        print(doctor.format_text(report))
+    return 0 if report.ok else 1
 
 
 async def _with_store(args: argparse.Namespace, fn: Callable[[Any], Awaitable[int]]) -> int:
@@ -260,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("approve", "reject"):
         sp = cmd(name, f"{name} a pending step")
         sp.add_argument("action_id", type=int)
+    sp = cmd("doctor", "check the configured targets, pagers, routing and runbook steps")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--test-page", action="store_true", help="send one P3 test page")
     cmd("pause", "kill switch on: nothing mutates")
     cmd("resume", "kill switch off")
     from remediator.backtest import command as backtest
@@ -284,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(
                 _decide(args, "approved" if args.command == "approve" else "rejected")
             )
+        if args.command == "doctor":
+            return asyncio.run(_doctor(args))
         if args.command in ("pause", "resume"):
             return asyncio.run(_switch(args, args.command == "pause"))
         if args.command == "backtest":

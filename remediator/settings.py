@@ -269,6 +269,18 @@ class PagerSettings(_Strict):
     opsgenie: OpsgenieSettings | None = None
     # New incidents per pager in any rolling hour; past it they fold into one summary.
     max_pages_per_hour: int = Field(default=60, gt=0)
+    # Severity -> pager names; checked against the configured pagers (paging/routing.py).
+    routes: dict[str, tuple[str, ...]] | None = None
+
+    @model_validator(mode="after")
+    def _routes(self) -> PagerSettings:
+        from remediator.paging import routing
+
+        try:
+            routing.for_settings(self)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class LinkSettings(_Strict):

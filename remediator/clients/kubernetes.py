@@ -181,6 +181,32 @@ class KubernetesClient:
                 pool.close()
         manager.clear()
 
+    async def can_i(
+        self, verb: str, resource: str, subresource: str = "", group: str = ""
+    ) -> tuple[bool, str]:
+        """SelfSubjectAccessReview in our namespace: (allowed, the server's reason).
+
+        What ``kubectl auth can-i`` asks; ``doctor`` checks each verb the runbooks use.
+        """
+        attrs = k8s.V1ResourceAttributes(
+            namespace=self.namespace,
+            verb=verb,
+            resource=resource,
+            subresource=subresource or None,
+            group=group,
+        )
+        body = k8s.V1SelfSubjectAccessReview(
+            spec=k8s.V1SelfSubjectAccessReviewSpec(resource_attributes=attrs)
+        )
+        api = k8s.AuthorizationV1Api(self._api)
+        review = await self._call(
+            "selfsubjectaccessreview", api.create_self_subject_access_review, body
+        )
+        status = review.status
+        allowed = bool(status is not None and status.allowed and not status.denied)
+        reason = (status.reason or status.evaluation_error or "") if status is not None else ""
+        return allowed, str(reason)[:200]
+
     async def _call(
         self, what: str, fn: Callable[..., T], *args: Any, redact: bool = False, **kwargs: Any
     ) -> T:

@@ -60,6 +60,12 @@ class PrometheusClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def build_info(self) -> str:
+        """Prometheus's version (``/api/v1/status/buildinfo``): it answers, and is Prometheus."""
+        data = await self._get("/api/v1/status/buildinfo", {})
+        version = data.get("version") if isinstance(data, dict) else None
+        return str(version or "unknown version")
+
     async def _get(self, path: str, params: Mapping[str, str]) -> object:
         try:
             response = await self._http.get(f"{self.url}{path}", params=dict(params))

@@ -29,7 +29,8 @@ from remediator.engine.runner import Decision, Engine
 from remediator.engine.verify import warnings as verify_warnings
 from remediator.errors import StateUnavailable
 from remediator.metrics import Metrics
-from remediator.paging.base import SEVERITIES, PageContent, Pager, Severity
+from remediator.paging import routing
+from remediator.paging.base import PageContent, Pager
 from remediator.paging.outbox import Outbox
 from remediator.runbook_api.context import Clients
 from remediator.runbook_api.registry import Registry, load_entry_points
@@ -62,25 +63,9 @@ def freeze_startup_heap() -> int:
     return gc.get_freeze_count()
 
 
-# The severities each pager takes by default (DESIGN "Severity routing").
-DEFAULT_SEVERITIES: dict[str, tuple[Severity, ...]] = {
-    "pagerduty": ("P0", "P1"),
-    "opsgenie": ("P0", "P1"),
-    "slack": ("P2", "P3"),
-}
-
-
-def severity_routes(configured: list[str]) -> dict[str, tuple[Severity, ...]]:
-    """Which severities each configured pager gets: its defaults, and every severity no
-    configured pager takes by default goes to all of them (a PagerDuty-only or a
-    Slack-only config still pages every severity somewhere)."""
-    routes = {name: list(DEFAULT_SEVERITIES[name]) for name in configured}
-    for severity in SEVERITIES:
-        if routes and not any(severity in taken for taken in routes.values()):
-            for taken in routes.values():
-                taken.append(severity)
-            log.warning("severity_sent_to_every_pager", severity=severity, pagers=configured)
-    return {name: tuple(taken) for name, taken in routes.items()}
+# Severity routing lives in paging/routing.py; these names stay for their callers.
+DEFAULT_SEVERITIES = routing.DEFAULT_SEVERITIES
+severity_routes = routing.severity_routes
 
 
 def build_pagers(settings: Settings, store: StateStore | None = None) -> dict[str, Pager]:
@@ -92,16 +77,10 @@ def build_pagers(settings: Settings, store: StateStore | None = None) -> dict[st
 
     pagers: dict[str, Pager] = {}
     p = settings.pagers
-    configured = [
-        name
-        for name, section in (
-            ("pagerduty", p.pagerduty),
-            ("opsgenie", p.opsgenie),
-            ("slack", p.slack),
-        )
-        if section is not None
-    ]
-    routes = severity_routes(configured)
+    configured = routing.configured_pagers(p)
+    routed = routing.for_settings(p)
+    routing.warn_at_start(routed, configured)
+    routes = {name: routed.severities_for(name) for name in configured}
     if p.pagerduty is not None:
         pagers["pagerduty"] = PagerDutyPager(
             p.pagerduty.routing_key.get_secret_value(),
