@@ -29,6 +29,7 @@ from remediator.engine.runner import Decision, Engine
 from remediator.engine.verify import warnings as verify_warnings
 from remediator.errors import StateUnavailable
 from remediator.metrics import Metrics
+from remediator.ops import commandline
 from remediator.paging.base import SEVERITIES, PageContent, Pager, Severity
 from remediator.paging.outbox import Outbox
 from remediator.runbook_api.context import Clients
@@ -62,7 +63,7 @@ def freeze_startup_heap() -> int:
     return gc.get_freeze_count()
 
 
-# The severities each pager takes by default (DESIGN "Severity routing").
+# The severities each pager takes by default (README "Configuration").
 DEFAULT_SEVERITIES: dict[str, tuple[Severity, ...]] = {
     "pagerduty": ("P0", "P1"),
     "opsgenie": ("P0", "P1"),
@@ -214,6 +215,7 @@ class Daemon:
             owner=self.owner,
             retry_max=self.settings.engine.page_retry_max,
             max_pages_per_hour=self.settings.pagers.max_pages_per_hour,
+            actions_command=commandline.command(self.settings, "actions --limit 100"),
         )
         clients = self._clients if self._clients is not None else await self._open_clients()
         self.engine = Engine(
