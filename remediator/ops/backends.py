@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
-
-from remediator.errors import RemediatorError, StateUnavailable
+from remediator.clients.operator_api import OperatorApi
+from remediator.errors import RemediatorError
 from remediator.ops.locate import ApiPlace, Place, StorePlace
 from remediator.settings import Settings
 from remediator.state import audit
@@ -93,30 +92,20 @@ class StoreOperator:
 class ApiOperator:
     def __init__(self, place: ApiPlace) -> None:
         self.where = place.describe()
-        headers = {"Authorization": f"Bearer {place.token}"} if place.token else {}
-        self.client = httpx.AsyncClient(base_url=place.url, headers=headers, timeout=30.0)
+        self.api = OperatorApi(place.url, place.token)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.api.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-        try:
-            r = await self.client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise StateUnavailable(f"cannot reach {self.where}: {exc}") from None
-        try:
-            body = r.json()
-        except ValueError:
-            body = {"error": "bad_response", "detail": r.text[:200]}
-        if r.status_code in (401, 403):
+    async def _call(self, method: str, path: str, **params: str) -> tuple[int, Any]:
+        status, body = await self.api.call(method, path, **params)
+        if status in (401, 403):
             detail = body.get("detail") if isinstance(body, dict) else None
             raise OperatorError(f"{self.where} refused the operator token: {detail}")
-        if r.status_code >= 500:
-            raise StateUnavailable(f"{self.where} answered {r.status_code}: {body}")
-        return r.status_code, body
+        return status, body
 
     async def actions(self, limit: int) -> list[dict[str, Any]]:
-        _, body = await self._call("GET", "/api/v1/actions", params={"limit": str(limit)})
+        _, body = await self._call("GET", "/api/v1/actions", limit=str(limit))
         return list(body["actions"])
 
     async def approvals(self) -> list[dict[str, Any]]:
