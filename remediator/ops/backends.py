@@ -44,8 +44,8 @@ class Operator(Protocol):
 def who_may_decide(settings: Settings) -> str:
     """Who can approve or reject, as the page and `approvals` tell it."""
     names = list(settings.auth.named_operator_tokens())
-    slack = getattr(getattr(settings, "approvals", None), "slack", None)
-    approvers = sorted(set(getattr(slack, "approvers", {}).values())) if slack else []
+    slack = settings.approvals.slack
+    approvers = sorted(set(slack.approvers.values())) if slack is not None else []
     parts = [f"operator tokens {', '.join(names)}" if names else "any local operator"]
     if approvers:
         parts.append(f"Slack {', '.join(approvers)}")

@@ -247,3 +247,23 @@ async def test_without_a_config_the_zero_config_store_here_is_used(
     shown = await asyncio.to_thread(run_cli, "approvals", cwd=tmp_path)
     # Typed from here, the command needs no flag: this directory's store is the one.
     assert f"decide: remediator approve {pending['id']}\n" in shown.stdout
+
+
+def test_who_may_decide_names_the_operator_tokens_and_slack_approvers() -> None:
+    from remediator.ops.backends import who_may_decide
+
+    settings = settings_mod.from_mapping(
+        {
+            "auth": {"operator_tokens": {"carol": "carol-operator-token-0123"}},
+            "approvals": {
+                "slack": {
+                    "signing_secret": "8f742231b10e8888abcd99yyyzzz85a5",
+                    "approvers": {"U024BE7LH": "alice", "U0G9QF9C6": "bob"},
+                }
+            },
+        },
+        env={},
+    )
+    assert who_may_decide(settings) == (
+        "operator tokens carol; Slack alice, bob; the CLI with access to the state store"
+    )
