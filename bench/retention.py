@@ -129,7 +129,7 @@ async def write_run(store: StateStore, occ: Occurrence, n: int, at: float) -> No
           page(run_id, action)) for action in ("trigger", "resolve")]
     )  # fmt: skip
     await store.update_run(
-        run_id, state="done", outcome="succeeded", undo_state="done", finished_at=at,
+        run_id, state="done", outcome="mitigated", undo_state="done", finished_at=at,
         mitigated_at=at, resolved_at=at,
     )  # fmt: skip
 

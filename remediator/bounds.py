@@ -1,5 +1,5 @@
 """How much one alert may make the daemon keep: ``limits.max_label_bytes`` and
-``limits.max_labels`` (DESIGN "Config file").
+``limits.max_labels`` (README "Configuration").
 
 Every label and annotation is stored in the journal and copied into runs, steps and
 pages, so without a bound one sender could make the state store keep a megabyte per

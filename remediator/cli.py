@@ -1,9 +1,10 @@
-"""The ``remediator`` command line (contract in DESIGN.md).
+"""remediator: runs DawsOS runbooks for Alertmanager alerts (see README.md).
 
-serve | check-rules | replay | actions | approve | reject | pause | resume | backtest |
-doctor
-Operator commands talk to the state store directly, so they work whether or not
-a daemon is running, and every replica sees the result.
+serve | check-rules | replay | actions | approvals | approve | reject | pause | resume |
+backtest | doctor
+Operator commands find the daemon's state store through its config (--config or
+$REMEDIATOR_CONFIG), so they work whether or not a daemon is running and every
+replica sees the result; or they talk to a running daemon's API (--url).
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
+import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,12 +26,28 @@ import orjson
 from remediator import __version__, logs
 from remediator import settings as settings_mod
 from remediator.errors import ConfigError, RemediatorError, StateUnavailable
+from remediator.ops import backends, locate, views
+from remediator.ops.backends import Operator
 
 log = logs.get("remediator.cli")
 
 
 def _settings(args: argparse.Namespace) -> settings_mod.Settings:
     return settings_mod.load(getattr(args, "config", None))
+
+
+def _rules_valid_at_start(settings: settings_mod.Settings) -> bool:
+    """Invalid rules at start are fatal: a daemon with none would answer 202 and do
+    nothing. (A reload with invalid rules keeps the old ones: see Daemon.reload_rules.)"""
+    from remediator.engine import rules
+    from remediator.runbook_api.registry import load_entry_points
+
+    _ruleset, errors = rules.load(settings.rules, load_entry_points())
+    for e in errors:
+        print(e, file=sys.stderr)
+    if errors:
+        print(f"serve: {len(errors)} error(s) in the rules; not starting", file=sys.stderr)
+    return not errors
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -37,6 +57,8 @@ async def _serve(args: argparse.Namespace) -> int:
     from remediator.server.app import create_app
 
     settings = _settings(args)
+    if not _rules_valid_at_start(settings):
+        return 2
     if not settings.auth.webhook_tokens:
         log.warning(
             "no_webhook_tokens",
@@ -147,6 +169,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     from remediator.engine import replay, rules
     from remediator.models import WebhookPayload
+    from remediator.ops.errors import validation_lines
     from remediator.runbook_api.registry import load_entry_points
 
     settings = _settings(args)
@@ -156,14 +179,21 @@ def _replay(args: argparse.Namespace) -> int:
         for e in errors:
             print(e, file=sys.stderr)
         return 1
+    name = "<stdin>" if args.payload == "-" else args.payload
     try:
-        with open(args.payload, "rb") as f:
-            payload = WebhookPayload.model_validate_json(f.read())
+        if args.payload == "-":
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(args.payload, "rb") as f:
+                raw = f.read()
+        payload = WebhookPayload.model_validate_json(raw)
     except OSError as exc:
-        print(f"{args.payload}: {exc.strerror}", file=sys.stderr)
+        print(f"{name}: {exc.strerror}", file=sys.stderr)
         return 1
     except ValidationError as exc:
-        print(f"{args.payload}: not an Alertmanager v4 payload:\n{exc}", file=sys.stderr)
+        print(f"{name}: not an Alertmanager v4 payload:", file=sys.stderr)
+        for line in validation_lines(exc):
+            print(f"  {line}", file=sys.stderr)
         return 1
     entries = replay.plan(payload, ruleset, registry, settings)
     if args.json:
@@ -185,17 +215,6 @@ async def _doctor(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-async def _with_store(args: argparse.Namespace, fn: Callable[[Any], Awaitable[int]]) -> int:
-    from remediator.state.store import StateStore
-
-    settings = _settings(args)
-    store = await StateStore.open(settings.state.get_secret_value())
-    try:
-        return await fn(store)
-    finally:
-        await store.close()
-
-
 def _who() -> str:
     try:
         return f"cli:{getpass.getuser()}"
@@ -203,56 +222,93 @@ def _who() -> str:
         return "cli:unknown"
 
 
-async def _actions(args: argparse.Namespace) -> int:
-    async def go(store: Any) -> int:
-        rows = await store.list_actions(args.limit)
-        if args.json:
-            sys.stdout.write(orjson.dumps(rows, default=str).decode() + "\n")
-            return 0
-        import datetime as dt
+async def _operate(args: argparse.Namespace, fn: Callable[[Operator], Awaitable[int]]) -> int:
+    """Run ``fn`` against the daemon's state, found as the README says (ops/locate.py)."""
+    place = locate.locate(
+        config=args.config,
+        url=args.url,
+        token_file=args.token_file,
+        env=os.environ,
+        cwd=Path.cwd(),
+    )
+    op = await backends.connect(place)
+    try:
+        return await fn(op)
+    finally:
+        await op.close()
 
-        for r in rows:
-            when = dt.datetime.fromtimestamp(r["started_at"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-            print(
-                f"{when}  {r['run_id']}  {r['runbook']:<6} {r['phase']:<8} {r['name']:<28}"
-                f" {r['outcome'] or r['state']:<18} {r.get('reason') or ''}"
-            )
-        if not rows:
-            print("no actions recorded")
+
+def _emit_json(value: object) -> None:
+    sys.stdout.write(orjson.dumps(value, default=str).decode() + "\n")
+
+
+async def _actions(args: argparse.Namespace) -> int:
+    async def go(op: Operator) -> int:
+        entries = await op.actions(args.limit)
+        if args.json:
+            _emit_json(entries)
+        else:
+            print(views.actions(entries))
         return 0
 
-    return await _with_store(args, go)
+    return await _operate(args, go)
+
+
+async def _approvals(args: argparse.Namespace) -> int:
+    async def go(op: Operator) -> int:
+        pending = await op.approvals()
+        if args.json:
+            _emit_json(pending)
+        else:
+            print(views.approvals(pending, _typed_command(args, "approve {id}")))
+        return 0
+
+    return await _operate(args, go)
+
+
+def _typed_command(args: argparse.Namespace, verb: str) -> str:
+    """The command as this user would type it again, from anywhere."""
+    if args.url:
+        command = f"remediator {verb} --url {args.url}"
+        if args.token_file:
+            command += f" --token-file {shlex.quote(os.path.abspath(args.token_file))}"
+        return command
+    config = args.config or os.environ.get("REMEDIATOR_CONFIG")
+    if config:
+        return f"remediator {verb} --config {shlex.quote(os.path.abspath(config))}"
+    return f"remediator {verb}"
 
 
 async def _decide(args: argparse.Namespace, decision: str) -> int:
-    async def go(store: Any) -> int:
-        a = await store.get_approval(args.action_id)
-        if a is None:
-            print(f"no approval {args.action_id}", file=sys.stderr)
-            return 1
-        if not await store.decide_approval(args.action_id, decision, _who()):
-            current = await store.get_approval(args.action_id)
-            state = current["state"] if current else "?"
-            print(
-                f"approval {args.action_id} is {'expired' if state == 'pending' else state}",
-                file=sys.stderr,
-            )
-            return 1
-        print(
-            f"approval {args.action_id} ({a['step']} of run {a['run_id']}) {decision} by {_who()}"
-        )
+    async def go(op: Operator) -> int:
+        done = await op.decide(args.action_id, decision, _who())
+        print(f"approval {done.id} ({done.step} of run {done.run_id}) {decision} by {done.by}")
         return 0
 
-    return await _with_store(args, go)
+    return await _operate(args, go)
 
 
 async def _switch(args: argparse.Namespace, paused: bool) -> int:
-    async def go(store: Any) -> int:
-        await store.set_flag("paused", "1" if paused else "0", _who())
-        print("paused: no mutations until `remediator resume`" if paused else "resumed")
+    async def go(op: Operator) -> int:
+        await op.set_paused(paused, _who())
+        print(
+            f"paused ({op.where}): no mutations until `{_typed_command(args, 'resume')}`"
+            if paused
+            else f"resumed ({op.where})"
+        )
         return 0
 
-    return await _with_store(args, go)
+    return await _operate(args, go)
+
+
+def _positive(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw} must be 1 or more")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,29 +316,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"remediator {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def cmd(name: str, help_: str) -> argparse.ArgumentParser:
+    def cmd(
+        name: str, help_: str, config_help: str = "$REMEDIATOR_CONFIG or built-in"
+    ) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_)
-        sp.add_argument("--config", help="config file (default: $REMEDIATOR_CONFIG or built-in)")
+        sp.add_argument("--config", help=f"config file (default: {config_help})")
         return sp
 
     cmd("serve", "run the daemon")
     sp = cmd("check-rules", "validate rule files")
     sp.add_argument("path", nargs="?")
     sp = cmd("replay", "plan a webhook payload in dry-run and print the timeline")
-    sp.add_argument("payload")
+    sp.add_argument("payload", help="Alertmanager webhook JSON file, or - for stdin")
     sp.add_argument("--rules", help="rules file or directory (default: from config)")
     sp.add_argument("--json", action="store_true")
-    sp = cmd("actions", "the audit trail, newest first")
-    sp.add_argument("--limit", type=int, default=50)
+
+    def operator_cmd(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = cmd(name, help_, "$REMEDIATOR_CONFIG, else ./remediator-state.db if it exists")
+        sp.add_argument("--url", help="a running daemon's API instead of its state store")
+        sp.add_argument("--token-file", help="file holding an operator token (with --url)")
+        return sp
+
+    sp = operator_cmd("actions", "the audit trail, newest first")
+    sp.add_argument("--limit", type=_positive, default=50, help="entries to show (1 or more)")
+    sp.add_argument("--json", action="store_true")
+    sp = operator_cmd("approvals", "the pending approvals")
     sp.add_argument("--json", action="store_true")
     for name in ("approve", "reject"):
-        sp = cmd(name, f"{name} a pending step")
+        sp = operator_cmd(name, f"{name} a pending step")
         sp.add_argument("action_id", type=int)
     sp = cmd("doctor", "check the configured targets, pagers, routing and runbook steps")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--test-page", action="store_true", help="send one P3 test page")
-    cmd("pause", "kill switch on: nothing mutates")
-    cmd("resume", "kill switch off")
+    operator_cmd("pause", "kill switch on: nothing mutates")
+    operator_cmd("resume", "kill switch off")
     from remediator.backtest import command as backtest
 
     backtest.add_arguments(cmd("backtest", "replay Prometheus's alert history through the rules"))
@@ -293,6 +360,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure()
     try:
+        return _dispatch(args)
+    except BrokenPipeError:
+        # `remediator actions | head -1`: the reader left. Point stdout at devnull so
+        # the interpreter's final flush does not raise again, and exit as a pipe does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    try:
         if args.command == "serve":
             return _run(_serve(args))
         if args.command == "check-rules":
@@ -301,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(args)
         if args.command == "actions":
             return asyncio.run(_actions(args))
+        if args.command == "approvals":
+            return asyncio.run(_approvals(args))
         if args.command in ("approve", "reject"):
             return asyncio.run(
                 _decide(args, "approved" if args.command == "approve" else "rejected")
@@ -316,6 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 2
+    except backends.OperatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except StateUnavailable as exc:
         print(f"state store unavailable: {exc}", file=sys.stderr)
         return 3

@@ -1,4 +1,4 @@
-"""Paths in a config file, anchored to the file's directory (DESIGN: Config file).
+"""Paths in a config file, anchored to the file's directory (README: Configuration).
 
 ``rules: rules/`` and ``state: sqlite:///state.db`` in ``/etc/remediator/config.yaml``
 mean ``/etc/remediator/rules/`` and ``/etc/remediator/state.db``, whatever directory

@@ -1,6 +1,6 @@
 """The daemon's own Prometheus metrics, against an injectable registry.
 
-Names are part of the external contract (DESIGN.md): dashboards and alert rules
+Names are part of the external contract (README.md): dashboards and alert rules
 depend on them. Tests build ``Metrics(CollectorRegistry())`` and read samples.
 """
 
@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from remediator import __version__
 
-# The label values the daemon can produce (DESIGN.md "Metrics").
-RUN_OUTCOMES = ("succeeded", "failed", "awaiting_approval", "dry_run", "paused", "blocked")
+# The label values the daemon can produce (README.md "Metrics").
+RUN_OUTCOMES = ("mitigated", "partial", "failed", "planned", "blocked")  # engine/outcome.py
 ACTION_OUTCOMES = ("applied", "dry_run", "skipped", "failed", "awaiting_approval", "rolled_back")
 GUARDS = (
     "cooldown",

@@ -467,7 +467,7 @@ def load(path: str | Path | None = None, *, env: Mapping[str, str] | None = None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping")
     settings = from_mapping(data, source=str(p), env=env)
-    # DESIGN: relative paths in the file (rules, a sqlite state) are relative to it,
+    # Relative paths in the file (rules, a sqlite state) are relative to it,
     # so the daemon and an operator command started elsewhere find the same files.
     from remediator import config_paths
 

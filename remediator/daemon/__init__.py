@@ -21,7 +21,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
-from remediator import logs
+from remediator import commandline, logs
 from remediator.background import Background
 from remediator.engine import rules as rules_mod
 from remediator.engine.rules import RuleSet
@@ -199,6 +199,7 @@ class Daemon:
             owner=self.owner,
             retry_max=self.settings.engine.page_retry_max,
             max_pages_per_hour=self.settings.pagers.max_pages_per_hour,
+            actions_command=commandline.command(self.settings, "actions --limit 100"),
         )
         clients = self._clients if self._clients is not None else await self._open_clients()
         self.engine = Engine(

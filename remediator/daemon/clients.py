@@ -1,8 +1,8 @@
 """Open the target clients the config names, once, at start-up.
 
 Returns the frozen ``Clients`` bundle plus the close functions to call at stop.
-A target that is not configured stays ``None``; a step that needs it fails with
-"targets.X is not configured" rather than guessing.
+A target that is not configured stays ``None``; a step that needs it is skipped
+with "not configured: targets.X is not set" rather than guessing.
 """
 
 from __future__ import annotations

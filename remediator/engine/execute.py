@@ -23,7 +23,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from remediator import logs
+from remediator import commandline, logs
 from remediator.engine.gate import FIRING_PHASES, LEASED_PHASES, Blocked, Deferred, Gate
 from remediator.errors import (
     InputRejected,
@@ -34,7 +34,15 @@ from remediator.errors import (
 )
 from remediator.metrics import Metrics
 from remediator.runbook_api.context import StepContext
-from remediator.runbook_api.steps import Done, Skip, Step, StepFailed, StepOutcome, Wait
+from remediator.runbook_api.steps import (
+    Done,
+    NotConfigured,
+    Skip,
+    Step,
+    StepFailed,
+    StepOutcome,
+    Wait,
+)
 from remediator.state.backend import Row
 from remediator.state.store import StateStore
 
@@ -189,7 +197,7 @@ class StepRunner:
                 ctx,
                 base,
                 "awaiting_approval",
-                reason=f"approve with: remediator approve {approval_id}",
+                reason=f"approve with: {_approve_command(ctx, approval_id)}",
             )
         if step.mutates and not (ctx.mode == "live" and self.gate.live(ctx, phase)):
             reason = (
@@ -240,6 +248,8 @@ class StepRunner:
             self.metrics.guard_blocks.labels("not_corroborated").inc()
             await self._finish(step, ctx, base, "skipped", reason=reason, attempts=attempts)
             raise Blocked("not_corroborated", reason) from exc
+        except NotConfigured as exc:
+            return await self._finish(step, ctx, base, "skipped", reason=exc.reason)
         except Exception as exc:
             if not isinstance(exc, RemediatorError | TimeoutError):
                 log.exception("step_crashed", run_id=ctx.run_id, step=step.name)
@@ -316,3 +326,10 @@ class StepRunner:
             alertname=ctx.alert.alertname,
         )
         return row
+
+
+def _approve_command(ctx: StepContext, approval_id: int) -> str:
+    settings = ctx.clients.settings
+    if settings is None:  # a bare context (tests, replay) knows no config to point at
+        return f"remediator approve {approval_id}"
+    return commandline.command(settings, f"approve {approval_id}")

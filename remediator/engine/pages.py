@@ -9,12 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from remediator import commandline
 from remediator.engine import offer
 from remediator.engine.sources import page_extras
 from remediator.paging.base import PageContent
 from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
 from remediator.state.backend import Row
+
+# The words every runbook uses for work it leaves to a human (RB-01 "unmark it by
+# hand", RB-02 "replay the DLQ by hand"); at resolve those must reach one.
+HAND_WORK = "by hand"
+RESOLVE_PHASES = ("resolve", "undo")
+
+
+def _from_resolve(item: str) -> bool:
+    return any(f" [{phase}]" in item.split(":", 1)[0] for phase in RESOLVE_PHASES)
 
 
 def dedup_key(run_id: str) -> str:
@@ -68,7 +78,12 @@ def build(
     settings: Settings,
     *,
     headline: str | None = None,
+    at_resolve: bool = False,
 ) -> PageContent:
+    """``at_resolve``: the resolve's page, whose ``left_for_human`` holds only what the
+    resolve itself left (an undo that failed or was kept, a resolve action the runbook
+    leaves to a human); the fire's leftovers (on the trigger's page already, its
+    approvals now expired) are listed with the skipped."""
     done: list[str] = []
     skipped: list[str] = []
     left: list[str] = []
@@ -81,6 +96,10 @@ def build(
         if s["phase"] == "verify":  # did the mitigation hold (engine/verify.py)
             words = f"Verification {summary or s.get('reason') or 'pending'}"
             (left if outcome in ("failed", "skipped") else done).append(words)
+            continue
+        said = summary or s.get("reason") or ""
+        if s["phase"] in RESOLVE_PHASES and outcome != "failed" and HAND_WORK in said:
+            left.append(f"{title}{phase}: {said}")  # the runbook's "... by hand"
             continue
         unoffered = offer.page_line(title, s)
         if unoffered is not None:
@@ -95,15 +114,19 @@ def build(
             a = by_step.get(s["name"])
             state = a["state"] if a else "pending"
             if a is not None and state == "pending":
+                approve = commandline.command(settings, f"approve {a['id']}")
+                reject = commandline.command(settings, f"reject {a['id']}")
                 left.append(
-                    f"{title}: approve with `remediator approve {a['id']}`"
-                    f" (or reject with `remediator reject {a['id']}`); would run:"
-                    f" {s['rendered']}"
+                    f"{title}: approve with `{approve}` (or reject with `{reject}`);"
+                    f" would run: {s['rendered']}"
                 )
             elif a is not None:
                 left.append(f"{title}: approval {a['id']} {state}")
         elif outcome == "failed":
             left.append(f"{title}{phase} FAILED: {s['reason']}; do by hand: {s['rendered']}")
+    if at_resolve:  # the fire's leftovers stay on record, as what happened
+        skipped += [item for item in left if not _from_resolve(item)]
+        left = [item for item in left if _from_resolve(item)]
     if run.get("blocked_by"):
         skipped.append(
             f"whole run: blocked by guard {run['blocked_by']} ({run.get('detail') or ''})".rstrip(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from remediator.engine import offer, pages
+from remediator.engine import near_miss, offer, pages
 from remediator.engine.execute import safe_render
 from remediator.engine.rules import RuleSet
 from remediator.models import WebhookPayload, occurrences
@@ -31,6 +31,7 @@ def plan(
             "starts_at": occ.starts_at,
             "status": occ.status,
             "runs": [],
+            "near_misses": [n.to_json() for n in near_miss.near_misses(ruleset, occ.labels)],
         }
         for rule in ruleset.select(occ.labels):
             runbook = registry.get(rule.runbook)
@@ -190,6 +191,9 @@ def format_timeline(entries: list[dict[str, Any]]) -> str:
         )
         if not e["runs"]:
             lines.append("    no rule matches: nothing would run")
+        for miss in e.get("near_misses", ()):
+            lines.append(f"    rule {miss['rule']} ({miss['source']}) did not match:")
+            lines.extend(f"      {why}" for why in miss["failed"])
         for r in e["runs"]:
             lines.append(
                 f"  ├─ rule {r['rule']} ({r['rule_source']}) -> {r['runbook']}"

@@ -23,9 +23,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from remediator import logs
+from remediator import commandline, logs
 from remediator.background import Background
 from remediator.engine import offer, pages, targets
+from remediator.engine import outcome as run_outcomes
 from remediator.engine.execute import StepRunner, Waiting
 from remediator.engine.gate import Blocked, Deferred, Gate
 from remediator.engine.rules import BlastRadius, Rule, RuleSet
@@ -563,11 +564,15 @@ class Engine:
         content = replace(content, dedup_key=f"remediator/guard/{run['rule']}/{guard}/{hour}")
         await self.outbox.enqueue(f"guard:{run['rule']}:{guard}:{hour}", "trigger", content)
 
-    async def run_page(self, run: Row, runbook: Runbook | None, headline: str) -> PageContent:
+    async def run_page(
+        self, run: Row, runbook: Runbook | None, headline: str, *, at_resolve: bool = False
+    ) -> PageContent:
         """The page for ``run`` as its steps and approvals stand now."""
         steps = await self.store.steps_for_run(run["id"])
         approvals = await self.store.approvals_for_run(run["id"])
-        return pages.build(run, steps, approvals, runbook, self.settings, headline=headline)
+        return pages.build(
+            run, steps, approvals, runbook, self.settings, headline=headline, at_resolve=at_resolve
+        )
 
     def _observe_mitigation(self, run: Row) -> bool:
         """The first mitigation of a run: note its time and feed the histogram."""
@@ -585,15 +590,10 @@ class Engine:
     async def _finish_fire(self, run: Row, runbook: Runbook, steps: list[Row] | None) -> None:
         if steps is None:
             steps = await self.store.steps_for_run(run["id"], "fire")
-        outcomes = {s["outcome"] for s in steps}
-        if "failed" in outcomes:
-            outcome = "failed"
-        elif "awaiting_approval" in outcomes:
-            outcome = "awaiting_approval"
-        elif run["mode"] != "live":
-            outcome = "dry_run" if run["mode"] == "dry-run" else "paused"
-        else:
-            outcome = "succeeded"
+        outcome = run_outcomes.run_outcome(
+            run["mode"],
+            (run_outcomes.StepResult(s["outcome"], bool(s.get("mutates"))) for s in steps),
+        )
         self.metrics.runbook_runs.labels(runbook.id, outcome).inc()
         # A run that failed only because its labels were refused says nothing about the
         # runbook or its targets: counting it would let whoever shapes a label (a
@@ -605,7 +605,7 @@ class Engine:
         # A success closes the circuit in the hand-over's commit, below.
         close_circuit = None
         if run["mode"] == "live" and not refused_input_only:
-            if outcome == "failed":
+            if failed:  # a partial run's failure counts too, as it always did
                 await self._circuit_failure(runbook)
             else:
                 close_circuit = runbook.id
@@ -669,7 +669,9 @@ class Engine:
                     f"new {runbook.id} runs are blocked for "
                     f"{int(self.settings.engine.circuit_reset)} s, then one trial run",
                 ),
-                left_for_human=("look at `remediator actions` for the failures",),
+                left_for_human=(
+                    f"look at `{commandline.command(self.settings, 'actions')}` for the failures",
+                ),
             )
             await self.outbox.enqueue(
                 f"circuit:{runbook.id}:{int(time.time())}", "trigger", content
@@ -778,7 +780,7 @@ class Engine:
         for a in await self.store.approvals_for_run(run["id"]):
             if a["state"] == "pending":  # the alert is gone: nothing left to approve
                 await self.store.transition_approval(a["id"], "pending", "expired")
-        content = await self.run_page(run, runbook, "alert resolved")
+        content = await self.run_page(run, runbook, "alert resolved", at_resolve=True)
         await self.outbox.enqueue(f"{run['id']}:resolve", "resolve", content)
         await self.store.update_run(
             run["id"],

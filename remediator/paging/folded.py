@@ -48,7 +48,13 @@ def _join(values: list[str]) -> str:
     return text.truncate(", ".join(sorted(set(values))), _FIELD_BYTES) or "-"
 
 
-def content(stats: SummaryStats, *, budget: int, window: float) -> PageContent:
+def content(
+    stats: SummaryStats,
+    *,
+    budget: int,
+    window: float,
+    actions_command: str = "remediator actions --limit 100",
+) -> PageContent:
     rows: list[dict[str, Any]] = []
     links: dict[str, str] = {}
     for t in stats.topics:
@@ -98,8 +104,7 @@ def content(stats: SummaryStats, *, budget: int, window: float) -> PageContent:
             *counted,
         ),
         left_for_human=(
-            "each folded alert's runbook still ran: see what it did with"
-            " `remediator actions --limit 100`",
+            f"each folded alert's runbook still ran: see what it did with `{actions_command}`",
         ),
         links=tuple((t, h) for h, t in links.items()),
         details={

@@ -37,6 +37,7 @@ DETAILS_LIMIT = 8_000  # keys and values together
 DETAIL_VALUE_LIMIT = 1_000
 TAG_LIMIT = 50
 SOURCE_LIMIT = 100
+NOTE_LIMIT = 25_000
 
 
 class OpsgeniePager(HttpPager):
@@ -71,7 +72,7 @@ class OpsgeniePager(HttpPager):
         source = text.truncate(c.source, SOURCE_LIMIT)
         if event.action == "resolve":
             url = f"{self._url}/v2/alerts/{quote(alias, safe='')}/close?identifierType=alias"
-            return url, {"source": source, "note": "The alert resolved."}
+            return url, {"source": source, "note": close_note(c)}
         body = {
             "message": text.summary(c, MESSAGE_LIMIT),
             "alias": alias,
@@ -82,6 +83,15 @@ class OpsgeniePager(HttpPager):
             "tags": _tags(c),
         }
         return f"{self._url}/v2/alerts", body
+
+
+def close_note(c: PageContent) -> str:
+    """The close's note: what the resolve leaves to a human, where the on-call reads it."""
+    if not c.left_for_human:
+        return "The alert resolved."
+    items = text.cap_items(c.left_for_human, text.MAX_ITEMS, text.MAX_ITEM_BYTES)
+    note = "The alert resolved. Left for you:\n" + "\n".join(f"- {item}" for item in items)
+    return text.truncate(note, NOTE_LIMIT)
 
 
 def details(c: PageContent) -> dict[str, str]:

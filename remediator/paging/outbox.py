@@ -46,6 +46,7 @@ class Outbox:
         max_pages_per_hour: int = 60,
         fold_update_interval: float = 60.0,
         fold_sweep_interval: float = 30.0,
+        actions_command: str = "remediator actions --limit 100",
     ) -> None:
         if max_pages_per_hour <= 0:
             raise ValueError("max_pages_per_hour must be > 0")
@@ -58,6 +59,8 @@ class Outbox:
         self.max_pages_per_hour = max_pages_per_hour
         self.fold_update_interval = fold_update_interval
         self.fold_sweep_interval = fold_sweep_interval
+        # The command a summary page offers, as it must be typed to reach this state.
+        self.actions_command = actions_command
         self.wake = asyncio.Event()
         self._pending: list[tuple[list[folds.Page], asyncio.Future[int]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -201,7 +204,12 @@ class Outbox:
                     await asyncio.wait_for(self.wake.wait(), interval)
 
     def _summary(self, stats: folds.SummaryStats) -> PageContent:
-        return folded.content(stats, budget=self.max_pages_per_hour, window=folds.WINDOW)
+        return folded.content(
+            stats,
+            budget=self.max_pages_per_hour,
+            window=folds.WINDOW,
+            actions_command=self.actions_command,
+        )
 
     async def close_folds(self) -> int:
         """Resolve each summary whose hour has passed and whose folded incidents all

@@ -8,12 +8,14 @@ classifies the answer and the outbox decides.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from remediator.clients.http_post import HttpPoster
 from remediator.errors import ConfigError
 from remediator.paging import text
 from remediator.paging.base import (
+    Delivered,
     DeliveryResult,
     HttpPager,
     PageContent,
@@ -39,6 +41,7 @@ EVENT_LIMIT = 500_000
 # Fields PagerDuty gives no limit for; an absurd label value must not eat the budget.
 FIELD_LIMIT = 1000
 MAX_LINKS = (50, 50, 10)
+LEFT_SUFFIX = "/left-for-human"
 
 
 class PagerDutyPager(HttpPager):
@@ -65,7 +68,34 @@ class PagerDutyPager(HttpPager):
         return f"PagerDutyPager(url={self._url!r}, severities={sorted(self._severities)})"
 
     async def send(self, event: PageEvent) -> DeliveryResult:
-        return await self._post(self._url, dumps(self.body(event)))
+        result = await self._post(self._url, dumps(self.body(event)))
+        follow_up = self.follow_up(event)
+        if follow_up is None or not isinstance(result, Delivered):
+            return result
+        # Both are idempotent by dedup key: the outbox's retry of a failed follow-up
+        # resends the resolve too, harmlessly.
+        return await self._post(self._url, dumps(follow_up))
+
+    def follow_up(self, event: PageEvent) -> dict[str, Any] | None:
+        """What a resolve leaves to a human, as an incident of its own.
+
+        Events v2 has no notes, and a resolve shows nothing but the incident closing
+        (its payload is ignored). So when the resolve leaves work (RB-01 "unmark it by
+        hand", a failed undo), a P2 trigger with the run's dedup key and
+        "/left-for-human" opens a to-do incident; the human resolves it when done.
+        """
+        c = event.content
+        if event.action != "resolve" or not c.left_for_human:
+            return None
+        todo = replace(
+            c,
+            dedup_key=c.dedup_key + LEFT_SUFFIX,
+            severity="P2",
+            title=f"{c.title}: resolved; left for you",
+            done=(),
+            skipped=(),
+        )
+        return self.body(PageEvent("trigger", todo, event.timestamp))
 
     def body(self, event: PageEvent) -> dict[str, Any]:
         """The exact JSON sent for ``event`` (public so tests and replay can show it)."""

@@ -60,7 +60,11 @@ class SlackPager(HttpPager):
         """The exact JSON sent for ``event`` (public so tests and replay can show it)."""
         c = event.content
         if event.action == "resolve":
-            return {"text": escape(f"Resolved: {text.summary(c)} (dedup key {c.dedup_key})")}
+            said = f"Resolved: {text.summary(c)} (dedup key {c.dedup_key})"
+            if c.left_for_human:  # what the resolve leaves to a human reaches one
+                items = text.cap_items(c.left_for_human, text.MAX_ITEMS, text.MAX_ITEM_BYTES)
+                said += "\nLeft for you:\n" + "\n".join(f"- {item}" for item in items)
+            return {"text": escape(text.truncate(said, BODY_LIMIT))}
         blocks: list[dict[str, Any]] = [
             {
                 "type": "header",

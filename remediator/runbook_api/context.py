@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from remediator.runbook_api.steps import StepFailed
+from remediator.runbook_api.steps import NotConfigured
 
 Mode = Literal["live", "dry-run", "paused"]
+# The config key of each client, where its name differs (the cache is targets.redis).
+CONFIG_KEYS = {"cache": "targets.redis", "settings": "the settings"}
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,8 @@ class Clients:
     def need(self, name: str) -> Any:
         client = getattr(self, name)
         if client is None:
-            raise StepFailed(f"targets.{name} is not configured")
+            key = CONFIG_KEYS.get(name, f"targets.{name}")
+            raise NotConfigured(f"not configured: {key} is not set")
         return client
 
 

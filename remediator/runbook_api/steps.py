@@ -40,6 +40,11 @@ class StepFailed(RemediatorError):
         self.reason = reason
 
 
+class NotConfigured(StepFailed):
+    """The step needs a target this config leaves out: skipped, not failed (a choice of
+    the operator, not a fault of the target or the runbook)."""
+
+
 @dataclass(frozen=True)
 class Done:
     """The step ran. ``summary`` is one line for the page and the audit trail.

@@ -354,7 +354,7 @@ async def block_source_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
         "scope": p.waf_scope,
         "added": added,
     }
-    # Kept on resolve for review (DESIGN); the record is what a human would unblock.
+    # Kept on resolve for review (README); the record is what a human would unblock.
     return Done(
         f"blocked {', '.join(added)} in WAF IP set {p.waf_ip_set_name}; kept after"
         " the alert resolves, for review",

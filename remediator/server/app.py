@@ -4,6 +4,7 @@ Routes (fixed by the contract):
   POST /api/v1/alerts                      Alertmanager webhook (webhook tokens)
   GET  /metrics, /healthz, /readyz         open
   GET  /api/v1/actions                     operator tokens
+  GET  /api/v1/approvals                   operator tokens (the pending ones)
   POST /api/v1/actions/{id}/approve|reject operator tokens
   POST /api/v1/pause, /api/v1/resume       operator tokens
   POST /-/reload                           operator tokens (Alertmanager's convention)
@@ -30,12 +31,14 @@ from pydantic import SecretStr
 
 from remediator import logs
 from remediator.errors import StateUnavailable
+from remediator.ops.backends import who_may_decide
 from remediator.server import auth
 from remediator.server.middleware import store_down_is_503
 from remediator.server.responses import error, json_response
 from remediator.server.slack import SlackInteractions
 from remediator.server.webhook import WebhookHandler
 from remediator.settings import Settings, is_loopback
+from remediator.state import audit
 
 if TYPE_CHECKING:
     from remediator.daemon import Daemon
@@ -127,10 +130,23 @@ async def actions(request: web.Request) -> web.Response:
         return error(400, "bad_request", "limit must be an integer")
     limit = max(1, min(1000, int(raw)))
     try:
-        rows = await request.app[DAEMON].store.list_actions(limit)
+        entries = await audit.actions(request.app[DAEMON].store, limit)
     except StateUnavailable:
         return error(503, "state_unavailable", "the state store cannot be reached")
-    return json_response({"actions": rows})
+    return json_response({"actions": [e.to_json() for e in entries]})
+
+
+async def approvals(request: web.Request) -> web.Response:
+    """The pending approvals: run, step, the call it would make, who may decide, expiry."""
+    who = _operator(request)
+    if isinstance(who, web.Response):
+        return who
+    daemon = request.app[DAEMON]
+    try:
+        pending = await audit.pending_approvals(daemon.store, who_may_decide(daemon.settings))
+    except StateUnavailable:
+        return error(503, "state_unavailable", "the state store cannot be reached")
+    return json_response({"approvals": [a.to_json() for a in pending]})
 
 
 async def _decide(request: web.Request, decision: str) -> web.Response:
@@ -148,7 +164,9 @@ async def _decide(request: web.Request, decision: str) -> web.Response:
         return error(404, "not_found", f"no approval {raw}")
     if result.status == "conflict":
         return error(409, "conflict", result.detail)
-    return json_response({"id": int(raw), "state": decision, "by": who})
+    decided = await request.app[DAEMON].store.get_approval(int(raw))
+    facts = {"step": decided["step"], "run_id": decided["run_id"]} if decided else {}
+    return json_response({"id": int(raw), "state": decision, "by": who, **facts})
 
 
 async def approve(request: web.Request) -> web.Response:
@@ -245,6 +263,7 @@ def create_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/actions", actions)
+    app.router.add_get("/api/v1/approvals", approvals)
     app.router.add_post("/api/v1/actions/{id}/approve", approve)
     app.router.add_post("/api/v1/actions/{id}/reject", reject)
     app.router.add_post("/api/v1/pause", pause)

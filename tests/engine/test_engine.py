@@ -179,7 +179,7 @@ async def test_kill_switch_parks_the_run_before_its_mutation_and_resume_finishes
         await h.engine.set_paused(False, "alice")
         await h.maintenance()
         [run] = await h.runs()
-        assert run["state"] == "waiting" and run["outcome"] == "awaiting_approval"
+        assert run["state"] == "waiting" and run["outcome"] == "partial"
         assert (await knobs(target_db))["throttle"] == 1
         assert (await calls(target_db)).count("throttle") == 1
 
@@ -480,7 +480,7 @@ async def test_a_step_that_waits_parks_its_run_until_the_wake_up_time(clients, t
         assert (await h.runs())[0]["state"] == "parked"
         await h.wake_waits()
         [run] = await h.runs()
-        assert run["state"] == "waiting" and run["outcome"] == "awaiting_approval"
+        assert run["state"] == "waiting" and run["outcome"] == "partial"
         assert (await calls(target_db)).count("throttle") == 1  # not redone on wake-up
         assert (await calls(target_db)).count("second") == 1
 

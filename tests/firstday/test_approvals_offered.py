@@ -132,7 +132,7 @@ async def test_rb05_with_aws_offers_its_three_approvals(
     for name in RB05_APPROVALS:
         assert steps[name]["outcome"] == "awaiting_approval"
     for r in rows:
-        assert f"`remediator approve {r['id']}`" in page
+        assert f"`remediator approve {r['id']} " in page
     assert "Not offered" not in page
 
 
@@ -183,7 +183,7 @@ async def test_rb03_offers_the_database_approval_but_not_the_kubernetes_one(
         "Not offered: Scale the alert evaluator (scheduler) to 0: needs targets.kubernetes" in page
     )
     assert "kubectl scale deployment/scheduler" in page
-    assert f"`remediator approve {rows[0]['id']}`" in page
+    assert f"`remediator approve {rows[0]['id']} " in page
 
 
 @pytest.mark.parametrize(

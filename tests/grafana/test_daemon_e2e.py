@@ -96,7 +96,7 @@ async def test_grafana_webhook_to_mitigation_and_corroborated_undo_through_a_rea
                 runs = await _runs(pg_schema_dsn)
                 assert (
                     sorted((r["state"], r["outcome"]) for r in runs)
-                    == [("waiting", "succeeded")] * 2
+                    == [("waiting", "mitigated")] * 2
                 )
                 assert sorted(r["starts_at"] for r in runs) == [
                     "2022-01-01T10:00:00.123456Z",

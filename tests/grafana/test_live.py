@@ -127,7 +127,7 @@ async def test_grafana_alerts_grafana_fires_are_mitigated_paged_with_links_and_u
             for run in (run0, run1):
                 assert (run["state"], run["outcome"], run["blocked_by"]) == (
                     "waiting",
-                    "succeeded",
+                    "mitigated",
                     None,
                 )
                 assert run["steps"][("fire", "pause_alerts")]["outcome"] == "applied"

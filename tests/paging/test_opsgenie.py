@@ -60,7 +60,11 @@ async def test_resolve_closes_by_url_quoted_alias(
     request = route.calls.last.request
     assert request.url.raw_path == b"/v2/alerts/remediator%2Frun-42/close?identifierType=alias"
     assert request.headers["authorization"] == f"GenieKey {OG_KEY}"
-    assert json.loads(request.content) == {"source": "remediator", "note": "The alert resolved."}
+    # What the resolve leaves to a human goes in the close's note.
+    assert json.loads(request.content) == {
+        "source": "remediator",
+        "note": "The alert resolved. Left for you:\n- scale scheduler to 0: remediator approve 42",
+    }
 
 
 def test_priority_maps_p0_to_p1_down_to_p3_to_p4() -> None:

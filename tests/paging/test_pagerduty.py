@@ -60,9 +60,11 @@ async def test_resolve_sends_only_routing_key_action_and_dedup_key(
 ) -> None:
     route = router.post(PD_URL).respond(202, json={"status": "success"})
 
-    result = await pagerduty.send(make_event("resolve"))
+    # Nothing left for a human at this resolve: one bare resolve event.
+    result = await pagerduty.send(make_event("resolve", left_for_human=()))
 
     assert result == Delivered(status=202)
+    assert route.call_count == 1
     assert json.loads(route.calls.last.request.content) == {
         "routing_key": PD_KEY,
         "event_action": "resolve",

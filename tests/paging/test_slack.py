@@ -66,7 +66,7 @@ async def test_resolve_posts_a_short_message_naming_the_dedup_key(
 ) -> None:
     route = router.post(SLACK_URL).respond(200, text="ok")
 
-    result = await slack.send(make_event("resolve"))
+    result = await slack.send(make_event("resolve", left_for_human=()))
 
     assert result == Delivered(status=200)
     assert json.loads(route.calls.last.request.content) == {

@@ -191,7 +191,7 @@ async def test_state_store_down_refuses_with_503_pages_directly_and_resumes_ever
     assert direct[0]["payload"]["summary"].startswith("remediator cannot reach its state store")
     assert sorted(r["alert"]["labels"]["service"] for r in runs) == ["cart", "checkout", "search"]
     # every run went as far as it may without a human (its last step awaits approval)
-    assert {r["outcome"] for r in runs} == {"awaiting_approval"}
+    assert {r["outcome"] for r in runs} == {"partial"}
     assert all(o["state"] == "done" for o in journal)
     calls = await _testbook_calls(pg_schema_dsn)
     # one mitigation per run: the interrupted run was finished, not redone
@@ -324,7 +324,7 @@ async def test_target_database_down_or_slow_fails_the_step_pages_and_opens_the_c
     )
     assert len([p for p in pages if p.content.alertname == "RemediatorCircuitOpen"]) == 1
     # the trial run acted (its approve-only steps wait for a human)
-    assert trial["outcome"] == "awaiting_approval" and trial["blocked_by"] is None
+    assert trial["outcome"] == "partial" and trial["blocked_by"] is None
     assert closed is not None and closed["state"] == "closed"
     record(
         "faults",

@@ -449,7 +449,7 @@ async def test_openapi_description_holds_against_a_live_daemon(
         elapsed = time.monotonic() - started
         assert internal_errors(proc) == []
     operations = {k.rsplit(" ", 1)[0] for k in calls}
-    assert len(operations) == 12, sorted(operations)
+    assert len(operations) == 13, sorted(operations)
     record(
         "hostile",
         name="schemathesis (openapi.yaml)",

@@ -146,14 +146,14 @@ async def test_live_storm_cools_down_and_disables_top_offenders_only(target, fak
     assert any(
         item.startswith(
             "Scale the alert evaluator (scheduler) to 0: approve with"
-            f" `remediator approve {ids['scale_evaluator_down']}`"
+            f" `remediator approve {ids['scale_evaluator_down']} "
         )
         for item in left
     )
     assert any(
         item.startswith(
             "Delete duplicate notifications: approve with"
-            f" `remediator approve {ids['delete_duplicates']}`"
+            f" `remediator approve {ids['delete_duplicates']} "
         )
         and "approving now would delete nothing" in item
         for item in left

@@ -43,11 +43,11 @@ async def store(state_url: str) -> AsyncIterator[StateStore]:
 
 async def test_hand_over_releases_the_lock_and_closes_the_circuit_in_one_commit(store):
     current = await store.hand_over_run(
-        "r1", "me", "succeeded", release_lock="RB-T:x", close_circuit="RB-T",
+        "r1", "me", "mitigated", release_lock="RB-T:x", close_circuit="RB-T",
         mitigated_at=123.5,
     )  # fmt: skip
     assert current is not None
-    assert (current["state"], current["outcome"]) == ("waiting", "succeeded")
+    assert (current["state"], current["outcome"]) == ("waiting", "mitigated")
     assert current["mitigated_at"] == 123.5
     circuit = await store.get_circuit("RB-T")
     assert circuit is not None and (circuit["state"], circuit["failures"]) == ("closed", 0)
@@ -66,7 +66,7 @@ async def test_a_failed_run_hands_over_without_touching_the_circuit(store):
 async def test_a_run_taken_over_still_frees_its_lock_but_keeps_its_state(store):
     await store.update_run("r1", owner="other-replica")  # another replica resumed it
     current = await store.hand_over_run(
-        "r1", "me", "succeeded", release_lock="RB-T:x", close_circuit="RB-T"
+        "r1", "me", "mitigated", release_lock="RB-T:x", close_circuit="RB-T"
     )
     assert current is None  # not ours any more
     row = await store.get_run("r1")

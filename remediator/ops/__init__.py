@@ -1,0 +1,1 @@
+"""Operator commands: where they find the state, how they reach it, what they print."""
