@@ -1,5 +1,5 @@
 """``doctor``'s pager checks: reachable, credentials accepted, without sending a page
-(``--test-page`` goes through the real pagers instead: ``doctor/test_page.py``).
+(``--test-page`` goes through the real pagers instead: ``remediator/doctor/pages.py``).
 
 A GET to PagerDuty's endpoint shows it answers. Opsgenie's ``/v2/account`` also
 checks the API key. Slack's webhook gets an empty message (``{}``), which Slack

@@ -2,7 +2,7 @@
 calls, HTTP peers, the cache and params. Data only; ``doctor`` checks it.
 
 Derived from the SQL and client calls in ``remediator/runbooks/rb0*.py``. Required
-columns are those the runbook text (dawsos-operational-runbooks.md) names; any other
+columns are those the DawsOS operational runbooks (RB-01..RB-06) name; any other
 column a step uses where it exists (a pack's ``status`` or ``hash``) is optional:
 absent, it is reported as ``optional_missing`` and the step still runs.
 

@@ -146,7 +146,7 @@ async def test_only_alerts_prometheus_fires_are_acted_on_and_a_forged_resolve_un
                 run = await _run_of(state, alert)
                 assert (run["state"], run["outcome"], run["blocked_by"]) == (
                     "waiting",
-                    "succeeded",
+                    "mitigated",
                     None,
                 )
 
