@@ -227,7 +227,7 @@ def summarise(path: Path, *, seconds: float, requests: int) -> dict[str, Any]:
 
 def _entry(f: Frame) -> bool:
     """The process entry frames (cli main, __main__): in every sample, say nothing."""
-    return f.file.endswith(("cli.py", "__main__.py"))
+    return f.file.endswith(("cli/__init__.py", "cli/serve.py", "__main__.py"))
 
 
 def _source(file: str, line: int) -> str:

@@ -1,7 +1,7 @@
 """The daemon in-process, with the bench runbooks registered, as its own process.
 
 ``remediator serve`` only loads runbooks from entry points; the bench runbooks are
-not, so this module does what ``cli._serve`` does (same Daemon, same aiohttp app,
+not, so this module does what ``cli.serve.serve`` does (same Daemon, same aiohttp app,
 same uvloop, JSON logs to the output file) with a Registry that holds the DawsOS
 runbooks plus the bench ones (bench/runbook.py), and capture pagers instead of real
 ones: one that takes every severity (scenarios 2 and 5), or with ``--split-pagers``

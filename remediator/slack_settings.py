@@ -1,7 +1,7 @@
 """Configuration of Slack: the bot that posts pages with approval buttons
 (``pagers.slack``) and who may decide approvals from Slack (``approvals.slack``).
 
-Kept apart from ``settings.py`` (which imports these models) so that module stays
+Kept apart from ``settings`` (which imports these models) so that module stays
 about the daemon as a whole. Same rules: unknown keys are errors naming the key,
 secrets are ``SecretStr`` and never printed.
 """

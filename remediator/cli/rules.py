@@ -1,0 +1,97 @@
+"""`remediator check-rules` and `remediator replay`: the rules, read and planned offline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from remediator.cli.common import load_settings
+
+
+def _prometheus_configured(args: argparse.Namespace) -> bool:
+    """Whether the config names targets.prometheus (a config that cannot be read
+    says nothing: check-rules of a bare rules file must not fail on it)."""
+    try:
+        return load_settings(args).targets.prometheus is not None
+    except Exception:
+        return True
+
+
+def check_rules(args: argparse.Namespace) -> int:
+    from remediator.engine import rules
+    from remediator.engine.verify import warnings as verify_warnings
+    from remediator.runbook_api.registry import load_entry_points
+
+    path = args.path or load_settings(args).rules
+    registry = load_entry_points()
+    ruleset, errors = rules.load(path, registry)
+    if errors:
+        for e in errors:
+            print(e, file=sys.stderr)
+        print(f"FAILED: {len(errors)} error(s)", file=sys.stderr)
+        return 1
+    assert ruleset is not None
+    # Valid rules a runbook still finds unsafe or inert as they stand (RB-06 with an
+    # empty allow_list). They do not fail the check: the shipped rules carry one until
+    # a user fills in their own networks, and CI must not break on that.
+    warned = 0
+    # Only with a config: without one, nothing says whether Grafana can corroborate.
+    no_grafana = getattr(args, "config", None) is not None and (
+        load_settings(args).targets.grafana is None
+    )
+    for rule in ruleset.rules:
+        runbook = registry.get(rule.runbook)
+        warnings = list(runbook.warnings(rule.params)) if runbook is not None else []
+        if no_grafana:
+            from remediator.engine.sources import GRAFANA_UNCORROBORATED
+
+            warnings.append(GRAFANA_UNCORROBORATED)
+        for warning in warnings:
+            print(f"{rule.source}: rule {rule.name!r}: warning: {warning}", file=sys.stderr)
+            warned += 1
+    for warning in verify_warnings(ruleset, _prometheus_configured(args)):
+        print(warning, file=sys.stderr)
+        warned += 1
+    note = f" ({warned} warning(s), on stderr)" if warned else ""
+    print(f"SUCCESS: {len(ruleset)} rules found in {', '.join(ruleset.sources)}{note}")
+    return 0
+
+
+def replay_payload(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from remediator.engine import replay, rules
+    from remediator.models import WebhookPayload
+    from remediator.ops.errors import validation_lines
+    from remediator.runbook_api.registry import load_entry_points
+
+    settings = load_settings(args)
+    registry = load_entry_points()
+    ruleset, errors = rules.load(args.rules or settings.rules, registry)
+    if ruleset is None:
+        for e in errors:
+            print(e, file=sys.stderr)
+        return 1
+    name = "<stdin>" if args.payload == "-" else args.payload
+    try:
+        if args.payload == "-":
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(args.payload, "rb") as f:
+                raw = f.read()
+        payload = WebhookPayload.model_validate_json(raw)
+    except OSError as exc:
+        print(f"{name}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:
+        print(f"{name}: not an Alertmanager v4 payload:", file=sys.stderr)
+        for line in validation_lines(exc):
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    entries = replay.plan(payload, ruleset, registry, settings)
+    if args.json:
+        print(json.dumps(entries, indent=2, default=str))
+    else:
+        print(replay.format_timeline(entries))
+    return 0
