@@ -1,0 +1,144 @@
+"""RB-03 step 4: check for duplicate notifications and the unique index, then (on
+approval) delete the duplicates, never a group's first notification.
+
+Duplicates are grouped by UTC day, as the unique index is (see rb03_alert_storm).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from remediator.runbook_api.context import StepContext
+from remediator.runbook_api.steps import Done, Skip, StepFailed
+from remediator.runbooks import plan
+from remediator.runbooks.rb03_params import Params
+
+UNIQUE_INDEX = "uq_notify_user_alert_day"
+
+
+# -------------------------------------------------------------- 4 dedupe check
+
+_WINDOW = (
+    "(date_trunc('day', now() AT TIME ZONE 'UTC') - make_interval(days => $1)) AT TIME ZONE 'UTC'"
+)
+_DUPLICATES = f"""
+SELECT user_id, alert_id, date_trunc('day', created_at AT TIME ZONE 'UTC') AS day,
+       COUNT(*) AS n
+FROM notifications
+WHERE created_at >= {_WINDOW}
+GROUP BY user_id, alert_id, day
+HAVING COUNT(*) > 1
+ORDER BY n DESC, alert_id, user_id
+"""
+_INDEX = """
+SELECT i.indexdef, x.indisunique, x.indisvalid
+FROM pg_indexes i
+JOIN pg_namespace ns ON ns.nspname = i.schemaname
+JOIN pg_class c ON c.relname = i.indexname AND c.relnamespace = ns.oid
+JOIN pg_index x ON x.indexrelid = c.oid
+WHERE i.schemaname = current_schema() AND i.tablename = 'notifications'
+  AND i.indexname = $1
+"""
+
+
+async def check_dedupe(*, ctx: StepContext, **_: Any) -> Done:
+    p: Params = ctx.params
+    db = ctx.clients.need("database")
+    groups = await db.fetch(_DUPLICATES, p.dedupe_days)
+    index = await db.fetchrow(_INDEX, UNIQUE_INDEX)
+    extra = sum(int(g["n"]) - 1 for g in groups)
+    index_ok = bool(index and index["indisunique"] and index["indisvalid"])
+    if index is None:
+        idx = f"unique index {UNIQUE_INDEX} is MISSING (root cause: dedupe not enforced)"
+    elif not index_ok:
+        idx = f"index {UNIQUE_INDEX} exists but is not a valid unique index"
+    else:
+        idx = f"unique index {UNIQUE_INDEX} present"
+    sample = [
+        {
+            "user_id": str(g["user_id"]),
+            "alert_id": g["alert_id"],
+            "day": g["day"].date().isoformat(),
+            "count": int(g["n"]),
+        }
+        for g in groups[:20]
+    ]
+    return Done(
+        f"{len(groups)} duplicate (user, alert, day) groups with {extra} extra rows"
+        f" since {p.dedupe_days} day(s) ago; {idx}",
+        data={
+            "groups": len(groups),
+            "extra_rows": extra,
+            "sample": sample,
+            "index_present": index is not None,
+            "index_ok": index_ok,
+        },
+    )
+
+
+def render_check_dedupe(*, ctx: StepContext, **_: Any) -> str:
+    p: Params = ctx.params
+    return plan.sql(_DUPLICATES, p.dedupe_days) + "\n" + plan.sql(_INDEX, UNIQUE_INDEX)
+
+
+# ---------------------------------------------------- 4 delete duplicates (approve)
+
+_DUP_ROWS = f"""
+SELECT n.id, n.user_id, n.alert_id, n.payload_json, n.created_at
+FROM notifications n
+JOIN (SELECT id, row_number() OVER (
+          PARTITION BY user_id, alert_id, date_trunc('day', created_at AT TIME ZONE 'UTC')
+          ORDER BY id) AS rn
+      FROM notifications
+      WHERE created_at >= {_WINDOW}) d ON d.id = n.id
+WHERE d.rn > 1
+ORDER BY n.id
+LIMIT $2
+FOR UPDATE OF n
+"""
+_DELETE = "DELETE FROM notifications WHERE id = ANY($1::bigint[])"
+
+
+async def delete_duplicates(*, ctx: StepContext, **_: Any) -> Done | Skip:
+    p: Params = ctx.params
+    db = ctx.clients.need("database")
+    async with db.transaction() as tx:
+        rows = await tx.fetch(_DUP_ROWS, p.dedupe_days, p.max_delete + 1)
+        if not rows:
+            return Skip("no duplicate notifications to delete")
+        if len(rows) > p.max_delete:
+            raise StepFailed(
+                f"more than max_delete={p.max_delete} duplicates; nothing deleted,"
+                " dedupe in batches by hand"
+            )
+        await tx.execute(_DELETE, [r["id"] for r in rows])
+    deleted = [
+        {
+            "id": r["id"],
+            "user_id": str(r["user_id"]),
+            "alert_id": r["alert_id"],
+            "payload_json": r["payload_json"],
+            "created_at": r["created_at"].isoformat(),
+        }
+        for r in rows
+    ]
+    return Done(
+        f"deleted {len(rows)} duplicate notifications (the first of each user, alert and day kept)",
+        data={"deleted": len(rows)},
+        changes={"deleted": deleted},
+    )
+
+
+def render_delete_duplicates(*, ctx: StepContext, **_: Any) -> str:
+    p: Params = ctx.params
+    found = ctx.results.get("check_dedupe")
+    note = (
+        f"\n-- check_dedupe found {found['extra_rows']} extra rows"
+        + ("; approving now would delete nothing" if not found["extra_rows"] else "")
+        if found
+        else ""
+    )
+    return (
+        f"BEGIN;\n{plan.sql(_DUP_ROWS, p.dedupe_days, p.max_delete + 1)}\n"
+        f"{_DELETE}\n-- $1 = <the ids selected above; rows recorded>{note}\nCOMMIT;"
+    )
