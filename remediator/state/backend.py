@@ -9,6 +9,10 @@ claimed). Every driver error that means "the store cannot be reached" becomes
 
 from __future__ import annotations
 
+# Kept importable as ``backend.os``: tests patch ``os.fsync`` through this module,
+# from before the SQLite backend had its own (``sqlite_backend.py``).
+import os  # noqa: F401
+
 from remediator.errors import StateUnavailable
 from remediator.state.connection import Backend, Conn, Row
 from remediator.state.postgres_backend import PostgresBackend, redact_dsn, store_down
