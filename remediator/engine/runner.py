@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from remediator import commandline, logs
 from remediator.background import Background
-from remediator.engine import offer, pages, targets
+from remediator.engine import guards, offer, pages, targets
 from remediator.engine import outcome as run_outcomes
 from remediator.engine.execute import StepRunner, Waiting
 from remediator.engine.gate import Blocked, Deferred, Gate
@@ -648,8 +648,8 @@ class Engine:
     async def _circuit_failure(self, runbook: Runbook) -> None:
         """A live run failed: count it, and page when that opens the circuit. (A
         success closes the circuit with the run's hand-over.)"""
-        state, opened = await self.store.record_circuit_result(
-            runbook.id, False, self.settings.engine.circuit_failures
+        state, opened = await guards.record_circuit_result(
+            self.store, runbook.id, False, self.settings.engine.circuit_failures
         )
         self.metrics.circuit_state.labels(runbook.id).set(
             {"closed": 0, "half-open": 1, "open": 2}[state]

@@ -27,8 +27,8 @@ from remediator.errors import StateUnavailable
 from remediator.metrics import Metrics
 from remediator.paging import folded
 from remediator.paging.base import Delivered, PageContent, PageEvent, Pager, Rejected, RetryLater
+from remediator.paging.queue import PageQueue
 from remediator.state import folds
-from remediator.state.store import StateStore
 
 log = logs.get("remediator.outbox")
 
@@ -36,7 +36,7 @@ log = logs.get("remediator.outbox")
 class Outbox:
     def __init__(
         self,
-        store: StateStore,
+        store: PageQueue,
         pagers: Mapping[str, Pager],
         metrics: Metrics,
         *,

@@ -12,7 +12,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from remediator.state.store import StateStore, loads
+from remediator.state.store import StateStore
+from remediator.state.store_base import loads
 
 # An approval's state as the audit trail says it (the step row stays "awaiting_approval").
 _APPROVAL_STATUS = {

@@ -30,28 +30,50 @@ This module records and decides; it never renders a page (``paging/folded.py`` d
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import AsyncIterator, Callable, Container, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from remediator.state.backend import Conn, Row
-from remediator.state.store import StateStore, dumps, loads
-
-WINDOW = 3600.0  # the rolling hour of the budget, and a summary's window
-SUMMARY_SENDS = ("summary", "summary_update")
-_FOLDED = ("fold", "folded")
-_SUMMARY_ROWS = (*SUMMARY_SENDS, "summary_resolve")
-# pg_advisory_xact_lock(int4, int4) keys live apart from the one-bigint keys that
-# migrations use; the second half is the pager.
-_LOCK_CLASS = 7240513
-# Bound parameters per statement stay far below SQLite's and asyncpg's limits.
-_CHUNK = 500
-_COLUMNS = (
-    "idem, pager, action, dedup_key, event, state, next_attempt_at, created_at,"
-    " incident, folded_into, topic"
+from remediator.state.connection import Conn
+from remediator.state.fold_rows import (
+    COLUMNS,
+    FOLDED,
+    SUMMARY_ROWS,
+    SUMMARY_SENDS,
+    WINDOW,
+    FoldStore,
+    fetch_in,
+    in_flight,
+    insert_rows,
+    lock_pagers,
+    summary_key,
+    transaction,
+    wait_durable,
 )
+from remediator.state.fold_summaries import (
+    SummaryStats,
+    TopicCount,
+    closable,
+    resolve_summary,
+    skip,
+    summary_stats,
+)
+from remediator.state.store_base import dumps
+
+__all__ = [
+    "SUMMARY_SENDS",
+    "WINDOW",
+    "Enqueued",
+    "Page",
+    "SummaryStats",
+    "TopicCount",
+    "closable",
+    "enqueue",
+    "resolve_summary",
+    "skip",
+    "summary_key",
+    "summary_stats",
+]
 
 
 @dataclass(frozen=True)
@@ -75,46 +97,10 @@ class Enqueued:
     opened: list[tuple[str, str]] = field(default_factory=list)  # (pager, summary key)
 
 
-@dataclass(frozen=True)
-class TopicCount:
-    topic: str
-    count: int  # incidents folded under this topic
-    resolved: int  # of those, resolved since
-    own: int  # of those, paged on their own later (a P0 that then acted)
-    sample: dict[str, Any] | None  # one folded page's event, for its links
-
-
-@dataclass(frozen=True)
-class SummaryStats:
-    pager: str
-    key: str
-    window_start: float
-    topics: list[TopicCount]
-    resolved: bool  # the summary itself
-
-
-def summary_key(pager: str, start: float) -> str:
-    return f"remediator/folded/{pager}/{int(start)}"
-
-
-def _lock_key(pager: str) -> int:
-    n = zlib.crc32(pager.encode())
-    return n - 2**32 if n >= 2**31 else n
-
-
-async def _fetch_in(conn: Conn, sql: str, head: Sequence[Any], values: Sequence[Any]) -> list[Row]:
-    """``sql`` has one ``{}`` for an IN list; ``values`` are sent in chunks."""
-    rows: list[Row] = []
-    for i in range(0, len(values), _CHUNK):
-        part = values[i : i + _CHUNK]
-        rows += await conn.fetch(sql.format(", ".join("?" * len(part))), *head, *part)
-    return rows
-
-
 async def _key_states(conn: Conn, pager: str, keys: Sequence[str]) -> dict[str, str | None]:
     """dedup key -> None (the pager has it open) or the summary it is folded into.
     Keys the pager has no incident for (never seen, or resolved) are absent."""
-    rows = await _fetch_in(
+    rows = await fetch_in(
         conn,
         "SELECT dedup_key, action, incident, folded_into FROM outbox"
         " WHERE pager = ? AND dedup_key IN ({}) ORDER BY id",
@@ -124,11 +110,11 @@ async def _key_states(conn: Conn, pager: str, keys: Sequence[str]) -> dict[str, 
     states: dict[str, str | None] = {}
     for r in rows:
         key = r["dedup_key"]
-        if r["incident"] in _SUMMARY_ROWS:
+        if r["incident"] in SUMMARY_ROWS:
             continue
         if r["action"] == "resolve":
             states.pop(key, None)
-        elif r["incident"] in _FOLDED:
+        elif r["incident"] in FOLDED:
             states[key] = r["folded_into"]
         else:
             states[key] = None
@@ -136,7 +122,7 @@ async def _key_states(conn: Conn, pager: str, keys: Sequence[str]) -> dict[str, 
 
 
 async def enqueue(
-    store: StateStore,
+    store: FoldStore,
     pages: Sequence[Page],
     *,
     budget: int,
@@ -160,7 +146,7 @@ async def enqueue(
     if not by_pager:
         return result
     touched: list[tuple[str, str]] = []
-    async with _transaction(store) as conn:
+    async with transaction(store) as conn:
         # What the store holds already: repeats, and each key's incident. Read before
         # the lock: only the pages of one run (sent one after another) or of one
         # idem (a repeat, which the insert drops) share a key, so what another
@@ -174,7 +160,7 @@ async def enqueue(
             await _plan(conn, pager, todo, keys, heads.get(pager, (0, None)), budget, now)
             for pager, (todo, keys) in known.items()
         ]
-        inserted = await _insert(conn, [r for plan in plans for r in plan.rows])
+        inserted = await insert_rows(conn, [r for plan in plans for r in plan.rows])
         openings: list[tuple[Any, ...]] = []
         for plan in plans:
             changed = plan.changed(inserted)
@@ -189,57 +175,23 @@ async def enqueue(
                 result.opened.append((plan.pager, plan.fresh))
             touched += [(plan.pager, key) for key in sorted(changed - {plan.fresh})]
         if openings:
-            inserted.update(await _insert(conn, openings))
+            inserted.update(await insert_rows(conn, openings))
     result.queued = len(inserted)
     result.idems = set(inserted)
     result.folded = {pager: n for pager, n in result.folded.items() if n}
     if touched:
         # Needs no lock (see _schedule_update), so it runs after the commit.
-        async with _transaction(store) as conn:
+        async with transaction(store) as conn:
             for pager, key in touched:
                 await _schedule_update(conn, pager, key, now, interval, summary_event)
-    await _durable(store, max(inserted.values(), default=None))
+    await wait_durable(store, max(inserted.values(), default=None))
     return result
-
-
-@asynccontextmanager
-async def _transaction(store: StateStore) -> AsyncIterator[Conn]:
-    # On Postgres the lock is held until the commit ends, and a durable commit would
-    # hold it through the WAL flush: every replica's pages would queue behind each
-    # fsync in turn. So the commit does not wait, and ``_durable`` waits for the
-    # flush once the lock is free. SQLite's durable commit already waits outside
-    # its lock, and its transactions are serialised anyway.
-    async with store.backend.transaction(durable=store.backend.dialect != "postgres") as c:
-        yield c
-
-
-async def _durable(store: StateStore, page_id: int | None) -> None:
-    """Postgres: return once the commit that queued ``page_id`` is on disk."""
-    if store.backend.dialect == "postgres" and page_id is not None:
-        # A durable commit waits for the WAL flush up to its own commit record, so
-        # past every commit before it; concurrent waits share one flush. It must
-        # write WAL to wait at all (a bare SELECT, even one taking an xid, does not):
-        # rewriting a column of our own row, unindexed, is the smallest such write.
-        async with store.backend.statement(durable=True) as conn:
-            await conn.execute("UPDATE outbox SET attempts = attempts WHERE id = ?", page_id)
-
-
-async def _lock(store: StateStore, conn: Conn, pagers: Sequence[str]) -> None:
-    if store.backend.dialect != "postgres":
-        return  # SQLite: the transaction already holds the only write lock
-    # One statement; in key order everywhere, so two replicas never deadlock. (A
-    # volatile function in the target list runs after the ORDER BY.)
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(?, k) FROM unnest(?::int[]) AS k ORDER BY k",
-        _LOCK_CLASS,
-        sorted({_lock_key(p) for p in pagers}),
-    )
 
 
 async def _known(
     conn: Conn, pager: str, batch: list[Page]
 ) -> tuple[list[Page], dict[str, str | None]]:
-    queued = await _fetch_in(
+    queued = await fetch_in(
         conn, "SELECT idem FROM outbox WHERE idem IN ({})", [], [p.idem for p in batch]
     )
     repeats = {r["idem"] for r in queued}
@@ -261,7 +213,7 @@ def _may_open(todo: list[Page], keys: dict[str, str | None]) -> bool:
 
 
 async def _heads(
-    store: StateStore, conn: Conn, pagers: list[str], now: float
+    store: FoldStore, conn: Conn, pagers: list[str], now: float
 ) -> dict[str, tuple[int, str | None]]:
     """Under the pagers' locks: pager -> (new incidents in the last hour, the
     summary of the current window if any)."""
@@ -269,7 +221,7 @@ async def _heads(
         return {}
     # Its own statement, after the lock: a statement reads what was committed
     # when it started.
-    await _lock(store, conn, pagers)
+    await lock_pagers(store, conn, pagers)
     names = " UNION ALL ".join(["SELECT ? AS pager"] * len(pagers))
     rows = await conn.fetch(
         "SELECT p.pager AS pager,"
@@ -289,7 +241,7 @@ async def _heads(
 @dataclass
 class _Plan:
     pager: str
-    rows: list[tuple[Any, ...]]  # in _COLUMNS order
+    rows: list[tuple[Any, ...]]  # in COLUMNS order
     fresh: str | None  # a summary this batch opens
 
     def changed(self, inserted: Container[str]) -> set[str]:
@@ -346,22 +298,6 @@ async def _plan(
     return plan
 
 
-async def _insert(conn: Conn, rows: list[tuple[Any, ...]]) -> dict[str, int]:
-    """Insert outbox rows; returns the new ones' ids by idem (repeats are not new)."""
-    inserted: dict[str, int] = {}
-    per = _CHUNK // 5
-    for i in range(0, len(rows), per):
-        part = rows[i : i + per]
-        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(part))
-        new = await conn.fetch(
-            f"INSERT INTO outbox ({_COLUMNS}) VALUES {values}"
-            " ON CONFLICT (idem) DO NOTHING RETURNING id, idem",
-            *[v for r in part for v in r],
-        )
-        inserted.update((r["idem"], r["id"]) for r in new)
-    return inserted
-
-
 async def _new_summary_key(conn: Conn, pager: str, now: float) -> str:
     """A key no earlier summary of this pager used (clocks of replicas differ): a
     trigger on a resolved summary's key would reopen it, not start a new one."""
@@ -373,10 +309,6 @@ async def _new_summary_key(conn: Conn, pager: str, now: float) -> str:
         n += 1
         key = f"{base}-{n}"
     return key
-
-
-def _in_flight(r: Row, now: float) -> bool:
-    return r["state"] == "pending" and r["claim_until"] is not None and r["claim_until"] >= now
 
 
 async def _schedule_update(
@@ -402,13 +334,13 @@ async def _schedule_update(
     )
     if any(r["incident"] == "summary_resolve" for r in rows):
         return
-    if any(r["state"] == "pending" and not _in_flight(r, now) for r in rows):
+    if any(r["state"] == "pending" and not in_flight(r, now) for r in rows):
         return
     due = max([now] + [r["sent_at"] + interval for r in rows if r["sent_at"] is not None])
-    if any(_in_flight(r, now) for r in rows):
+    if any(in_flight(r, now) for r in rows):
         due = max(due, now + interval)  # being sent now, with the counts before this
     await conn.execute(
-        f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, 'trigger', ?, ?, 'pending', ?, ?,"
+        f"INSERT INTO outbox ({COLUMNS}) VALUES (?, ?, 'trigger', ?, ?, 'pending', ?, ?,"
         " 'summary_update', NULL, NULL) ON CONFLICT (idem) DO NOTHING",
         f"{key}#{len(rows)}",
         pager,
@@ -417,116 +349,3 @@ async def _schedule_update(
         due,
         now,
     )
-
-
-# A fold is settled once its key resolved or the pager got it as its own incident.
-_SETTLED = (
-    "EXISTS (SELECT 1 FROM outbox d WHERE d.pager = f.pager AND d.dedup_key = f.dedup_key"
-    " AND d.id > f.id AND {})"
-)
-_RESOLVED = _SETTLED.format("d.action = 'resolve'")
-_OWN = _SETTLED.format("d.incident = 'new'")
-
-
-async def summary_stats(store: StateStore, pager: str, key: str) -> SummaryStats:
-    """The counts a summary shows, as they stand."""
-    async with store.backend.read() as conn:
-        head = await conn.fetch(
-            "SELECT incident, created_at FROM outbox WHERE pager = ? AND dedup_key = ?"
-            " AND incident IN ('summary', 'summary_resolve')",
-            pager,
-            key,
-        )
-        counts = await conn.fetch(
-            "SELECT f.topic AS topic, COUNT(*) AS n,"
-            f" SUM(CASE WHEN {_RESOLVED} THEN 1 ELSE 0 END) AS resolved,"
-            f" SUM(CASE WHEN {_OWN} THEN 1 ELSE 0 END) AS own,"
-            " MIN(f.id) AS sample"
-            " FROM outbox f WHERE f.folded_into = ? AND f.incident = 'fold'"
-            " GROUP BY f.topic ORDER BY n DESC, topic",
-            key,
-        )
-        samples = await _fetch_in(
-            conn, "SELECT id, event FROM outbox WHERE id IN ({})", [], [r["sample"] for r in counts]
-        )
-    events = {r["id"]: loads(r["event"]) for r in samples}
-    start = min((r["created_at"] for r in head if r["incident"] == "summary"), default=0.0)
-    return SummaryStats(
-        pager=pager,
-        key=key,
-        window_start=float(start),
-        topics=[
-            TopicCount(
-                topic=r["topic"],
-                count=int(r["n"]),
-                resolved=int(r["resolved"] or 0),
-                own=int(r["own"] or 0),
-                sample=events.get(r["sample"]),
-            )
-            for r in counts
-        ],
-        resolved=any(r["incident"] == "summary_resolve" for r in head),
-    )
-
-
-async def closable(store: StateStore, *, now: float) -> list[Row]:
-    """Summaries to resolve: the window has ended (nothing more can fold in) and every
-    incident folded into them has settled. One that holds a page that never resolves
-    by itself (a guard's or a circuit's) stays open for a human, as that page would."""
-    settled = _SETTLED.format("(d.action = 'resolve' OR d.incident = 'new')")
-    return await _read(
-        store,
-        "SELECT s.pager AS pager, s.dedup_key AS dedup_key FROM outbox s"
-        " WHERE s.incident = 'summary' AND s.created_at <= ?"
-        " AND NOT EXISTS (SELECT 1 FROM outbox r WHERE r.pager = s.pager"
-        " AND r.dedup_key = s.dedup_key AND r.incident = 'summary_resolve')"
-        " AND NOT EXISTS (SELECT 1 FROM outbox f WHERE f.folded_into = s.dedup_key"
-        f" AND f.incident = 'fold' AND NOT {settled})",
-        now - WINDOW,
-    )
-
-
-async def resolve_summary(
-    store: StateStore, pager: str, key: str, *, now: float, event: dict[str, Any]
-) -> bool:
-    """Queue the summary's resolve, dropping re-sends not yet taken (a trigger after
-    the resolve would open a new incident). Not while a re-send is in flight: the
-    next sweep does it. True if queued."""
-    async with _transaction(store) as conn:
-        await _lock(store, conn, [pager])
-        rows = await conn.fetch(
-            "SELECT incident, state, claim_until FROM outbox WHERE pager = ? AND dedup_key = ?",
-            pager,
-            key,
-        )
-        if any(r["incident"] == "summary_resolve" for r in rows):
-            return False
-        if any(_in_flight(r, now) for r in rows):
-            return False
-        await conn.execute(
-            "UPDATE outbox SET state = 'skipped', last_error = 'the summary resolved',"
-            " claim_until = NULL WHERE pager = ? AND dedup_key = ? AND state = 'pending'",
-            pager,
-            key,
-        )
-        opening = (f"{key}#resolve", pager, "resolve", key, dumps(event), "pending", now, now)
-        inserted = await _insert(conn, [(*opening, "summary_resolve", None, None)])
-    await _durable(store, max(inserted.values(), default=None))
-    return bool(inserted)
-
-
-async def skip(store: StateStore, page_id: int, reason: str) -> None:
-    """A queued page that must not be sent after all (a summary re-send after its
-    summary resolved)."""
-    async with store.backend.statement(durable=False) as conn:
-        await conn.execute(
-            "UPDATE outbox SET state = 'skipped', last_error = ?, claim_until = NULL WHERE id = ?",
-            reason,
-            page_id,
-        )
-
-
-async def _read(store: StateStore, sql: str, *args: Any) -> list[Row]:
-    async with store.backend.read() as conn:
-        rows: list[Row] = await conn.fetch(sql, *args)
-        return rows

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from remediator.state.backend import Row
-from remediator.state.store import GATE_LOCK, StateStore, step_upsert
+from remediator.state.flags import GATE_LOCK
+from remediator.state.steps import step_upsert
+from remediator.state.store import StateStore
 
 PAUSE_FLAG = "paused"
 

@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 
 from remediator.state.backend import Row
-from remediator.state.store import StateStore, step_upsert
+from remediator.state.steps import step_upsert
+from remediator.state.store import StateStore
 
 VERIFY_FAILED = "verify_failed"  # runs.undo_reason of an undo a failed verification asked for
 

@@ -57,6 +57,8 @@ def test_the_package_keeps_every_contract(tmp_path: Path) -> None:
         ("state/journal.py", "import remediator.engine.rules", "Entry points, then engine"),
         # the runbook API depending on the runbooks written against it
         ("runbook_api/steps.py", "import remediator.runbooks.plan", "Entry points, then engine"),
+        # the outbox typed with the whole store instead of its page-queue Protocol
+        ("paging/outbox.py", "import remediator.state.store", "page-queue Protocol"),
     ],
 )
 def test_a_contract_fails_on_the_violation_it_names(

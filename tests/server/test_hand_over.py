@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from remediator.engine.guards import record_circuit_result
 from remediator.state.store import StateStore
 
 
@@ -33,7 +34,7 @@ async def store(state_url: str) -> AsyncIterator[StateStore]:
         assert await s.create_run(run_row("r1"))
         assert await s.acquire_lock("RB-T:x", "r1", "me", 60)
         for _ in range(2):
-            await s.record_circuit_result("RB-T", False, threshold=5)
+            await record_circuit_result(s, "RB-T", False, threshold=5)
         circuit = await s.get_circuit("RB-T")
         assert circuit is not None and circuit["failures"] == 2
         yield s
