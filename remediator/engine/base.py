@@ -44,10 +44,10 @@ PAUSE_FLAG = "paused"
 LOCK_TTL = 900.0
 
 
-def run_log(run: Row) -> Any:
-    """The engine's logger with the run's context bound: every line about a run
-    carries its id, rule, fingerprint and alertname."""
-    return log.bind(
+def run_log(run: Row, logger: Any = log) -> Any:
+    """``logger`` with the run's context bound: every line about a run carries its
+    id, rule, fingerprint and alertname."""
+    return logger.bind(
         run_id=run["id"],
         rule=run["rule"],
         fingerprint=run["fingerprint"],
