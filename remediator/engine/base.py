@@ -3,7 +3,7 @@ pager), the leases of the runs this process executes, the rules as they stand no
 the kill switch, a run's step context and its bound logger.
 
 The parts (engine/fire.py, undo.py, guarding.py, approvals.py, recovery.py) are
-mixins of ``EngineBase``; engine/runner.py composes them into ``Engine``.
+mixins of ``EngineBase``; engine/engine.py composes them into ``Engine``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pydantic import BaseModel
 from remediator import logs
 from remediator.background import Background
 from remediator.engine import targets
-from remediator.engine.execute import StepRunner
 from remediator.engine.gate import Gate
 from remediator.engine.rules import BlastRadius, Rule, RuleSet
 from remediator.engine.run_pages import RunPager
+from remediator.engine.runner import StepRunner
 from remediator.errors import LeaseLost
 from remediator.metrics import Metrics
 from remediator.paging.base import PageContent

@@ -17,10 +17,10 @@ import uuid
 from remediator.engine import offer
 from remediator.engine import outcome as run_outcomes
 from remediator.engine.base import LOCK_TTL, PAUSE_FLAG, log, run_log
-from remediator.engine.execute import Waiting
 from remediator.engine.gate import Blocked, Deferred
 from remediator.engine.guarding import Guarding
 from remediator.engine.rules import Rule
+from remediator.engine.runner import Waiting
 from remediator.engine.sources import grafana_alert_fields
 from remediator.engine.undo import Undoing
 from remediator.errors import LeaseLost

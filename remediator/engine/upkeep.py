@@ -18,7 +18,7 @@ from remediator.runbook_api.steps import Runbook
 from remediator.state.backend import Row
 
 if TYPE_CHECKING:
-    from remediator.engine.runner import Engine
+    from remediator.engine.engine import Engine
 
 
 class Upkeep:

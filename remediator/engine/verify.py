@@ -41,7 +41,7 @@ from remediator.state.backend import Row
 from remediator.state.verifications import VERIFY_FAILED
 
 if TYPE_CHECKING:
-    from remediator.engine.runner import Engine
+    from remediator.engine.engine import Engine
 
 log = logs.get("remediator.verify")
 
