@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from remediator.engine import rules as rules_mod
-from remediator.engine.runner import Engine
+from remediator.engine.engine import Engine
 from remediator.metrics import Metrics
 from remediator.models import ZERO_TIME, WebhookPayload, occurrences
 from remediator.paging.capture import CapturePager

@@ -30,8 +30,8 @@ from remediator.daemon.pagers import (
     severity_routes,
 )
 from remediator.engine import rules as rules_mod
+from remediator.engine.engine import Decision, Engine
 from remediator.engine.rules import RuleSet
-from remediator.engine.runner import Decision, Engine
 from remediator.engine.verify import warnings as verify_warnings
 from remediator.errors import StateUnavailable
 from remediator.metrics import Metrics

@@ -9,8 +9,8 @@ from contextlib import suppress
 from typing import Any
 
 from remediator import logs
+from remediator.engine.engine import Engine
 from remediator.engine.rules import RuleSet
-from remediator.engine.runner import Engine
 from remediator.errors import StateUnavailable
 from remediator.metrics import Metrics
 from remediator.runbook_api.registry import Registry

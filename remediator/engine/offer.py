@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from remediator.engine.execute import safe_render
+from remediator.engine.runner import safe_render
 from remediator.runbook_api.context import Clients, StepContext
 from remediator.runbook_api.steps import Need, Step
 from remediator.settings import Settings

@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 from remediator.engine import near_miss, offer, pages
-from remediator.engine.execute import safe_render
 from remediator.engine.rules import RuleSet
+from remediator.engine.runner import safe_render
 from remediator.models import WebhookPayload, occurrences
 from remediator.paging import text
 from remediator.runbook_api.context import AlertView, Clients, StepContext

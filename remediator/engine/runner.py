@@ -1,881 +1,335 @@
-"""The engine: from a journaled occurrence to runs, guards, steps, undo and pages.
+"""Running one declared step: dry-run, approval, retries, timeout, outcome record.
 
-    occurrence (firing)   -> match rules -> one run per (rule, fingerprint, startsAt)
-                          -> guards (kill switch, circuit, rate limit, cooldown, lock)
-                          -> fire phase: steps in order, each recorded before the next
-                          -> page (trigger)
-    occurrence (resolved) -> undo exactly what each run recorded, once -> page (resolve)
-    approval decided      -> run that one step -> page (update)
-
-Every "who does this" decision is a conditional write in the state store, so any
-number of replicas can run this code against one Postgres and still act once.
+Each step's row is written *before* it acts (state ``started``) and again after
+(state ``done`` with its outcome and undo record). A crash between the two leaves
+``started``: on resume a step that changes nothing (``mutates=False``: reads,
+diagnoses), an undo (undos only put back what still holds the value its step set,
+so a second pass finds nothing to do) or a step declared idempotent runs again; any
+other step is marked failed "outcome unknown" and left for a human, never silently
+repeated.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from remediator import commandline, logs
-from remediator.background import Background
-from remediator.engine import guards, offer, pages, targets
-from remediator.engine import outcome as run_outcomes
-from remediator.engine.execute import StepRunner, Waiting
-from remediator.engine.gate import Blocked, Deferred, Gate
-from remediator.engine.rules import BlastRadius, Rule, RuleSet
-from remediator.engine.sources import grafana_alert_fields
-from remediator.engine.upkeep import Upkeep
-from remediator.engine.verify import Verifier
-from remediator.errors import LeaseLost
+from remediator.engine.gate import FIRING_PHASES, LEASED_PHASES, Blocked, Deferred, Gate
+from remediator.errors import (
+    InputRejected,
+    LeaseLost,
+    NotCorroborated,
+    RemediatorError,
+    TargetError,
+)
 from remediator.metrics import Metrics
-from remediator.paging.base import PageContent
-from remediator.paging.outbox import Outbox
-from remediator.runbook_api.context import AlertView, Clients, Mode, StepContext
-from remediator.runbook_api.registry import Registry
-from remediator.runbook_api.steps import Runbook
-from remediator.settings import Settings
+from remediator.runbook_api.context import StepContext
+from remediator.runbook_api.steps import (
+    Done,
+    NotConfigured,
+    Skip,
+    Step,
+    StepFailed,
+    StepOutcome,
+    Wait,
+)
 from remediator.state.backend import Row
 from remediator.state.store import StateStore
-from remediator.state.verifications import VERIFY_FAILED
 
-log = logs.get("remediator.engine")
-
-PAUSE_FLAG = "paused"
-LOCK_TTL = 900.0
-# A resolve Prometheus does not confirm yet (the alert still fires) is asked again
-# this often: a forged resolve holds the undo back, a real one lets it go.
-UNDO_RECHECK = 30.0
+log = logs.get("remediator.execute")
 
 
-@dataclass(frozen=True)
-class Decision:
-    status: str  # ok | not_found | conflict
-    detail: str = ""
+def _temporary(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or (isinstance(exc, TargetError) and exc.temporary)
 
 
-def _guard_limit(rule: Rule | None, guard: str) -> str:
-    """The limit a guard enforces, in words for the page."""
-    if guard == "rate_limit" and rule is not None:
-        return f"at most {rule.max_runs_per_hour} runs per hour"
-    if guard == "cooldown" and rule is not None:
-        return f"cooldown {int(rule.cooldown)} s per target"
-    if guard == "blast_radius" and rule is not None and rule.max_targets is not None:
-        return (
-            f"at most {rule.max_targets.count} distinct targets per {int(rule.max_targets.per)} s"
-        )
-    return {
-        "lock_busy": "another run on the same target was in progress",
-        "circuit_open": "the runbook's circuit breaker is open after repeated failures",
-        "not_corroborated": "the alert's claim was not confirmed by Prometheus or the target",
-        "kill_switch": "the kill switch is on",
-    }.get(guard, guard)
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, StepFailed):
+        return exc.reason
+    if isinstance(exc, InputRejected):
+        return f"rejected input {exc}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, RemediatorError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}"
 
 
-class Engine:
+def safe_render(step: Step, ctx: StepContext) -> str:
+    try:
+        return step.render(ctx=ctx)
+    except InputRejected as exc:
+        return f"(not rendered: rejected input {exc})"
+    except Exception as exc:
+        return f"(not rendered: {type(exc).__name__})"
+
+
+class Waiting(RemediatorError):
+    """A step answered Wait: the engine parks the run until ``seconds`` from now."""
+
+    def __init__(self, reason: str, seconds: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.seconds = seconds
+
+
+# A step may not ask to be called again sooner than this (a busy loop in disguise).
+MIN_WAIT = 0.2
+
+
+class StepRunner:
     def __init__(
         self,
-        *,
         store: StateStore,
-        registry: Registry,
         metrics: Metrics,
-        settings: Settings,
-        clients: Clients,
-        outbox: Outbox,
-        owner: str,
-        rules: Callable[[], RuleSet | None],
+        gate: Gate,
+        *,
+        owner: str | None = None,
+        lease: float = 30.0,
+        leases: dict[str, float] | None = None,
     ) -> None:
         self.store = store
-        self.registry = registry
         self.metrics = metrics
-        self.settings = settings
-        self.clients = clients
-        self.outbox = outbox
+        self.gate = gate
         self.owner = owner
-        self.rules = rules
-        self.lease = settings.engine.lease
-        # lease_until of each run we execute, as we last wrote it: lets the per-step
-        # fence skip its round trip while the lease is young (see StepRunner._fence).
-        self._leases: dict[str, float] = {}
-        self.gate = Gate(
-            store,
-            metrics,
-            owner=owner,
-            lease=settings.engine.lease,
-            leases=self._leases,
-            mode_now=self._mode_now,
-            blast_for=self._blast_for,
-        )
-        self.steps = StepRunner(
-            store, metrics, self.gate, owner=owner, lease=settings.engine.lease, leases=self._leases
-        )
-        # Runs this process is executing right now (fire or undo). Only these get their
-        # lease renewed: a run whose execution died here (the state store went away
-        # under it) must let its lease run out, so that this or another replica
-        # resumes it. Renewing every run we own would keep such a run "running" forever.
-        self._active: Counter[str] = Counter()
-        # Set by the daemon: maintenance hands its work to these tasks instead of
-        # running it inline (a harness leaves it None and runs everything in turn).
-        self.background: Background | None = None
-        self.upkeep = Upkeep(self)
-        self.verifier = Verifier(self)
+        self.lease = lease
+        # run id -> lease_until as we last wrote it (shared with the engine, which
+        # records creations, claims and heartbeat renewals).
+        self.leases = leases if leases is not None else {}
 
-    @contextmanager
-    def _executing(self, run_id: str) -> Iterator[None]:
-        self._active[run_id] += 1
-        try:
-            yield
-        finally:
-            self._active[run_id] -= 1
-            if self._active[run_id] <= 0:
-                del self._active[run_id]
-                self._leases.pop(run_id, None)
+    async def _fence(self, ctx: StepContext, phase: str) -> None:
+        """Still the run's owner? Extend the lease; otherwise stop before acting.
 
-    async def renew_leases(self) -> None:
-        """Extend the lease of every run this process is executing right now."""
-        until = time.time() + self.lease
-        for run_id in list(self._active):
-            if await self.store.update_run(run_id, expect_owner=self.owner, lease_until=until):
-                if run_id in self._active:
-                    self._leases[run_id] = until
-            else:
-                self._leases.pop(run_id, None)  # taken over: the next fence stops the run
-
-    def _current_rule(self, name: str) -> Rule | None:
-        ruleset = self.rules()
-        return ruleset.get(name) if ruleset is not None else None
-
-    def _mode_now(self, ctx: StepContext) -> Mode:
-        """The effective mode as the config and rules say now, not at run start."""
-        rule = self._current_rule(ctx.rule)
-        rule_mode = rule.mode if rule is not None else None
-        return "dry-run" if "dry-run" in (self.settings.mode, rule_mode, ctx.mode) else "live"
-
-    def _blast_for(self, rule_name: str) -> BlastRadius | None:
-        rule = self._current_rule(rule_name)
-        return rule.max_targets if rule is not None else None
-
-    # ------------------------------------------------------------ kill switch
-
-    async def is_paused(self) -> bool:
-        flag = await self.store.get_flag(PAUSE_FLAG)
-        return flag is not None and flag["value"] == "1"
-
-    async def set_paused(self, paused: bool, who: str) -> None:
-        await self.store.set_flag(PAUSE_FLAG, "1" if paused else "0", who)
-        self.metrics.paused.set(1 if paused else 0)
-        log.warning("kill_switch", paused=paused, by=who)
-
-    # ------------------------------------------------------------- occurrences
-
-    async def process(self, occ: Row) -> None:
-        """Handle one journaled occurrence (already claimed by this worker)."""
-        labels = occ["labels"]
-        if occ["status"] == "resolved":
-            await self.resolve(occ)
-            return
-        ruleset = self.rules()
-        if ruleset is None:
-            return
-        for rule in ruleset.select(labels):
-            await self.start_run(rule, occ)
-
-    def _target(self, runbook: Runbook, labels: Mapping[str, str], params: BaseModel) -> str:
-        return targets.run_target(runbook, labels, params, self.clients)
-
-    async def start_run(self, rule: Rule, occ: Row) -> str | None:
-        runbook = self.registry.get(rule.runbook)
-        if runbook is None:
-            log.error("unknown_runbook", rule=rule.name, runbook=rule.runbook)
-            return None
-        now = time.time()
-        run_id = "r" + uuid.uuid4().hex[:12]
-        mode: Mode = "dry-run" if "dry-run" in (self.settings.mode, rule.mode) else "live"
-        alert = {
-            "labels": occ["labels"],
-            "annotations": occ["annotations"],
-            "generator_url": occ["generator_url"],
-            **grafana_alert_fields(occ),
-        }
-        run: Row = {
-            "id": run_id,
-            "rule": rule.name,
-            "runbook": runbook.id,
-            "fingerprint": occ["fingerprint"],
-            "starts_at": occ["starts_at"],
-            "alertname": occ["alertname"],
-            "target": self._target(runbook, occ["labels"], rule.params),
-            "mode": mode,
-            "state": "running",
-            "alert": alert,
-            "params": rule.params.model_dump(mode="json"),
-            "severity": runbook.severity,
-            "received_at": occ["received_at"],
-            "created_at": now,
-            "updated_at": now,
-            "owner": self.owner,
-            "lease_until": now + self.lease,
-        }
-        if not await self.store.create_run(run):
-            log.info(
-                "run_exists",
-                rule=rule.name,
-                fingerprint=occ["fingerprint"],
-                alertname=occ["alertname"],
-            )
-            return None
-        log.info(
-            "run_started",
-            run_id=run_id,
-            rule=rule.name,
-            runbook=runbook.id,
-            fingerprint=occ["fingerprint"],
-            alertname=occ["alertname"],
-            mode=mode,
-        )
-        # The row as stored: what we inserted, with the columns it left empty.
-        run.update(
-            outcome=None,
-            blocked_by=None,
-            detail=None,
-            finished_at=None,
-            mitigated_at=None,
-            undo_state=None,
-            resolved_at=None,
-        )
-        self._leases[run_id] = run["lease_until"]
-        # A resolve processed before this run existed found nothing to undo (its firing
-        # was still queued, or held by a replica that died). Either that resolve sees
-        # this run or this check sees the resolve: the journal row was committed before
-        # the resolve looked for runs, and the run before this looks for the journal row.
-        # The same read brings what the guards need (kill switch, circuit).
-        facts = await self.store.run_start_facts(
-            occ["fingerprint"], occ["starts_at"], runbook.id, PAUSE_FLAG
-        )
-        if facts["resolved"] and await self.store.request_undo(run_id, time.time()):
-            log.info(
-                "resolved_before_run",
-                run_id=run_id,
-                fingerprint=occ["fingerprint"],
-                alertname=occ["alertname"],
-            )
-        await self.fire(run, runbook, rule, facts=facts)
-        return run_id
-
-    async def _guard(
-        self, run: Row, runbook: Runbook, rule: Rule | None, facts: Row | None
-    ) -> str | None:
-        """The first guard that blocks this run, or None. Mode changes are applied.
-
-        ``facts`` (from run_start_facts, read just after the run was created) saves a
-        new run two reads; a resumed run reads them here.
+        A process that stalled past its lease (CPU starved, a long pause) must not go
+        on with a run another replica has resumed: both would act.
         """
-        # The kill switch is not a guard here: a paused daemon still diagnoses, and
-        # the gate parks the run at its first mutation (see engine/gate.py).
-        if facts is None:
-            circuit = await self.store.get_circuit(runbook.id)
-            circuit_state = circuit["state"] if circuit is not None else None
-        else:
-            circuit_state = facts["circuit"]
-        if circuit_state == "open":
-            if not await self.store.half_open_circuit(
-                runbook.id, self.settings.engine.circuit_reset
+        if self.owner is None or phase not in LEASED_PHASES:
+            return
+        now = time.time()
+        # While more than half of the lease we last wrote is left, no replica can
+        # have taken the run over (they wait for it to run out, on the same clock
+        # within the skew leases already assume), so the round trip is skipped. A
+        # stall long enough to matter leaves less than half and goes to the store.
+        if self.leases.get(ctx.run_id, 0.0) - now > self.lease / 2:
+            return
+        until = now + self.lease
+        if not await self.store.update_run(ctx.run_id, expect_owner=self.owner, lease_until=until):
+            self.leases.pop(ctx.run_id, None)
+            raise LeaseLost(f"run {ctx.run_id} was taken over by another replica")
+        self.leases[ctx.run_id] = until
+
+    async def _record(self, base: Row, **fields: Any) -> Row:
+        row = {**base, **fields}
+        # A step that changes a target: its "started" row is on disk before it acts,
+        # and its undo record right after. The record's own durable commit does it
+        # (and flushes the run's earlier bookkeeping with it): on Postgres one round
+        # trip instead of a commit and then a separate durability mark.
+        durable = bool(row["mutates"]) and row["outcome"] not in (
+            "dry_run",
+            "awaiting_approval",
+            "skipped",
+        )
+        await self.store.record_step(row, durable=durable)
+        return row
+
+    async def run(
+        self,
+        step: Step,
+        ctx: StepContext,
+        *,
+        phase: str,
+        seq: int,
+        existing: Row | None,
+        approval_id: int | None = None,
+        changes: Mapping[str, Any] | None = None,
+    ) -> Row:
+        """Run (or plan) one step and return its recorded row."""
+        if existing is not None and existing["state"] == "done":
+            return existing
+        await self._fence(ctx, phase)
+        now = time.time()
+        rendered = safe_render(step, ctx)
+        base: Row = {
+            "run_id": ctx.run_id,
+            "phase": phase,
+            "seq": seq,
+            "name": step.name,
+            "kind": step.kind,
+            "mutates": step.mutates,
+            "approval": step.approval,
+            "state": "done",
+            "outcome": None,
+            "rendered": rendered,
+            "result": None,
+            "changes": None,
+            "reason": None,
+            "attempts": 0,
+            "started_at": now,
+            "finished_at": now,
+        }
+        # A read interrupted by a crash is simply read again; failing it instead made
+        # every run a kill -9 caught mid-diagnosis fail (and count towards the circuit).
+        # An interrupted undo is run again too: left "unknown", the undo was lost.
+        rerun_safe = step.idempotent or not step.mutates or phase == "undo"
+        if existing is not None and existing["state"] == "started" and not rerun_safe:
+            return await self._finish(
+                step,
+                ctx,
+                base,
+                "failed",
+                reason="interrupted by a restart; outcome unknown, check by hand before retrying",
+            )
+
+        if phase == "fire" and step.approval == "approve":
+            assert approval_id is not None
+            return await self._finish(
+                step,
+                ctx,
+                base,
+                "awaiting_approval",
+                reason=f"approve with: {_approve_command(ctx, approval_id)}",
+            )
+        if step.mutates and not (ctx.mode == "live" and self.gate.live(ctx, phase)):
+            reason = (
+                "paused by the kill switch" if ctx.mode == "paused" else "dry-run: not executed"
+            )
+            return await self._finish(step, ctx, base, "dry_run", reason=reason)
+
+        if not step.mutates:
+            await self._record(base, state="started", finished_at=None)
+        started = time.monotonic()
+        attempts = 0
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(max(1, step.attempts)),
+                wait=wait_exponential(multiplier=step.backoff, max=10),
+                retry=retry_if_exception(_temporary),
+                reraise=True,
             ):
-                return "circuit_open"
-            self.metrics.circuit_state.labels(runbook.id).set(1)
-        # The lock before the cooldown: it serialises the decision per target, so of
-        # several runs for one target arriving together (several instances, several
-        # replicas) exactly one passes. Checked under the lock, the cooldown counts the
-        # runs that passed before this one, never those still deciding: counting
-        # those made concurrent runs block each other and none acted.
-        if not await self.store.acquire_lock(run["target"], run["id"], self.owner, LOCK_TTL):
-            return "lock_busy"
-        if rule is not None and rule.cooldown > 0:
-            last = await self.store.last_run_for_target(rule.name, run["target"], run["id"])
-            if last is not None and last["created_at"] > time.time() - rule.cooldown:
-                await self.store.release_lock(run["target"], run["id"])
-                return "cooldown"
-        # The rule's hourly budget last, counting only runs created before this one:
-        # runs created together then pass in creation order up to the limit (every
-        # run that passed is counted by those after it, so the limit holds across
-        # replicas), instead of each counting all the others and none acting.
-        if rule is not None and rule.max_runs_per_hour is not None:
-            passed = await self.store.count_runs_since(
-                rule.name, time.time() - 3600, before=(run["created_at"], run["id"])
-            )
-            if passed >= rule.max_runs_per_hour:
-                await self.store.release_lock(run["target"], run["id"])
-                return "rate_limit"
-        return None
-
-    def _ctx(self, run: Row, runbook: Runbook, steps: list[Row]) -> StepContext:
-        ctx = self._bare_ctx(run, runbook, steps)
-        ctx.target = run["target"]
-        ctx.undo_reason = run.get("undo_reason") or (
-            "resolved" if run.get("undo_state") == "requested" else None
-        )
-        return ctx
-
-    def _bare_ctx(self, run: Row, runbook: Runbook, steps: list[Row]) -> StepContext:
-        alert = run["alert"]
-        params = runbook.params.model_validate(run["params"])
-        results: dict[str, Mapping[str, Any]] = {}
-        for s in steps:
-            if s.get("result") and s["outcome"] in ("applied", "skipped"):
-                results[s["name"]] = s["result"].get("data", {})
-        return StepContext(
-            run_id=run["id"],
-            rule=run["rule"],
-            runbook=runbook.id,
-            alert=AlertView(
-                alertname=run["alertname"],
-                fingerprint=run["fingerprint"],
-                starts_at=run["starts_at"],
-                labels=alert["labels"],
-                annotations=alert["annotations"],
-                generator_url=alert.get("generator_url", ""),
-                source=alert.get("source", "alertmanager"),
-            ),
-            params=params,
-            mode=run["mode"],
-            clients=self.clients,
-            results=results,
-        )
-
-    async def fire(
-        self, run: Row, runbook: Runbook, rule: Rule | None, *, facts: Row | None = None
-    ) -> None:
-        with self._executing(run["id"]):
-            try:
-                await self._fire(run, runbook, rule, facts)
-            except LeaseLost as exc:
-                self._lease_lost(run, exc)
-
-    def _lease_lost(self, run: Row, exc: LeaseLost) -> None:
-        log.warning(
-            "lease_lost",
-            run_id=run["id"],
-            detail=str(exc),
-            fingerprint=run["fingerprint"],
-            alertname=run["alertname"],
-        )
-
-    async def _fire(self, run: Row, runbook: Runbook, rule: Rule | None, facts: Row | None) -> None:
-        # A run created just now (facts given) has no steps yet; a resumed one may.
-        fresh = facts is not None
-        existing = [] if fresh else await self.store.steps_for_run(run["id"], "fire")
-        if not existing and not run.get("blocked_by"):
-            guard = await self._guard(run, runbook, rule, facts)
-            if guard is not None:
-                self.metrics.guard_blocks.labels(guard).inc()
-                await self._end_blocked(run, runbook, rule, guard)
-                return
-        else:
-            await self.store.acquire_lock(run["target"], run["id"], self.owner, LOCK_TTL)
-        if runbook.page_first:
-            content = pages.build(
-                run, [], [], runbook, self.settings, headline="paged first; diagnosis running"
-            )
-            await self.outbox.enqueue(f"{run['id']}:first", "trigger", content)
-
-        by_name = {s["name"]: s for s in existing}
-        recorded = dict(by_name)  # this phase's step rows as they now stand
-        ctx = self._ctx(run, runbook, existing)
-        stop_reason: str | None = None
-        blocked: str | None = None
-        for seq, step in enumerate(runbook.steps):
-            prior = by_name.get(step.name)
-            pending = prior is None or prior["state"] != "done"
-            withheld = (
-                step.withhold(ctx)
-                if pending and stop_reason is None and step.withhold and step.approval == "approve"
-                else None
-            )
-            if (stop_reason is not None or withheld is not None) and pending:
-                now = time.time()
-                skipped: Row = {
-                    "run_id": run["id"],
-                    "phase": "fire",
-                    "seq": seq,
-                    "name": step.name,
-                    "kind": step.kind,
-                    "mutates": step.mutates,
-                    "approval": step.approval,
-                    "state": "done",
-                    "outcome": "skipped",
-                    "rendered": "",
-                    "result": None,
-                    "changes": None,
-                    "reason": stop_reason or f"not offered: {withheld}",
-                    "attempts": 0,
-                    "started_at": now,
-                    "finished_at": now,
-                }
-                await self.store.record_step(skipped)
-                recorded[step.name] = skipped
-                self.metrics.actions.labels(runbook.id, step.name, "skipped").inc()
-                continue
-            approval_id = None
-            if step.approval == "approve" and (prior is None or prior["state"] != "done"):
-                unoffered = offer.not_offered(step, ctx, seq)
-                if unoffered is not None:  # its target is not configured: nothing to approve
-                    await self.store.record_step(unoffered)
-                    recorded[step.name] = unoffered
-                    self.metrics.actions.labels(runbook.id, step.name, "skipped").inc()
-                    continue
-                approval_id = await self.store.create_approval(
-                    run["id"], step.name, time.time() + self.settings.engine.approval_ttl
-                )
-            try:
-                row = await self.steps.run(
-                    step, ctx, phase="fire", seq=seq, existing=prior, approval_id=approval_id
-                )
-            except Deferred as exc:
-                await self._park(run, runbook, step.name, exc.reason)
-                return
-            except Waiting as exc:
-                await self._park(
-                    run, runbook, step.name, exc.reason, retry_at=time.time() + exc.seconds
-                )
-                return
-            except Blocked as exc:
-                blocked = exc.guard
-                stop_reason = f"not run: blocked by guard {exc.guard}"
-                recorded[step.name] = {"name": step.name, "outcome": "skipped"}
-                continue
-            recorded[step.name] = row
-            if row["outcome"] in ("applied", "skipped") and row.get("result"):
-                ctx.results[step.name] = row["result"].get("data", {})
-            if row["outcome"] == "applied" and step.kind == "mitigate" and step.mutates:
-                # Observed now; stored with the hand-over below (one write fewer).
-                self._observe_mitigation(run)
-            if row["outcome"] == "failed" and step.stop_on_failure:
-                stop_reason = f"not run: {step.name} failed"
-        if blocked is not None and not any(
-            r.get("outcome") == "applied" and r.get("mutates") for r in recorded.values()
-        ):
-            # Stopped before it changed anything: a blocked run, as if a guard had
-            # stopped it at the start (nothing to undo on resolve).
-            await self._end_blocked(run, runbook, rule, blocked)
-            return
-        # A fresh run's rows are exactly what this pass recorded, in step order; a
-        # resumed run (or one a gate stopped half way) re-reads them.
-        steps = (
-            [recorded[s.name] for s in runbook.steps if s.name in recorded]
-            if fresh and blocked is None
-            else None
-        )
-        await self._finish_fire(run, runbook, steps)
-
-    async def _end_blocked(self, run: Row, runbook: Runbook, rule: Rule | None, guard: str) -> None:
-        """End a run a guard stopped before it changed anything. One page per rule,
-        guard and hour, P0 included: a human hears that the robot stood back, and a
-        storm of blocked runs is not a page storm."""
-        self.metrics.runbook_runs.labels(runbook.id, "blocked").inc()
-        for a in await self.store.approvals_for_run(run["id"]):
-            if a["state"] == "pending":  # a blocked run offers nothing to approve
-                await self.store.transition_approval(a["id"], "pending", "expired")
-        await self.store.update_run(
-            run["id"],
-            expect_owner=self.owner,
-            state="done",
-            outcome="blocked",
-            blocked_by=guard,
-            finished_at=time.time(),
-        )
-        await self.store.release_lock(run["target"], run["id"])
-        # An open circuit has its own page (it opened); a P0 still hears per rule.
-        if guard != "circuit_open" or runbook.page_first:
-            await self._guard_page(run, runbook, rule, guard)
-        log.warning(
-            "run_blocked",
-            run_id=run["id"],
-            guard=guard,
-            rule=run["rule"],
-            fingerprint=run["fingerprint"],
-            alertname=run["alertname"],
-        )
-
-    async def _park(
-        self, run: Row, runbook: Runbook, step: str, reason: str, retry_at: float | None = None
-    ) -> None:
-        """Keep the run, free its worker, and have any replica go on with it later.
-
-        ``retry_at`` None: the kill switch stopped it at a mutation; the target is
-        released, a human is told once, and ``resume`` lets it go on. A time: a step
-        asked to wait (a build Job running); the run keeps its target's lock and goes
-        on when the time comes.
-        """
-        parked = await self.store.update_run(
-            run["id"], expect_owner=self.owner, state="parked", detail=reason, retry_at=retry_at
-        )
-        if retry_at is None:
-            await self.store.release_lock(run["target"], run["id"])
-        if not parked:
-            return
-        log.info(
-            "run_parked",
-            run_id=run["id"],
-            step=step,
-            reason=reason,
-            wake_in=round(retry_at - time.time(), 3) if retry_at is not None else None,
-            fingerprint=run["fingerprint"],
-            alertname=run["alertname"],
-        )
-        if retry_at is not None:
-            return
-        steps = await self.store.steps_for_run(run["id"])
-        content = pages.build(
-            run,
-            steps,
-            [],
-            runbook,
-            self.settings,
-            headline=f"kill switch on: stopped before {step}, nothing changed;"
-            " it goes on after `remediator resume`",
-        )
-        await self.outbox.enqueue(f"{run['id']}:parked", "trigger", content)
-
-    async def _guard_page(self, run: Row, runbook: Runbook, rule: Rule | None, guard: str) -> None:
-        """One page per rule, guard and clock hour: runs a guard stopped are not
-        acted on, and a human must know, once, not once per run.
-
-        The outbox's idempotency key makes it one page across runs and replicas.
-        """
-        hour = int(run["created_at"] // 3600)
-        limit = _guard_limit(rule, guard)
-        content = pages.build(
-            {**run, "blocked_by": guard},
-            [],
-            [],
-            runbook,
-            self.settings,
-            headline=(
-                f"rule {run['rule']}: {guard} engaged ({limit}); runs it stops are"
-                " not acted on: act by hand if the alert needs it"
-            ),
-        )
-        content = replace(content, dedup_key=f"remediator/guard/{run['rule']}/{guard}/{hour}")
-        await self.outbox.enqueue(f"guard:{run['rule']}:{guard}:{hour}", "trigger", content)
-
-    async def run_page(
-        self, run: Row, runbook: Runbook | None, headline: str, *, at_resolve: bool = False
-    ) -> PageContent:
-        """The page for ``run`` as its steps and approvals stand now."""
-        steps = await self.store.steps_for_run(run["id"])
-        approvals = await self.store.approvals_for_run(run["id"])
-        return pages.build(
-            run, steps, approvals, runbook, self.settings, headline=headline, at_resolve=at_resolve
-        )
-
-    def _observe_mitigation(self, run: Row) -> bool:
-        """The first mitigation of a run: note its time and feed the histogram."""
-        if run.get("mitigated_at"):
-            return False
-        now = time.time()
-        run["mitigated_at"] = now
-        self.metrics.time_to_mitigation.labels(run["runbook"]).observe(now - run["received_at"])
-        return True
-
-    async def _mitigated(self, run: Row) -> None:
-        if self._observe_mitigation(run):
-            await self.store.update_run(run["id"], mitigated_at=run["mitigated_at"])
-
-    async def _finish_fire(self, run: Row, runbook: Runbook, steps: list[Row] | None) -> None:
-        if steps is None:
-            steps = await self.store.steps_for_run(run["id"], "fire")
-        outcome = run_outcomes.run_outcome(
-            run["mode"],
-            (run_outcomes.StepResult(s["outcome"], bool(s.get("mutates"))) for s in steps),
-        )
-        self.metrics.runbook_runs.labels(runbook.id, outcome).inc()
-        # A run that failed only because its labels were refused says nothing about the
-        # runbook or its targets: counting it would let whoever shapes a label (a
-        # spoofed source address, say) open the circuit and stop the real runs.
-        failed = [s for s in steps if s["outcome"] == "failed"]
-        refused_input_only = bool(failed) and all(
-            (s["reason"] or "").startswith("rejected input") for s in failed
-        )
-        # A success closes the circuit in the hand-over's commit, below.
-        close_circuit = None
-        if run["mode"] == "live" and not refused_input_only:
-            if failed:  # a partial run's failure counts too, as it always did
-                await self._circuit_failure(runbook)
-            else:
-                close_circuit = runbook.id
-        # Only runbooks with approval steps can have approvals: skip the read otherwise.
-        approvals = (
-            await self.store.approvals_for_run(run["id"])
-            if any(s.approval == "approve" for s in runbook.steps)
-            else []
-        )
-        content = pages.build(run, steps, approvals, runbook, self.settings)
-        await self.outbox.enqueue(f"{run['id']}:trigger", "trigger", content)
-        # Hand over: if the alert resolved while we ran, undo now; otherwise wait. The
-        # target's lock is released in the same commit.
-        extra = {"mitigated_at": run["mitigated_at"]} if run.get("mitigated_at") else {}
-        extra.update(self.verifier.first_poll(run, steps))  # durable with the hand-over
-        current = await self.store.hand_over_run(
-            run["id"],
-            self.owner,
-            outcome,
-            release_lock=run["target"],
-            close_circuit=close_circuit,
-            **extra,
-        )
-        if close_circuit is not None:
-            self.metrics.circuit_state.labels(runbook.id).set(0)
-        if current is None:
-            if extra:  # taken over meanwhile: still record when we mitigated
-                await self.store.update_run(run["id"], **extra)
-            return
-        log.info(
-            "run_fired",
-            run_id=run["id"],
-            outcome=outcome,
-            fingerprint=run["fingerprint"],
-            alertname=run["alertname"],
-        )
-        if current["state"] == "undoing":
-            await self.undo(current)
-
-    async def _circuit_failure(self, runbook: Runbook) -> None:
-        """A live run failed: count it, and page when that opens the circuit. (A
-        success closes the circuit with the run's hand-over.)"""
-        state, opened = await guards.record_circuit_result(
-            self.store, runbook.id, False, self.settings.engine.circuit_failures
-        )
-        self.metrics.circuit_state.labels(runbook.id).set(
-            {"closed": 0, "half-open": 1, "open": 2}[state]
-        )
-        if opened:
-            log.error("circuit_opened", runbook=runbook.id)
-            content = PageContent(
-                dedup_key=f"remediator/circuit/{runbook.id}",
-                severity="P1",
-                title=f"[{runbook.id}] circuit breaker opened: "
-                f"{self.settings.engine.circuit_failures} consecutive failed runs",
-                alertname="RemediatorCircuitOpen",
-                runbook=runbook.id,
-                rule="-",
-                mode="live",
-                skipped=(
-                    f"new {runbook.id} runs are blocked for "
-                    f"{int(self.settings.engine.circuit_reset)} s, then one trial run",
-                ),
-                left_for_human=(
-                    f"look at `{commandline.command(self.settings, 'actions')}` for the failures",
-                ),
-            )
-            await self.outbox.enqueue(
-                f"circuit:{runbook.id}:{int(time.time())}", "trigger", content
-            )
-
-    # ----------------------------------------------------------------- resolve
-
-    async def resolve(self, occ: Row) -> None:
-        for run in await self.store.runs_for_alert(occ["fingerprint"], occ["starts_at"]):
-            if run["outcome"] == "blocked" or run.get("blocked_by"):
-                continue
-            if not await self.store.request_undo(run["id"], time.time()):
-                log.info(
-                    "resolve_repeat",
-                    run_id=run["id"],
-                    fingerprint=occ["fingerprint"],
-                    alertname=occ["alertname"],
-                )
-                continue
-            await self.try_undo(run["id"])
-
-    async def try_undo(self, run_id: str) -> None:
-        if await self.is_paused():
-            log.warning("undo_deferred", run_id=run_id, reason="kill switch on")
-            return
-        claimed_at = time.time()
-        if await self.store.claim_run(run_id, self.owner, self.lease, "waiting", "undoing"):
-            self._leases[run_id] = claimed_at + self.lease
-            run = await self.store.get_run(run_id)
-            assert run is not None
-            await self.undo(run)
-
-    async def undo(self, run: Row) -> None:
-        with self._executing(run["id"]):
-            try:
-                await self._undo(run)
-            except LeaseLost as exc:
-                self._lease_lost(run, exc)
-
-    async def _undo(self, run: Row) -> None:
-        runbook = self.registry.get(run["runbook"])
-        if runbook is None:
-            return
-        all_steps = await self.store.steps_for_run(run["id"])
-        done_undos = {s["name"]: s for s in all_steps if s["phase"] == "undo"}
-        to_undo = [
-            s
-            for s in all_steps
-            if s["phase"] in ("fire", "approved")
-            and s["outcome"] == "applied"
-            and s.get("changes") is not None
-        ]
-        to_undo.sort(key=lambda s: s["finished_at"] or 0, reverse=True)
-        ctx = self._ctx(run, runbook, [s for s in all_steps if s["phase"] != "undo"])
-        # New actions on resolve first (RB-02 replays the DLQ before re-enabling
-        # alerts, as the runbook orders it), then undo in reverse order of change.
-        resolved_rows = {s["name"]: s for s in all_steps if s["phase"] == "resolve"}
-        try:
-            for seq, step in enumerate(runbook.resolve_steps):
-                if run.get("undo_reason") in ("max_duration", VERIFY_FAILED):
-                    break  # the alert has not resolved: its resolve actions wait for it
-                await self.steps.run(
-                    step, ctx, phase="resolve", seq=seq, existing=resolved_rows.get(step.name)
-                )
-            ctx.mode = "live"  # undo puts back what was actually changed
-            for seq, s in enumerate(to_undo):
-                step = runbook.step(s["name"])
-                if step.undo is None:
-                    continue
-                await self.steps.run(
-                    step,
-                    ctx,
-                    phase="undo",
-                    seq=seq,
-                    existing=done_undos.get(step.name),
-                    changes=s["changes"],
-                )
+                with attempt:
+                    attempts += 1
+                    if step.mutates:
+                        # Every attempt, a retry too, passes the gate right before it acts.
+                        started_row = {**base, "state": "started", "finished_at": None}
+                        await self.gate.admit({**started_row, "attempts": attempts}, ctx, phase)
+                    async with asyncio.timeout(step.timeout):
+                        if phase == "undo":
+                            assert step.undo is not None and changes is not None
+                            outcome: StepOutcome = await step.undo(ctx=ctx, changes=changes)
+                        else:
+                            outcome = await step.run(ctx=ctx)
+        except (asyncio.CancelledError, LeaseLost):
+            raise
         except Deferred as exc:
-            # Kept, never lost: back to waiting, and the maintenance loop tries again
-            # after `resume`, or (an unconfirmed resolve) after UNDO_RECHECK.
-            retry_at = time.time() + (UNDO_RECHECK if exc.guard == "not_corroborated" else 0)
-            await self.store.update_run(
-                run["id"], expect_owner=self.owner, state="waiting", retry_at=retry_at
+            await self._record(
+                base, state="deferred", outcome="skipped", reason=exc.reason, attempts=attempts
             )
-            log.warning(
-                "undo_deferred",
-                run_id=run["id"],
-                reason=exc.reason,
-                fingerprint=run["fingerprint"],
-                alertname=run["alertname"],
-            )
-            return
-        if run.get("undo_reason") in ("max_duration", VERIFY_FAILED):
-            if run["undo_reason"] == VERIFY_FAILED:
-                await self.verifier.undone_page(run, runbook)
-            else:
-                await self.upkeep.expired_page(run, runbook)
-            await self.store.update_run(
-                run["id"],
-                expect_owner=self.owner,
-                state="done",
-                undo_state="done",
-                finished_at=time.time(),
-            )
-            return
-        for a in await self.store.approvals_for_run(run["id"]):
-            if a["state"] == "pending":  # the alert is gone: nothing left to approve
-                await self.store.transition_approval(a["id"], "pending", "expired")
-        content = await self.run_page(run, runbook, "alert resolved", at_resolve=True)
-        await self.outbox.enqueue(f"{run['id']}:resolve", "resolve", content)
-        await self.store.update_run(
-            run["id"],
-            expect_owner=self.owner,
-            state="done",
-            undo_state="done",
-            finished_at=time.time(),
-        )
-        log.info(
-            "run_undone",
-            run_id=run["id"],
-            undone=len(to_undo),
-            fingerprint=run["fingerprint"],
-            alertname=run["alertname"],
-        )
-
-    # --------------------------------------------------------------- approvals
-
-    async def decide(self, approval_id: int, decision: str, who: str) -> Decision:
-        a = await self.store.get_approval(approval_id)
-        if a is None:
-            return Decision("not_found")
-        if not await self.store.decide_approval(approval_id, decision, who):
-            current = await self.store.get_approval(approval_id)
-            state = current["state"] if current else "?"
-            if state == "pending":
-                state = "expired"
-            return Decision("conflict", f"approval {approval_id} is {state}")
-        log.warning(
-            "approval_decided",
-            approval=approval_id,
-            decision=decision,
-            by=who,
-            run_id=a["run_id"],
-            step=a["step"],
-        )
-        return Decision("ok")
-
-    async def run_approved(self, approval: Row) -> None:
-        run = await self.store.get_run(approval["run_id"])
-        runbook = self.registry.get(run["runbook"]) if run else None
-        if run is None or runbook is None:
-            await self.store.transition_approval(approval["id"], "executing", "failed")
-            return
-        step = runbook.step(approval["step"])
-        steps = await self.store.steps_for_run(run["id"])
-        ctx = self._ctx(run, runbook, [s for s in steps if s["phase"] == "fire"])
-        prior = next(
-            (s for s in steps if s["phase"] == "approved" and s["name"] == step.name), None
-        )
-        try:
-            row = await self.steps.run(step, ctx, phase="approved", seq=len(steps), existing=prior)
-        except Deferred:
-            # The decision stands; the step runs after `resume`.
-            await self.store.transition_approval(approval["id"], "executing", "approved")
-            return
+            log.warning("step_deferred", run_id=ctx.run_id, step=step.name, reason=exc.reason)
+            raise
         except Blocked as exc:
-            row = {"outcome": "skipped", "reason": exc.reason}
-        await self.store.transition_approval(
-            approval["id"], "executing", "executed" if row["outcome"] == "applied" else "failed"
+            await self._finish(step, ctx, base, "skipped", reason=exc.reason, attempts=attempts)
+            raise
+        except NotCorroborated as exc:
+            if phase not in FIRING_PHASES:
+                return await self._finish(
+                    step, ctx, base, "failed", reason=exc.reason, attempts=attempts
+                )
+            reason = f"not corroborated: {exc.reason}"
+            self.metrics.guard_blocks.labels("not_corroborated").inc()
+            await self._finish(step, ctx, base, "skipped", reason=reason, attempts=attempts)
+            raise Blocked("not_corroborated", reason) from exc
+        except NotConfigured as exc:
+            return await self._finish(step, ctx, base, "skipped", reason=exc.reason)
+        except Exception as exc:
+            if not isinstance(exc, RemediatorError | TimeoutError):
+                log.exception("step_crashed", run_id=ctx.run_id, step=step.name)
+            self.metrics.action_duration.labels(ctx.runbook, step.name).observe(
+                time.monotonic() - started
+            )
+            return await self._finish(
+                step, ctx, base, "failed", reason=_reason(exc), attempts=attempts
+            )
+        self.metrics.action_duration.labels(ctx.runbook, step.name).observe(
+            time.monotonic() - started
         )
-        if row["outcome"] == "applied" and step.kind == "mitigate":
-            await self._mitigated(run)
-            await self.verifier.schedule_after_approval(run)
-        content = await self.run_page(run, runbook, f"approved step {step.name}: {row['outcome']}")
-        await self.outbox.enqueue(f"{run['id']}:approved:{approval['id']}", "trigger", content)
-
-    # ---------------------------------------------------------------- recovery
-
-    async def maintain(self) -> None:
-        """One pass of the background work every replica does (engine/upkeep.py)."""
-        await self.upkeep.run()
-
-    async def resume(self, run: Row, *, parked: bool = False) -> None:
-        """Finish a run whose owner died: never redo a completed step."""
-        runbook = self.registry.get(run["runbook"])
-        if runbook is None:
-            return
-        log.warning(
-            "run_resumed",
-            run_id=run["id"],
-            state=run["state"],
-            fingerprint=run["fingerprint"],
-            alertname=run["alertname"],
+        if isinstance(outcome, Wait) and phase != "fire":
+            return await self._finish(
+                step,
+                ctx,
+                base,
+                "failed",
+                reason=f"a step may wait only while the alert fires: {outcome.reason}",
+                attempts=attempts,
+            )
+        if isinstance(outcome, Wait):
+            await self._record(
+                base,
+                state="waiting",
+                outcome="skipped",
+                reason=outcome.reason,
+                result={"summary": outcome.reason, "data": dict(outcome.data)},
+                attempts=attempts,
+            )
+            raise Waiting(outcome.reason, max(MIN_WAIT, outcome.seconds))
+        if isinstance(outcome, Skip):
+            return await self._finish(
+                step,
+                ctx,
+                base,
+                "skipped",
+                reason=outcome.reason,
+                result={"summary": outcome.reason, "data": dict(outcome.data)},
+                attempts=attempts,
+            )
+        assert isinstance(outcome, Done)
+        return await self._finish(
+            step,
+            ctx,
+            base,
+            "rolled_back" if phase == "undo" else "applied",
+            result={"summary": outcome.summary, "data": dict(outcome.data)},
+            changes=dict(outcome.changes) if outcome.changes is not None else None,
+            attempts=attempts,
         )
-        self._leases[run["id"]] = run["lease_until"]
-        if parked and run.get("undo_state") == "requested":
-            # Resolved while it was parked: nothing more to do but undo what it did.
-            # Only a parked run: it stopped at the gate, so none of its steps is left
-            # "started". A run whose owner died mid-step (its resolve may have come
-            # meanwhile) goes through fire(), which settles that step (a read is run
-            # again, a mutation of unknown outcome is failed and told), then undoes.
-            with self._executing(run["id"]):
-                await self._finish_fire(run, runbook, None)
-        elif run["state"] == "running":
-            await self.fire(run, runbook, self._current_rule(run["rule"]))
-        elif run["state"] == "undoing":
-            await self.undo(run)
+
+    async def _finish(
+        self, step: Step, ctx: StepContext, base: Row, outcome: str, **fields: Any
+    ) -> Row:
+        if not step.mutates:
+            # A read that a stall outlived is stale: recorded over the new owner's
+            # row, it would be what the run's next mutation decides on (RB-02 pauses
+            # on a provider_status that said "down" before the stall). A mutation's
+            # record is always written: the change happened, its undo must be known.
+            await self._fence(ctx, base["phase"])
+        row = await self._record(
+            base, state="done", outcome=outcome, finished_at=time.time(), **fields
+        )
+        self.metrics.actions.labels(ctx.runbook, step.name, outcome).inc()
+        log.info(
+            "step_finished",
+            run_id=ctx.run_id,
+            step=step.name,
+            phase=row["phase"],
+            outcome=outcome,
+            reason=row.get("reason"),
+            fingerprint=ctx.alert.fingerprint,
+            alertname=ctx.alert.alertname,
+        )
+        return row
+
+
+def _approve_command(ctx: StepContext, approval_id: int) -> str:
+    settings = ctx.clients.settings
+    if settings is None:  # a bare context (tests, replay) knows no config to point at
+        return f"remediator approve {approval_id}"
+    return commandline.command(settings, f"approve {approval_id}")

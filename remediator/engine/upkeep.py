@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Coroutine
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from remediator import logs
+from remediator.engine.base import run_log
 from remediator.runbook_api.steps import Runbook
 from remediator.state.backend import Row
 
 if TYPE_CHECKING:
-    from remediator.engine.runner import Engine
-
-log = logs.get("remediator.engine")
+    from remediator.engine.engine import Engine
 
 
 class Upkeep:
@@ -32,13 +29,13 @@ class Upkeep:
         """max_duration: the mitigations are undone, the alert may still fire."""
         rule = self.engine._current_rule(run["rule"])
         after = int(rule.max_duration) if rule is not None and rule.max_duration else 0
-        content = await self.engine.run_page(
+        await self.engine.pager.send(
+            f"{run['id']}:max_duration",
             run,
             runbook,
             f"no resolve after max_duration ({after} s): temporary mitigations"
             " undone; the alert may still be firing: look at it by hand",
         )
-        await self.engine.outbox.enqueue(f"{run['id']}:max_duration", "trigger", content)
 
     async def expire_mitigations(self) -> None:
         """Undo, through the gate, what runs of rules with max_duration still hold."""
@@ -53,13 +50,7 @@ class Upkeep:
                 rule.name, now - rule.max_duration
             ):
                 if await self.engine.store.expire_run(run["id"], now):
-                    log.warning(
-                        "max_duration_reached",
-                        run_id=run["id"],
-                        rule=rule.name,
-                        fingerprint=run["fingerprint"],
-                        alertname=run["alertname"],
-                    )
+                    run_log(run).warning("max_duration_reached")
                     await self._hand_off(f"run:{run['id']}", self.engine.try_undo(run["id"]))
 
     async def expire_approvals(self) -> None:
@@ -68,11 +59,13 @@ class Upkeep:
             runbook = self.engine.registry.get(run["runbook"]) if run else None
             if run is None:
                 continue
-            log.warning("approval_expired", approval=a["id"], run_id=run["id"], step=a["step"])
-            content = await self.engine.run_page(
-                run, runbook, f"approval {a['id']} for {a['step']} expired unanswered"
+            run_log(run).warning("approval_expired", approval=a["id"], step=a["step"])
+            await self.engine.pager.send(
+                f"{run['id']}:expired:{a['id']}",
+                run,
+                runbook,
+                f"approval {a['id']} for {a['step']} expired unanswered",
             )
-            await self.engine.outbox.enqueue(f"{run['id']}:expired:{a['id']}", "trigger", content)
 
     async def run(self) -> None:
         """One pass of the background work every replica does.
@@ -139,16 +132,11 @@ class Upkeep:
                 continue
             if not await self.engine.store.mark_escalated(run["id"]):
                 continue
-            content = await self.engine.run_page(
-                run, runbook, f"still firing after {int(after)} s: escalated to a page"
-            )
-            log.warning(
-                "run_escalated",
-                run_id=run["id"],
-                after=after,
-                fingerprint=run["fingerprint"],
-                alertname=run["alertname"],
-            )
-            await self.engine.outbox.enqueue(
-                f"{run['id']}:escalated", "trigger", replace(content, severity="P1")
+            run_log(run).warning("run_escalated", after=after)
+            await self.engine.pager.send(
+                f"{run['id']}:escalated",
+                run,
+                runbook,
+                f"still firing after {int(after)} s: escalated to a page",
+                severity="P1",
             )

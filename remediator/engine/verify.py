@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from remediator import logs
 from remediator.clients.prometheus import EMPTY, PrometheusClient, Reading, promql_string
+from remediator.engine.base import run_log
 from remediator.engine.rules import LABEL_PLACEHOLDER, RuleSet, Verify
 from remediator.errors import TargetError
 from remediator.runbook_api.steps import Runbook
@@ -40,7 +41,7 @@ from remediator.state.backend import Row
 from remediator.state.verifications import VERIFY_FAILED
 
 if TYPE_CHECKING:
-    from remediator.engine.runner import Engine
+    from remediator.engine.engine import Engine
 
 log = logs.get("remediator.verify")
 
@@ -309,14 +310,13 @@ class Verifier:
         outcome = data.get("outcome")
         if outcome in OUTCOMES:
             self.engine.metrics.verifications.labels(run["runbook"], outcome).inc()
-            emit = log.info if outcome == "held" else log.warning
+            logger = run_log(run, log)
+            emit = logger.info if outcome == "held" else logger.warning
             emit(
                 "verification_finished",
                 outcome=outcome,
-                run_id=run["id"],
                 query=data.get("query"),
                 last_value=Progress.of(data).last(),
-                alertname=run["alertname"],
             )
             if outcome != "held":
                 await self._page(run, Progress.of(data), outcome)
@@ -346,18 +346,17 @@ class Verifier:
                 f"mitigation not verified: {p.last()}; {p.query} could not be checked,"
                 " nothing was undone: look at it by hand"
             )
-        content = await self.engine.run_page(run, runbook, headline)
-        await self.engine.outbox.enqueue(f"{run['id']}:verify", "trigger", content)
+        await self.engine.pager.send(f"{run['id']}:verify", run, runbook, headline)
 
     async def undone_page(self, run: Row, runbook: Runbook) -> None:
         """The undo a failed verification asked for is done: say what it put back."""
-        content = await self.engine.run_page(
+        await self.engine.pager.send(
+            f"{run['id']}:{VERIFY_FAILED}",
             run,
             runbook,
             "mitigation did not hold: temporary mitigations undone; the alert may"
             " still be firing: look at it by hand",
         )
-        await self.engine.outbox.enqueue(f"{run['id']}:{VERIFY_FAILED}", "trigger", content)
 
 
 def describe(p: Progress, outcome: str | None) -> str:

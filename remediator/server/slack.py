@@ -244,9 +244,7 @@ class SlackInteractions:
         if run is None:
             return None
         runbook = self.daemon.registry.get(run["runbook"])
-        steps = await store.steps_for_run(run["id"])
-        approvals = await store.approvals_for_run(run["id"])
-        content = pages.build(run, steps, approvals, runbook, self.daemon.settings)
+        content = await self.daemon.engine.pager.content(run, runbook)
         resolved = run.get("undo_state") == "done"
         return await render(store, content, resolved=resolved, notice=notice)
 

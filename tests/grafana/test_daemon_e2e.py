@@ -21,7 +21,7 @@ import asyncpg
 import httpx
 import pytest
 
-from remediator.engine.runner import UNDO_RECHECK
+from remediator.engine.engine import UNDO_RECHECK
 from tests.grafana.fake_grafana import FakeGrafana
 from tests.grafana.payloads import alert, payload, resolved
 from tests.reliability._bench import PROVIDER_ALERT, RULE, world

@@ -31,7 +31,7 @@ import httpx
 import pytest
 import yaml
 
-from remediator.engine.runner import UNDO_RECHECK
+from remediator.engine.engine import UNDO_RECHECK
 from remediator.testing import make_alert, resolved
 from tests.reliability._bench import PROVIDER_ALERT, RULE, World, rows_of, world
 from tests.reliability._cluster import Cluster, Sender, settle
