@@ -1,7 +1,7 @@
 """Guards on a run before it acts (engine/guards.py: circuit breaker, per-target
 lock, cooldown and the rule's hourly budget); a run they stop ends blocked, and a
-human hears it once per rule, guard and hour. A live run that failed counts against its runbook's
-circuit, and the circuit opening pages.
+human hears it once per rule, guard and hour. A live run that failed counts against
+its runbook's circuit, and the circuit opening pages.
 """
 
 from __future__ import annotations
