@@ -1,6 +1,6 @@
 """The engine's guards, in simulated time, with the same rules and the same order.
 
-The engine decides a run's guards in this order (``Engine._guard``): the runbook's
+The engine decides a run's guards in this order (``engine.guards.GUARDS``): the runbook's
 circuit breaker, the target's lock, the rule's cooldown on that target, the rule's
 hourly rate limit; then, at the run's first mutating step, the rule's blast radius
 (``state/gate.py``). Each rule here mirrors the store query it stands for:
@@ -29,13 +29,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from remediator.engine.guards import GUARDS
 from remediator.engine.rules import Rule
-from remediator.metrics import GUARDS
 
 RATE_WINDOW = 3600.0  # max_runs_per_hour counts the last hour
-# The guards the backtest decides, in the order a report lists them.
-SIMULATED = ("circuit_open", "lock_busy", "cooldown", "rate_limit", "blast_radius")
-assert set(SIMULATED) <= set(GUARDS), "guard names must be those of guard_blocks_total"
+# The guards the backtest decides, in the order a report lists them: the engine's
+# (their names are those of guard_blocks_total).
+SIMULATED = tuple(g.name for g in GUARDS)
 
 
 @dataclass

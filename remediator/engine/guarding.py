@@ -1,7 +1,7 @@
-"""Guards on a run before it acts: circuit breaker, per-target lock, cooldown and
-the rule's hourly budget; a run they stop ends blocked, and a human hears it once
-per rule, guard and hour. A live run that failed counts against its runbook's
-circuit, and the circuit opening pages.
+"""Guards on a run before it acts (engine/guards.py: circuit breaker, per-target
+lock, cooldown and the rule's hourly budget); a run they stop ends blocked, and a
+human hears it once per rule, guard and hour. A live run that failed counts against
+its runbook's circuit, and the circuit opening pages.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 
 from remediator import commandline
 from remediator.engine import guards
-from remediator.engine.base import LOCK_TTL, EngineBase, log, run_log
+from remediator.engine.base import EngineBase, log, run_log
 from remediator.engine.rules import Rule
 from remediator.paging.base import PageContent
 from remediator.runbook_api.steps import Runbook
@@ -39,48 +39,28 @@ class Guarding(EngineBase):
     async def _guard(
         self, run: Row, runbook: Runbook, rule: Rule | None, facts: Row | None
     ) -> str | None:
-        """The first guard that blocks this run, or None. Mode changes are applied.
+        """The first guard that blocks this run, or None (engine/guards.py, in the
+        order of ``guards.GUARDS``). Mode changes are applied.
 
         ``facts`` (from run_start_facts, read just after the run was created) saves a
         new run two reads; a resumed run reads them here.
         """
         # The kill switch is not a guard here: a paused daemon still diagnoses, and
         # the gate parks the run at its first mutation (see engine/gate.py).
-        if facts is None:
-            circuit = await self.store.get_circuit(runbook.id)
-            circuit_state = circuit["state"] if circuit is not None else None
-        else:
-            circuit_state = facts["circuit"]
-        if circuit_state == "open":
-            if not await self.store.half_open_circuit(
-                runbook.id, self.settings.engine.circuit_reset
-            ):
-                return "circuit_open"
-            self.metrics.circuit_state.labels(runbook.id).set(1)
-        # The lock before the cooldown: it serialises the decision per target, so of
-        # several runs for one target arriving together (several instances, several
-        # replicas) exactly one passes. Checked under the lock, the cooldown counts the
-        # runs that passed before this one, never those still deciding: counting
-        # those made concurrent runs block each other and none acted.
-        if not await self.store.acquire_lock(run["target"], run["id"], self.owner, LOCK_TTL):
-            return "lock_busy"
-        if rule is not None and rule.cooldown > 0:
-            last = await self.store.last_run_for_target(rule.name, run["target"], run["id"])
-            if last is not None and last["created_at"] > time.time() - rule.cooldown:
-                await self.store.release_lock(run["target"], run["id"])
-                return "cooldown"
-        # The rule's hourly budget last, counting only runs created before this one:
-        # runs created together then pass in creation order up to the limit (every
-        # run that passed is counted by those after it, so the limit holds across
-        # replicas), instead of each counting all the others and none acting.
-        if rule is not None and rule.max_runs_per_hour is not None:
-            passed = await self.store.count_runs_since(
-                rule.name, time.time() - 3600, before=(run["created_at"], run["id"])
-            )
-            if passed >= rule.max_runs_per_hour:
-                await self.store.release_lock(run["target"], run["id"])
-                return "rate_limit"
-        return None
+        ctx = guards.GuardContext(
+            run_id=run["id"],
+            rule=rule,
+            runbook=runbook.id,
+            target=run["target"],
+            created_at=run["created_at"],
+            now=time.time(),
+            owner=self.owner,
+            store=self.store,
+            settings=self.settings,
+            metrics=self.metrics,
+            circuit=guards.UNREAD if facts is None else facts["circuit"],
+        )
+        return await guards.first_block(ctx)
 
     async def _end_blocked(self, run: Row, runbook: Runbook, rule: Rule | None, guard: str) -> None:
         """End a run a guard stopped before it changed anything. One page per rule,
