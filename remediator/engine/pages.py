@@ -16,6 +16,7 @@ from remediator.paging.base import PageContent
 from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
 from remediator.state.backend import Row
+from remediator.state.records import Approval
 
 # The words every runbook uses for work it leaves to a human (RB-01 "unmark it by
 # hand", RB-02 "replay the DLQ by hand"); at resolve those must reach one.
@@ -41,7 +42,7 @@ def _title(runbook: Runbook | None, name: str) -> str:
 
 
 def approval_details(
-    steps: Sequence[Row], approvals: Sequence[Row], runbook: Runbook | None
+    steps: Sequence[Row], approvals: Sequence[Approval], runbook: Runbook | None
 ) -> list[dict[str, object]]:
     """Each approval of the run as data, for pagers that offer buttons (Slack): what
     it would run, its state, and the outcome of its step once it ran."""
@@ -49,21 +50,21 @@ def approval_details(
     ran = {s["name"]: s for s in steps if s["phase"] == "approved" and s["state"] == "done"}
     result: list[dict[str, object]] = []
     for a in approvals:
-        done = ran.get(a["step"])
+        done = ran.get(a.step)
         outcome = None
         if done is not None:
             summary = (done.get("result") or {}).get("summary") or done.get("reason")
             outcome = f"{done['outcome']}" + (f": {summary}" if summary else "")
         result.append(
             {
-                "id": a["id"],
-                "step": a["step"],
-                "title": _title(runbook, a["step"]),
-                "call": (asked.get(a["step"]) or {}).get("rendered") or "",
-                "state": a["state"],
-                "decided_by": a.get("decided_by"),
-                "decided_at": a.get("decided_at"),
-                "expires_at": a.get("expires_at"),
+                "id": a.id,
+                "step": a.step,
+                "title": _title(runbook, a.step),
+                "call": (asked.get(a.step) or {}).get("rendered") or "",
+                "state": a.state,
+                "decided_by": a.decided_by,
+                "decided_at": a.decided_at,
+                "expires_at": a.expires_at,
                 "outcome": outcome,
             }
         )
@@ -73,7 +74,7 @@ def approval_details(
 def build(
     run: Row,
     steps: Sequence[Row],
-    approvals: Sequence[Row],
+    approvals: Sequence[Approval],
     runbook: Runbook | None,
     settings: Settings,
     *,
@@ -87,7 +88,7 @@ def build(
     done: list[str] = []
     skipped: list[str] = []
     left: list[str] = []
-    by_step = {a["step"]: a for a in approvals}
+    by_step = {a.step: a for a in approvals}
     for s in steps:
         title = _title(runbook, s["name"])
         outcome = s["outcome"]
@@ -112,16 +113,16 @@ def build(
             skipped.append(f"{title}{phase}: {s['reason']}; would run: {s['rendered']}")
         elif outcome == "awaiting_approval":
             a = by_step.get(s["name"])
-            state = a["state"] if a else "pending"
+            state = a.state if a else "pending"
             if a is not None and state == "pending":
-                approve = commandline.command(settings, f"approve {a['id']}")
-                reject = commandline.command(settings, f"reject {a['id']}")
+                approve = commandline.command(settings, f"approve {a.id}")
+                reject = commandline.command(settings, f"reject {a.id}")
                 left.append(
                     f"{title}: approve with `{approve}` (or reject with `{reject}`);"
                     f" would run: {s['rendered']}"
                 )
             elif a is not None:
-                left.append(f"{title}: approval {a['id']} {state}")
+                left.append(f"{title}: approval {a.id} {state}")
         elif outcome == "failed":
             left.append(f"{title}{phase} FAILED: {s['reason']}; do by hand: {s['rendered']}")
     if at_resolve:  # the fire's leftovers stay on record, as what happened

@@ -111,8 +111,8 @@ class Undoing(EngineBase):
             )
             return
         for a in await self.store.approvals_for_run(run["id"]):
-            if a["state"] == "pending":  # the alert is gone: nothing left to approve
-                await self.store.transition_approval(a["id"], "pending", "expired")
+            if a.state == "pending":  # the alert is gone: nothing left to approve
+                await self.store.transition_approval(a.id, "pending", "expired")
         await self.pager.send(
             f"{run['id']}:resolve",
             run,
