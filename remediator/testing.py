@@ -30,7 +30,7 @@ from remediator.runbook_api.context import Clients
 from remediator.runbook_api.registry import Registry
 from remediator.settings import Settings, from_mapping
 from remediator.state.backend import Row
-from remediator.state.records import Approval
+from remediator.state.records import Approval, StepRecord
 from remediator.state.store import StateStore
 
 
@@ -185,7 +185,7 @@ class Harness:
     async def runs(self) -> list[Row]:
         return await self.store.list_runs(1000)
 
-    async def steps(self, run_id: str, phase: str | None = None) -> list[Row]:
+    async def steps(self, run_id: str, phase: str | None = None) -> list[StepRecord]:
         return await self.store.steps_for_run(run_id, phase)
 
     async def approvals(self, run_id: str) -> list[Approval]:

@@ -47,27 +47,26 @@ class Approvals(EngineBase):
             return
         step = runbook.step(approval.step)
         steps = await self.store.steps_for_run(run["id"])
-        ctx = self._ctx(run, runbook, [s for s in steps if s["phase"] == "fire"])
-        prior = next(
-            (s for s in steps if s["phase"] == "approved" and s["name"] == step.name), None
-        )
+        ctx = self._ctx(run, runbook, [s for s in steps if s.phase == "fire"])
+        prior = next((s for s in steps if s.phase == "approved" and s.name == step.name), None)
         try:
             row = await self.steps.run(step, ctx, phase="approved", seq=len(steps), existing=prior)
+            outcome = str(row.outcome)
         except Deferred:
             # The decision stands; the step runs after `resume`.
             await self.store.transition_approval(approval.id, "executing", "approved")
             return
-        except Blocked as exc:
-            row = {"outcome": "skipped", "reason": exc.reason}
+        except Blocked:
+            outcome = "skipped"
         await self.store.transition_approval(
-            approval.id, "executing", "executed" if row["outcome"] == "applied" else "failed"
+            approval.id, "executing", "executed" if outcome == "applied" else "failed"
         )
-        if row["outcome"] == "applied" and step.kind == "mitigate":
+        if outcome == "applied" and step.kind == "mitigate":
             await self._mitigated(run)
             await self.verifier.schedule_after_approval(run)
         await self.pager.send(
             f"{run['id']}:approved:{approval.id}",
             run,
             runbook,
-            f"approved step {step.name}: {row['outcome']}",
+            f"approved step {step.name}: {outcome}",
         )

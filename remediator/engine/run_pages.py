@@ -14,7 +14,7 @@ from remediator.paging.outbox import Outbox
 from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
 from remediator.state.backend import Row
-from remediator.state.records import Approval
+from remediator.state.records import Approval, StepRecord
 from remediator.state.store import StateStore
 
 PageAction = Literal["trigger", "resolve"]
@@ -33,7 +33,7 @@ class RunPager:
         headline: str | None = None,
         *,
         at_resolve: bool = False,
-        steps: Sequence[Row] | None = None,
+        steps: Sequence[StepRecord] | None = None,
         approvals: Sequence[Approval] | None = None,
     ) -> PageContent:
         """The page for ``run``; ``steps`` or ``approvals`` None: read them now."""
@@ -54,7 +54,7 @@ class RunPager:
         *,
         action: PageAction = "trigger",
         at_resolve: bool = False,
-        steps: Sequence[Row] | None = None,
+        steps: Sequence[StepRecord] | None = None,
         approvals: Sequence[Approval] | None = None,
         dedup_key: str | None = None,
         severity: Severity | None = None,

@@ -8,7 +8,7 @@ decoded, so a caller reads ``run.fingerprint`` and mypy knows its type. The
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from remediator.state.backend import Row
@@ -92,3 +92,71 @@ class Approval(ColumnAccess):
             "slack_nonce": self.slack_nonce,
             "slack_nonce_used_at": self.slack_nonce_used_at,
         }
+
+
+JsonObject = dict[str, object]
+
+
+def _opt_json(value: object) -> JsonObject | None:
+    return value if isinstance(value, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord(ColumnAccess):
+    """One row of ``steps``: what one step of a run did (the audit trail), with
+    ``result`` and ``changes`` decoded from their JSON text."""
+
+    id: int
+    run_id: str
+    phase: str  # fire | approved | resolve | undo | verify
+    seq: int
+    name: str
+    kind: str
+    mutates: bool
+    approval: str
+    state: StepState
+    outcome: StepOutcome | None
+    rendered: str
+    result: JsonObject | None
+    changes: JsonObject | None
+    reason: str | None
+    attempts: int
+    started_at: float
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> StepRecord:
+        return cls(
+            id=int(row["id"]),
+            run_id=str(row["run_id"]),
+            phase=str(row["phase"]),
+            seq=int(row["seq"]),
+            name=str(row["name"]),
+            kind=str(row["kind"]),
+            mutates=bool(row["mutates"]),
+            approval=str(row["approval"]),
+            state=row["state"],
+            outcome=row.get("outcome"),
+            rendered=str(row["rendered"]),
+            result=_opt_json(row.get("result")),
+            changes=_opt_json(row.get("changes")),
+            reason=_opt_str(row.get("reason")),
+            attempts=int(row.get("attempts") or 0),
+            started_at=float(row["started_at"]),
+            finished_at=_opt_float(row.get("finished_at")),
+        )
+
+    @property
+    def summary(self) -> object:
+        """The ``summary`` of its result, if it has one."""
+        return (self.result or {}).get("summary")
+
+    @property
+    def data(self) -> JsonObject:
+        """The ``data`` of its result ({} without one)."""
+        data = (self.result or {}).get("data")
+        return data if isinstance(data, dict) else {}
+
+    def to_row(self) -> Row:
+        """The step as a row to write back (``record_step``), column by column."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
