@@ -30,6 +30,7 @@ from remediator.runbook_api.context import Clients
 from remediator.runbook_api.registry import Registry
 from remediator.settings import Settings, from_mapping
 from remediator.state.backend import Row
+from remediator.state.records import Approval, StepRecord
 from remediator.state.store import StateStore
 
 
@@ -184,10 +185,10 @@ class Harness:
     async def runs(self) -> list[Row]:
         return await self.store.list_runs(1000)
 
-    async def steps(self, run_id: str, phase: str | None = None) -> list[Row]:
+    async def steps(self, run_id: str, phase: str | None = None) -> list[StepRecord]:
         return await self.store.steps_for_run(run_id, phase)
 
-    async def approvals(self, run_id: str) -> list[Row]:
+    async def approvals(self, run_id: str) -> list[Approval]:
         return await self.store.approvals_for_run(run_id)
 
     async def approve(self, approval_id: int, who: str = "test-operator") -> None:

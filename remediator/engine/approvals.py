@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from remediator.engine.base import EngineBase, log
 from remediator.engine.gate import Blocked, Deferred
-from remediator.state.backend import Row
+from remediator.state.records import Approval
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Approvals(EngineBase):
             return Decision("not_found")
         if not await self.store.decide_approval(approval_id, decision, who):
             current = await self.store.get_approval(approval_id)
-            state = current["state"] if current else "?"
+            state = current.state if current else "?"
             if state == "pending":
                 state = "expired"
             return Decision("conflict", f"approval {approval_id} is {state}")
@@ -34,40 +34,39 @@ class Approvals(EngineBase):
             approval=approval_id,
             decision=decision,
             by=who,
-            run_id=a["run_id"],
-            step=a["step"],
+            run_id=a.run_id,
+            step=a.step,
         )
         return Decision("ok")
 
-    async def run_approved(self, approval: Row) -> None:
-        run = await self.store.get_run(approval["run_id"])
+    async def run_approved(self, approval: Approval) -> None:
+        run = await self.store.get_run(approval.run_id)
         runbook = self.registry.get(run["runbook"]) if run else None
         if run is None or runbook is None:
-            await self.store.transition_approval(approval["id"], "executing", "failed")
+            await self.store.transition_approval(approval.id, "executing", "failed")
             return
-        step = runbook.step(approval["step"])
+        step = runbook.step(approval.step)
         steps = await self.store.steps_for_run(run["id"])
-        ctx = self._ctx(run, runbook, [s for s in steps if s["phase"] == "fire"])
-        prior = next(
-            (s for s in steps if s["phase"] == "approved" and s["name"] == step.name), None
-        )
+        ctx = self._ctx(run, runbook, [s for s in steps if s.phase == "fire"])
+        prior = next((s for s in steps if s.phase == "approved" and s.name == step.name), None)
         try:
             row = await self.steps.run(step, ctx, phase="approved", seq=len(steps), existing=prior)
+            outcome = str(row.outcome)
         except Deferred:
             # The decision stands; the step runs after `resume`.
-            await self.store.transition_approval(approval["id"], "executing", "approved")
+            await self.store.transition_approval(approval.id, "executing", "approved")
             return
-        except Blocked as exc:
-            row = {"outcome": "skipped", "reason": exc.reason}
+        except Blocked:
+            outcome = "skipped"
         await self.store.transition_approval(
-            approval["id"], "executing", "executed" if row["outcome"] == "applied" else "failed"
+            approval.id, "executing", "executed" if outcome == "applied" else "failed"
         )
-        if row["outcome"] == "applied" and step.kind == "mitigate":
+        if outcome == "applied" and step.kind == "mitigate":
             await self._mitigated(run)
             await self.verifier.schedule_after_approval(run)
         await self.pager.send(
-            f"{run['id']}:approved:{approval['id']}",
+            f"{run['id']}:approved:{approval.id}",
             run,
             runbook,
-            f"approved step {step.name}: {row['outcome']}",
+            f"approved step {step.name}: {outcome}",
         )

@@ -32,6 +32,7 @@ from remediator.runbook_api.registry import Registry
 from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
 from remediator.state.backend import Row
+from remediator.state.records import StepRecord
 from remediator.state.store import StateStore
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ class EngineBase:
     def _target(self, runbook: Runbook, labels: Mapping[str, str], params: BaseModel) -> str:
         return targets.run_target(runbook, labels, params, self.clients)
 
-    def _ctx(self, run: Row, runbook: Runbook, steps: list[Row]) -> StepContext:
+    def _ctx(self, run: Row, runbook: Runbook, steps: list[StepRecord]) -> StepContext:
         ctx = self._bare_ctx(run, runbook, steps)
         ctx.target = run["target"]
         ctx.undo_reason = run.get("undo_reason") or (
@@ -172,13 +173,13 @@ class EngineBase:
         )
         return ctx
 
-    def _bare_ctx(self, run: Row, runbook: Runbook, steps: list[Row]) -> StepContext:
+    def _bare_ctx(self, run: Row, runbook: Runbook, steps: list[StepRecord]) -> StepContext:
         alert = run["alert"]
         params = runbook.params.model_validate(run["params"])
         results: dict[str, Mapping[str, Any]] = {}
         for s in steps:
-            if s.get("result") and s["outcome"] in ("applied", "skipped"):
-                results[s["name"]] = s["result"].get("data", {})
+            if s.result and s.outcome in ("applied", "skipped"):
+                results[s.name] = s.data
         return StepContext(
             run_id=run["id"],
             rule=run["rule"],

@@ -27,6 +27,7 @@ from remediator.errors import LeaseLost
 from remediator.runbook_api.context import Mode
 from remediator.runbook_api.steps import Runbook
 from remediator.state.backend import Row
+from remediator.state.records import StepRecord
 
 
 class Firing(Guarding, Undoing):
@@ -141,14 +142,14 @@ class Firing(Guarding, Undoing):
                 approvals=[],
             )
 
-        by_name = {s["name"]: s for s in existing}
+        by_name = {s.name: s for s in existing}
         recorded = dict(by_name)  # this phase's step rows as they now stand
         ctx = self._ctx(run, runbook, existing)
         stop_reason: str | None = None
         blocked: str | None = None
         for seq, step in enumerate(runbook.steps):
             prior = by_name.get(step.name)
-            pending = prior is None or prior["state"] != "done"
+            pending = prior is None or prior.state != "done"
             withheld = (
                 step.withhold(ctx)
                 if pending and stop_reason is None and step.withhold and step.approval == "approve"
@@ -174,16 +175,14 @@ class Firing(Guarding, Undoing):
                     "started_at": now,
                     "finished_at": now,
                 }
-                await self.store.record_step(skipped)
-                recorded[step.name] = skipped
+                recorded[step.name] = await self.store.record_step(skipped)
                 self.metrics.actions.labels(runbook.id, step.name, "skipped").inc()
                 continue
             approval_id = None
-            if step.approval == "approve" and (prior is None or prior["state"] != "done"):
+            if step.approval == "approve" and (prior is None or prior.state != "done"):
                 unoffered = offer.not_offered(step, ctx, seq)
                 if unoffered is not None:  # its target is not configured: nothing to approve
-                    await self.store.record_step(unoffered)
-                    recorded[step.name] = unoffered
+                    recorded[step.name] = await self.store.record_step(unoffered)
                     self.metrics.actions.labels(runbook.id, step.name, "skipped").inc()
                     continue
                 approval_id = await self.store.create_approval(
@@ -204,18 +203,18 @@ class Firing(Guarding, Undoing):
             except Blocked as exc:
                 blocked = exc.guard
                 stop_reason = f"not run: blocked by guard {exc.guard}"
-                recorded[step.name] = {"name": step.name, "outcome": "skipped"}
+                recorded.pop(step.name, None)  # not run: nothing of it applied
                 continue
             recorded[step.name] = row
-            if row["outcome"] in ("applied", "skipped") and row.get("result"):
-                ctx.results[step.name] = row["result"].get("data", {})
-            if row["outcome"] == "applied" and step.kind == "mitigate" and step.mutates:
+            if row.outcome in ("applied", "skipped") and row.result:
+                ctx.results[step.name] = row.data
+            if row.outcome == "applied" and step.kind == "mitigate" and step.mutates:
                 # Observed now; stored with the hand-over below (one write fewer).
                 self._observe_mitigation(run)
-            if row["outcome"] == "failed" and step.stop_on_failure:
+            if row.outcome == "failed" and step.stop_on_failure:
                 stop_reason = f"not run: {step.name} failed"
         if blocked is not None and not any(
-            r.get("outcome") == "applied" and r.get("mutates") for r in recorded.values()
+            r.outcome == "applied" and r.mutates for r in recorded.values()
         ):
             # Stopped before it changed anything: a blocked run, as if a guard had
             # stopped it at the start (nothing to undo on resolve).
@@ -264,20 +263,22 @@ class Firing(Guarding, Undoing):
             approvals=[],
         )
 
-    async def _finish_fire(self, run: Row, runbook: Runbook, steps: list[Row] | None) -> None:
+    async def _finish_fire(
+        self, run: Row, runbook: Runbook, steps: list[StepRecord] | None
+    ) -> None:
         if steps is None:
             steps = await self.store.steps_for_run(run["id"], "fire")
         outcome = run_outcomes.run_outcome(
             run["mode"],
-            (run_outcomes.StepResult(s["outcome"], bool(s.get("mutates"))) for s in steps),
+            (run_outcomes.StepResult(str(s.outcome), s.mutates) for s in steps),
         )
         self.metrics.runbook_runs.labels(runbook.id, outcome).inc()
         # A run that failed only because its labels were refused says nothing about the
         # runbook or its targets: counting it would let whoever shapes a label (a
         # spoofed source address, say) open the circuit and stop the real runs.
-        failed = [s for s in steps if s["outcome"] == "failed"]
+        failed = [s for s in steps if s.outcome == "failed"]
         refused_input_only = bool(failed) and all(
-            (s["reason"] or "").startswith("rejected input") for s in failed
+            (s.reason or "").startswith("rejected input") for s in failed
         )
         # A success closes the circuit in the hand-over's commit, below.
         close_circuit = None

@@ -68,8 +68,8 @@ class Guarding(EngineBase):
         storm of blocked runs is not a page storm."""
         self.metrics.runbook_runs.labels(runbook.id, "blocked").inc()
         for a in await self.store.approvals_for_run(run["id"]):
-            if a["state"] == "pending":  # a blocked run offers nothing to approve
-                await self.store.transition_approval(a["id"], "pending", "expired")
+            if a.state == "pending":  # a blocked run offers nothing to approve
+                await self.store.transition_approval(a.id, "pending", "expired")
         await self.store.update_run(
             run["id"],
             expect_owner=self.owner,

@@ -19,6 +19,7 @@ from remediator.runbook_api.context import Clients, StepContext
 from remediator.runbook_api.steps import Need, Step
 from remediator.settings import Settings
 from remediator.state.backend import Row
+from remediator.state.records import StepRecord
 
 NOT_CONFIGURED = "not configured: "
 
@@ -81,14 +82,14 @@ def not_offered(step: Step, ctx: StepContext, seq: int) -> Row | None:
     }
 
 
-def page_line(title: str, row: Row) -> str | None:
+def page_line(title: str, row: StepRecord) -> str | None:
     """The page's line for a step row that was not offered, else None."""
-    reason = row.get("reason") or ""
-    if row.get("outcome") != "skipped" or not reason.startswith(NOT_CONFIGURED):
+    reason = row.reason or ""
+    if row.outcome != "skipped" or not reason.startswith(NOT_CONFIGURED):
         return None
-    if row.get("approval") != "approve":
+    if row.approval != "approve":
         return None
     line = f"Not offered: {title}: needs {reason.removeprefix(NOT_CONFIGURED)}"
-    if row.get("rendered"):
-        line += f"; by hand if needed: {row['rendered']}"
+    if row.rendered:
+        line += f"; by hand if needed: {row.rendered}"
     return line

@@ -16,6 +16,7 @@ from remediator.paging.base import PageContent
 from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
 from remediator.state.backend import Row
+from remediator.state.records import Approval, StepRecord
 
 # The words every runbook uses for work it leaves to a human (RB-01 "unmark it by
 # hand", RB-02 "replay the DLQ by hand"); at resolve those must reach one.
@@ -41,29 +42,29 @@ def _title(runbook: Runbook | None, name: str) -> str:
 
 
 def approval_details(
-    steps: Sequence[Row], approvals: Sequence[Row], runbook: Runbook | None
+    steps: Sequence[StepRecord], approvals: Sequence[Approval], runbook: Runbook | None
 ) -> list[dict[str, object]]:
     """Each approval of the run as data, for pagers that offer buttons (Slack): what
     it would run, its state, and the outcome of its step once it ran."""
-    asked = {s["name"]: s for s in steps if s["phase"] == "fire"}
-    ran = {s["name"]: s for s in steps if s["phase"] == "approved" and s["state"] == "done"}
+    asked = {s.name: s for s in steps if s.phase == "fire"}
+    ran = {s.name: s for s in steps if s.phase == "approved" and s.state == "done"}
     result: list[dict[str, object]] = []
     for a in approvals:
-        done = ran.get(a["step"])
+        done = ran.get(a.step)
         outcome = None
         if done is not None:
-            summary = (done.get("result") or {}).get("summary") or done.get("reason")
-            outcome = f"{done['outcome']}" + (f": {summary}" if summary else "")
+            summary = done.summary or done.reason
+            outcome = f"{done.outcome}" + (f": {summary}" if summary else "")
         result.append(
             {
-                "id": a["id"],
-                "step": a["step"],
-                "title": _title(runbook, a["step"]),
-                "call": (asked.get(a["step"]) or {}).get("rendered") or "",
-                "state": a["state"],
-                "decided_by": a.get("decided_by"),
-                "decided_at": a.get("decided_at"),
-                "expires_at": a.get("expires_at"),
+                "id": a.id,
+                "step": a.step,
+                "title": _title(runbook, a.step),
+                "call": call.rendered if (call := asked.get(a.step)) else "",
+                "state": a.state,
+                "decided_by": a.decided_by,
+                "decided_at": a.decided_at,
+                "expires_at": a.expires_at,
                 "outcome": outcome,
             }
         )
@@ -72,8 +73,8 @@ def approval_details(
 
 def build(
     run: Row,
-    steps: Sequence[Row],
-    approvals: Sequence[Row],
+    steps: Sequence[StepRecord],
+    approvals: Sequence[Approval],
     runbook: Runbook | None,
     settings: Settings,
     *,
@@ -87,18 +88,18 @@ def build(
     done: list[str] = []
     skipped: list[str] = []
     left: list[str] = []
-    by_step = {a["step"]: a for a in approvals}
+    by_step = {a.step: a for a in approvals}
     for s in steps:
-        title = _title(runbook, s["name"])
-        outcome = s["outcome"]
-        summary = (s.get("result") or {}).get("summary") if s.get("result") else None
-        phase = "" if s["phase"] == "fire" else f" [{s['phase']}]"
-        if s["phase"] == "verify":  # did the mitigation hold (engine/verify.py)
-            words = f"Verification {summary or s.get('reason') or 'pending'}"
+        title = _title(runbook, s.name)
+        outcome = s.outcome
+        summary = s.summary
+        phase = "" if s.phase == "fire" else f" [{s.phase}]"
+        if s.phase == "verify":  # did the mitigation hold (engine/verify.py)
+            words = f"Verification {summary or s.reason or 'pending'}"
             (left if outcome in ("failed", "skipped") else done).append(words)
             continue
-        said = summary or s.get("reason") or ""
-        if s["phase"] in RESOLVE_PHASES and outcome != "failed" and HAND_WORK in said:
+        said = str(summary or s.reason or "")
+        if s.phase in RESOLVE_PHASES and outcome != "failed" and HAND_WORK in said:
             left.append(f"{title}{phase}: {said}")  # the runbook's "... by hand"
             continue
         unoffered = offer.page_line(title, s)
@@ -107,23 +108,23 @@ def build(
         elif outcome in ("applied", "rolled_back"):
             done.append(f"{title}{phase}: {summary or outcome}")
         elif outcome == "skipped":
-            skipped.append(f"{title}{phase}: {s['reason']}")
+            skipped.append(f"{title}{phase}: {s.reason}")
         elif outcome == "dry_run":
-            skipped.append(f"{title}{phase}: {s['reason']}; would run: {s['rendered']}")
+            skipped.append(f"{title}{phase}: {s.reason}; would run: {s.rendered}")
         elif outcome == "awaiting_approval":
-            a = by_step.get(s["name"])
-            state = a["state"] if a else "pending"
+            a = by_step.get(s.name)
+            state = a.state if a else "pending"
             if a is not None and state == "pending":
-                approve = commandline.command(settings, f"approve {a['id']}")
-                reject = commandline.command(settings, f"reject {a['id']}")
+                approve = commandline.command(settings, f"approve {a.id}")
+                reject = commandline.command(settings, f"reject {a.id}")
                 left.append(
                     f"{title}: approve with `{approve}` (or reject with `{reject}`);"
-                    f" would run: {s['rendered']}"
+                    f" would run: {s.rendered}"
                 )
             elif a is not None:
-                left.append(f"{title}: approval {a['id']} {state}")
+                left.append(f"{title}: approval {a.id} {state}")
         elif outcome == "failed":
-            left.append(f"{title}{phase} FAILED: {s['reason']}; do by hand: {s['rendered']}")
+            left.append(f"{title}{phase} FAILED: {s.reason}; do by hand: {s.rendered}")
     if at_resolve:  # the fire's leftovers stay on record, as what happened
         skipped += [item for item in left if not _from_resolve(item)]
         left = [item for item in left if _from_resolve(item)]
@@ -155,7 +156,7 @@ def build(
     labels = alert.get("labels", {})
     # A P0 whose runbook changed something gets its own incident even past the
     # pager's hourly budget. A read (a diagnosis, applied in dry-run too) is not acting.
-    acted = any(s.get("outcome") == "applied" and s.get("mutates") for s in steps)
+    acted = any(s.outcome == "applied" and s.mutates for s in steps)
     return PageContent(
         dedup_key=dedup_key(run["id"]),
         severity=run["severity"],

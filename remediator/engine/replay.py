@@ -18,6 +18,7 @@ from remediator.paging import text
 from remediator.runbook_api.context import AlertView, Clients, StepContext
 from remediator.runbook_api.registry import Registry
 from remediator.settings import Settings
+from remediator.state.records import StepRecord
 
 
 def plan(
@@ -54,7 +55,7 @@ def plan(
                 clients=Clients(settings=settings),
             )
             steps = []
-            rows = []
+            rows: list[StepRecord] = []
             phase_steps = runbook.steps if occ.status == "firing" else ()
             for seq, step in enumerate(phase_steps):
                 rendered = safe_render(step, ctx)
@@ -82,23 +83,33 @@ def plan(
                     }
                 )
                 rows.append(
-                    {
-                        "name": step.name,
-                        "phase": "fire",
-                        "rendered": rendered,
-                        "approval": step.approval,
-                        "outcome": "skipped"
+                    StepRecord(
+                        id=0,  # never stored: the plan as the page would show it
+                        run_id="replay",
+                        phase="fire",
+                        seq=seq,
+                        name=step.name,
+                        kind=step.kind,
+                        mutates=step.mutates,
+                        approval=step.approval,
+                        state="done",
+                        outcome="skipped"
                         if unoffered
                         else "awaiting_approval"
                         if step.approval == "approve"
                         else ("dry_run" if step.mutates else "skipped"),
-                        "reason": offer.NOT_CONFIGURED + ", ".join(unoffered)
+                        rendered=rendered,
+                        result=None,
+                        changes=None,
+                        reason=offer.NOT_CONFIGURED + ", ".join(unoffered)
                         if unoffered
                         else "dry-run: not executed"
                         if step.mutates
                         else "replay: not executed",
-                        "result": None,
-                    }
+                        attempts=0,
+                        started_at=0.0,
+                        finished_at=None,
+                    )
                 )
             if occ.status == "resolved":
                 steps = [

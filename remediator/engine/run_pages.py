@@ -14,6 +14,7 @@ from remediator.paging.outbox import Outbox
 from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
 from remediator.state.backend import Row
+from remediator.state.records import Approval, StepRecord
 from remediator.state.store import StateStore
 
 PageAction = Literal["trigger", "resolve"]
@@ -32,8 +33,8 @@ class RunPager:
         headline: str | None = None,
         *,
         at_resolve: bool = False,
-        steps: Sequence[Row] | None = None,
-        approvals: Sequence[Row] | None = None,
+        steps: Sequence[StepRecord] | None = None,
+        approvals: Sequence[Approval] | None = None,
     ) -> PageContent:
         """The page for ``run``; ``steps`` or ``approvals`` None: read them now."""
         if steps is None:
@@ -53,8 +54,8 @@ class RunPager:
         *,
         action: PageAction = "trigger",
         at_resolve: bool = False,
-        steps: Sequence[Row] | None = None,
-        approvals: Sequence[Row] | None = None,
+        steps: Sequence[StepRecord] | None = None,
+        approvals: Sequence[Approval] | None = None,
         dedup_key: str | None = None,
         severity: Severity | None = None,
     ) -> None:

@@ -44,6 +44,7 @@ from remediator.runbook_api.steps import (
     Wait,
 )
 from remediator.state.backend import Row
+from remediator.state.records import StepRecord
 from remediator.state.store import StateStore
 
 log = logs.get("remediator.execute")
@@ -128,7 +129,7 @@ class StepRunner:
             raise LeaseLost(f"run {ctx.run_id} was taken over by another replica")
         self.leases[ctx.run_id] = until
 
-    async def _record(self, base: Row, **fields: Any) -> Row:
+    async def _record(self, base: Row, **fields: Any) -> StepRecord:
         row = {**base, **fields}
         # A step that changes a target: its "started" row is on disk before it acts,
         # and its undo record right after. The record's own durable commit does it
@@ -139,8 +140,7 @@ class StepRunner:
             "awaiting_approval",
             "skipped",
         )
-        await self.store.record_step(row, durable=durable)
-        return row
+        return await self.store.record_step(row, durable=durable)
 
     async def run(
         self,
@@ -149,12 +149,12 @@ class StepRunner:
         *,
         phase: str,
         seq: int,
-        existing: Row | None,
+        existing: StepRecord | None,
         approval_id: int | None = None,
         changes: Mapping[str, Any] | None = None,
-    ) -> Row:
+    ) -> StepRecord:
         """Run (or plan) one step and return its recorded row."""
-        if existing is not None and existing["state"] == "done":
+        if existing is not None and existing.state == "done":
             return existing
         await self._fence(ctx, phase)
         now = time.time()
@@ -181,7 +181,7 @@ class StepRunner:
         # every run a kill -9 caught mid-diagnosis fail (and count towards the circuit).
         # An interrupted undo is run again too: left "unknown", the undo was lost.
         rerun_safe = step.idempotent or not step.mutates or phase == "undo"
-        if existing is not None and existing["state"] == "started" and not rerun_safe:
+        if existing is not None and existing.state == "started" and not rerun_safe:
             return await self._finish(
                 step,
                 ctx,
@@ -304,7 +304,7 @@ class StepRunner:
 
     async def _finish(
         self, step: Step, ctx: StepContext, base: Row, outcome: str, **fields: Any
-    ) -> Row:
+    ) -> StepRecord:
         if not step.mutates:
             # A read that a stall outlived is stale: recorded over the new owner's
             # row, it would be what the run's next mutation decides on (RB-02 pauses
@@ -319,9 +319,9 @@ class StepRunner:
             "step_finished",
             run_id=ctx.run_id,
             step=step.name,
-            phase=row["phase"],
+            phase=row.phase,
             outcome=outcome,
-            reason=row.get("reason"),
+            reason=row.reason,
             fingerprint=ctx.alert.fingerprint,
             alertname=ctx.alert.alertname,
         )

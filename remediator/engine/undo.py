@@ -55,19 +55,17 @@ class Undoing(EngineBase):
         if runbook is None:
             return
         all_steps = await self.store.steps_for_run(run["id"])
-        done_undos = {s["name"]: s for s in all_steps if s["phase"] == "undo"}
+        done_undos = {s.name: s for s in all_steps if s.phase == "undo"}
         to_undo = [
             s
             for s in all_steps
-            if s["phase"] in ("fire", "approved")
-            and s["outcome"] == "applied"
-            and s.get("changes") is not None
+            if s.phase in ("fire", "approved") and s.outcome == "applied" and s.changes is not None
         ]
-        to_undo.sort(key=lambda s: s["finished_at"] or 0, reverse=True)
-        ctx = self._ctx(run, runbook, [s for s in all_steps if s["phase"] != "undo"])
+        to_undo.sort(key=lambda s: s.finished_at or 0, reverse=True)
+        ctx = self._ctx(run, runbook, [s for s in all_steps if s.phase != "undo"])
         # New actions on resolve first (RB-02 replays the DLQ before re-enabling
         # alerts, as the runbook orders it), then undo in reverse order of change.
-        resolved_rows = {s["name"]: s for s in all_steps if s["phase"] == "resolve"}
+        resolved_rows = {s.name: s for s in all_steps if s.phase == "resolve"}
         try:
             for seq, step in enumerate(runbook.resolve_steps):
                 if run.get("undo_reason") in ("max_duration", VERIFY_FAILED):
@@ -77,7 +75,7 @@ class Undoing(EngineBase):
                 )
             ctx.mode = "live"  # undo puts back what was actually changed
             for seq, s in enumerate(to_undo):
-                step = runbook.step(s["name"])
+                step = runbook.step(s.name)
                 if step.undo is None:
                     continue
                 await self.steps.run(
@@ -86,7 +84,7 @@ class Undoing(EngineBase):
                     phase="undo",
                     seq=seq,
                     existing=done_undos.get(step.name),
-                    changes=s["changes"],
+                    changes=s.changes,
                 )
         except Deferred as exc:
             # Kept, never lost: back to waiting, and the maintenance loop tries again
@@ -111,8 +109,8 @@ class Undoing(EngineBase):
             )
             return
         for a in await self.store.approvals_for_run(run["id"]):
-            if a["state"] == "pending":  # the alert is gone: nothing left to approve
-                await self.store.transition_approval(a["id"], "pending", "expired")
+            if a.state == "pending":  # the alert is gone: nothing left to approve
+                await self.store.transition_approval(a.id, "pending", "expired")
         await self.pager.send(
             f"{run['id']}:resolve",
             run,

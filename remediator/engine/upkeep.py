@@ -55,16 +55,16 @@ class Upkeep:
 
     async def expire_approvals(self) -> None:
         for a in await self.engine.store.expire_approvals():
-            run = await self.engine.store.get_run(a["run_id"])
+            run = await self.engine.store.get_run(a.run_id)
             runbook = self.engine.registry.get(run["runbook"]) if run else None
             if run is None:
                 continue
-            run_log(run).warning("approval_expired", approval=a["id"], step=a["step"])
+            run_log(run).warning("approval_expired", approval=a.id, step=a.step)
             await self.engine.pager.send(
-                f"{run['id']}:expired:{a['id']}",
+                f"{run['id']}:expired:{a.id}",
                 run,
                 runbook,
-                f"approval {a['id']} for {a['step']} expired unanswered",
+                f"approval {a.id} for {a.step} expired unanswered",
             )
 
     async def run(self) -> None:
@@ -101,9 +101,7 @@ class Upkeep:
         if not paused:
             if self._room():
                 for approval in await engine.store.claim_approved(limit=self._room()):
-                    await self._hand_off(
-                        f"approval:{approval['id']}", engine.run_approved(approval)
-                    )
+                    await self._hand_off(f"approval:{approval.id}", engine.run_approved(approval))
             await self.expire_mitigations()
         await self.escalate_long_runs()
         # Verification polls only read Prometheus: they go on under the kill switch

@@ -38,6 +38,7 @@ from remediator.errors import TargetError
 from remediator.runbook_api.steps import Runbook
 from remediator.state import verifications as state
 from remediator.state.backend import Row
+from remediator.state.records import StepRecord
 from remediator.state.verifications import VERIFY_FAILED
 
 if TYPE_CHECKING:
@@ -106,12 +107,11 @@ def poll_every(within: float) -> float:
     return min(MAX_POLL, max(MIN_POLL, within / 20))
 
 
-def acted(steps: Sequence[Row]) -> bool:
+def acted(steps: Sequence[StepRecord]) -> bool:
     """A mutating step of the firing or an approval was applied: there is a
     mitigation to verify (dry-run and kill-switch plans are not applied)."""
     return any(
-        s.get("phase") in ("fire", "approved") and s.get("mutates") and s["outcome"] == "applied"
-        for s in steps
+        s.phase in ("fire", "approved") and s.mutates and s.outcome == "applied" for s in steps
     )
 
 
@@ -157,7 +157,7 @@ class Verifier:
 
     # ------------------------------------------------------------- schedule
 
-    def first_poll(self, run: Row, steps: Sequence[Row]) -> dict[str, float]:
+    def first_poll(self, run: Row, steps: Sequence[StepRecord]) -> dict[str, float]:
         """Fields for the hand-over's commit: when to poll first, if at all."""
         rule = self.engine._current_rule(run["rule"])
         if rule is None or rule.verify is None or run["mode"] != "live" or not acted(steps):
@@ -169,7 +169,7 @@ class Verifier:
         if run["state"] != "waiting":
             return
         steps = await self.engine.store.steps_for_run(run["id"])
-        if run.get("verify_at") is not None or any(s["phase"] == PHASE for s in steps):
+        if run.get("verify_at") is not None or any(s.phase == PHASE for s in steps):
             return
         first = self.first_poll(run, steps).get("verify_at")
         if first is not None:
@@ -212,11 +212,11 @@ class Verifier:
         if run is None:
             return
         prior = next((s for s in await store.steps_for_run(run["id"], PHASE)), None)
-        if prior is not None and prior["state"] == "done":
+        if prior is not None and prior.state == "done":
             # Concluded by a poll that died before its follow-through: finish it.
-            await self._follow_through(run, prior, claimed)
+            await self._follow_through(run, prior.to_row(), claimed)
             return
-        data = (prior.get("result") or {}).get("data", {}) if prior is not None else {}
+        data = prior.data if prior is not None else {}
         if data:
             progress = Progress.of(data)
         else:

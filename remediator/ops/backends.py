@@ -79,11 +79,11 @@ class StoreOperator:
             raise OperatorError(f"no approval {approval_id} in {self.where}")
         if not await self.store.decide_approval(approval_id, decision, who):
             current = await self.store.get_approval(approval_id)
-            state = current["state"] if current else "?"
+            state = current.state if current else "?"
             if state == "pending":  # still pending but refused: its time ran out
                 state = "expired"
             raise OperatorError(f"approval {approval_id} is {state} ({self.where})")
-        return Decided(approval_id, a["step"], a["run_id"], decision, who)
+        return Decided(approval_id, a.step, a.run_id, decision, who)
 
     async def set_paused(self, paused: bool, who: str) -> None:
         await self.store.set_flag("paused", "1" if paused else "0", who)

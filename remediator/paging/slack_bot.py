@@ -99,11 +99,11 @@ async def render(
     """The message body (``text`` and ``blocks``) for ``content``, as the store stands:
     each approval's current state, a nonce for each still pending."""
     run_id = content.details.get("run_id")
-    live: dict[int, dict[str, Any]] = {}
+    live: dict[int, dict[str, object]] = {}
     nonces: dict[int, str] = {}
     paused = False
     if isinstance(run_id, str) and content.details.get("approvals"):
-        live = {int(r["id"]): r for r in await store.approvals_for_run(run_id)}
+        live = {a.id: a.to_json() for a in await store.approvals_for_run(run_id)}
         pending = [i for i, r in live.items() if r["state"] == "pending"]
         if pending and not resolved:
             nonces = await slack_state.nonces_for(store, pending)

@@ -165,7 +165,7 @@ async def _decide(request: web.Request, decision: str) -> web.Response:
     if result.status == "conflict":
         return error(409, "conflict", result.detail)
     decided = await request.app[DAEMON].store.get_approval(int(raw))
-    facts = {"step": decided["step"], "run_id": decided["run_id"]} if decided else {}
+    facts = {"step": decided.step, "run_id": decided.run_id} if decided else {}
     return json_response({"id": int(raw), "state": decision, "by": who, **facts})
 
 

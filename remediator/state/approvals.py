@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from remediator.state.backend import Row
+from remediator.state.records import Approval
 from remediator.state.store_base import StoreBase
 
 
@@ -24,12 +24,13 @@ class ApprovalStore(StoreBase):
             )
         return int(rows[0]["id"])
 
-    async def get_approval(self, approval_id: int) -> Row | None:
+    async def get_approval(self, approval_id: int) -> Approval | None:
         rows = await self._read("SELECT * FROM approvals WHERE id = ?", approval_id)
-        return rows[0] if rows else None
+        return Approval.from_row(rows[0]) if rows else None
 
-    async def approvals_for_run(self, run_id: str) -> list[Row]:
-        return await self._read("SELECT * FROM approvals WHERE run_id = ? ORDER BY id", run_id)
+    async def approvals_for_run(self, run_id: str) -> list[Approval]:
+        rows = await self._read("SELECT * FROM approvals WHERE run_id = ? ORDER BY id", run_id)
+        return [Approval.from_row(r) for r in rows]
 
     async def decide_approval(self, approval_id: int, decision: str, who: str) -> bool:
         """pending -> approved|rejected, only before it expires. One decision wins."""
@@ -55,20 +56,22 @@ class ApprovalStore(StoreBase):
         )
         return n == 1
 
-    async def claim_approved(self, limit: int = 10) -> list[Row]:
-        return await self._fetch(
+    async def claim_approved(self, limit: int = 10) -> list[Approval]:
+        rows = await self._fetch(
             "UPDATE approvals SET state = 'executing' WHERE id IN (SELECT id FROM approvals"
             f" WHERE state = 'approved' ORDER BY id LIMIT ?{self._skip}) RETURNING *",
             limit,
         )
+        return [Approval.from_row(r) for r in rows]
 
-    async def expire_approvals(self) -> list[Row]:
-        return await self._fetch(
+    async def expire_approvals(self) -> list[Approval]:
+        rows = await self._fetch(
             "UPDATE approvals SET state = 'expired' WHERE id IN (SELECT id FROM approvals"
             f" WHERE state = 'pending' AND expires_at <= ? ORDER BY id{self._skip})"
             " RETURNING *",
             time.time(),
         )
+        return [Approval.from_row(r) for r in rows]
 
     async def count_pending_approvals(self) -> int:
         rows = await self._read("SELECT COUNT(*) AS n FROM approvals WHERE state = 'pending'")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from remediator.state.backend import Row
+from remediator.state.records import StepRecord
 from remediator.state.store_base import StoreBase, dumps, loads
 
 _STEP_COLUMNS = (
@@ -46,14 +47,16 @@ def step_upsert(step: Row) -> tuple[str, list[Any]]:
 
 
 class StepStore(StoreBase):
-    async def record_step(self, step: Row, *, durable: bool = False) -> None:
-        """Insert or update one step of a run; the audit trail is these rows.
+    async def record_step(self, step: Row, *, durable: bool = False) -> StepRecord:
+        """Insert or update one step of a run; the audit trail is these rows. Returns
+        the step as recorded (its id from the same statement).
 
         ``durable``: on disk before this returns, and every earlier commit with it."""
         sql, values = step_upsert(step)
-        await self._execute(sql, *values, durable=durable)
+        rows = await self._fetch(sql + " RETURNING id", *values, durable=durable)
+        return StepRecord.from_row({"attempts": 0, **step, "id": rows[0]["id"]})
 
-    async def steps_for_run(self, run_id: str, phase: str | None = None) -> list[Row]:
+    async def steps_for_run(self, run_id: str, phase: str | None = None) -> list[StepRecord]:
         if phase is None:
             rows = await self._read(
                 "SELECT * FROM steps WHERE run_id = ? ORDER BY started_at, id", run_id
@@ -65,8 +68,7 @@ class StepStore(StoreBase):
         for r in rows:
             r["result"] = loads(r["result"])
             r["changes"] = loads(r["changes"])
-            r["mutates"] = bool(r["mutates"])
-        return rows
+        return [StepRecord.from_row(r) for r in rows]
 
     async def list_actions(self, limit: int = 50) -> list[Row]:
         rows = await self._read(

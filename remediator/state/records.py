@@ -1,0 +1,162 @@
+"""Typed records of what the store holds: a run, a step of it, an approval.
+
+The store reads rows as dicts (one per backend driver); these records are what it
+hands out instead, one field per column of ``SELECT *`` with its JSON columns
+decoded, so a caller reads ``run.fingerprint`` and mypy knows its type. The
+``Literal`` types name every value a state or outcome column takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Literal
+
+from remediator.state.backend import Row
+
+RunState = Literal["running", "waiting", "parked", "undoing", "done"]
+RunOutcome = Literal["mitigated", "partial", "failed", "planned", "blocked"]
+RUN_OUTCOMES: tuple[RunOutcome, ...] = ("mitigated", "partial", "failed", "planned", "blocked")
+StepState = Literal["started", "waiting", "deferred", "done"]
+StepOutcome = Literal["applied", "dry_run", "skipped", "failed", "awaiting_approval", "rolled_back"]
+ApprovalState = Literal[
+    "pending", "approved", "rejected", "expired", "executing", "executed", "failed"
+]
+
+
+class ColumnAccess:
+    """``record["column"]`` reads the field of that name, as the dict rows these
+    records replace did; for tests and views that name columns by string. Code
+    that knows the column reads the attribute (typed)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, column: str) -> object:
+        try:
+            return getattr(self, column)
+        except AttributeError:
+            raise KeyError(column) from None
+
+    def get(self, column: str, default: object = None) -> object:
+        return getattr(self, column, default)
+
+
+def _opt_float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Approval(ColumnAccess):
+    """One row of ``approvals``: a step of a run waiting for (or past) a human."""
+
+    id: int
+    run_id: str
+    step: str
+    state: ApprovalState
+    requested_at: float
+    expires_at: float
+    decided_by: str | None
+    decided_at: float | None
+    slack_nonce: str | None
+    slack_nonce_used_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> Approval:
+        return cls(
+            id=int(row["id"]),
+            run_id=str(row["run_id"]),
+            step=str(row["step"]),
+            state=row["state"],
+            requested_at=float(row["requested_at"]),
+            expires_at=float(row["expires_at"]),
+            decided_by=_opt_str(row.get("decided_by")),
+            decided_at=_opt_float(row.get("decided_at")),
+            slack_nonce=_opt_str(row.get("slack_nonce")),
+            slack_nonce_used_at=_opt_float(row.get("slack_nonce_used_at")),
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """The row as the store holds it, column by column (JSON output, Slack)."""
+        return {
+            "id": self.id,
+            "run_id": self.run_id,
+            "step": self.step,
+            "state": self.state,
+            "requested_at": self.requested_at,
+            "expires_at": self.expires_at,
+            "decided_by": self.decided_by,
+            "decided_at": self.decided_at,
+            "slack_nonce": self.slack_nonce,
+            "slack_nonce_used_at": self.slack_nonce_used_at,
+        }
+
+
+JsonObject = dict[str, object]
+
+
+def _opt_json(value: object) -> JsonObject | None:
+    return value if isinstance(value, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord(ColumnAccess):
+    """One row of ``steps``: what one step of a run did (the audit trail), with
+    ``result`` and ``changes`` decoded from their JSON text."""
+
+    id: int
+    run_id: str
+    phase: str  # fire | approved | resolve | undo | verify
+    seq: int
+    name: str
+    kind: str
+    mutates: bool
+    approval: str
+    state: StepState
+    outcome: StepOutcome | None
+    rendered: str
+    result: JsonObject | None
+    changes: JsonObject | None
+    reason: str | None
+    attempts: int
+    started_at: float
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> StepRecord:
+        return cls(
+            id=int(row["id"]),
+            run_id=str(row["run_id"]),
+            phase=str(row["phase"]),
+            seq=int(row["seq"]),
+            name=str(row["name"]),
+            kind=str(row["kind"]),
+            mutates=bool(row["mutates"]),
+            approval=str(row["approval"]),
+            state=row["state"],
+            outcome=row.get("outcome"),
+            rendered=str(row["rendered"]),
+            result=_opt_json(row.get("result")),
+            changes=_opt_json(row.get("changes")),
+            reason=_opt_str(row.get("reason")),
+            attempts=int(row.get("attempts") or 0),
+            started_at=float(row["started_at"]),
+            finished_at=_opt_float(row.get("finished_at")),
+        )
+
+    @property
+    def summary(self) -> object:
+        """The ``summary`` of its result, if it has one."""
+        return (self.result or {}).get("summary")
+
+    @property
+    def data(self) -> JsonObject:
+        """The ``data`` of its result ({} without one)."""
+        data = (self.result or {}).get("data")
+        return data if isinstance(data, dict) else {}
+
+    def to_row(self) -> Row:
+        """The step as a row to write back (``record_step``), column by column."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
