@@ -30,16 +30,22 @@ class PageStore(StoreBase):
         )
 
     async def claim_pages(self, owner: str, limit: int, lease: float) -> list[Row]:
+        """Claim due pages. The owner's own live claims are claimable again: its one
+        outbox loop has nothing in flight when it claims, so such a claim is one whose
+        release was lost (the store failed between the send and its record) and must
+        not hold the page back for the rest of the lease."""
         now = time.time()
         rows = await self._fetch(
             "UPDATE outbox SET claimed_by = ?, claim_until = ?, attempts = attempts + 1"
             " WHERE id IN (SELECT id FROM outbox WHERE state = 'pending'"
-            " AND next_attempt_at <= ? AND (claim_until IS NULL OR claim_until < ?)"
+            " AND next_attempt_at <= ?"
+            " AND (claim_until IS NULL OR claim_until < ? OR claimed_by = ?)"
             f" ORDER BY id LIMIT ?{self._skip}) RETURNING *",
             owner,
             now + lease,
             now,
             now,
+            owner,
             limit,
         )
         for r in rows:
