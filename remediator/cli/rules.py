@@ -7,15 +7,8 @@ import json
 import sys
 
 from remediator.cli.common import load_settings
-
-
-def _prometheus_configured(args: argparse.Namespace) -> bool:
-    """Whether the config names targets.prometheus (a config that cannot be read
-    says nothing: check-rules of a bare rules file must not fail on it)."""
-    try:
-        return load_settings(args).targets.prometheus is not None
-    except Exception:
-        return True
+from remediator.errors import ConfigError
+from remediator.settings import Settings
 
 
 def check_rules(args: argparse.Namespace) -> int:
@@ -23,7 +16,16 @@ def check_rules(args: argparse.Namespace) -> int:
     from remediator.engine.verify import warnings as verify_warnings
     from remediator.runbook_api.registry import load_entry_points
 
-    path = args.path or load_settings(args).rules
+    # Read once. A bare rules file may be checked whatever the config says; a config
+    # named with --config must be readable.
+    settings: Settings | None
+    try:
+        settings = load_settings(args)
+    except ConfigError:
+        if args.path is None or getattr(args, "config", None) is not None:
+            raise
+        settings = None
+    path: str = args.path or (settings.rules if settings is not None else "")
     registry = load_entry_points()
     ruleset, errors = rules.load(path, registry)
     if errors:
@@ -37,8 +39,10 @@ def check_rules(args: argparse.Namespace) -> int:
     # a user fills in their own networks, and CI must not break on that.
     warned = 0
     # Only with a config: without one, nothing says whether Grafana can corroborate.
-    no_grafana = getattr(args, "config", None) is not None and (
-        load_settings(args).targets.grafana is None
+    no_grafana = (
+        getattr(args, "config", None) is not None
+        and settings is not None
+        and settings.targets.grafana is None
     )
     for rule in ruleset.rules:
         runbook = registry.get(rule.runbook)
@@ -50,7 +54,9 @@ def check_rules(args: argparse.Namespace) -> int:
         for warning in warnings:
             print(f"{rule.source}: rule {rule.name!r}: warning: {warning}", file=sys.stderr)
             warned += 1
-    for warning in verify_warnings(ruleset, _prometheus_configured(args)):
+    # Without a readable config nothing says Prometheus is missing: no warning.
+    prometheus_configured = settings is None or settings.targets.prometheus is not None
+    for warning in verify_warnings(ruleset, prometheus_configured):
         print(warning, file=sys.stderr)
         warned += 1
     note = f" ({warned} warning(s), on stderr)" if warned else ""

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 
 import httpx
 
-from remediator.clients.prometheus import Witness
-from remediator.errors import TargetTimeout, TargetUnavailable
+from remediator.clients.prometheus import Witness, api_data
+from remediator.errors import TargetUnavailable
 
 ALERTS_PATH = "/api/prometheus/grafana/api/v1/alerts"
 
@@ -49,22 +49,7 @@ class GrafanaClient:
         await self._http.aclose()
 
     async def _alerts(self) -> list[object]:
-        try:
-            response = await self._http.get(f"{self.url}{ALERTS_PATH}")
-        except httpx.TimeoutException as exc:
-            raise TargetTimeout("grafana", f"{ALERTS_PATH}: timed out") from exc
-        except httpx.HTTPError as exc:
-            raise TargetUnavailable("grafana", f"{ALERTS_PATH}: {type(exc).__name__}") from exc
-        if response.status_code != 200:
-            # 401/403: the token is wrong or lacks access; said as the status only.
-            raise TargetUnavailable("grafana", f"{ALERTS_PATH}: HTTP {response.status_code}")
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise TargetUnavailable("grafana", f"{ALERTS_PATH}: answer is not JSON") from exc
-        if not isinstance(body, dict) or body.get("status") != "success":
-            raise TargetUnavailable("grafana", f"{ALERTS_PATH}: status is not success")
-        data = body.get("data")
+        data = await api_data(self._http, "grafana", f"{self.url}{ALERTS_PATH}", ALERTS_PATH)
         alerts = data.get("alerts") if isinstance(data, dict) else None
         if not isinstance(alerts, list):
             raise TargetUnavailable("grafana", f"{ALERTS_PATH}: no data.alerts list")

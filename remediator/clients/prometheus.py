@@ -50,6 +50,34 @@ def promql_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+async def api_data(
+    http: httpx.AsyncClient,
+    target: str,
+    url: str,
+    path: str,
+    params: Mapping[str, str] | None = None,
+) -> object:
+    """One GET of a Prometheus-style HTTP API (Prometheus's own, or Grafana's
+    Prometheus-compatible alert state): the ``data`` of a ``status: success`` answer.
+    Anything else is a TargetError naming ``target`` and ``path``, never the body."""
+    try:
+        response = await http.get(url, params=dict(params or {}))
+    except httpx.TimeoutException as exc:
+        raise TargetTimeout(target, f"{path}: timed out") from exc
+    except httpx.HTTPError as exc:
+        raise TargetUnavailable(target, f"{path}: {type(exc).__name__}") from exc
+    if response.status_code != 200:
+        # 401/403 included: a wrong or weak token is said as the status only.
+        raise TargetUnavailable(target, f"{path}: HTTP {response.status_code}")
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise TargetUnavailable(target, f"{path}: answer is not JSON") from exc
+    if not isinstance(body, dict) or body.get("status") != "success":
+        raise TargetUnavailable(target, f"{path}: status is not success")
+    return body.get("data")
+
+
 class PrometheusClient:
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         self.url = url.rstrip("/")
@@ -67,21 +95,7 @@ class PrometheusClient:
         return str(version or "unknown version")
 
     async def _get(self, path: str, params: Mapping[str, str]) -> object:
-        try:
-            response = await self._http.get(f"{self.url}{path}", params=dict(params))
-        except httpx.TimeoutException as exc:
-            raise TargetTimeout("prometheus", f"{path}: timed out") from exc
-        except httpx.HTTPError as exc:
-            raise TargetUnavailable("prometheus", f"{path}: {type(exc).__name__}") from exc
-        if response.status_code != 200:
-            raise TargetUnavailable("prometheus", f"{path}: HTTP {response.status_code}")
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise TargetUnavailable("prometheus", f"{path}: answer is not JSON") from exc
-        if not isinstance(body, dict) or body.get("status") != "success":
-            raise TargetUnavailable("prometheus", f"{path}: status is not success")
-        return body.get("data")
+        return await api_data(self._http, "prometheus", f"{self.url}{path}", path, params)
 
     async def external_labels(self) -> dict[str, str]:
         now = time.monotonic()
