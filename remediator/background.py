@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from remediator import logs
+from remediator.cancelling import describe, finish_or_cancel
 from remediator.errors import StateUnavailable
 
 log = logs.get("remediator.background")
@@ -50,11 +51,8 @@ class Background:
             log.exception("background_failed", work=key)
 
     async def stop(self, grace: float) -> None:
-        """Let running work finish for ``grace`` seconds, then cancel the rest."""
-        tasks = list(self._tasks.values())
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        """Let running work finish for ``grace`` seconds, then cancel the rest (its
+        lease or claim in the store lets a replica take it up again)."""
+        stuck = await finish_or_cancel(list(self._tasks.values()), grace=grace, within=grace)
+        if stuck:
+            log.error("background_would_not_stop", work=describe(stuck))

@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
 
 from remediator import logs
+from remediator.cancelling import cancel_and_wait, describe
 from remediator.metrics import Metrics
 
 log = logs.get("remediator.supervisor")
@@ -28,6 +28,8 @@ BACKOFF_FIRST = 0.2
 BACKOFF_MAX = 10.0
 # A loop that ran this long before it failed is not crash-looping: back off anew.
 STEADY_AFTER = 60.0
+# How long stop() waits for a loop to end once cancelled.
+STOP_WITHIN = 5.0
 
 LoopFactory = Callable[[], Awaitable[None]]
 
@@ -101,15 +103,15 @@ class Supervisor:
         return loop.task if loop is not None else None
 
     async def stop(self, names: list[str] | None = None) -> None:
-        """Cancel these loops (all by default) and wait for them; never raises."""
+        """Stop these loops (all by default) within ``STOP_WITHIN`` s; never raises.
+        A loop that will not stop is logged by name and left behind: shutdown goes on."""
         chosen = [loop for loop in self._loops.values() if names is None or loop.name in names]
         if names is None:
             self._stopping = True
+        tasks = [loop.task for loop in chosen if loop.task is not None]
+        stuck = await cancel_and_wait(tasks, within=STOP_WITHIN)
+        if stuck:
+            log.error("loops_would_not_stop", loops=describe(stuck), within=STOP_WITHIN)
         for loop in chosen:
-            if loop.task is not None:
-                loop.task.cancel()
-        for loop in chosen:
-            if loop.task is not None:
-                with suppress(asyncio.CancelledError, Exception):
-                    await loop.task
+            loop.alive = False
             self._loops.pop(loop.name, None)

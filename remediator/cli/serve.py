@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import signal
 import sys
+import time
 
 from remediator import __version__, logs
 from remediator import settings as settings_mod
@@ -87,7 +88,13 @@ async def serve(args: argparse.Namespace) -> int:
     # then drain the journal and stop the loops; unfinished runs keep their lease
     # and are resumed by this or another replica.
     preflight.cancel()
+    began = time.monotonic()
     await runner.cleanup()
+    http_closed = time.monotonic()
     await daemon.stop()
-    log.info("stopped")
+    log.info(
+        "stopped",
+        http_seconds=round(http_closed - began, 2),
+        daemon_seconds=round(time.monotonic() - http_closed, 2),
+    )
     return 0

@@ -21,6 +21,7 @@ from typing import Any
 
 from remediator import commandline, logs
 from remediator.background import Background
+from remediator.cancelling import cancel_and_wait, describe
 from remediator.daemon.heap import freeze_startup_heap
 from remediator.daemon.lanes import SHUTDOWN_GRACE, Lanes
 from remediator.daemon.pagers import (
@@ -81,9 +82,8 @@ class Daemon(Lanes):
         # before it claims, and must never swallow another lane's wake-up.
         self._wakes = {"dispatch": asyncio.Event(), "dispatch_p0": asyncio.Event()}
         self._maint_wake = asyncio.Event()
-        self._finished: asyncio.Queue[int] = (
-            asyncio.Queue()
-        )  # processed occurrence ids  # approvals decided, undo requested
+        self._finished: asyncio.Queue[int] = asyncio.Queue()  # processed occurrence ids
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._last_direct_page = 0.0
         self._closing: list[Any] = []
         self.supervisor = Supervisor(self.metrics)
@@ -177,10 +177,12 @@ class Daemon(Lanes):
     async def stop(self) -> None:
         """Finish in-flight work: the journal drains, running occurrences get a grace
         period (then their runs keep a lease another replica resumes), and the
-        processed ones are marked done before the store closes."""
+        processed ones are marked done before the store closes. Every phase is
+        bounded, so SIGTERM ends the process even when a task ignores cancellation."""
         with suppress(Exception):
             await self.journal.close()
         await self.supervisor.stop(["dispatch", "dispatch_p0"])
+        await self.drain_in_flight()
         try:
             ids = []
             while not self._finished.empty():
@@ -190,11 +192,9 @@ class Daemon(Lanes):
             log.warning("stop_finish_failed", error=str(exc))
         await self.supervisor.stop()
         await self.background.stop(SHUTDOWN_GRACE)
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with suppress(asyncio.CancelledError, Exception):
-                await t
+        stuck = await cancel_and_wait(self._tasks, within=SHUTDOWN_GRACE)
+        if stuck:
+            log.error("tasks_would_not_stop", tasks=describe(stuck))
         self._tasks = []
         for pager in self.outbox.pagers.values():
             with suppress(Exception):

@@ -9,6 +9,7 @@ from contextlib import suppress
 from typing import Any
 
 from remediator import logs
+from remediator.cancelling import describe, finish_or_cancel
 from remediator.engine.engine import Engine
 from remediator.engine.rules import RuleSet
 from remediator.errors import StateUnavailable
@@ -39,6 +40,8 @@ class Lanes:
     _maint_wake: asyncio.Event
     _finished: asyncio.Queue[int]
     _p0_names: frozenset[str]
+    # Occurrences being processed, across lanes: shutdown gives them SHUTDOWN_GRACE.
+    _in_flight: set[asyncio.Task[None]]
 
     # ---------------------------------------------------------------- gauges
 
@@ -96,48 +99,48 @@ class Lanes:
         slots = asyncio.Semaphore(workers)
         wake = self._wakes[name]
         lease = self.settings.engine.lease
-        running: set[asyncio.Task[None]] = set()
-        try:
+        while True:
+            self.supervisor.beat(name)
+            # Wait for one free worker before claiming, beating while all are busy.
             while True:
-                self.supervisor.beat(name)
-                # Wait for one free worker before claiming, beating while all are busy.
-                while True:
-                    try:
-                        await asyncio.wait_for(slots.acquire(), self.settings.engine.poll_interval)
-                        break
-                    except TimeoutError:
-                        self.supervisor.beat(name)
-                free = 1
-                while free < 64 and not slots.locked():
-                    await slots.acquire()
-                    free += 1
-                # Clear before claiming: a commit after this point wakes us again.
-                wake.clear()
                 try:
-                    alertnames = only() if only is not None else None
-                    rows = await self.store.claim_occurrences(
-                        self.owner, free, lease, alertnames=alertnames
-                    )
-                except StateUnavailable as exc:
-                    log.warning("worker_state_unavailable", error=str(exc))
-                    rows = []
-                    await asyncio.sleep(self.settings.engine.poll_interval)
-                for _ in range(free - len(rows)):
-                    slots.release()
-                for occ in rows:
-                    task = asyncio.create_task(self._process(occ, slots))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
-                if not rows:
-                    with suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), self.settings.engine.poll_interval)
-        finally:
-            # Shutting down: let in-flight occurrences finish for a moment; a run cut
-            # short keeps its lease and is resumed by this or another replica.
-            if running:
-                _, pending = await asyncio.wait(running, timeout=SHUTDOWN_GRACE)
-                for task in pending:
-                    task.cancel()
+                    await asyncio.wait_for(slots.acquire(), self.settings.engine.poll_interval)
+                    break
+                except TimeoutError:
+                    self.supervisor.beat(name)
+            free = 1
+            while free < 64 and not slots.locked():
+                await slots.acquire()
+                free += 1
+            # Clear before claiming: a commit after this point wakes us again.
+            wake.clear()
+            try:
+                alertnames = only() if only is not None else None
+                rows = await self.store.claim_occurrences(
+                    self.owner, free, lease, alertnames=alertnames
+                )
+            except StateUnavailable as exc:
+                log.warning("worker_state_unavailable", error=str(exc))
+                rows = []
+                await asyncio.sleep(self.settings.engine.poll_interval)
+            for _ in range(free - len(rows)):
+                slots.release()
+            for occ in rows:
+                task = asyncio.create_task(self._process(occ, slots))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+            if not rows:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.settings.engine.poll_interval)
+
+    async def drain_in_flight(self) -> None:
+        """Shutting down: let in-flight occurrences finish for a moment; a run cut
+        short keeps its lease and is resumed by this or another replica."""
+        stuck = await finish_or_cancel(
+            set(self._in_flight), grace=SHUTDOWN_GRACE, within=SHUTDOWN_GRACE
+        )
+        if stuck:
+            log.error("occurrences_would_not_stop", tasks=describe(stuck))
 
     async def _process(self, occ: dict[str, Any], slots: asyncio.Semaphore) -> None:
         try:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from remediator import logs
+from remediator.cancelling import describe, finish_or_cancel
 from remediator.engine import pages
 from remediator.errors import StateUnavailable
 from remediator.paging import slack_api, slack_blocks
@@ -250,9 +251,9 @@ class SlackInteractions:
 
     async def close(self) -> None:
         """Let the updates under way finish (briefly), then close the client."""
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=SHUTDOWN_GRACE)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        stuck = await finish_or_cancel(
+            set(self._tasks), grace=SHUTDOWN_GRACE, within=SHUTDOWN_GRACE
+        )
+        if stuck:
+            log.error("slack_updates_would_not_stop", tasks=describe(stuck))
         await self._responder.aclose()

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 
+from remediator.cancelling import finish_or_cancel
 from remediator.errors import StateUnavailable
 from remediator.metrics import Metrics
 from remediator.models import Occurrence
 from remediator.state.store import StateStore
+
+# How long close() lets the writers finish what is queued.
+CLOSE_WITHIN = 10.0
 
 _Waiter = tuple[Sequence[Occurrence], "asyncio.Future[list[bool]]"]
 
@@ -107,10 +110,13 @@ class JournalWriter:
                 self._on_commit(names)
 
     async def close(self) -> None:
-        """Stop taking new work, write everything already queued, then stop."""
+        """Stop taking new work, write everything already queued (for at most
+        ``CLOSE_WITHIN`` s: a request still waiting answers 503 and is retried), then stop."""
         self._closed = True
         for _ in self._tasks:
             self._queue.put_nowait(None)
-        for t in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await t
+        await finish_or_cancel(self._tasks, grace=CLOSE_WITHIN, within=CLOSE_WITHIN)
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None and not item[1].done():
+                item[1].set_exception(StateUnavailable("journal is shutting down"))
