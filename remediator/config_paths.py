@@ -32,8 +32,8 @@ def _anchor(path: str, base: Path) -> str:
 
 
 def anchored(settings: Settings, base: Path) -> Settings:
-    """``settings`` with its relative rules path and sqlite file resolved against ``base``,
-    and ``source`` made absolute (pages print it in the commands they offer)."""
+    """``settings`` with its relative rules and runbooks paths and sqlite file resolved
+    against ``base``, and ``source`` made absolute (pages print it in the commands they offer)."""
     state = settings.state.get_secret_value()
     path = sqlite_path(state)
     if path is not None:
@@ -42,6 +42,7 @@ def anchored(settings: Settings, base: Path) -> Settings:
     return settings.model_copy(
         update={
             "rules": _anchor(settings.rules, base),
+            "runbooks": _anchor(settings.runbooks, base) if settings.runbooks else None,
             "state": SecretStr(state),
             "source": source,
         }

@@ -23,7 +23,8 @@ from remediator.clients.prometheus_range import PrometheusHistory, prometheus_du
 from remediator.engine import rules as rules_mod
 from remediator.errors import TargetError
 from remediator.paging.base import SEVERITIES
-from remediator.runbook_api.registry import Registry, load_entry_points
+from remediator.runbook_api.registry import Registry
+from remediator.runbooks.yaml_runbooks import registry_for
 from remediator.settings import Settings, parse_duration
 
 
@@ -175,8 +176,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     except UsageError as exc:
         print(f"backtest: {exc}", file=sys.stderr)
         return 2
-    registry = load_entry_points()
-    ruleset, errors = rules_mod.load(opts.rules or settings.rules, registry)
+    registry, errors = registry_for(settings.runbooks)
+    ruleset = None
+    if not errors:
+        ruleset, errors = rules_mod.load(opts.rules or settings.rules, registry)
     if ruleset is None:
         for e in errors:
             print(e, file=sys.stderr)

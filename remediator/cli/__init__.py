@@ -50,11 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     cmd("serve", "run the daemon")
-    sp = cmd("check-rules", "validate rule files")
+    sp = cmd("check-rules", "validate rule files and YAML runbooks")
     sp.add_argument("path", nargs="?")
+    sp.add_argument("--runbooks", help="YAML runbooks file or directory (default: from config)")
     sp = cmd("replay", "plan a webhook payload in dry-run and print the timeline")
     sp.add_argument("payload", help="Alertmanager webhook JSON file, or - for stdin")
     sp.add_argument("--rules", help="rules file or directory (default: from config)")
+    sp.add_argument("--runbooks", help="YAML runbooks file or directory (default: from config)")
     sp.add_argument("--json", action="store_true")
 
     def operator_cmd(name: str, help_: str) -> argparse.ArgumentParser:

@@ -12,11 +12,15 @@ from remediator.cli.common import load_settings
 
 async def run_doctor(args: argparse.Namespace) -> int:
     from remediator import doctor
-    from remediator.runbook_api.registry import load_entry_points
+    from remediator.runbooks.yaml_runbooks import registry_for
 
-    report = await doctor.run(load_settings(args), load_entry_points(), test_page=args.test_page)
+    settings = load_settings(args)
+    registry, errors = registry_for(settings.runbooks)
+    for error in errors:  # the built-in runbooks are still checked
+        print(f"runbooks: {error}", file=sys.stderr)
+    report = await doctor.run(settings, registry, test_page=args.test_page)
     if args.json:
         sys.stdout.write(orjson.dumps(report.to_json()).decode() + "\n")
     else:
         print(doctor.format_text(report))
-    return 0 if report.ok else 1
+    return 0 if report.ok and not errors else 1

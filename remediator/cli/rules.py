@@ -14,7 +14,7 @@ from remediator.settings import Settings
 def check_rules(args: argparse.Namespace) -> int:
     from remediator.engine import rules
     from remediator.engine.verify import warnings as verify_warnings
-    from remediator.runbook_api.registry import load_entry_points
+    from remediator.runbooks.yaml_runbooks import registry_for
 
     # Read once. A bare rules file may be checked whatever the config says; a config
     # named with --config must be readable.
@@ -26,8 +26,11 @@ def check_rules(args: argparse.Namespace) -> int:
             raise
         settings = None
     path: str = args.path or (settings.rules if settings is not None else "")
-    registry = load_entry_points()
-    ruleset, errors = rules.load(path, registry)
+    runbooks = args.runbooks or (settings.runbooks if settings is not None else None)
+    registry, errors = registry_for(runbooks)
+    ruleset = None
+    if not errors:  # rules name runbooks: check them against a complete registry
+        ruleset, errors = rules.load(path, registry)
     if errors:
         for e in errors:
             print(e, file=sys.stderr)
@@ -60,7 +63,8 @@ def check_rules(args: argparse.Namespace) -> int:
         print(warning, file=sys.stderr)
         warned += 1
     note = f" ({warned} warning(s), on stderr)" if warned else ""
-    print(f"SUCCESS: {len(ruleset)} rules found in {', '.join(ruleset.sources)}{note}")
+    yaml_note = f"; YAML runbooks from {runbooks}" if runbooks else ""
+    print(f"SUCCESS: {len(ruleset)} rules found in {', '.join(ruleset.sources)}{yaml_note}{note}")
     return 0
 
 
@@ -70,11 +74,13 @@ def replay_payload(args: argparse.Namespace) -> int:
     from remediator.engine import replay, rules
     from remediator.models import WebhookPayload
     from remediator.ops.errors import validation_lines
-    from remediator.runbook_api.registry import load_entry_points
+    from remediator.runbooks.yaml_runbooks import registry_for
 
     settings = load_settings(args)
-    registry = load_entry_points()
-    ruleset, errors = rules.load(args.rules or settings.rules, registry)
+    registry, errors = registry_for(args.runbooks or settings.runbooks)
+    ruleset = None
+    if not errors:
+        ruleset, errors = rules.load(args.rules or settings.rules, registry)
     if ruleset is None:
         for e in errors:
             print(e, file=sys.stderr)

@@ -19,9 +19,11 @@ def _rules_valid_at_start(settings: settings_mod.Settings) -> bool:
     """Invalid rules at start are fatal: a daemon with none would answer 202 and do
     nothing. (A reload with invalid rules keeps the old ones: see Daemon.reload_rules.)"""
     from remediator.engine import rules
-    from remediator.runbook_api.registry import load_entry_points
+    from remediator.runbooks.yaml_runbooks import registry_for
 
-    _ruleset, errors = rules.load(settings.rules, load_entry_points())
+    registry, errors = registry_for(settings.runbooks)
+    if not errors:
+        _ruleset, errors = rules.load(settings.rules, registry)
     for e in errors:
         print(e, file=sys.stderr)
     if errors:

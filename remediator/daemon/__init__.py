@@ -39,7 +39,8 @@ from remediator.metrics import Metrics
 from remediator.paging.base import PageContent, Pager
 from remediator.paging.outbox import Outbox
 from remediator.runbook_api.context import Clients
-from remediator.runbook_api.registry import Registry, load_entry_points
+from remediator.runbook_api.registry import Registry
+from remediator.runbooks.yaml_runbooks import registry_for
 from remediator.settings import Settings
 from remediator.state.journal import JournalWriter
 from remediator.state.store import StateStore
@@ -71,7 +72,8 @@ class Daemon(Lanes):
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.registry = registry if registry is not None else load_entry_points()
+        # serve refused to start on YAML runbook errors; here they are known good.
+        self.registry = registry if registry is not None else registry_for(settings.runbooks)[0]
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._pagers = pagers
         self._clients = clients

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from remediator.engine.index import RuleIndex
 from remediator.engine.matchers import Matcher, MatcherSyntaxError, parse_matcher
 from remediator.runbook_api.registry import Registry
 from remediator.settings import parse_duration
+from remediator.yaml_lines import read, yaml_files
 
 _KEYS = {
     "name",
@@ -104,24 +104,8 @@ class RuleSet:
         return len(self.rules)
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping (as key '__line__')."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
-    mapping["__line__"] = node.start_mark.line + 1
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def rule_files(path: str | Path) -> list[Path]:
-    p = Path(path)
-    if p.is_dir():
-        return sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
-    return [p]
+    return yaml_files(path)
 
 
 def _parse_rule(raw: Any, where: str, registry: Registry, errors: list[str]) -> Rule | None:
@@ -285,16 +269,7 @@ def load(path: str | Path, registry: Registry) -> tuple[RuleSet | None, list[str
         return None, [f"{path}: no such file or directory"]
     seen: dict[str, str] = {}
     for f in files:
-        try:
-            doc = yaml.load(f.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
-        except OSError as exc:
-            errors.append(f"{f}: cannot read: {exc.strerror}")
-            continue
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{f}:{mark.line + 1}" if mark is not None else str(f)
-            errors.append(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}")
-            continue
+        doc = read(f, errors)
         if doc is None:
             continue
         if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):

@@ -26,6 +26,7 @@ class Settings(Strict):
     listen: str = "127.0.0.1:9095"
     mode: Literal["dry-run", "live"] = "dry-run"
     rules: str = "rules/"
+    runbooks: str | None = None  # YAML runbooks: a file or directory (README)
     state: SecretStr = SecretStr(DEFAULT_STATE)
     # Serving a non-loopback address with no tokens is refused unless this is set.
     allow_unauthenticated: bool = False

@@ -1,0 +1,272 @@
+"""Runbooks written as YAML (README "Writing a runbook in YAML"), loaded into the registry.
+
+    runbooks:
+      - id: WORKER-STUCK
+        title: Restart a stuck worker when its queue backs up
+        severity: P2
+        labels: {deployment: k8s_name, queue: k8s_name}   # the only labels steps may use
+        target: "{labels.deployment}"                      # lock, cooldown, blast radius
+        steps:
+          - name: backlog
+            kind: diagnose
+            corroborates: true        # an unmet expect: the alert is not confirmed, nothing runs
+            sql: {query: "SELECT ... WHERE queue = $1", binds: ["{labels.queue}"], expect: rows}
+          - name: restart
+            kind: mitigate
+            kube_restart: {deployment: "{labels.deployment}"}
+          - name: scale_up
+            kind: mitigate
+            approval: approve
+            temporary: true           # undone on resolve (kube_scale records the replicas)
+            kube_scale: {deployment: "{labels.deployment}", replicas: 4}
+        on_resolve: [...]             # new actions when the alert resolves (optional)
+
+A YAML runbook becomes the same ``Runbook`` of ``Step`` declarations the built-in
+ones are, so it passes the same gate, guards, audit trail and undo. Each step's plan
+(``replay``, pages) and its run are one action object built from one spec.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from remediator.runbook_api.actions import Action, KubeScale
+from remediator.runbook_api.context import StepContext
+from remediator.runbook_api.registry import Registry, load_entry_points
+from remediator.runbook_api.steps import Runbook, Step, StepFailed, StepOutcome
+from remediator.runbooks import plan, yaml_actions
+from remediator.runbooks.yaml_actions import ActionSpec, BuildContext
+from remediator.runbooks.yaml_templates import SpecError, Template, checked_labels
+from remediator.validation.label_kinds import KINDS
+from remediator.yaml_lines import LINE, read, yaml_files
+
+_ID = re.compile(r"[A-Z][A-Z0-9-]{1,31}", re.ASCII)
+_STEP_NAME = re.compile(r"[a-z][a-z0-9_]{0,47}", re.ASCII)
+_RUNBOOK_KEYS = {"id", "title", "severity", "labels", "target", "steps", "on_resolve", "page_first"}
+_STEP_KEYS = {
+    "name", "title", "kind", "approval", "temporary", "undo", "corroborates",
+    "stop_on_failure", "timeout", *yaml_actions.ACTIONS,
+}  # fmt: skip
+_KINDS = ("diagnose", "mitigate", "verify", "notify")
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    title: str
+    kind: str
+    approval: str
+    action: ActionSpec
+    undo: ActionSpec | None  # an explicit undo action (kube_scale builds its own)
+    temporary: bool
+    stop_on_failure: bool
+    timeout: float
+
+
+def _step(raw: object, kinds: Mapping[str, str], where: str) -> StepSpec:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: a step must be a mapping")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _STEP_NAME.fullmatch(name):
+        raise SpecError(f"{where}: step name: lowercase letters, digits and _ (got {name!r})")
+    at = f"{where}: step {name!r}"
+    for key in sorted(set(raw) - _STEP_KEYS - {LINE}):
+        raise SpecError(f"{at}: unknown key {key!r}")
+    chosen = [k for k in yaml_actions.ACTIONS if k in raw]
+    if len(chosen) != 1:
+        raise SpecError(f"{at}: exactly one action, one of {list(yaml_actions.ACTIONS)}")
+    corroborates = raw.get("corroborates", False) is True
+    try:
+        action = yaml_actions.parse(chosen[0], raw[chosen[0]], kinds, corroborates=corroborates)
+        undo = _undo(raw, kinds, action)
+    except SpecError as exc:
+        raise SpecError(f"{at}: {exc}") from None
+    kind = raw.get("kind")
+    if kind not in _KINDS:
+        raise SpecError(f"{at}: kind: one of {list(_KINDS)}")
+    if action.mutates != (kind == "mitigate"):
+        says = "changes" if action.mutates else "changes nothing"
+        raise SpecError(f"{at}: kind {kind} but its action {chosen[0]} {says}")
+    approval = raw.get("approval", "auto")
+    if approval not in ("auto", "approve"):
+        raise SpecError(f"{at}: approval: auto or approve")
+    if approval == "approve" and not action.mutates:
+        raise SpecError(f"{at}: approval: approve on a step that changes nothing")
+    timeout = raw.get("timeout", 30)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= 600:
+        raise SpecError(f"{at}: timeout: seconds, 1..600")
+    title = raw.get("title", name.replace("_", " "))
+    return StepSpec(
+        name=name,
+        title=str(title)[:200],
+        kind=str(kind),
+        approval=str(approval),
+        action=action,
+        undo=undo,
+        temporary=raw.get("temporary", False) is True,
+        stop_on_failure=raw.get("stop_on_failure", corroborates) is True,
+        timeout=float(timeout),
+    )
+
+
+def _undo(raw: dict[str, Any], kinds: Mapping[str, str], action: ActionSpec) -> ActionSpec | None:
+    temporary = raw.get("temporary", False)
+    if not isinstance(temporary, bool):
+        raise SpecError("temporary: true or false")
+    given = raw.get("undo")
+    if given is not None and not temporary:
+        raise SpecError("undo is given but the step is not temporary: set temporary: true")
+    if not temporary:
+        return None
+    if not action.mutates:
+        raise SpecError("temporary on a step that changes nothing")
+    if action.undoable:
+        if given is not None:
+            raise SpecError(f"{action.name} builds its own undo; remove undo")
+        return None
+    if given is None:
+        raise SpecError(
+            f"temporary but no undo: {action.name} cannot undo itself; add undo: {{sql: ...}}"
+        )
+    if not isinstance(given, dict) or set(given) - {LINE} != {"sql"}:
+        raise SpecError("undo: expected {sql: {query, binds, mutates: true}}")
+    spec = yaml_actions.parse("sql", given["sql"], kinds, corroborates=False)
+    if not spec.mutates:
+        raise SpecError("undo.sql: an undo changes something: set mutates: true")
+    return spec
+
+
+def _build_context(ctx: StepContext, kinds: Mapping[str, str], spec: ActionSpec) -> BuildContext:
+    values = checked_labels(ctx.labels, kinds, spec.labels)
+    prefix = f"{ctx.runbook.lower()}-{ctx.run_id.lower()}"[:40].rstrip("-")
+    return BuildContext(values, kinds, plan.namespace(ctx), prefix)
+
+
+def _to_step(spec: StepSpec, kinds: Mapping[str, str]) -> Step:
+    def action_for(ctx: StepContext) -> Action:
+        return spec.action.build(_build_context(ctx, kinds, spec.action))
+
+    async def run(*, ctx: StepContext, **_: Any) -> StepOutcome:
+        return await action_for(ctx).execute(ctx.clients)
+
+    def render(*, ctx: StepContext, **_: Any) -> str:
+        text = action_for(ctx).render()
+        return f"{text}  # undone on resolve" if spec.temporary else text
+
+    async def undo(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> StepOutcome:
+        if spec.undo is not None:
+            return await spec.undo.build(_build_context(ctx, kinds, spec.undo)).execute(ctx.clients)
+        action = action_for(ctx)
+        if not isinstance(action, KubeScale):
+            raise StepFailed(f"{spec.action.name} has no undo")
+        return await action.undo(changes).execute(ctx.clients)
+
+    need = spec.action.needs
+    return Step(
+        name=spec.name,
+        kind=spec.kind,  # type: ignore[arg-type]  # checked against _KINDS
+        title=spec.title,
+        run=run,
+        render=render,
+        mutates=spec.action.mutates,
+        approval=spec.approval,  # type: ignore[arg-type]  # checked: auto or approve
+        undo=undo if spec.temporary else None,
+        timeout=spec.timeout,
+        stop_on_failure=spec.stop_on_failure,
+        needs=(need,) if need else (),
+    )
+
+
+def _runbook(raw: object, where: str) -> Runbook:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: a runbook must be a mapping")
+    where = f"{where.rsplit(':', 1)[0]}:{raw.get(LINE, 1)}"
+    rb_id = raw.get("id")
+    if not isinstance(rb_id, str) or not _ID.fullmatch(rb_id):
+        raise SpecError(f"{where}: id: capitals, digits and '-', e.g. WORKER-STUCK")
+    at = f"{where}: runbook {rb_id!r}"
+    for key in sorted(set(raw) - _RUNBOOK_KEYS - {LINE}):
+        raise SpecError(f"{at}: unknown key {key!r}")
+    severity = raw.get("severity")
+    if severity not in ("P0", "P1", "P2", "P3"):
+        raise SpecError(f"{at}: severity: P0, P1, P2 or P3")
+    kinds_raw = raw.get("labels", {})
+    if not isinstance(kinds_raw, dict):
+        raise SpecError(f"{at}: labels: a mapping of label name to validator")
+    kinds = {str(k): v for k, v in kinds_raw.items() if k != LINE}
+    for label, kind in kinds.items():
+        if kind not in KINDS:
+            raise SpecError(f"{at}: labels.{label}: validator one of {sorted(KINDS)}")
+    try:
+        target = Template.parse(raw.get("target", rb_id), kinds, "target")
+    except SpecError as exc:
+        raise SpecError(f"{at}: {exc}") from None
+    steps = _steps(raw.get("steps"), kinds, at, "steps", required=True)
+    resolve = _steps(raw.get("on_resolve", []), kinds, at, "on_resolve", required=False)
+    if any(s.approval == "approve" for s in resolve):
+        raise SpecError(f"{at}: on_resolve steps run unattended: approval must be auto")
+    names = [s.name for s in (*steps, *resolve)]
+    if len(names) != len(set(names)):
+        raise SpecError(f"{at}: a step name is used twice")
+
+    def target_of(labels: Mapping[str, str], _params: Any) -> str:
+        return target.render(checked_labels(labels, kinds, target.labels))
+
+    return Runbook(
+        id=rb_id,
+        title=str(raw.get("title", rb_id))[:200],
+        severity=severity,
+        steps=steps,
+        resolve_steps=resolve,
+        target=target_of,
+        page_first=raw.get("page_first", False) is True,
+    )
+
+
+def _steps(
+    raw: object, kinds: Mapping[str, str], at: str, key: str, *, required: bool
+) -> tuple[Step, ...]:
+    if not isinstance(raw, list) or (required and not raw):
+        raise SpecError(f"{at}: {key}: a list of steps")
+    file = at.split(":", 1)[0]
+    out = []
+    for item in raw:
+        line = item.get(LINE, "?") if isinstance(item, dict) else "?"
+        out.append(_to_step(_step(item, kinds, f"{file}:{line}"), kinds))
+    return tuple(out)
+
+
+def load(path: str | Path, registry: Registry) -> list[str]:
+    """Register every runbook in the YAML files under ``path``; the errors, file:line."""
+    errors: list[str] = []
+    if not Path(path).exists():
+        return [f"{path}: no such file or directory"]
+    for f in yaml_files(path):
+        doc = read(f, errors)
+        if doc is None:
+            continue
+        if not isinstance(doc, dict) or not isinstance(doc.get("runbooks"), list):
+            errors.append(f"{f}:1: expected a mapping with a 'runbooks' list")
+            continue
+        for raw in doc["runbooks"]:
+            try:
+                runbook = _runbook(raw, f"{f}:{doc.get(LINE, 1)}")
+            except SpecError as exc:
+                errors.append(str(exc))
+                continue
+            if runbook.id in registry:
+                errors.append(f"{f}:{raw.get(LINE, 1)}: runbook id {runbook.id!r} is already taken")
+                continue
+            registry.register(runbook)
+    return errors
+
+
+def registry_for(runbooks: str | None) -> tuple[Registry, list[str]]:
+    """The built-in and plugin runbooks, plus the YAML ones under ``runbooks`` (the
+    config key); the errors of the YAML files, file:line."""
+    registry = load_entry_points()
+    return registry, (load(runbooks, registry) if runbooks else [])
