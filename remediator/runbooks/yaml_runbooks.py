@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from remediator.errors import InputRejected
 from remediator.runbook_api.actions import Action, KubeScale
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.registry import Registry, load_entry_points
@@ -165,6 +166,14 @@ def _to_step(spec: StepSpec, kinds: Mapping[str, str]) -> Step:
             raise StepFailed(f"{spec.action.name} has no undo")
         return await action.undo(changes).execute(ctx.clients)
 
+    def withhold(ctx: StepContext) -> str | None:
+        # An approval whose labels fail their checks could only fail once approved.
+        try:
+            action_for(ctx)
+        except InputRejected as exc:
+            return f"rejected input {exc}"
+        return None
+
     need = spec.action.needs
     return Step(
         name=spec.name,
@@ -178,6 +187,7 @@ def _to_step(spec: StepSpec, kinds: Mapping[str, str]) -> Step:
         timeout=spec.timeout,
         stop_on_failure=spec.stop_on_failure,
         needs=(need,) if need else (),
+        withhold=withhold if spec.approval == "approve" else None,
     )
 
 
