@@ -208,3 +208,14 @@ def test_serve_refuses_to_start_on_a_broken_runbook(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "unknown key 'kube_scael'" in result.stderr
     assert not (tmp_path / "state.db").exists()
+
+
+def test_the_readme_example_is_a_valid_runbook(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Writing a runbook in YAML", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "readme.yaml").write_text(block)
+    registry = load_entry_points()
+    assert yaml_runbooks.load(tmp_path / "readme.yaml", registry) == []
+    runbook = registry.get("WORKER-STUCK")
+    assert runbook is not None and runbook.step("scale_up").undo is not None
