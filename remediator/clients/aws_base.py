@@ -27,6 +27,7 @@ from remediator.errors import (
     InputRejected,
     TargetConflict,
     TargetError,
+    TargetNotFound,
     TargetRejected,
     TargetThrottled,
     TargetTimeout,
@@ -45,6 +46,10 @@ _THROTTLE_CODES = frozenset(
     }
 )
 _LOCK_LOST = "WAFOptimisticLockException"
+# AWS names absence per service: DBInstanceNotFound(Fault), NoSuchKey, NoSuchBucket,
+# WAFNonexistentItemException.
+_NOT_FOUND_SUFFIXES = ("NotFound", "NotFoundFault", "NotFoundException")
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "WAFNonexistentItemException"})
 
 
 def _aware(field: str, value: object) -> datetime:
@@ -125,6 +130,8 @@ class AwsApi:
             return TargetConflict(target, text)
         if status >= 500:
             return TargetUnavailable(target, text)
+        if status == 404 or code.endswith(_NOT_FOUND_SUFFIXES) or code in _NOT_FOUND_CODES:
+            return TargetNotFound(target, text)
         return TargetRejected(target, text)
 
     def _from_botocore_error(self, target: str, operation: str, exc: BotoCoreError) -> TargetError:

@@ -31,9 +31,9 @@ from typing import Any, Literal
 
 import asyncpg
 
+from remediator.errors import QueryRejected as QueryRejected  # raised here; defined there
 from remediator.errors import (
     TargetConflict,
-    TargetRejected,
     TargetTimeout,
     TargetUnavailable,
 )
@@ -61,18 +61,6 @@ WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
 """
 _CLIENT_SLACK_S = 2.0  # client-side timeout beyond the server's, for a silent network
 _CLOSE_GRACE_S = 5.0
-
-
-class QueryRejected(TargetRejected):
-    """The server refused a statement (constraint, syntax, permission...).
-
-    ``sqlstate`` lets a step tell e.g. a unique violation (23505) from the rest without
-    catching an asyncpg type.
-    """
-
-    def __init__(self, target: str, message: str, *, sqlstate: str | None) -> None:
-        super().__init__(target, message)
-        self.sqlstate = sqlstate
 
 
 def _message(exc: BaseException) -> str:

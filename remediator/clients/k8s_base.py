@@ -18,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from remediator.errors import (
     TargetConflict,
     TargetError,
+    TargetNotFound,
     TargetRejected,
     TargetThrottled,
     TargetTimeout,
@@ -62,6 +63,8 @@ def _map_api_exception(what: str, exc: ApiException, *, redact: bool) -> TargetE
         return TargetThrottled(TARGET, message, retry_after=_retry_after(exc.headers))
     if status >= 500:
         return TargetUnavailable(TARGET, message)
+    if status == 404:
+        return TargetNotFound(TARGET, message)
     return TargetRejected(TARGET, message)
 
 

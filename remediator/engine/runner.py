@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception,
     stop_after_attempt,
     wait_exponential,
@@ -52,6 +53,27 @@ log = logs.get("remediator.execute")
 
 def _temporary(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or (isinstance(exc, TargetError) and exc.temporary)
+
+
+# A target's Retry-After is honoured up to this; a longer ask fails the step's attempts
+# sooner rather than parking a worker (the run is retried as a whole later).
+MAX_RETRY_AFTER = 30.0
+
+
+def honour_retry_after(
+    backoff: Callable[[RetryCallState], float],
+) -> Callable[[RetryCallState], float]:
+    """Wait the backoff, or longer when the target said how long (429, AWS throttling)."""
+
+    def wait(state: RetryCallState) -> float:
+        base = backoff(state)
+        failed = state.outcome.exception() if state.outcome is not None else None
+        asked = getattr(failed, "retry_after", None)
+        if isinstance(asked, int | float) and asked > 0:
+            return max(base, min(float(asked), MAX_RETRY_AFTER))
+        return base
+
+    return wait
 
 
 def _reason(exc: BaseException) -> str:
@@ -212,7 +234,7 @@ class StepRunner:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(max(1, step.attempts)),
-                wait=wait_exponential(multiplier=step.backoff, max=10),
+                wait=honour_retry_after(wait_exponential(multiplier=step.backoff, max=10)),
                 retry=retry_if_exception(_temporary),
                 reraise=True,
             ):

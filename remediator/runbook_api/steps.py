@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from remediator.errors import RemediatorError
+# Re-exported: a runbook finds everything a step uses in this module.
+from remediator.errors import NotConfigured as NotConfigured
+from remediator.errors import StepFailed as StepFailed
 
 if TYPE_CHECKING:
     from remediator.runbook_api.context import Clients, StepContext
@@ -30,19 +32,6 @@ Approval = Literal["auto", "approve"]
 Severity = Literal["P0", "P1", "P2", "P3"]
 # The clients a step acts through (``Clients`` attribute names), for `needs`.
 Need = Literal["database", "cache", "kubernetes", "aws", "http"]
-
-
-class StepFailed(RemediatorError):
-    """The step cannot succeed; retrying will not help. ``reason`` goes on the page."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class NotConfigured(StepFailed):
-    """The step needs a target this config leaves out: skipped, not failed (a choice of
-    the operator, not a fault of the target or the runbook)."""
 
 
 @dataclass(frozen=True)

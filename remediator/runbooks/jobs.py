@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from remediator.errors import TargetRejected
+from remediator.errors import TargetNotFound
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import StepFailed
 from remediator.runbooks import plan
@@ -62,13 +62,11 @@ async def start(
                 backoff_limit=0,
             )
         )
-    except TargetRejected as exc:
-        if "HTTP 404" not in str(exc) or "deployment" not in str(exc):
-            raise
+    except TargetNotFound as exc:  # the Deployment (or the namespace) is not there
         raise StepFailed(
             f"deployment {deployment} not found in namespace {kube.namespace}: the Job"
             " copies its pod template (image, env, service account, volumes); name the"
-            " workload in the rule's params"
+            f" workload in the rule's params ({exc})"
         ) from exc
 
 

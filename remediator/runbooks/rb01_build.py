@@ -14,7 +14,7 @@ from typing import Any
 from remediator import validation
 from remediator.errors import (
     TargetError,
-    TargetRejected,
+    TargetNotFound,
 )
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import Done, Skip, StepFailed, Wait
@@ -30,11 +30,8 @@ async def _job_state(kube: Any, name: str) -> str | None:
     """The Job's state, or None when no such Job exists (404)."""
     try:
         return str(await kube.job_status(name))
-    except TargetRejected as exc:
-        # The client maps every other 4xx to TargetRejected as well; only 404 is absence.
-        if "HTTP 404" in str(exc):
-            return None
-        raise
+    except TargetNotFound:
+        return None
 
 
 # ------------------------------------------------------------ 5 rerun the build

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from remediator.clients.database import QueryRejected
-from remediator.errors import NotCorroborated, TargetTimeout, TargetUnavailable
+from remediator.errors import NotCorroborated, QueryRejected, TargetTimeout, TargetUnavailable
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import Done, Skip
 from remediator.runbooks import plan

@@ -27,6 +27,7 @@ from remediator.errors import (
     InputRejected,
     TargetConflict,
     TargetError,
+    TargetNotFound,
     TargetRejected,
     TargetThrottled,
     TargetTimeout,
@@ -310,7 +311,7 @@ async def test_describe_db_instance_returns_pending_modifications_as_plain_dict(
 
 
 async def test_describe_unknown_db_instance_is_rejected_permanently(aws: AwsClient) -> None:
-    with pytest.raises(TargetRejected) as info:
+    with pytest.raises(TargetNotFound) as info:
         await aws.describe_db_instance(unique("missing"))
     assert info.value.target == "aws.rds"
     assert "DBInstanceNotFound" in str(info.value)

@@ -18,6 +18,7 @@ from remediator.errors import (
     ConfigError,
     InputRejected,
     TargetConflict,
+    TargetNotFound,
     TargetRejected,
     TargetThrottled,
     TargetTimeout,
@@ -154,7 +155,7 @@ async def test_create_job_over_a_different_job_is_rejected(
 
 
 async def test_job_status_of_missing_job_is_rejected(kube: KubernetesClient) -> None:
-    with pytest.raises(TargetRejected, match="404"):
+    with pytest.raises(TargetNotFound, match="404"):
         await kube.job_status("nope")
 
 
@@ -249,7 +250,7 @@ async def test_patch_secret_error_never_carries_the_value(
         (500, TargetUnavailable),
         (503, TargetUnavailable),
         (409, TargetConflict),
-        (404, TargetRejected),
+        (404, TargetNotFound),
         (403, TargetRejected),
     ],
 )
@@ -497,7 +498,7 @@ async def test_job_from_deployment_keeps_the_default_container_and_drops_the_res
 async def test_job_from_a_missing_deployment_or_container_is_refused(
     fake: FakeKubeAPI, kube: KubernetesClient
 ) -> None:
-    with pytest.raises(TargetRejected, match="read deployment nope: HTTP 404"):
+    with pytest.raises(TargetNotFound, match="read deployment nope: HTTP 404"):
         await kube.create_job_from_deployment("j-1", "nope", ["true"], labels={})
     fake.add_deployment(NS, "worker", replicas=1)
     with pytest.raises(InputRejected, match="no container 'ghost'"):
