@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+from structlog.testing import capture_logs
 
 from remediator.background import Background
 from remediator.cancelling import cancel_and_wait, describe, finish_or_cancel
@@ -109,7 +110,7 @@ async def test_supervisor_stop_ends_a_loop_that_swallowed_its_cancellation() -> 
 
 
 async def test_supervisor_stop_gives_up_on_a_loop_that_never_stops(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import remediator.supervisor as supervisor_mod
 
@@ -120,10 +121,11 @@ async def test_supervisor_stop_gives_up_on_a_loop_that_never_stops(
     task = supervisor.task("maintenance")
     assert task is not None
     await started.wait()
-    await asyncio.wait_for(supervisor.stop(), 10)
+    with capture_logs() as logged:
+        await asyncio.wait_for(supervisor.stop(), 10)
     assert not task.done()
-    logged = capsys.readouterr().out
-    assert "loops_would_not_stop" in logged and "maintenance at " in logged
+    [entry] = [e for e in logged if e["event"] == "loops_would_not_stop"]
+    assert entry["loops"][0].startswith("maintenance at ")
     assert supervisor.problems() == []  # stopped loops are no longer reported
     release.set()
     await asyncio.wait([task], timeout=5)
