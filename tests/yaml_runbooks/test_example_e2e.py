@@ -377,7 +377,10 @@ async def test_worker_stuck_example_end_to_end_through_a_real_daemon(
         )
         assert offered["rendered"] == approved["rendered"] == SCALE_CALL
         assert final["tell"]["rendered"] == TELL
-        assert undo["rendered"] == SCALE_CALL  # the step's call, whose record it undid
+        # The call the undo made, from the replicas the scale-up recorded.
+        assert undo["rendered"] == (
+            f"kubectl scale deployment/mailer -n {NS} --current-replicas=6 --replicas=2"
+        )
         trail = await w.trail()
         mine = [e for e in trail if e["run_id"] == run_id]
         assert sorted((e["phase"], e["name"]) for e in mine) == sorted(
