@@ -88,8 +88,11 @@ def _reason(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}"
 
 
-def safe_render(step: Step, ctx: StepContext) -> str:
+def safe_render(step: Step, ctx: StepContext, undo: Mapping[str, Any] | None = None) -> str:
+    """The step's call; given its undo record, the call its undo makes (if it says)."""
     try:
+        if undo is not None and step.render_undo is not None:
+            return step.render_undo(ctx=ctx, changes=undo)
         return step.render(ctx=ctx)
     except InputRejected as exc:
         return f"(not rendered: rejected input {exc})"
@@ -180,7 +183,7 @@ class StepRunner:
             return existing
         await self._fence(ctx, phase)
         now = time.time()
-        rendered = safe_render(step, ctx)
+        rendered = safe_render(step, ctx, changes if phase == "undo" else None)
         base: Row = {
             "run_id": ctx.run_id,
             "phase": phase,

@@ -86,6 +86,10 @@ class RenderFn(Protocol):
     def __call__(self, *, ctx: StepContext, **_: Any) -> str: ...
 
 
+class UndoRenderFn(Protocol):
+    def __call__(self, *, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> str: ...
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
@@ -98,6 +102,9 @@ class Step:
     # Must be safe to run twice (a crash can interrupt it): put back only what still
     # holds the value the step set, as every shipped undo does.
     undo: UndoFn | None = None
+    # The call the undo makes, from the undo record, for the undo's audit row and page
+    # (None: they show the step's own call, ``render``).
+    render_undo: UndoRenderFn | None = None
     timeout: float = 30.0
     attempts: int = 3  # total tries for temporary errors (tenacity)
     backoff: float = 0.5  # first wait; doubles, capped at 10 s

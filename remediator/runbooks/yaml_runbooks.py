@@ -158,13 +158,20 @@ def _to_step(spec: StepSpec, kinds: Mapping[str, str]) -> Step:
         text = action_for(ctx).render()
         return f"{text}  # undone on resolve" if spec.temporary else text
 
-    async def undo(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> StepOutcome:
+    def undo_action(ctx: StepContext, changes: Mapping[str, Any]) -> Action:
         if spec.undo is not None:
-            return await spec.undo.build(_build_context(ctx, kinds, spec.undo)).execute(ctx.clients)
+            return spec.undo.build(_build_context(ctx, kinds, spec.undo))
         action = action_for(ctx)
         if not isinstance(action, KubeScale):
             raise StepFailed(f"{spec.action.name} has no undo")
-        return await action.undo(changes).execute(ctx.clients)
+        return action.undo(changes)
+
+    async def undo(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> StepOutcome:
+        return await undo_action(ctx, changes).execute(ctx.clients)
+
+    # The undo's audit row shows the call the undo makes, not the step's own.
+    def render_undo(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> str:
+        return undo_action(ctx, changes).render()
 
     def withhold(ctx: StepContext) -> str | None:
         # An approval whose labels fail their checks could only fail once approved.
@@ -184,6 +191,7 @@ def _to_step(spec: StepSpec, kinds: Mapping[str, str]) -> Step:
         mutates=spec.action.mutates,
         approval=spec.approval,  # type: ignore[arg-type]  # checked: auto or approve
         undo=undo if spec.temporary else None,
+        render_undo=render_undo if spec.temporary else None,
         timeout=spec.timeout,
         stop_on_failure=spec.stop_on_failure,
         needs=(need,) if need else (),
