@@ -77,15 +77,17 @@ async def test_cancel_and_wait_cancels_again_until_the_task_ends() -> None:
 async def test_a_task_that_never_stops_is_handed_back_within_the_bound() -> None:
     started, release = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(_never_stops(started, release), name="stubborn")
-    await started.wait()
-    began = time.monotonic()
-    stuck = await cancel_and_wait([task], within=0.3)
-    assert stuck == {task}
-    assert time.monotonic() - began < 5.0  # bounded, not "until SIGKILL"
-    assert describe(stuck)[0].startswith("stubborn at ")
-    assert "test_shutdown_bounded.py" in describe(stuck)[0]
-    release.set()
-    await asyncio.wait_for(task, 5)
+    try:
+        await started.wait()
+        began = time.monotonic()
+        stuck = await cancel_and_wait([task], within=0.3)
+        assert stuck == {task}
+        assert time.monotonic() - began < 5.0  # bounded, not "until SIGKILL"
+        assert describe(stuck)[0].startswith("stubborn at ")
+        assert "test_shutdown_bounded.py" in describe(stuck)[0]
+    finally:  # an unstoppable task left behind would hang the event loop's teardown
+        release.set()
+        await asyncio.wait([task], timeout=5)
 
 
 async def test_finish_or_cancel_lets_work_finish_within_its_grace() -> None:
@@ -120,15 +122,17 @@ async def test_supervisor_stop_gives_up_on_a_loop_that_never_stops(
     supervisor.spawn("maintenance", lambda: _never_stops(started, release), stall_after=60)
     task = supervisor.task("maintenance")
     assert task is not None
-    await started.wait()
-    with capture_logs() as logged:
-        await asyncio.wait_for(supervisor.stop(), 10)
-    assert not task.done()
-    [entry] = [e for e in logged if e["event"] == "loops_would_not_stop"]
-    assert entry["loops"][0].startswith("maintenance at ")
-    assert supervisor.problems() == []  # stopped loops are no longer reported
-    release.set()
-    await asyncio.wait([task], timeout=5)
+    try:
+        await started.wait()
+        with capture_logs() as logged:
+            await asyncio.wait_for(supervisor.stop(), 10)
+        assert not task.done()
+        [entry] = [e for e in logged if e["event"] == "loops_would_not_stop"]
+        assert entry["loops"][0].startswith("maintenance at ")
+        assert supervisor.problems() == []  # stopped loops are no longer reported
+    finally:  # an unstoppable task left behind would hang the event loop's teardown
+        release.set()
+        await asyncio.wait([task], timeout=5)
 
 
 async def test_background_stop_is_bounded_when_work_ignores_cancellation() -> None:
