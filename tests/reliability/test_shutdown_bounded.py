@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from remediator.background import Background
@@ -117,6 +118,8 @@ async def test_supervisor_stop_gives_up_on_a_loop_that_never_stops(
     import remediator.supervisor as supervisor_mod
 
     monkeypatch.setattr(supervisor_mod, "STOP_WITHIN", 0.3)
+    # A logger proxy no earlier test has cached, so capture_logs sees its lines.
+    monkeypatch.setattr(supervisor_mod, "log", structlog.get_logger("remediator.supervisor"))
     supervisor = Supervisor(Metrics())
     started, release = asyncio.Event(), asyncio.Event()
     supervisor.spawn("maintenance", lambda: _never_stops(started, release), stall_after=60)
