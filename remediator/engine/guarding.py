@@ -76,6 +76,8 @@ class Guarding(EngineBase):
             state="done",
             outcome="blocked",
             blocked_by=guard,
+            # The audit trail's "why": the guard's own bound, as the page says it.
+            detail=f"{guard} engaged ({_guard_limit(rule, guard)})",
             finished_at=time.time(),
         )
         await self.store.release_lock(run["target"], run["id"])

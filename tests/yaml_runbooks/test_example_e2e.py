@@ -324,6 +324,7 @@ async def test_worker_stuck_example_end_to_end_through_a_real_daemon(
 
         held = await w.until(blocked, "the second run decided")
         assert held["outcome"] == "blocked" and held["status"] == "blocked by cooldown", held
+        assert held["detail"] == "cooldown engaged (cooldown 3600 s per target)", held
         assert (held["phase"], held["name"], held["kind"]) == ("run", "(whole run)", "guard")
         assert (await _run_row(pg_schema_dsn, held["run_id"]))["blocked_by"] == "cooldown"
         assert len(w.restarts("mailer")) == 1
