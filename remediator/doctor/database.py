@@ -60,6 +60,8 @@ class DbFacts:
     indexes: frozenset[str] = frozenset()
     extensions: frozenset[str] = frozenset()
     roles: frozenset[str] = frozenset()
+    # Each statement EXPLAINed (YAML runbooks) -> why it fails, or "" when it plans.
+    statements: dict[str, str] = field(default_factory=dict)
 
     def has_role(self, role: str) -> bool:
         return self.superuser or role in self.roles
@@ -74,8 +76,34 @@ def describe_error(exc: TargetError) -> str:
     return f"unreachable: {exc}"
 
 
+async def _explain(db: TargetDatabase, statements: Iterable[tuple[str, int]]) -> dict[str, str]:
+    """Plan each statement with NULL binds in a read-only transaction, rolled back:
+    a missing table, column or privilege shows, and nothing runs."""
+    out: dict[str, str] = {}
+    for sql, binds in statements:
+        try:
+            async with db.transaction(readonly=True) as tx:
+                await tx.fetch("EXPLAIN (COSTS OFF) " + sql, *([None] * binds))
+                out[sql] = ""
+                raise _RollBack
+        except _RollBack:
+            pass
+        except QueryRejected as exc:
+            out[sql] = str(exc).removeprefix("database: ")
+    return out
+
+
+class _RollBack(Exception):
+    """Ends the EXPLAIN's transaction with a rollback (it changed nothing anyway)."""
+
+
 async def read_facts(
-    dsn: str, tables: Iterable[str], indexes: Iterable[str], *, seconds: float
+    dsn: str,
+    tables: Iterable[str],
+    indexes: Iterable[str],
+    *,
+    seconds: float,
+    statements: Iterable[tuple[str, int]] = (),
 ) -> DbFacts:
     try:
         db = await TargetDatabase.connect(
@@ -91,6 +119,7 @@ async def read_facts(
         server = await db.fetchrow(_SERVER)
         rows = await db.fetch(_COLUMNS, sorted(set(tables)))
         found = await db.fetch(_INDEXES, sorted(set(indexes)))
+        explained = await _explain(db, statements)
     except TargetError as exc:
         return DbFacts(error=describe_error(exc))
     finally:
@@ -112,4 +141,5 @@ async def read_facts(
         indexes=frozenset(r["name"] for r in found),
         extensions=frozenset(server["extensions"] or ()),
         roles=frozenset(server["roles"] or ()),
+        statements=explained,
     )

@@ -24,11 +24,12 @@ from remediator.doctor.needs import (
     Kube,
     Need,
     Param,
+    Prepared,
     Role,
     Table,
 )
 from remediator.doctor.report import StepReport
-from remediator.runbook_api.steps import Runbook
+from remediator.runbook_api.steps import Runbook, Statement, Step
 from remediator.settings import Settings
 
 AwsKey = tuple[str, str]
@@ -77,6 +78,25 @@ class _Verdict:
             self.catalog_gaps.append(item)
 
 
+def step_needs(runbook: Runbook, step: Step) -> tuple[Need, ...] | None:
+    """The catalog's needs of a built-in step; for any other step (a YAML runbook's),
+    what it declares: its clients, statements and Kubernetes verbs. None: unknown."""
+    known = catalog.needs_of(runbook.id, step.name)
+    if known is not None:
+        return known
+    if not step.needs and not step.requires:
+        return None
+    out: list[Need] = []
+    for req in step.requires:
+        if isinstance(req, Statement):
+            out.append(Prepared(req.sql, req.binds))
+        else:
+            out.append(Kube(req.verb, req.resource, req.subresource, req.group))
+    simple: dict[str, Need] = {"database": Database(), "cache": Cache(), "http": Http("providers")}
+    out += [simple[n] for n in step.needs if n in simple and simple[n] not in out]
+    return tuple(out)
+
+
 def _database(v: _Verdict, need: Need, db: DbFacts | None) -> None:
     if db is None:
         v.lack("targets.database", "targets.database is not configured")
@@ -86,6 +106,8 @@ def _database(v: _Verdict, need: Need, db: DbFacts | None) -> None:
         return
     if isinstance(need, Table):
         _table(v, need, db)
+    elif isinstance(need, Prepared) and db.statements.get(need.sql):
+        v.lack(str(need), f"{need} fails: {db.statements[need.sql]}", catalog_gap=True)
     elif isinstance(need, Index) and need.name not in db.indexes:
         v.lack(str(need), f"no {need}", catalog_gap=True)
     elif isinstance(need, Role) and not db.has_role(need.name):
@@ -186,15 +208,13 @@ def judge(runbook: Runbook, params: Any, facts: Facts) -> Judged:
     out = []
     gaps: list[str] = []
     for step in (*runbook.steps, *runbook.resolve_steps):
-        needs = catalog.needs_of(runbook.id, step.name)
+        needs = step_needs(runbook, step)
         if needs is None:
-            out.append(
-                StepReport(step.name, True, "not in doctor's catalog: its needs are not checked")
-            )
+            out.append(StepReport(step.name, True, "declares no target needs: not checked"))
             continue
         v = _Verdict()
         for need in needs:
-            if isinstance(need, Database | Table | Index | Role | Extension):
+            if isinstance(need, Database | Table | Index | Role | Extension | Prepared):
                 _database(v, need, facts.db)
             elif isinstance(need, Kube):
                 _kube(v, need, facts)
@@ -229,5 +249,10 @@ def _all_needs(runbook: Runbook) -> list[Need]:
     return [
         need
         for step in (*runbook.steps, *runbook.resolve_steps)
-        for need in (catalog.needs_of(runbook.id, step.name) or ())
+        for need in (step_needs(runbook, step) or ())
     ]
+
+
+def statements(runbooks: Iterable[Runbook]) -> list[Prepared]:
+    """The statements of the runbooks' steps that doctor EXPLAINs on the target."""
+    return [n for rb in runbooks for n in _all_needs(rb) if isinstance(n, Prepared)]

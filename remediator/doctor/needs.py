@@ -144,4 +144,16 @@ class Param:
         return f"params.{self.name}"
 
 
-Need = Database | Table | Index | Role | Extension | Kube | Aws | Http | Cache | Param
+@dataclass(frozen=True)
+class Prepared:
+    """A statement a YAML runbook step runs: EXPLAINed on the target, never run."""
+
+    sql: str
+    binds: int = 0
+
+    def __str__(self) -> str:
+        text = " ".join(self.sql.split())
+        return f"statement {text[:60]}{'...' if len(text) > 60 else ''}"
+
+
+Need = Database | Table | Index | Role | Extension | Kube | Aws | Http | Cache | Param | Prepared

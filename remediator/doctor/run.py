@@ -60,7 +60,7 @@ def _scope(settings: Settings, registry: Registry) -> tuple[list[tuple[Runbook, 
     return [used[k] for k in sorted(used)], Check("rules", True, detail)
 
 
-async def _database(settings: Settings, seconds: float) -> DbFacts | None:
+async def _database(settings: Settings, seconds: float, runbooks: list[Runbook]) -> DbFacts | None:
     dsn = settings.targets.database
     if dsn is None:
         return None
@@ -72,7 +72,13 @@ async def _database(settings: Settings, seconds: float) -> DbFacts | None:
         if isinstance(n, Index)
     }
     return await _bounded(
-        read_facts(dsn.get_secret_value(), catalog.tables(), indexes, seconds=seconds),
+        read_facts(
+            dsn.get_secret_value(),
+            catalog.tables(),
+            indexes,
+            seconds=seconds,
+            statements=sorted({(p.sql, p.binds) for p in evaluate.statements(runbooks)}),
+        ),
         seconds * 2,
         DbFacts(error=f"unreachable: no answer within {seconds * 2:g}s"),
     )
@@ -156,7 +162,7 @@ async def run(
     # A task group, not one gather: seven differently typed results keep their types,
     # and cancelling the pass (serve stopping) cancels every check with it.
     async with asyncio.TaskGroup() as group:
-        db_task = group.create_task(_database(settings, seconds))
+        db_task = group.create_task(_database(settings, seconds, runbooks))
         redis_task = group.create_task(
             _bounded(targets.redis(settings), seconds, Check("redis", False, late))
         )

@@ -91,6 +91,28 @@ class UndoRenderFn(Protocol):
 
 
 @dataclass(frozen=True)
+class Statement:
+    """A SQL statement a step may run, with its number of binds: ``doctor`` EXPLAINs it
+    on the target (never runs it) to tell a missing table, column or privilege."""
+
+    sql: str
+    binds: int = 0
+
+
+@dataclass(frozen=True)
+class KubeAccess:
+    """A Kubernetes verb a step uses, which ``doctor`` asks the API server about."""
+
+    verb: str
+    resource: str
+    subresource: str = ""
+    group: str = ""
+
+
+Requirement = Statement | KubeAccess
+
+
+@dataclass(frozen=True)
 class Step:
     name: str
     kind: Kind
@@ -116,6 +138,9 @@ class Step:
     # An approve step: why it is not offered in this run (None: offer it), from what
     # earlier steps found, e.g. nothing is stuck, so there is nothing to approve.
     withhold: Callable[[StepContext], str | None] | None = None
+    # What doctor can check for a step its catalog does not know (YAML runbooks: the
+    # statements and verbs of their actions).
+    requires: tuple[Requirement, ...] = ()
 
 
 class NoParams(BaseModel):

@@ -25,7 +25,7 @@ from remediator import validation
 from remediator.errors import InputRejected
 from remediator.runbook_api import actions
 from remediator.runbook_api.actions import Action
-from remediator.runbook_api.steps import Need
+from remediator.runbook_api.steps import KubeAccess, Need, Requirement, Statement
 from remediator.runbooks.yaml_templates import SpecError, Template, bind_value
 from remediator.validation.kubernetes import MAX_REPLICAS
 
@@ -75,6 +75,12 @@ class ActionSpec:
         """It builds its own undo (the others need an explicit ``undo:`` or none)."""
         return self.name == "kube_scale"
 
+    def requirements(self) -> tuple[Requirement, ...]:
+        """What the action needs of its target, for ``doctor`` (no labels needed)."""
+        if self.name == "sql":
+            return (Statement(self.fields["query"], len(self.lists["binds"])),)
+        return _KUBE_ACCESS.get(self.name, ())
+
     def build(self, ctx: BuildContext) -> Action:
         v, ns = ctx.values, ctx.namespace
         f = self.fields
@@ -115,6 +121,17 @@ _NEEDS: dict[str, Need] = {
     "kube_restart": "kubernetes",
     "kube_job": "kubernetes",
     "redis_read": "cache",
+}
+_KUBE_ACCESS: dict[str, tuple[Requirement, ...]] = {
+    "kube_scale": (
+        KubeAccess("get", "deployments", "scale", "apps"),
+        KubeAccess("patch", "deployments", "scale", "apps"),
+    ),
+    "kube_restart": (KubeAccess("patch", "deployments", group="apps"),),
+    "kube_job": (
+        KubeAccess("get", "deployments", group="apps"),
+        KubeAccess("create", "jobs", group="batch"),
+    ),
 }
 _EXPECT = {
     "sql": ("any", "rows", "no_rows"),

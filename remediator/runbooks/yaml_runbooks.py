@@ -196,6 +196,7 @@ def _to_step(spec: StepSpec, kinds: Mapping[str, str]) -> Step:
         stop_on_failure=spec.stop_on_failure,
         needs=(need,) if need else (),
         withhold=withhold if spec.approval == "approve" else None,
+        requires=spec.action.requirements() + (spec.undo.requirements() if spec.undo else ()),
     )
 
 
