@@ -40,6 +40,7 @@ from remediator.paging.base import PageContent, Pager
 from remediator.paging.outbox import Outbox
 from remediator.runbook_api.context import Clients
 from remediator.runbook_api.registry import Registry
+from remediator.runbooks import yaml_runbooks
 from remediator.runbooks.yaml_runbooks import registry_for
 from remediator.settings import Settings
 from remediator.state.journal import JournalWriter
@@ -210,12 +211,18 @@ class Daemon(Lanes):
     # ---------------------------------------------------------------- rules
 
     def reload_rules(self) -> tuple[bool, Any]:
-        ruleset, errors = rules_mod.load(self.settings.rules, self.registry)
+        """Reload the YAML runbooks and the rules; on any error keep both as they were."""
+        registry, errors = self._reloaded_runbooks()
+        ruleset = None
+        if not errors:
+            ruleset, errors = rules_mod.load(self.settings.rules, registry)
         if ruleset is None:
             self.metrics.rule_reloads.labels("failure").inc()
             self.rule_errors = errors
             log.error("rules_reload_failed", errors=errors, kept=len(self.ruleset or ()))
             return False, errors
+        if registry is not self.registry:
+            self.registry.replace_with(registry)
         self.ruleset = ruleset
         self._p0_names = self._find_p0_names()
         self.rule_errors = []
@@ -224,6 +231,17 @@ class Daemon(Lanes):
         for warning in verify_warnings(ruleset, self.settings.targets.prometheus is not None):
             log.warning("rule_warning", detail=warning)
         return True, len(ruleset)
+
+    def _reloaded_runbooks(self) -> tuple[Registry, list[str]]:
+        """The runbooks written in Python as they are, with the YAML ones read anew.
+        A run under way goes on with the new definition from its next step."""
+        if not self.settings.runbooks:
+            return self.registry, []
+        fresh = Registry()
+        for runbook in self.registry:
+            if not runbook.source:
+                fresh.register(runbook)
+        return fresh, yaml_runbooks.load(self.settings.runbooks, fresh)
 
     def known_alertnames(self) -> frozenset[str]:
         return self.ruleset.alertnames if self.ruleset is not None else frozenset()

@@ -42,6 +42,11 @@ class Registry:
     def ids(self) -> list[str]:
         return sorted(self._runbooks)
 
+    def replace_with(self, other: Registry) -> None:
+        """Take ``other``'s runbooks, in place: every holder of this registry (the
+        engine, the server) sees a reload at once."""
+        self._runbooks = dict(other._runbooks)
+
 
 def load_entry_points(registry: Registry | None = None) -> Registry:
     registry = registry if registry is not None else Registry()

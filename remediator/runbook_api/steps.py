@@ -173,6 +173,7 @@ class Runbook:
     # What `check-rules` should tell a human about a rule's params: valid, but unsafe
     # or inert as they stand (RB-06 with an empty allow_list blocks nothing in live).
     warnings: Callable[[Any], Sequence[str]] = lambda params: ()
+    source: str = ""  # file:line of a YAML runbook ("" for one written in Python)
 
     def target_for(
         self, labels: Mapping[str, str], params: Any, clients: Clients | None = None

@@ -243,6 +243,7 @@ def _runbook(raw: object, where: str) -> Runbook:
         resolve_steps=resolve,
         target=target_of,
         page_first=raw.get("page_first", False) is True,
+        source=where,
     )
 
 
