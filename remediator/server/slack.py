@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -32,7 +32,13 @@ from remediator.errors import StateUnavailable
 from remediator.paging import slack_api, slack_blocks
 from remediator.paging.slack_bot import render
 from remediator.server.responses import error
-from remediator.server.slack_request import Click, PayloadError, parse, verify
+from remediator.server.slack_request import (
+    Click,
+    PayloadError,
+    parse,
+    response_url_allowed,
+    verify,
+)
 from remediator.state import slack as slack_state
 
 if TYPE_CHECKING:
@@ -57,6 +63,7 @@ class SlackInteractions:
         self._tasks: set[asyncio.Task[None]] = set()
         self._responder = slack_api.Responder()
         slack_pager = daemon.settings.pagers.slack
+        self._api_url = slack_pager.api_url if slack_pager is not None else None
         if self.config is not None and (slack_pager is None or slack_pager.bot_token is None):
             log.warning(
                 "slack_approvals_without_buttons",
@@ -94,6 +101,11 @@ class SlackInteractions:
             return error(400, "bad_request", str(exc), path=request.path)
         if click is None:
             return web.Response(status=200)  # not one of our buttons: nothing to do
+        if click.response_url is not None and not response_url_allowed(
+            click.response_url, self._api_url
+        ):
+            log.warning("slack_response_url_refused", user=click.user_id)
+            click = replace(click, response_url=None)
         name = self.config.approvers.get(click.user_id)
         if name is None:
             log.warning("slack_click_not_allowed", user=click.user_id, approval=click.approval_id)

@@ -151,3 +151,24 @@ def parse(body: bytes) -> Click | None:
         channel_id=_clean(channel, _SLACK_ID),
         message_ts=_clean(container.message_ts, _TS),
     )
+
+
+SLACK_RESPONSE_HOST = "hooks.slack.com"
+
+
+def response_url_allowed(url: str, api_url: str | None) -> bool:
+    """Slack's own response URLs (https://hooks.slack.com/...), or the host of the
+    configured ``pagers.slack.api_url`` (a Slack-compatible server): a click whose
+    signature verified but whose response_url points elsewhere (a leaked signing
+    secret) must not make the daemon post to an address of the sender's choosing."""
+    parts = urlsplit(url)
+    if (
+        parts.scheme == "https"
+        and parts.hostname == SLACK_RESPONSE_HOST
+        and parts.port in (None, 443)
+    ):
+        return True
+    if api_url is None:
+        return False
+    api = urlsplit(api_url)
+    return (parts.scheme, parts.hostname, parts.port) == (api.scheme, api.hostname, api.port)

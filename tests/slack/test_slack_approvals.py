@@ -477,3 +477,23 @@ async def test_click_after_the_alert_resolved_changes_nothing(world: World) -> N
     assert await world.approved_steps() == []
     assert await world.notification_ids() == rows
     assert set(world.duplicates) <= set(rows)
+
+
+async def test_a_response_url_off_slack_is_never_posted_to(world: World) -> None:
+    """A signed click (a leaked signing secret) whose response_url points at another
+    server: the decision is taken as any approver's, but the daemon posts nothing to
+    that address; the message is still updated through chat.update."""
+    from tests.fixtures.slack import SlackCapture
+
+    value = await world.button("delete_duplicates")
+    async with SlackCapture() as elsewhere:
+        signed = click(SECRET, user_id=ALICE, value=value, response_url=elsewhere.response_url("x"))
+        r = await world.click(signed)
+        assert r.status_code == 200
+
+        async def executed() -> bool:
+            return (await world.approvals())["delete_duplicates"]["state"] == "executed"
+
+        await world.until(executed)
+        await world.slack.wait_for(lambda reqs: any(r.path == "/api/chat.update" for r in reqs))
+        assert elsewhere.requests == []
