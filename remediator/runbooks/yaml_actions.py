@@ -40,7 +40,7 @@ class BuildContext:
     values: Mapping[str, str]  # the checked labels
     kinds: Mapping[str, str]
     namespace: str
-    job_prefix: str  # a DNS-label prefix unique to the run
+    job_name: str  # a DNS label unique to the run and step
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class ActionSpec:
         if self.name == "kube_restart":
             return actions.KubeRestart(deployment, ns)
         argv = tuple(t.render(v) for t in self.lists["argv"])
-        name = validation.k8s_name(f"{ctx.job_prefix}-{deployment}"[:63].rstrip("-"), field="job")
+        name = validation.k8s_name(ctx.job_name, field="job")
         return actions.KubeJobFrom(name, deployment, argv, ns)
 
 

@@ -141,15 +141,19 @@ def _undo(raw: dict[str, Any], kinds: Mapping[str, str], action: ActionSpec) -> 
     return spec
 
 
-def _build_context(ctx: StepContext, kinds: Mapping[str, str], spec: ActionSpec) -> BuildContext:
+def _build_context(
+    ctx: StepContext, kinds: Mapping[str, str], spec: ActionSpec, step: str
+) -> BuildContext:
     values = checked_labels(ctx.labels, kinds, spec.labels)
-    prefix = f"{ctx.runbook.lower()}-{ctx.run_id.lower()}"[:40].rstrip("-")
-    return BuildContext(values, kinds, plan.namespace(ctx), prefix)
+    # One Job name per run and step: a retry finds its Job, two steps never share one.
+    parts = (ctx.runbook.lower()[:20], step.replace("_", "-")[:20], ctx.run_id.lower()[:20])
+    job = "-".join(p.strip("-") for p in parts)
+    return BuildContext(values, kinds, plan.namespace(ctx), job)
 
 
 def _to_step(spec: StepSpec, kinds: Mapping[str, str]) -> Step:
     def action_for(ctx: StepContext) -> Action:
-        return spec.action.build(_build_context(ctx, kinds, spec.action))
+        return spec.action.build(_build_context(ctx, kinds, spec.action, spec.name))
 
     async def run(*, ctx: StepContext, **_: Any) -> StepOutcome:
         return await action_for(ctx).execute(ctx.clients)
@@ -160,7 +164,7 @@ def _to_step(spec: StepSpec, kinds: Mapping[str, str]) -> Step:
 
     def undo_action(ctx: StepContext, changes: Mapping[str, Any]) -> Action:
         if spec.undo is not None:
-            return spec.undo.build(_build_context(ctx, kinds, spec.undo))
+            return spec.undo.build(_build_context(ctx, kinds, spec.undo, spec.name))
         action = action_for(ctx)
         if not isinstance(action, KubeScale):
             raise StepFailed(f"{spec.action.name} has no undo")

@@ -219,3 +219,49 @@ async def test_a_step_declared_read_only_cannot_write(
     assert "read-only" in (steps["looks_like_a_read"].reason or "")
     pending = "SELECT count(*) FROM job_queue WHERE state = 'pending'"
     assert await target.fetchval(pending) == 251
+
+
+FLUSH = """\
+runbooks:
+  - id: QUEUE-FLUSH
+    title: Flush a queue with the worker's own environment
+    severity: P3
+    labels: {queue: k8s_name}
+    steps:
+      - name: flush_queue
+        kind: mitigate
+        kube_job:
+          deployment: mailer
+          argv: [python, -m, jobs.flush, --queue, "{labels.queue}"]
+      - name: flush_again
+        kind: mitigate
+        kube_job:
+          deployment: mailer
+          argv: [python, -m, jobs.flush, --queue, "{labels.queue}", --second]
+"""
+
+
+async def test_a_job_runs_in_the_deployments_pod_template_one_per_step(
+    target: TargetDatabase, kube: KubernetesClient, fake: FakeKubeAPI, tmp_path: Path
+) -> None:
+    rules = (
+        "rules:\n  - name: flush\n    matchers: ['alertname=\"Flush\"']\n    runbook: QUEUE-FLUSH\n"
+    )
+    async with harness(target, kube, registry(FLUSH, tmp_path), rules) as h:
+        await h.deliver(make_alert("Flush", {"queue": "emails"}))
+        steps = await by_name(h, "fire")
+        [run] = await h.runs()
+    assert {n: s.outcome for n, s in steps.items()} == {
+        "flush_queue": "applied",
+        "flush_again": "applied",
+    }
+    names = [steps[n].result["data"]["job"] for n in ("flush_queue", "flush_again")]
+    assert len(set(names)) == 2 and all(run["id"].lower() in n for n in names)
+    job = fake.get("jobs", fx.NS, names[0])
+    assert job is not None
+    fx.assert_job_runs_in_workload(
+        job, "mailer", ["python", "-m", "jobs.flush", "--queue", "emails"]
+    )
+    assert steps["flush_queue"].rendered.endswith(
+        f"kubectl exec deployment/mailer -n {fx.NS} -- python -m jobs.flush --queue emails"
+    )
