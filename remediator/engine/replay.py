@@ -73,6 +73,7 @@ def plan(
                     {
                         "seq": seq + 1,
                         "name": step.name,
+                        "phase": "fire",
                         "title": step.title,
                         "kind": step.kind,
                         "mutates": step.mutates,
@@ -112,34 +113,7 @@ def plan(
                     )
                 )
             if occ.status == "resolved":
-                steps = [
-                    {
-                        "seq": 1,
-                        "name": "undo",
-                        "title": "Undo what the run recorded",
-                        "kind": "mitigate",
-                        "mutates": True,
-                        "approval": "auto",
-                        "would": "undo each recorded change of the firing run, once",
-                        "call": ", ".join(s.name for s in runbook.steps if s.undo)
-                        or "(nothing undoable)",
-                        "undo": False,
-                    }
-                ]
-                steps += [
-                    {
-                        "seq": i + 2,
-                        "name": s.name,
-                        "title": s.title,
-                        "kind": s.kind,
-                        "mutates": s.mutates,
-                        "approval": s.approval,
-                        "would": "run",
-                        "call": safe_render(s, ctx),
-                        "undo": False,
-                    }
-                    for i, s in enumerate(runbook.resolve_steps)
-                ]
+                steps = _resolve_plan(runbook, ctx)
             guards = ["kill_switch", "circuit_open", "lock_busy"]
             if rule.cooldown:
                 guards.append(f"cooldown ({int(rule.cooldown)} s per target)")
@@ -184,6 +158,48 @@ def plan(
             )
         out.append(entry)
     return out
+
+
+def _resolve_plan(runbook: Any, ctx: StepContext) -> list[dict[str, Any]]:
+    """The resolve phase as the engine runs it (engine/undo.py): the runbook's resolve
+    steps first, then one undo per step that recorded a change, latest change first.
+
+    Steps applied on approval finish after the whole firing pass, so they are undone
+    before the others; which of them actually applied only the firing run can tell.
+    """
+    steps: list[dict[str, Any]] = [
+        {
+            "seq": i + 1,
+            "name": s.name,
+            "phase": "resolve",
+            "title": s.title,
+            "kind": s.kind,
+            "mutates": s.mutates,
+            "approval": s.approval,
+            "would": "run",
+            "call": safe_render(s, ctx),
+            "undo": False,
+        }
+        for i, s in enumerate(runbook.resolve_steps)
+    ]
+    undoable = [s for s in reversed(runbook.steps) if s.undo is not None]
+    undoable.sort(key=lambda s: s.approval != "approve")  # stable: approved ones first
+    steps += [
+        {
+            "seq": len(steps) + i + 1,
+            "name": s.name,
+            "phase": "undo",
+            "title": f"Undo: {s.title}",
+            "kind": s.kind,
+            "mutates": s.mutates,
+            "approval": s.approval,
+            "would": "put back what the firing run recorded, if this step applied (once)",
+            "call": safe_render(s, ctx),
+            "undo": False,
+        }
+        for i, s in enumerate(undoable)
+    ]
+    return steps
 
 
 def _safe_target(runbook: Any, occ: Any, rule: Any, ctx: StepContext) -> str:
