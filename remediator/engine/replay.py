@@ -63,7 +63,7 @@ def plan(
                 would = (
                     f"not offered: needs {', '.join(unoffered)}"
                     if unoffered
-                    else "wait for approval"
+                    else _approval_wait(step)
                     if step.approval == "approve"
                     else "run"
                     if not step.mutates
@@ -158,6 +158,15 @@ def plan(
             )
         out.append(entry)
     return out
+
+
+def _approval_wait(step: Any) -> str:
+    # A step with a withhold is offered only when the run's own reads call for it
+    # (RB-01 kill_stuck: only if a statement is stuck); otherwise the engine records
+    # it as not offered, and the plan must not promise an approval.
+    if step.withhold is not None:
+        return "wait for approval, if the run's own reads find it needed"
+    return "wait for approval"
 
 
 def _resolve_plan(runbook: Any, ctx: StepContext) -> list[dict[str, Any]]:
