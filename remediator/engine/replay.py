@@ -15,7 +15,7 @@ from remediator.engine.rules import RuleSet
 from remediator.engine.runner import safe_render
 from remediator.models import WebhookPayload, occurrences
 from remediator.paging import text
-from remediator.runbook_api.context import AlertView, Clients, StepContext
+from remediator.runbook_api.context import PLAN_RUN_ID, AlertView, Clients, StepContext
 from remediator.runbook_api.registry import Registry
 from remediator.settings import Settings
 from remediator.state.records import StepRecord
@@ -39,7 +39,7 @@ def plan(
             if runbook is None:
                 continue
             ctx = StepContext(
-                run_id="replay",
+                run_id=PLAN_RUN_ID,
                 rule=rule.name,
                 runbook=runbook.id,
                 alert=AlertView(
