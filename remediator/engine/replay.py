@@ -238,7 +238,9 @@ def format_timeline(entries: list[dict[str, Any]]) -> str:
             lines.append(f"  │  target {r['target']}; guards: {', '.join(r['guards'])}")
             for s in r["steps"]:
                 flag = (
-                    "approve"
+                    "undo"  # run at resolve without asking, whatever its step's approval
+                    if s.get("phase") == "undo"
+                    else "approve"
                     if s["approval"] == "approve"
                     else ("mutates" if s["mutates"] else "reads")
                 )
