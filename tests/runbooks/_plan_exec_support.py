@@ -127,6 +127,7 @@ def aws_resources(moto_url: str) -> None:
 
 
 async def fire(w: World, h: Harness, alerts: list[dict[str, Any]]) -> None:
+    """Deliver the firing alerts with their claim true; the providers recover after."""
     name = alerts[0]["labels"]["alertname"]
     routes = {p: w.router.get(url) for p, url in fx13.PROVIDER_URLS.items()}
     for provider, route in routes.items():
