@@ -255,12 +255,12 @@ ONE_LINE_EACH: Mapping[tuple[str, str], str] = {
     ("RB-04", "revoke_pdfs"): "one `aws s3 rm` per unlicensed export audit_exports found",
 }
 
-_PLACEHOLDER = re.compile(r"'?<[^<>\n]*(?:>=[^<>\n]*)?>'?")
+PLACEHOLDER = re.compile(r"'?<[^<>\n]*(?:>=[^<>\n]*)?>'?")
 
 
 def fills(plan_text: str, recorded: str) -> bool:
     """``recorded`` is ``plan_text`` with each <placeholder> filled (within its line)."""
-    parts = _PLACEHOLDER.split(plan_text)
+    parts = PLACEHOLDER.split(plan_text)
     pattern = "(?:.+?)".join(re.escape(part) for part in parts)
     return re.fullmatch(pattern, recorded) is not None
 
