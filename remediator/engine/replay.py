@@ -15,7 +15,7 @@ from remediator.engine.rules import RuleSet
 from remediator.engine.runner import safe_render
 from remediator.models import WebhookPayload, occurrences
 from remediator.paging import text
-from remediator.runbook_api.context import AlertView, Clients, StepContext
+from remediator.runbook_api.context import PLAN_RUN_ID, AlertView, Clients, StepContext
 from remediator.runbook_api.registry import Registry
 from remediator.settings import Settings
 from remediator.state.records import StepRecord
@@ -39,7 +39,7 @@ def plan(
             if runbook is None:
                 continue
             ctx = StepContext(
-                run_id="replay",
+                run_id=PLAN_RUN_ID,
                 rule=rule.name,
                 runbook=runbook.id,
                 alert=AlertView(
@@ -63,7 +63,7 @@ def plan(
                 would = (
                     f"not offered: needs {', '.join(unoffered)}"
                     if unoffered
-                    else "wait for approval"
+                    else _approval_wait(step)
                     if step.approval == "approve"
                     else "run"
                     if not step.mutates
@@ -73,6 +73,7 @@ def plan(
                     {
                         "seq": seq + 1,
                         "name": step.name,
+                        "phase": "fire",
                         "title": step.title,
                         "kind": step.kind,
                         "mutates": step.mutates,
@@ -112,34 +113,7 @@ def plan(
                     )
                 )
             if occ.status == "resolved":
-                steps = [
-                    {
-                        "seq": 1,
-                        "name": "undo",
-                        "title": "Undo what the run recorded",
-                        "kind": "mitigate",
-                        "mutates": True,
-                        "approval": "auto",
-                        "would": "undo each recorded change of the firing run, once",
-                        "call": ", ".join(s.name for s in runbook.steps if s.undo)
-                        or "(nothing undoable)",
-                        "undo": False,
-                    }
-                ]
-                steps += [
-                    {
-                        "seq": i + 2,
-                        "name": s.name,
-                        "title": s.title,
-                        "kind": s.kind,
-                        "mutates": s.mutates,
-                        "approval": s.approval,
-                        "would": "run",
-                        "call": safe_render(s, ctx),
-                        "undo": False,
-                    }
-                    for i, s in enumerate(runbook.resolve_steps)
-                ]
+                steps = _resolve_plan(runbook, ctx)
             guards = ["kill_switch", "circuit_open", "lock_busy"]
             if rule.cooldown:
                 guards.append(f"cooldown ({int(rule.cooldown)} s per target)")
@@ -186,6 +160,57 @@ def plan(
     return out
 
 
+def _approval_wait(step: Any) -> str:
+    # A step with a withhold is offered only when the run's own reads call for it
+    # (RB-01 kill_stuck: only if a statement is stuck); otherwise the engine records
+    # it as not offered, and the plan must not promise an approval.
+    if step.withhold is not None:
+        return "wait for approval, if the run's own reads find it needed"
+    return "wait for approval"
+
+
+def _resolve_plan(runbook: Any, ctx: StepContext) -> list[dict[str, Any]]:
+    """The resolve phase as the engine runs it (engine/undo.py): the runbook's resolve
+    steps first, then one undo per step that recorded a change, latest change first.
+
+    Steps applied on approval finish after the whole firing pass, so they are undone
+    before the others; which of them actually applied only the firing run can tell.
+    """
+    steps: list[dict[str, Any]] = [
+        {
+            "seq": i + 1,
+            "name": s.name,
+            "phase": "resolve",
+            "title": s.title,
+            "kind": s.kind,
+            "mutates": s.mutates,
+            "approval": s.approval,
+            "would": "run",
+            "call": safe_render(s, ctx),
+            "undo": False,
+        }
+        for i, s in enumerate(runbook.resolve_steps)
+    ]
+    undoable = [s for s in reversed(runbook.steps) if s.undo is not None]
+    undoable.sort(key=lambda s: s.approval != "approve")  # stable: approved ones first
+    steps += [
+        {
+            "seq": len(steps) + i + 1,
+            "name": s.name,
+            "phase": "undo",
+            "title": f"Undo: {s.title}",
+            "kind": s.kind,
+            "mutates": s.mutates,
+            "approval": s.approval,
+            "would": "put back what the firing run recorded, if this step applied (once)",
+            "call": safe_render(s, ctx),
+            "undo": False,
+        }
+        for i, s in enumerate(undoable)
+    ]
+    return steps
+
+
 def _safe_target(runbook: Any, occ: Any, rule: Any, ctx: StepContext) -> str:
     try:
         return str(runbook.target_for(occ.labels, rule.params, ctx.clients))
@@ -213,7 +238,9 @@ def format_timeline(entries: list[dict[str, Any]]) -> str:
             lines.append(f"  │  target {r['target']}; guards: {', '.join(r['guards'])}")
             for s in r["steps"]:
                 flag = (
-                    "approve"
+                    "undo"  # run at resolve without asking, whatever its step's approval
+                    if s.get("phase") == "undo"
+                    else "approve"
                     if s["approval"] == "approve"
                     else ("mutates" if s["mutates"] else "reads")
                 )

@@ -17,6 +17,10 @@ Mode = Literal["live", "dry-run", "paused"]
 # The config key of each client, where its name differs (the cache is targets.redis).
 CONFIG_KEYS = {"cache": "targets.redis", "settings": "the settings"}
 
+# The run id of a plan (`remediator replay`): no run exists yet, so a call that names
+# the run (a Job's name) renders a placeholder there instead of this id.
+PLAN_RUN_ID = "replay"
+
 
 @dataclass(frozen=True)
 class Clients:

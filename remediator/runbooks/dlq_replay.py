@@ -14,7 +14,7 @@ from typing import Any
 
 from remediator import validation
 from remediator.errors import TargetError
-from remediator.runbook_api.context import StepContext
+from remediator.runbook_api.context import PLAN_RUN_ID, StepContext
 from remediator.runbook_api.steps import Done, Skip
 from remediator.runbooks import jobs
 
@@ -78,10 +78,16 @@ async def replay(ctx: StepContext, provider: str) -> Done | Skip:
 
 def render(ctx: StepContext, provider: str) -> str:
     p = ctx.params
+    # A plan has no run yet: the Job will be named after the run that starts it.
+    name = (
+        f"replay-dlq-{_slug(provider)}-<run id>"
+        if ctx.run_id == PLAN_RUN_ID
+        else job_name(provider, ctx.run_id)
+    )
     return (
         jobs.render(
             ctx,
-            job_name(provider, ctx.run_id),
+            name,
             command(provider, p),
             deployment=p.replay_deployment,
             image=p.replay_image,

@@ -132,11 +132,12 @@ async def delete_duplicates(*, ctx: StepContext, **_: Any) -> Done | Skip:
 def render_delete_duplicates(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     found = ctx.results.get("check_dedupe")
+    # Before check_dedupe has run (a plan) the line is there too, its count to come.
     note = (
         f"\n-- check_dedupe found {found['extra_rows']} extra rows"
         + ("; approving now would delete nothing" if not found["extra_rows"] else "")
         if found
-        else ""
+        else "\n-- check_dedupe found <how many extra rows; with none, approving deletes nothing>"
     )
     return (
         f"BEGIN;\n{plan.sql(_DUP_ROWS, p.dedupe_days, p.max_delete + 1)}\n"

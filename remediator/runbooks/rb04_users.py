@@ -95,12 +95,18 @@ async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
 def render_notify_users(*, ctx: StepContext, **_: Any) -> str:
     p: Params = ctx.params
     audit = ctx.results.get("audit_exports") or {}
-    users = audit.get("users") or ["<user-uuid>"]
+    users = audit.get("users")
+    # Before the audit (a plan) the users are unknown: not "each of 1 users".
+    who = (
+        "<each user the audit finds>"
+        if users is None
+        else f"<each of {len(users)} users: {abbreviated(list(users))}>"
+    )
     payload = {"message": REVOKED_MESSAGE, "provider": provider_of(ctx), "exports": ["..."]}
     return (
         plan.sql(
             _NOTIFY,
-            f"<each of {len(users)} users: {abbreviated(list(users))}>",
+            who,
             p.notification_alert_id,
             payload,
         )

@@ -778,6 +778,12 @@ def test_example_payloads_replay_as_a_readable_plan(tmp_path: Path, example: str
         assert all(s["call"] and "not rendered" not in s["call"] for s in run["steps"])
     else:
         assert entry["status"] == "resolved"
-        assert [s["name"] for s in run["steps"]][1:] == [s.name for s in runbook.resolve_steps]
+        # As the engine runs a resolve: the resolve steps, then the undos (latest first).
+        undoable = [s for s in reversed(runbook.steps) if s.undo is not None]
+        undoable.sort(key=lambda s: s.approval != "approve")
+        assert [(s["name"], s["phase"]) for s in run["steps"]] == [
+            *((s.name, "resolve") for s in runbook.resolve_steps),
+            *((s.name, "undo") for s in undoable),
+        ]
     timeline = replay.format_timeline([entry])
     assert f"-> {runbook.id} {runbook.title}" in timeline
