@@ -236,6 +236,8 @@ def _runbook(raw: object, where: str) -> Runbook:
     if len(names) != len(set(names)):
         raise SpecError(f"{at}: a step name is used twice")
 
+    unconfirmed = _uncorroborated(raw.get("steps"), steps)
+
     def target_of(labels: Mapping[str, str], _params: Any) -> str:
         return target.render(checked_labels(labels, kinds, target.labels))
 
@@ -248,7 +250,25 @@ def _runbook(raw: object, where: str) -> Runbook:
         target=target_of,
         page_first=raw.get("page_first", False) is True,
         source=where,
+        warnings=lambda _params: unconfirmed,
     )
+
+
+def _uncorroborated(raw: object, steps: tuple[Step, ...]) -> tuple[str, ...]:
+    """A warning when an automatic change comes before any step that checks the
+    alert's claim on the target: a forged or stale alert would be acted on (unless
+    Prometheus corroborates it: targets.prometheus)."""
+    assert isinstance(raw, list)
+    for item, step in zip(raw, steps, strict=True):
+        if item.get("corroborates") is True:
+            return ()
+        if step.mutates and step.approval == "auto":
+            return (
+                f"step {step.name!r} changes {step.needs[0] if step.needs else 'a target'}"
+                " before any step checks the alert's claim (corroborates: true); without"
+                " targets.prometheus a forged alert would be acted on",
+            )
+    return ()
 
 
 def _steps(

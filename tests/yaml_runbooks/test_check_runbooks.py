@@ -219,3 +219,17 @@ def test_the_readme_example_is_a_valid_runbook(tmp_path: Path) -> None:
     assert yaml_runbooks.load(tmp_path / "readme.yaml", registry) == []
     runbook = registry.get("WORKER-STUCK")
     assert runbook is not None and runbook.step("scale_up").undo is not None
+
+
+def test_an_automatic_change_before_any_corroboration_is_warned_about(tmp_path: Path) -> None:
+    auto = VALID.replace("        approval: approve\n", "")
+    warned = _check(tmp_path, auto)
+    assert warned.returncode == 0, warned.stderr
+    assert "warning: step 'scale' changes kubernetes before any step checks" in warned.stderr
+    confirmed = auto.replace(
+        "      - name: depth\n        kind: diagnose\n",
+        "      - name: depth\n        kind: diagnose\n        corroborates: true\n",
+    ).replace('binds: ["{labels.queue}"]', 'binds: ["{labels.queue}"]\n          expect: rows')
+    quiet = _check(tmp_path, confirmed)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "warning" not in quiet.stderr
