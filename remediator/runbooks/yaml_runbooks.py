@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from remediator.errors import InputRejected
-from remediator.runbook_api.actions import Action, KubeScale
+from remediator.runbook_api.action_steps import action_step
+from remediator.runbook_api.actions import Action
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.registry import Registry, load_entry_points
-from remediator.runbook_api.steps import Runbook, Step, StepFailed, StepOutcome
+from remediator.runbook_api.steps import Runbook, Step
 from remediator.runbooks import plan, yaml_actions
 from remediator.runbooks.yaml_actions import ActionSpec, BuildContext
 from remediator.runbooks.yaml_templates import SpecError, Template, checked_labels
@@ -152,55 +152,29 @@ def _build_context(
 
 
 def _to_step(spec: StepSpec, kinds: Mapping[str, str]) -> Step:
-    def action_for(ctx: StepContext) -> Action:
+    def build(ctx: StepContext) -> Action:
         return spec.action.build(_build_context(ctx, kinds, spec.action, spec.name))
 
-    async def run(*, ctx: StepContext, **_: Any) -> StepOutcome:
-        return await action_for(ctx).execute(ctx.clients)
+    explicit = spec.undo
 
-    def render(*, ctx: StepContext, **_: Any) -> str:
-        text = action_for(ctx).render()
-        return f"{text}  # undone on resolve" if spec.temporary else text
-
-    def undo_action(ctx: StepContext, changes: Mapping[str, Any]) -> Action:
-        if spec.undo is not None:
-            return spec.undo.build(_build_context(ctx, kinds, spec.undo, spec.name))
-        action = action_for(ctx)
-        if not isinstance(action, KubeScale):
-            raise StepFailed(f"{spec.action.name} has no undo")
-        return action.undo(changes)
-
-    async def undo(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> StepOutcome:
-        return await undo_action(ctx, changes).execute(ctx.clients)
-
-    # The undo's audit row shows the call the undo makes, not the step's own.
-    def render_undo(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> str:
-        return undo_action(ctx, changes).render()
-
-    def withhold(ctx: StepContext) -> str | None:
-        # An approval whose labels fail their checks could only fail once approved.
-        try:
-            action_for(ctx)
-        except InputRejected as exc:
-            return f"rejected input {exc}"
-        return None
+    def build_undo(ctx: StepContext, _changes: Mapping[str, Any]) -> Action:
+        assert explicit is not None
+        return explicit.build(_build_context(ctx, kinds, explicit, spec.name))
 
     need = spec.action.needs
-    return Step(
-        name=spec.name,
-        kind=spec.kind,  # type: ignore[arg-type]  # checked against _KINDS
-        title=spec.title,
-        run=run,
-        render=render,
+    return action_step(
+        spec.name,
+        spec.kind,  # type: ignore[arg-type]  # checked against _KINDS
+        spec.title,
+        build,
         mutates=spec.action.mutates,
+        needs=(need,) if need else (),
         approval=spec.approval,  # type: ignore[arg-type]  # checked: auto or approve
-        undo=undo if spec.temporary else None,
-        render_undo=render_undo if spec.temporary else None,
+        temporary=spec.temporary,
+        undo=build_undo if explicit is not None else None,
         timeout=spec.timeout,
         stop_on_failure=spec.stop_on_failure,
-        needs=(need,) if need else (),
-        withhold=withhold if spec.approval == "approve" else None,
-        requires=spec.action.requirements() + (spec.undo.requirements() if spec.undo else ()),
+        requires=spec.action.requirements() + (explicit.requirements() if explicit else ()),
     )
 
 

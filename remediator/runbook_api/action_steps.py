@@ -1,0 +1,101 @@
+"""A step declared as the action it takes: run, plan and undo from one object.
+
+``action_step`` turns a function that builds a typed action from the step's context
+into a ``Step``: the engine runs ``action.execute``, plans and audits
+``action.render()``, and on resolve runs the action's own undo (or the one given)
+and audits that undo's call. There is no separate render function to drift from
+what runs. YAML runbooks are built this way; a Python runbook can declare its steps
+this way too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from remediator.errors import InputRejected, StepFailed
+from remediator.runbook_api.actions import Action
+from remediator.runbook_api.context import StepContext
+from remediator.runbook_api.steps import (
+    Approval,
+    Kind,
+    Need,
+    Requirement,
+    Step,
+    StepOutcome,
+)
+
+BuildAction = Callable[[StepContext], Action]
+BuildUndo = Callable[[StepContext, Mapping[str, Any]], Action]
+
+
+@runtime_checkable
+class Undoable(Protocol):
+    """An action that builds its own undo from what it recorded (KubeScale)."""
+
+    def undo(self, changes: Mapping[str, object]) -> Action: ...
+
+
+def action_step(
+    name: str,
+    kind: Kind,
+    title: str,
+    build: BuildAction,
+    *,
+    mutates: bool,
+    needs: tuple[Need, ...] = (),
+    approval: Approval = "auto",
+    temporary: bool = False,
+    undo: BuildUndo | None = None,
+    timeout: float = 30.0,
+    stop_on_failure: bool = False,
+    requires: tuple[Requirement, ...] = (),
+) -> Step:
+    """``temporary``: undone on resolve, by ``undo`` or else the action's own undo."""
+
+    async def run(*, ctx: StepContext, **_: Any) -> StepOutcome:
+        return await build(ctx).execute(ctx.clients)
+
+    def render(*, ctx: StepContext, **_: Any) -> str:
+        text = build(ctx).render()
+        return f"{text}  # undone on resolve" if temporary else text
+
+    def undo_action(ctx: StepContext, changes: Mapping[str, Any]) -> Action:
+        if undo is not None:
+            return undo(ctx, changes)
+        action = build(ctx)
+        if not isinstance(action, Undoable):
+            raise StepFailed(f"step {name}: its action has no undo")
+        return action.undo(changes)
+
+    async def run_undo(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> StepOutcome:
+        return await undo_action(ctx, changes).execute(ctx.clients)
+
+    # The undo's audit row shows the call the undo makes, not the step's own.
+    def render_undo(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> str:
+        return undo_action(ctx, changes).render()
+
+    def withhold(ctx: StepContext) -> str | None:
+        # An approval whose inputs fail their checks could only fail once approved.
+        try:
+            build(ctx)
+        except InputRejected as exc:
+            return f"rejected input {exc}"
+        return None
+
+    return Step(
+        name=name,
+        kind=kind,
+        title=title,
+        run=run,
+        render=render,
+        mutates=mutates,
+        approval=approval,
+        undo=run_undo if temporary else None,
+        render_undo=render_undo if temporary else None,
+        timeout=timeout,
+        stop_on_failure=stop_on_failure,
+        needs=needs,
+        withhold=withhold if approval == "approve" else None,
+        requires=requires,
+    )
