@@ -9,32 +9,65 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+from remediator.runbook_api.client_protocols import (
+    AlertWitness,
+    Aws,
+    HttpProbes,
+    KeyValueCache,
+    Kubernetes,
+    PrometheusWitness,
+    SqlDatabase,
+)
 from remediator.runbook_api.steps import NotConfigured
+from remediator.settings import Settings
 
 Mode = Literal["live", "dry-run", "paused"]
 # The config key of each client, where its name differs (the cache is targets.redis).
 CONFIG_KEYS = {"cache": "targets.redis", "settings": "the settings"}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Clients:
-    database: Any = None  # remediator.clients.database.TargetDatabase
-    cache: Any = None  # remediator.clients.cache.Cache
-    kubernetes: Any = None  # remediator.clients.kubernetes.KubernetesClient
-    aws: Any = None  # remediator.clients.aws.AwsClient
-    http: Any = None  # remediator.clients.http.HttpChecks
-    prometheus: Any = None  # remediator.clients.prometheus.PrometheusClient (witness)
-    grafana: Any = None  # remediator.clients.grafana.GrafanaClient (witness of Grafana alerts)
-    settings: Any = None  # remediator.settings.Settings (targets, links)
+    """Each client typed by what the steps use of it (``client_protocols``): the real
+    classes are remediator.clients.database.TargetDatabase, .cache.Cache,
+    .kubernetes.KubernetesClient, .aws.AwsClient, .http.HttpChecks,
+    .prometheus.PrometheusClient and .grafana.GrafanaClient (witnesses)."""
 
-    def need(self, name: str) -> Any:
-        client = getattr(self, name)
-        if client is None:
-            key = CONFIG_KEYS.get(name, f"targets.{name}")
-            raise NotConfigured(f"not configured: {key} is not set")
-        return client
+    database: SqlDatabase | None = None
+    cache: KeyValueCache | None = None
+    kubernetes: Kubernetes | None = None
+    aws: Aws | None = None
+    http: HttpProbes | None = None
+    prometheus: PrometheusWitness | None = None
+    grafana: AlertWitness | None = None  # the witness of Grafana-managed alerts
+    settings: Settings | None = None  # targets, links
+
+    # A step that needs a client which is not configured fails with NotConfigured
+    # naming the config key, instead of an AttributeError on None.
+    def need_database(self) -> SqlDatabase:
+        return _configured(self.database, "database")
+
+    def need_cache(self) -> KeyValueCache:
+        return _configured(self.cache, "cache")
+
+    def need_kubernetes(self) -> Kubernetes:
+        return _configured(self.kubernetes, "kubernetes")
+
+    def need_aws(self) -> Aws:
+        return _configured(self.aws, "aws")
+
+    def need_http(self) -> HttpProbes:
+        return _configured(self.http, "http")
+
+
+def _configured(client: T | None, name: str) -> T:
+    if client is None:
+        key = CONFIG_KEYS.get(name, f"targets.{name}")
+        raise NotConfigured(f"not configured: {key} is not set")
+    return client
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def command(provider: str, params: Any) -> list[str]:
 
 async def replay(ctx: StepContext, provider: str) -> Done | Skip:
     p = ctx.params
-    http = ctx.clients.need("http")
+    http = ctx.clients.need_http()
     try:
         health = await http.provider_status(provider)
     except TargetError as exc:

@@ -18,7 +18,7 @@ from remediator.runbooks import plan
 
 async def rotate_jwt_secret(*, ctx: StepContext, **_: Any) -> Done:
     p = ctx.params
-    kube = ctx.clients.need("kubernetes")
+    kube = ctx.clients.need_kubernetes()
     # Lives only here and in the request; never in data, changes, logs or pages.
     await kube.patch_secret(p.jwt_secret_name, {p.jwt_secret_key: secrets.token_urlsafe(32)})
     stamp = await kube.rollout_restart(p.api_deployment)

@@ -11,6 +11,7 @@ from remediator.errors import (
     InputRejected,
     NotCorroborated,
 )
+from remediator.runbook_api.client_protocols import HttpProbes
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import Done, StepFailed
 from remediator.runbooks import packs, plan
@@ -26,7 +27,7 @@ _LINE_CHARS = 300
 
 async def scheduler_logs(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
-    kube = ctx.clients.need("kubernetes")
+    kube = ctx.clients.need_kubernetes()
     lines = await kube.pod_logs(
         p.scheduler_selector, tail_lines=p.log_tail_lines, grep="build_pack"
     )
@@ -60,7 +61,7 @@ def render_scheduler_logs(*, ctx: StepContext, **_: Any) -> str:
 # ------------------------------------------------------------ 2 provider health
 
 
-async def _probe(http: Any, name: str) -> dict[str, Any]:
+async def _probe(http: HttpProbes, name: str) -> dict[str, Any]:
     # An unreachable status page is an unhealthy provider, not a failed check.
     health = await http.probe(name)
     return {
@@ -72,7 +73,7 @@ async def _probe(http: Any, name: str) -> dict[str, Any]:
 
 async def provider_health(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
-    http = ctx.clients.need("http")
+    http = ctx.clients.need_http()
     configured = set(http.providers)
     names = [n for n in p.build_providers if n in configured]
     if not names:
@@ -113,7 +114,7 @@ LIMIT 10
 
 async def recent_packs(*, ctx: StepContext, **_: Any) -> Done:
     """Lists the last packs and corroborates the alert: D's pack is late."""
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     cols = await packs.columns(db)
     listed = [packs.listed(r) for r in await db.fetch(packs.recent(cols))]
     fresh = [r["id"] for r in listed if r["is_fresh"]]
@@ -158,7 +159,7 @@ def render_recent_packs(*, ctx: StepContext, **_: Any) -> str:
 
 async def long_running_queries(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
-    rows = await ctx.clients.need("database").fetch(LONG_QUERIES)
+    rows = await ctx.clients.need_database().fetch(LONG_QUERIES)
     queries = [
         {
             "pid": r["pid"],

@@ -21,7 +21,7 @@ async def serve_last_good(*, ctx: StepContext, **_: Any) -> Done | Skip:
     day = pack_date(ctx.labels, ctx.params)
     if not is_late(ctx, day):
         return unconfirmed(day)
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     cols = await packs.columns(db)
     # Serializable: "no pack is fresh" must still hold when we flip one.
     async with db.transaction(isolation="serializable") as tx:
@@ -52,7 +52,7 @@ async def serve_last_good(*, ctx: StepContext, **_: Any) -> Done | Skip:
 async def unserve_last_good(
     *, ctx: StepContext, changes: Mapping[str, Any], **_: Any
 ) -> Done | Skip:
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     replaced_by = (ctx.results.get("mark_fresh") or {}).get("marked")
     restored: list[str] = []
     left: list[str] = []

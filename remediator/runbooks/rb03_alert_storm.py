@@ -68,7 +68,7 @@ from remediator.runbooks.rb03_params import Params
 
 async def scale_evaluator_down(*, ctx: StepContext, **_: Any) -> Done | Skip:
     p: Params = ctx.params
-    kube = ctx.clients.need("kubernetes")
+    kube = ctx.clients.need_kubernetes()
     dep = p.evaluator_deployment
     if await kube.get_replicas(dep) == 0:
         return Skip(f"deployment/{dep} is already at 0 replicas")
@@ -83,7 +83,7 @@ async def scale_evaluator_down(*, ctx: StepContext, **_: Any) -> Done | Skip:
 async def scale_evaluator_back(
     *, ctx: StepContext, changes: Mapping[str, Any], **_: Any
 ) -> Done | Skip:
-    kube = ctx.clients.need("kubernetes")
+    kube = ctx.clients.need_kubernetes()
     dep = validation.k8s_name(changes["deployment"], field="deployment")
     previous = int(changes["previous_replicas"])
     current = await kube.get_replicas(dep)

@@ -42,7 +42,7 @@ SELECT count(*) AS n FROM (
 async def confirm_storm(*, ctx: StepContext, **_: Any) -> Done:
     """Corroborates the alert: the storm it claims is in the notifications table."""
     p: Params = ctx.params
-    n = int(await ctx.clients.need("database").fetchval(_RECENT, p.window_minutes, _COUNT_CAP))
+    n = int(await ctx.clients.need_database().fetchval(_RECENT, p.window_minutes, _COUNT_CAP))
     need = _storm_threshold(p)
     shown = f"{n}{'+' if n >= _COUNT_CAP else ''}"
     if n < need:
@@ -84,7 +84,7 @@ RETURNING a.id
 
 async def global_cooldown(*, ctx: StepContext, **_: Any) -> Done | Skip:
     p: Params = ctx.params
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(_COOL_SELECT, p.cooldown_minutes, list(p.exempt_alerts))
         if not rows:
@@ -107,7 +107,7 @@ async def restore_cooldowns(
     previous: Mapping[str, int] = changes.get("previous", {})
     ours = int(changes["cooldown_minutes"])
     ids = sorted(previous)
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         await tx.fetch("SELECT id FROM alerts WHERE id = ANY($1::text[]) FOR UPDATE", ids)
         done = await tx.fetch(_UNCOOL, ids, [int(previous[i]) for i in ids], ours)
@@ -146,7 +146,7 @@ LIMIT $2
 
 async def top_offenders(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
-    rows = await ctx.clients.need("database").fetch(TOP_OFFENDERS, p.window_minutes, p.top_limit)
+    rows = await ctx.clients.need_database().fetch(TOP_OFFENDERS, p.window_minutes, p.top_limit)
     offenders = [
         {
             "id": r["id"],
@@ -192,7 +192,7 @@ async def disable_offenders(*, ctx: StepContext, **_: Any) -> Done | Skip:
         return Skip(
             f"no alert reached {p.min_notifications} notifications in {p.window_minutes} min"
         )
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(_DISABLE_SELECT, [o["id"] for o in chosen])
         active = [r["id"] for r in rows if r["active"]]
@@ -228,7 +228,7 @@ async def review_offenders(*, ctx: StepContext, **_: Any) -> Done | Skip:
     ids = list((ctx.results.get("disable_offenders") or {}).get("disabled", []))
     if not ids:
         return Skip("no offenders were disabled")
-    rows = await ctx.clients.need("database").fetch(
+    rows = await ctx.clients.need_database().fetch(
         "SELECT id, name, active FROM alerts WHERE id = ANY($1::text[]) ORDER BY id", ids
     )
     still = [f"{r['id']} ({r['name']})" for r in rows if not r["active"]]

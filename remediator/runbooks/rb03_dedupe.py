@@ -43,7 +43,7 @@ WHERE i.schemaname = current_schema() AND i.tablename = 'notifications'
 
 async def check_dedupe(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     groups = await db.fetch(_DUPLICATES, p.dedupe_days)
     index = await db.fetchrow(_INDEX, UNIQUE_INDEX)
     extra = sum(int(g["n"]) - 1 for g in groups)
@@ -101,7 +101,7 @@ _DELETE = "DELETE FROM notifications WHERE id = ANY($1::bigint[])"
 
 async def delete_duplicates(*, ctx: StepContext, **_: Any) -> Done | Skip:
     p: Params = ctx.params
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(_DUP_ROWS, p.dedupe_days, p.max_delete + 1)
         if not rows:

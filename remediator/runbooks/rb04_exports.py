@@ -26,7 +26,7 @@ from remediator.runbooks.rb04_params import (
 async def audit_exports(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
     provider = provider_of(ctx)
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     violations = await export_audit.violations(db, provider, p)
     users = sorted({v["user_id"] for v in violations if v["user_id"] is not None})
     truncated = len(violations) >= p.max_audit_rows
@@ -69,7 +69,7 @@ async def revoke_pdfs(*, ctx: StepContext, **_: Any) -> Done | Skip:
     violations = audited_violations(ctx)
     if not violations:
         return Skip("the audit found no violating exports")
-    aws = ctx.clients.need("aws")
+    aws = ctx.clients.need_aws()
     licensed = await licensed_now(
         ctx, provider, sorted({v["user_id"] for v in violations if v["user_id"]})
     )

@@ -147,7 +147,7 @@ async def licensed_now(ctx: StepContext, provider: str, users: Sequence[str]) ->
     p: Params = ctx.params
     if not users:
         return set()
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     rows = await db.fetch(
         _LICENSED_NOW, [uuid.UUID(u) for u in users], provider, list(p.export_license_types)
     )

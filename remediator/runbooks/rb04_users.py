@@ -46,7 +46,7 @@ async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
             by_user.setdefault(v["user_id"], []).append(v)
     if not by_user:
         return Skip("the audit found no user with a revocable export")
-    aws = ctx.clients.need("aws")
+    aws = ctx.clients.need_aws()
     licensed = await licensed_now(ctx, provider, sorted(by_user))
     revoked: list[str] = []
     not_revoked: list[str] = []
@@ -64,7 +64,7 @@ async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
             + (f"; still in S3 for {abbreviated(not_revoked)}" if not_revoked else "")
         )
     over = revoked[p.max_notifications :]
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     inserted: list[int] = []
     notified: list[str] = []
     async with db.transaction() as tx:
@@ -147,7 +147,7 @@ async def grant_license(*, ctx: StepContext, **_: Any) -> Done | Skip:
             f" max_license_grants={p.max_license_grants}: grant by hand to the"
             " users compliance confirms"
         )
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(_GRANT, [uuid.UUID(u) for u in users], provider, p.grant_license_type)
     granted = sorted(str(r["user_id"]) for r in rows)

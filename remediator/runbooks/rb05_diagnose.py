@@ -25,7 +25,7 @@ LIMIT $1
 
 async def top_statements(*, ctx: StepContext, **_: Any) -> Done | Skip:
     p: Params = ctx.params
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     if not await db.fetchval(_HAS_PGSS):
         return Skip(
             "pg_stat_statements is not installed in this database (CREATE EXTENSION"
@@ -79,7 +79,7 @@ LIMIT 50
 
 async def long_queries(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     rows = await db.fetch(_LONG, p.long_query_seconds)
     found = [
         {
@@ -126,7 +126,7 @@ LIMIT 100
 
 
 async def blocking_sessions(*, ctx: StepContext, **_: Any) -> Done:
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     rows = await db.fetch(_BLOCKING)
     pairs = [
         {
@@ -177,7 +177,7 @@ async def confirm_incident(*, ctx: StepContext, **_: Any) -> Done | Skip:
             f" sessions it sees blocking others for {p.block_threshold_seconds:g} s or more"
         )
     try:
-        row = await ctx.clients.need("database").fetchrow(_CONNECTIONS)
+        row = await ctx.clients.need_database().fetchrow(_CONNECTIONS)
     except (TargetUnavailable, TargetTimeout) as exc:
         return Done(
             f"the database does not answer us either ({str(exc)[:160]}): {name} confirmed",

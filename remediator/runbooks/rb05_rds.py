@@ -18,7 +18,7 @@ from remediator.validation import aws as aws_checks
 
 async def rds_status(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
-    aws = ctx.clients.need("aws")
+    aws = ctx.clients.need_aws()
     st = await aws.describe_db_instance(p.db_instance_identifier)
     pending = dict(st.pending_modified)
     words = (
@@ -47,7 +47,7 @@ def render_rds_status(*, ctx: StepContext, **_: Any) -> str:
 
 async def failover(*, ctx: StepContext, **_: Any) -> Done | Skip:
     p: Params = ctx.params
-    aws = ctx.clients.need("aws")
+    aws = ctx.clients.need_aws()
     st = await aws.describe_db_instance(p.db_instance_identifier)
     if st.status in BUSY:
         return Skip(f"{st.identifier} is {st.status}: a failover or change is already under way")
@@ -79,7 +79,7 @@ def render_failover(*, ctx: StepContext, **_: Any) -> str:
 
 async def scale_up(*, ctx: StepContext, **_: Any) -> Done | Skip:
     p: Params = ctx.params
-    aws = ctx.clients.need("aws")
+    aws = ctx.clients.need_aws()
     st = await aws.describe_db_instance(p.db_instance_identifier)
     if st.instance_class == p.scale_up_class:
         return Skip(f"{st.identifier} already runs as {p.scale_up_class}")
@@ -129,7 +129,7 @@ def _restore_plan(ctx: StepContext) -> tuple[datetime, str]:
 async def point_in_time_restore(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
     when, target = _restore_plan(ctx)
-    aws = ctx.clients.need("aws")
+    aws = ctx.clients.need_aws()
     await aws.restore_db_instance_to_point_in_time(p.db_instance_identifier, target, when)
     return Done(
         f"restoring {p.db_instance_identifier} as of {when:%Y-%m-%dT%H:%M:%SZ} into new"

@@ -49,7 +49,7 @@ _TERMINATE = sessions.terminate_sql("""EXISTS (
 
 async def terminate_blockers(*, ctx: StepContext, **_: Any) -> Done | Skip:
     p: Params = ctx.params
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     roles, apps = list(p.protected_roles), list(p.protected_applications)
     rows = await db.fetch(_BLOCKERS, roles, apps)
     cands = [

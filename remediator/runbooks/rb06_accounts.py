@@ -52,7 +52,7 @@ async def logins_from_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
             f"{net} holds more than {MAX_LOGIN_ADDRESSES} addresses: look up logins by hand",
             data={"user_ids": [], "too_broad": True},
         )
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     rows = await db.fetch(_LOGINS, addresses, p.login_days)
     users = [str(r["user_id"]) for r in rows]
     if not users:
@@ -97,7 +97,7 @@ async def force_password_resets(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if not users:
         return Skip("no account to reset: no login from the alert's address was found")
     chosen, over = users[: p.max_password_resets], users[p.max_password_resets :]
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(_LOCK_USERS, [uuid.UUID(u) for u in chosen])
         to_set = [r["id"] for r in rows if not r["password_reset_required"]]
@@ -151,7 +151,7 @@ async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if not users:
         return Skip("nobody to notify: no login from the alert's address was found")
     chosen, over = users[: p.max_notifications], users[p.max_notifications :]
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(
             _NOTIFY,

@@ -24,7 +24,7 @@ LIMIT $2
 
 async def idor_audit(*, ctx: StepContext, **_: Any) -> Done:
     p: Params = ctx.params
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     rows = await db.fetch(_IDOR, p.idor_hours, p.idor_rows)
     users = sorted({str(r["user_id"]) for r in rows if r["user_id"] is not None})
     ips = sorted(
@@ -71,7 +71,7 @@ ORDER BY t.tablename
 
 
 async def rls_gaps(*, ctx: StepContext, **_: Any) -> Done:
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     rows = await db.fetch(_RLS)
     no_policy = [r["tablename"] for r in rows if not r["has_policy"]]
     rls_off = [r["tablename"] for r in rows if r["has_policy"] and not r["rls_enabled"]]

@@ -74,7 +74,7 @@ async def _text(ctx: StepContext) -> tuple[str, str] | None:
     if p.rights_registry_configmap:
         name, _, key = p.rights_registry_configmap.partition("/")
         key = key or DEFAULT_KEY
-        kube = ctx.clients.need("kubernetes")
+        kube = ctx.clients.need_kubernetes()
         try:
             data = await kube.read_config_map(name)
         except TargetError as exc:

@@ -61,7 +61,7 @@ async def kill_stuck(*, ctx: StepContext, **_: Any) -> Done | Skip:
     seen = _seen(ctx)
     if not seen:
         return Skip("the diagnosis listed no active query: nothing to terminate")
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     found = await db.fetch(
         _SEEN_NOW,
         list(p.protected_roles),

@@ -51,7 +51,7 @@ async def sampled_requests(*, ctx: StepContext, **_: Any) -> Done | Skip:
     until = datetime.now(UTC)
     since = until - timedelta(minutes=p.waf_sample_minutes)
     try:
-        samples = await ctx.clients.need("aws").waf_sampled_requests(
+        samples = await ctx.clients.need_aws().waf_sampled_requests(
             p.waf_web_acl_name, p.waf_web_acl_id, p.waf_scope, since, until
         )
     except TargetError as exc:
