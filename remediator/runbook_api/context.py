@@ -24,8 +24,6 @@ from remediator.runbook_api.steps import NotConfigured
 from remediator.settings import Settings
 
 Mode = Literal["live", "dry-run", "paused"]
-# The config key of each client, where its name differs (the cache is targets.redis).
-CONFIG_KEYS = {"cache": "targets.redis", "settings": "the settings"}
 T = TypeVar("T")
 
 
@@ -46,26 +44,25 @@ class Clients:
     settings: Settings | None = None  # targets, links
 
     # A step that needs a client which is not configured fails with NotConfigured
-    # naming the config key, instead of an AttributeError on None.
+    # naming the config key to set, instead of an AttributeError on None.
     def need_database(self) -> SqlDatabase:
-        return _configured(self.database, "database")
+        return _configured(self.database, "targets.database")
 
     def need_cache(self) -> KeyValueCache:
-        return _configured(self.cache, "cache")
+        return _configured(self.cache, "targets.redis")
 
     def need_kubernetes(self) -> Kubernetes:
-        return _configured(self.kubernetes, "kubernetes")
+        return _configured(self.kubernetes, "targets.kubernetes")
 
     def need_aws(self) -> Aws:
-        return _configured(self.aws, "aws")
+        return _configured(self.aws, "targets.aws")
 
     def need_http(self) -> HttpProbes:
-        return _configured(self.http, "http")
+        return _configured(self.http, "targets.http")
 
 
-def _configured(client: T | None, name: str) -> T:
+def _configured(client: T | None, key: str) -> T:
     if client is None:
-        key = CONFIG_KEYS.get(name, f"targets.{name}")
         raise NotConfigured(f"not configured: {key} is not set")
     return client
 
