@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from pydantic import BaseModel
+
 from remediator.runbook_api.client_protocols import (
     AlertWitness,
     Aws,
@@ -25,6 +27,7 @@ from remediator.settings import Settings
 
 Mode = Literal["live", "dry-run", "paused"]
 T = TypeVar("T")
+P = TypeVar("P", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ class StepContext:
     rule: str
     runbook: str
     alert: AlertView
-    params: Any
+    params: BaseModel  # the rule's params, validated with the runbook's ``Runbook.params``
     mode: Mode
     clients: Clients
     # data of earlier steps of this run, by step name (survives restarts: stored)
@@ -97,3 +100,15 @@ class StepContext:
     @property
     def labels(self) -> Mapping[str, str]:
         return self.alert.labels
+
+    def params_as(self, model: type[P]) -> P:
+        """The params as the runbook's own model, so mypy checks every field a step reads.
+
+        The engine validated them with that model, so this holds for every run; a step
+        handed another runbook's params fails here rather than reading a wrong field.
+        """
+        if not isinstance(self.params, model):
+            raise TypeError(
+                f"{self.runbook}: params are {type(self.params).__name__}, not {model.__name__}"
+            )
+        return self.params

@@ -39,7 +39,7 @@ async def _job_state(kube: Kubernetes, name: str) -> str | None:
 
 
 async def rerun_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     day = pack_date(ctx.labels, p)
     if not is_late(ctx, day):
         return unconfirmed(day)
@@ -94,7 +94,7 @@ async def rerun_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_rerun_build(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     day = pack_date(ctx.labels, p)
     name = f"build-pack-{day.isoformat()}-<attempt 1..{p.rerun_max_attempts}>"
     return (
@@ -107,7 +107,7 @@ def render_rerun_build(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip | Wait:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     day = pack_date(ctx.labels, p)
     db = ctx.clients.need_database()
     cols = await packs.columns(db)
@@ -165,7 +165,7 @@ def _built(pack: Mapping[str, Any], job: str) -> Done:
 
 
 def render_await_build(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     day = pack_date(ctx.labels, p)
     job = (ctx.results.get("rerun_build") or {}).get("job") or f"build-pack-{day}-<attempt>"
     return (
@@ -179,7 +179,7 @@ def render_await_build(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    day = pack_date(ctx.labels, ctx.params)
+    day = pack_date(ctx.labels, ctx.params_as(Params))
     if not is_late(ctx, day):
         return unconfirmed(day)
     verified = ctx.results.get("await_build") or {}
@@ -221,7 +221,7 @@ async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_mark_fresh(*, ctx: StepContext, **_: Any) -> str:
-    day = pack_date(ctx.labels, ctx.params)
+    day = pack_date(ctx.labels, ctx.params_as(Params))
     return (
         "BEGIN ISOLATION LEVEL SERIALIZABLE;\n"
         f"{plan.sql(packs.lock_for_mark(packs.FULL), day.isoformat())}\n"

@@ -26,7 +26,7 @@ _LINE_CHARS = 300
 
 
 async def scheduler_logs(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     kube = ctx.clients.need_kubernetes()
     lines = await kube.pod_logs(
         p.scheduler_selector, tail_lines=p.log_tail_lines, grep="build_pack"
@@ -51,7 +51,7 @@ async def scheduler_logs(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_scheduler_logs(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return (
         f"kubectl logs -l {p.scheduler_selector} -n {plan.namespace(ctx)}"
         f" --tail={p.log_tail_lines} --prefix | grep build_pack"
@@ -72,7 +72,7 @@ async def _probe(http: HttpProbes, name: str) -> dict[str, Any]:
 
 
 async def provider_health(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     http = ctx.clients.need_http()
     configured = set(http.providers)
     names = [n for n in p.build_providers if n in configured]
@@ -92,7 +92,7 @@ async def provider_health(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_provider_health(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return "\n".join(
         f"GET <targets.http.providers.{n}>  # expect 2xx and status ok" for n in p.build_providers
     )
@@ -129,11 +129,11 @@ async def recent_packs(*, ctx: StepContext, **_: Any) -> Done:
         note += "; pricing_pack has no status or hash column: a pack exists when its row does"
     data: dict[str, Any] = {"packs": listed, "fresh": fresh, "late": None}
     try:
-        day = pack_date(ctx.labels, ctx.params)
+        day = pack_date(ctx.labels, ctx.params_as(Params))
     except InputRejected:
         # The steps that use the date refuse it themselves, and the page says why.
         return Done(f"{listing or 'no packs'}{note}", data=data)
-    corroborate_date(day, ctx.params)
+    corroborate_date(day, ctx.params_as(Params))
     newer = await db.fetchval(packs.FRESH_FROM, day)
     if newer is not None:
         raise NotCorroborated(
@@ -147,7 +147,7 @@ async def recent_packs(*, ctx: StepContext, **_: Any) -> Done:
 
 def render_recent_packs(*, ctx: StepContext, **_: Any) -> str:
     try:
-        day: object = pack_date(ctx.labels, ctx.params).isoformat()
+        day: object = pack_date(ctx.labels, ctx.params_as(Params)).isoformat()
     except InputRejected:
         day = plan.Hint("<the alert's date: refused>")
     return (
@@ -158,7 +158,7 @@ def render_recent_packs(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def long_running_queries(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     rows = await ctx.clients.need_database().fetch(LONG_QUERIES)
     queries = [
         {

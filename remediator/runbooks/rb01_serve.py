@@ -12,13 +12,13 @@ from typing import Any
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import Done, Skip, StepFailed
 from remediator.runbooks import packs, plan
-from remediator.runbooks.rb01_params import is_late, pack_date, unconfirmed
+from remediator.runbooks.rb01_params import Params, is_late, pack_date, unconfirmed
 
 # ------------------------------------------------------- 4 serve last-good pack
 
 
 async def serve_last_good(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    day = pack_date(ctx.labels, ctx.params)
+    day = pack_date(ctx.labels, ctx.params_as(Params))
     if not is_late(ctx, day):
         return unconfirmed(day)
     db = ctx.clients.need_database()
@@ -92,7 +92,7 @@ async def unserve_last_good(
 
 
 def render_serve_last_good(*, ctx: StepContext, **_: Any) -> str:
-    day = pack_date(ctx.labels, ctx.params)
+    day = pack_date(ctx.labels, ctx.params_as(Params))
     listed = (ctx.results.get("recent_packs") or {}).get("packs", [])
     guess = next(
         (p["id"] for p in listed if p["status"] in ("ready", None) and p["date"] < day.isoformat()),

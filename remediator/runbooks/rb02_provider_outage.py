@@ -117,7 +117,7 @@ def _allowed(settings: Settings | None, params: Params) -> Collection[str]:
 
 
 def allowed_providers(ctx: StepContext) -> Collection[str]:
-    return _allowed(ctx.clients.settings, ctx.params)
+    return _allowed(ctx.clients.settings, ctx.params_as(Params))
 
 
 def provider_of(ctx: StepContext) -> str:
@@ -201,7 +201,7 @@ async def pause_alerts(*, ctx: StepContext, **_: Any) -> Done | Skip:
             f"{provider} status is unknown (its check failed): outage not"
             " confirmed, alerts left as they are"
         )
-    entities = fed_entities(provider, ctx.params)
+    entities = fed_entities(provider, ctx.params_as(Params))
     db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(_SELECT_ACTIVE, provider, entities)
@@ -262,8 +262,9 @@ async def resume_alerts(*, ctx: StepContext, changes: Mapping[str, Any], **_: An
 
 def render_pause_alerts(*, ctx: StepContext, **_: Any) -> str:
     provider = provider_of(ctx)
+    entities = fed_entities(provider, ctx.params_as(Params))
     return (
-        f"BEGIN;\n{plan.sql(_SELECT_ACTIVE, provider, fed_entities(provider, ctx.params))}\n"
+        f"BEGIN;\n{plan.sql(_SELECT_ACTIVE, provider, entities)}\n"
         f"{_PAUSE}\n-- $1 = <the ids selected above, recorded for undo>\nCOMMIT;"
     )
 
@@ -272,7 +273,7 @@ def render_pause_alerts(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def check_cache(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     cache = ctx.clients.need_cache()
     check = await cache.check_last_good(p.cache_keys)
     if check.misses:
@@ -285,7 +286,7 @@ async def check_cache(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_check_cache(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return "redis-cli MGET " + " ".join(p.cache_keys) + "  # every key must be present"
 
 
@@ -293,11 +294,11 @@ def render_check_cache(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def replay_dlq(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    return await dlq_replay.replay(ctx, provider_of(ctx))
+    return await dlq_replay.replay(ctx, provider_of(ctx), ctx.params_as(Params))
 
 
 def render_replay_dlq(*, ctx: StepContext, **_: Any) -> str:
-    return dlq_replay.render(ctx, provider_of(ctx))
+    return dlq_replay.render(ctx, provider_of(ctx), ctx.params_as(Params))
 
 
 STEPS: Sequence[Step] = (

@@ -41,7 +41,7 @@ SELECT count(*) AS n FROM (
 
 async def confirm_storm(*, ctx: StepContext, **_: Any) -> Done:
     """Corroborates the alert: the storm it claims is in the notifications table."""
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     n = int(await ctx.clients.need_database().fetchval(_RECENT, p.window_minutes, _COUNT_CAP))
     need = _storm_threshold(p)
     shown = f"{n}{'+' if n >= _COUNT_CAP else ''}"
@@ -59,7 +59,7 @@ async def confirm_storm(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_confirm_storm(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return plan.sql(_RECENT, p.window_minutes, _COUNT_CAP) + (
         f"\n-- a storm: at least {_storm_threshold(p)} ({p.storm_per_minute:g} a minute)"
     )
@@ -83,7 +83,7 @@ RETURNING a.id
 
 
 async def global_cooldown(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(_COOL_SELECT, p.cooldown_minutes, list(p.exempt_alerts))
@@ -123,7 +123,7 @@ async def restore_cooldowns(
 
 
 def render_global_cooldown(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return (
         f"BEGIN;\n{plan.sql(_COOL_SELECT, p.cooldown_minutes, list(p.exempt_alerts))}\n"
         f"{_COOL}\n-- $1 = {p.cooldown_minutes!r}, $2 = <the ids selected above; their"
@@ -145,7 +145,7 @@ LIMIT $2
 
 
 async def top_offenders(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     rows = await ctx.clients.need_database().fetch(TOP_OFFENDERS, p.window_minutes, p.top_limit)
     offenders = [
         {
@@ -171,7 +171,7 @@ _DISABLE = "UPDATE alerts SET active = FALSE WHERE id = ANY($1::text[]) AND acti
 
 
 def _chosen(ctx: StepContext) -> list[dict[str, Any]] | None:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     found = ctx.results.get("top_offenders")
     if found is None:
         return None
@@ -184,7 +184,7 @@ def _chosen(ctx: StepContext) -> list[dict[str, Any]] | None:
 
 
 async def disable_offenders(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     chosen = _chosen(ctx)
     if chosen is None:
         return Skip("top offenders are unknown (their query failed); nothing disabled")
@@ -211,7 +211,7 @@ async def disable_offenders(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_disable_offenders(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     chosen = _chosen(ctx)
     ids: object = (
         [o["id"] for o in chosen]

@@ -138,7 +138,7 @@ def _licensed(provider: str, p: Params) -> bool:
 
 async def confirm_violation(*, ctx: StepContext, **_: Any) -> Done:
     """Corroborates the alert: the violation is in analytics_events and user_licenses."""
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     provider = provider_of(ctx)
     if not _licensed(provider, p):
         raise NotCorroborated(
@@ -163,7 +163,7 @@ async def confirm_violation(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_confirm_violation(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     provider = provider_of(ctx)
     head = (
         f"-- {provider} is in licensed_providers\n"

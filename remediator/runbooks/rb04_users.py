@@ -37,7 +37,7 @@ RETURNING id
 
 async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
     """Tell each violating user whose exports are gone from S3 that they were revoked."""
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     provider = provider_of(ctx)
     violations = audited_violations(ctx)
     by_user: dict[str, list[Mapping[str, Any]]] = {}
@@ -93,7 +93,7 @@ async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_notify_users(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     audit = ctx.results.get("audit_exports") or {}
     users = audit.get("users") or ["<user-uuid>"]
     payload = {"message": REVOKED_MESSAGE, "provider": provider_of(ctx), "exports": ["..."]}
@@ -136,7 +136,7 @@ def _grantees(ctx: StepContext) -> list[str]:
 
 
 async def grant_license(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     provider = provider_of(ctx)
     users = _grantees(ctx)
     if not users:
@@ -167,7 +167,7 @@ async def grant_license(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_grant_license(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     try:
         users = _grantees(ctx)
     except StepFailed:

@@ -24,7 +24,7 @@ LIMIT $1
 
 
 async def top_statements(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     db = ctx.clients.need_database()
     if not await db.fetchval(_HAS_PGSS):
         return Skip(
@@ -57,7 +57,7 @@ async def top_statements(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_top_statements(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return f"{_HAS_PGSS};\n{plan.sql(_TOP, p.top_statements)}"
 
 
@@ -78,7 +78,7 @@ LIMIT 50
 
 
 async def long_queries(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     db = ctx.clients.need_database()
     rows = await db.fetch(_LONG, p.long_query_seconds)
     found = [
@@ -103,7 +103,7 @@ async def long_queries(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_long_queries(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return plan.sql(_LONG, p.long_query_seconds)
 
 
@@ -169,7 +169,7 @@ FROM pg_stat_activity
 
 async def confirm_incident(*, ctx: StepContext, **_: Any) -> Done | Skip:
     """Corroborates a "database down" alert before any session is terminated."""
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     name = ctx.alert.alertname
     if name not in p.down_alerts:
         return Skip(
@@ -200,7 +200,7 @@ async def confirm_incident(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_confirm_incident(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     if ctx.alert.alertname not in p.down_alerts:
         return f"-- {ctx.alert.alertname} is not in down_alerts: nothing to check"
     return (

@@ -39,7 +39,7 @@ ORDER BY last_login DESC, user_id
 
 
 async def logins_from_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     net = source_network(ctx, for_blocking=False)
     # The empty list tells the approve steps there is nobody to act on, by design.
     if net is None:
@@ -68,7 +68,7 @@ async def logins_from_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_logins_from_ip(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     net = source_network(ctx, for_blocking=False)
     if net is None:
         return "(no source_ip label: nothing to look up)"
@@ -92,7 +92,7 @@ WHERE id = ANY($1::uuid[]) AND NOT password_reset_required
 
 
 async def force_password_resets(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     users = login_users(ctx)
     if not users:
         return Skip("no account to reset: no login from the alert's address was found")
@@ -126,7 +126,7 @@ async def force_password_resets(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_force_password_resets(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     try:
         users: list[str] | str = login_users(ctx)[: p.max_password_resets]
     except StepFailed:
@@ -146,7 +146,7 @@ RETURNING id, user_id
 
 
 async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     users = login_users(ctx)
     if not users:
         return Skip("nobody to notify: no login from the alert's address was found")
@@ -175,7 +175,7 @@ async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_notify_users(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     try:
         users: list[str] | str = login_users(ctx)[: p.max_notifications]
     except StepFailed:

@@ -23,7 +23,7 @@ LIMIT $2
 
 
 async def idor_audit(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     db = ctx.clients.need_database()
     rows = await db.fetch(_IDOR, p.idor_hours, p.idor_rows)
     users = sorted({str(r["user_id"]) for r in rows if r["user_id"] is not None})
@@ -49,7 +49,7 @@ async def idor_audit(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_idor_audit(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return plan.sql(_IDOR, p.idor_hours, p.idor_rows)
 
 

@@ -38,7 +38,7 @@ WHERE event_type = ANY($3::text[])
 
 async def confirm_source(*, ctx: StepContext, **_: Any) -> Done | Skip:
     """Corroborates the alert's source_ip before anything is blocked or planned."""
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     try:
         net = source_network(ctx, for_blocking=True)
     except InputRejected as exc:
@@ -86,7 +86,7 @@ async def confirm_source(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_confirm_source(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     try:
         net = source_network(ctx, for_blocking=True)
     except InputRejected:
@@ -117,7 +117,7 @@ def _ip_set(p: Params) -> str:
 
 
 async def block_source_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     net = source_network(ctx, for_blocking=True)
     if net is None:
         return Skip("the alert carries no source_ip label: nothing to block")
@@ -157,7 +157,7 @@ async def block_source_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_block_source_ip(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     net = source_network(ctx, for_blocking=True)
     if net is None:
         return "(no source_ip label: nothing to block)"
@@ -199,7 +199,7 @@ async def list_blocks(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_list_blocks(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     set_id = p.waf_ip_set_id or "<params.waf_ip_set_id>"
     return (
         f"aws wafv2 get-ip-set --name {p.waf_ip_set_name} --id {set_id} --scope"
