@@ -62,7 +62,7 @@ def target(labels: Mapping[str, str], params: Any) -> str:
 
 
 async def mitigate(*, ctx: StepContext, **_: Any) -> Done:
-    tag = await ctx.clients.need("database").execute(UPDATE, ctx.alert.fingerprint)
+    tag = await ctx.clients.need_database().execute(UPDATE, ctx.alert.fingerprint)
     if tag != "UPDATE 1":
         raise StepFailed(f"expected one row for the fingerprint, got {tag!r}")
     return Done("stamped the alert's row")
@@ -116,7 +116,7 @@ async def await_build(*, ctx: StepContext, **_: Any) -> Wait:
 
 
 async def peek(*, ctx: StepContext, **_: Any) -> Done:
-    rows = await ctx.clients.need("database").fetch(PEEK, ctx.alert.fingerprint)
+    rows = await ctx.clients.need_database().fetch(PEEK, ctx.alert.fingerprint)
     return Done(f"read {len(rows)} target row(s)")
 
 

@@ -31,10 +31,11 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from remediator import logs
-from remediator.clients.prometheus import EMPTY, PrometheusClient, Reading, promql_string
+from remediator.clients.prometheus import EMPTY, PrometheusClient, promql_string
 from remediator.engine.base import run_log
 from remediator.engine.rules import LABEL_PLACEHOLDER, RuleSet, Verify
 from remediator.errors import TargetError
+from remediator.runbook_api.client_protocols import PrometheusWitness, PromReading
 from remediator.runbook_api.steps import Runbook
 from remediator.state import verifications as state
 from remediator.state.backend import Row
@@ -177,10 +178,9 @@ class Verifier:
 
     # ---------------------------------------------------------------- polls
 
-    def _client(self) -> PrometheusClient | None:
+    def _client(self) -> PrometheusWitness | None:
         if self.engine.clients.prometheus is not None:
-            client: PrometheusClient = self.engine.clients.prometheus
-            return client
+            return self.engine.clients.prometheus
         target = self.engine.settings.targets.prometheus
         if target is None:
             return None
@@ -250,7 +250,7 @@ class Verifier:
             # Nothing will ever answer: say so now rather than at the deadline.
             return replace(p, last_error="targets.prometheus is not configured"), "no_data"
         try:
-            answer: Reading = await client.instant(p.query)
+            answer = await client.instant(p.query)
         except TargetError as exc:
             p = replace(p, last_error=str(exc))
         else:
@@ -261,7 +261,7 @@ class Verifier:
             return p, None
         return p, "failed" if p.answered else "no_data"
 
-    async def _explain(self, client: PrometheusClient, p: Progress, answer: Reading) -> str:
+    async def _explain(self, client: PrometheusWitness, p: Progress, answer: PromReading) -> str:
         """A false answer in words. A comparison that filtered every series out
         answers nothing: ask its left side, so the page shows the value that failed."""
         comparison = split_comparison(p.query) if answer.value == EMPTY else None

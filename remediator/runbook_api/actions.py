@@ -6,14 +6,14 @@ runs with ``action.execute(clients)``. An action knows the client it needs and
 whether it mutates; a mutating action is run only by the engine's step runner, after
 the safety gate (runbook_api never reaches a client on its own).
 
-The clients are reached through the Protocols below, so this module stays free of
-drivers: the real clients (``remediator.clients``) satisfy them structurally.
+The clients are reached through the Protocols of ``client_protocols`` (the types of
+``Clients``), so this module stays free of drivers: the real clients
+(``remediator.clients``) satisfy them structurally.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -27,52 +27,6 @@ from remediator.runbook_api.steps import Done, Need, Skip, StepFailed, StepOutco
 MAX_ROWS = 20
 Expect = Literal["any", "rows", "no_rows"]
 JsonScalar = str | int | float | bool | None
-
-
-class SqlTransaction(Protocol):
-    async def fetch(self, sql: str, *args: object) -> list[dict[str, object]]: ...
-    async def execute(self, sql: str, *args: object) -> str: ...
-
-
-class SqlDatabase(Protocol):
-    def transaction(
-        self, *, readonly: bool = False
-    ) -> AbstractAsyncContextManager[SqlTransaction]: ...
-
-
-class KubeDeployments(Protocol):
-    namespace: str
-
-    async def get_replicas(self, deployment: str) -> int: ...
-    async def scale(self, deployment: str, replicas: int) -> int: ...
-    async def rollout_restart(self, deployment: str) -> str: ...
-    async def create_job_from_deployment(
-        self,
-        name: str,
-        deployment: str,
-        command: list[str],
-        *,
-        labels: dict[str, str],
-        container: str | None = None,
-        image: str | None = None,
-        ttl_seconds_after_finished: int = 3600,
-        backoff_limit: int = 0,
-    ) -> str: ...
-
-
-class CacheRead(Protocol):
-    async def get_many(self, keys: Sequence[str]) -> Mapping[str, bytes | None]: ...
-
-
-class ProviderHealthLike(Protocol):
-    @property
-    def healthy(self) -> bool: ...
-    @property
-    def detail(self) -> str: ...
-
-
-class ProviderProbes(Protocol):
-    async def provider_status(self, name: str) -> ProviderHealthLike: ...
 
 
 class Action(Protocol):
@@ -123,7 +77,7 @@ class Sql:
         return f"{header}\n{render_sql(self.query, self.binds)}"
 
     async def execute(self, clients: Clients) -> StepOutcome:
-        db: SqlDatabase = clients.need("database")
+        db = clients.need_database()
         async with db.transaction(readonly=not self.mutates) as tx:
             if self.mutates:
                 status = await tx.execute(self.query, *self.binds)
@@ -165,7 +119,7 @@ class KubeScale:
         )
 
     async def execute(self, clients: Clients) -> StepOutcome:
-        kube: KubeDeployments = clients.need("kubernetes")
+        kube = clients.need_kubernetes()
         current = await kube.get_replicas(self.deployment)
         if current == self.replicas:
             return Skip(f"deployment/{self.deployment} already has {current} replicas")
@@ -210,7 +164,7 @@ class KubeScaleBack:
         )
 
     async def execute(self, clients: Clients) -> StepOutcome:
-        kube: KubeDeployments = clients.need("kubernetes")
+        kube = clients.need_kubernetes()
         current = await kube.get_replicas(self.deployment)
         if current != self.set_to:
             return Skip(
@@ -240,7 +194,7 @@ class KubeRestart:
         return f"kubectl rollout restart deployment/{self.deployment} -n {self.namespace}"
 
     async def execute(self, clients: Clients) -> StepOutcome:
-        kube: KubeDeployments = clients.need("kubernetes")
+        kube = clients.need_kubernetes()
         stamp = await kube.rollout_restart(self.deployment)
         return Done(f"restarted deployment/{self.deployment} at {stamp}", data={"at": stamp})
 
@@ -273,7 +227,7 @@ class KubeJobFrom:
         )
 
     async def execute(self, clients: Clients) -> StepOutcome:
-        kube: KubeDeployments = clients.need("kubernetes")
+        kube = clients.need_kubernetes()
         job = await kube.create_job_from_deployment(
             self.name,
             self.deployment,
@@ -304,7 +258,7 @@ class RedisRead:
         return "redis-cli MGET " + " ".join(self.keys)
 
     async def execute(self, clients: Clients) -> StepOutcome:
-        cache: CacheRead = clients.need("cache")
+        cache = clients.need_cache()
         values = await cache.get_many(list(self.keys))
         present = sorted(k for k, v in values.items() if v is not None)
         missing = sorted(k for k in self.keys if values.get(k) is None)
@@ -339,7 +293,7 @@ class ProviderProbe:
         return f"GET the status URL of provider {self.provider} (targets.http.providers)"
 
     async def execute(self, clients: Clients) -> StepOutcome:
-        http: ProviderProbes = clients.need("http")
+        http = clients.need_http()
         health = await http.provider_status(self.provider)
         state = "up" if health.healthy else "down"
         summary = f"provider {self.provider} is {state}: {health.detail}"

@@ -9,13 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+from pydantic import BaseModel
+
+from remediator.runbook_api.client_protocols import (
+    AlertWitness,
+    Aws,
+    HttpProbes,
+    KeyValueCache,
+    Kubernetes,
+    PrometheusWitness,
+    SqlDatabase,
+)
 from remediator.runbook_api.steps import NotConfigured
+from remediator.settings import Settings
 
 Mode = Literal["live", "dry-run", "paused"]
-# The config key of each client, where its name differs (the cache is targets.redis).
-CONFIG_KEYS = {"cache": "targets.redis", "settings": "the settings"}
+T = TypeVar("T")
+P = TypeVar("P", bound=BaseModel)
 
 # The run id of a plan (`remediator replay`): no run exists yet, so a call that names
 # the run (a Job's name) renders a placeholder there instead of this id.
@@ -24,21 +36,42 @@ PLAN_RUN_ID = "replay"
 
 @dataclass(frozen=True)
 class Clients:
-    database: Any = None  # remediator.clients.database.TargetDatabase
-    cache: Any = None  # remediator.clients.cache.Cache
-    kubernetes: Any = None  # remediator.clients.kubernetes.KubernetesClient
-    aws: Any = None  # remediator.clients.aws.AwsClient
-    http: Any = None  # remediator.clients.http.HttpChecks
-    prometheus: Any = None  # remediator.clients.prometheus.PrometheusClient (witness)
-    grafana: Any = None  # remediator.clients.grafana.GrafanaClient (witness of Grafana alerts)
-    settings: Any = None  # remediator.settings.Settings (targets, links)
+    """Each client typed by what the steps use of it (``client_protocols``): the real
+    classes are remediator.clients.database.TargetDatabase, .cache.Cache,
+    .kubernetes.KubernetesClient, .aws.AwsClient, .http.HttpChecks,
+    .prometheus.PrometheusClient and .grafana.GrafanaClient (witnesses)."""
 
-    def need(self, name: str) -> Any:
-        client = getattr(self, name)
-        if client is None:
-            key = CONFIG_KEYS.get(name, f"targets.{name}")
-            raise NotConfigured(f"not configured: {key} is not set")
-        return client
+    database: SqlDatabase | None = None
+    cache: KeyValueCache | None = None
+    kubernetes: Kubernetes | None = None
+    aws: Aws | None = None
+    http: HttpProbes | None = None
+    prometheus: PrometheusWitness | None = None
+    grafana: AlertWitness | None = None  # the witness of Grafana-managed alerts
+    settings: Settings | None = None  # targets, links
+
+    # A step that needs a client which is not configured fails with NotConfigured
+    # naming the config key to set, instead of an AttributeError on None.
+    def need_database(self) -> SqlDatabase:
+        return _configured(self.database, "targets.database")
+
+    def need_cache(self) -> KeyValueCache:
+        return _configured(self.cache, "targets.redis")
+
+    def need_kubernetes(self) -> Kubernetes:
+        return _configured(self.kubernetes, "targets.kubernetes")
+
+    def need_aws(self) -> Aws:
+        return _configured(self.aws, "targets.aws")
+
+    def need_http(self) -> HttpProbes:
+        return _configured(self.http, "targets.http")
+
+
+def _configured(client: T | None, key: str) -> T:
+    if client is None:
+        raise NotConfigured(f"not configured: {key} is not set")
+    return client
 
 
 @dataclass(frozen=True)
@@ -58,7 +91,7 @@ class StepContext:
     rule: str
     runbook: str
     alert: AlertView
-    params: Any
+    params: BaseModel  # the rule's params, validated with the runbook's ``Runbook.params``
     mode: Mode
     clients: Clients
     # data of earlier steps of this run, by step name (survives restarts: stored)
@@ -71,3 +104,15 @@ class StepContext:
     @property
     def labels(self) -> Mapping[str, str]:
         return self.alert.labels
+
+    def params_as(self, model: type[P]) -> P:
+        """The params as the runbook's own model, so mypy checks every field a step reads.
+
+        The engine validated them with that model, so this holds for every run; a step
+        handed another runbook's params fails here rather than reading a wrong field.
+        """
+        if not isinstance(self.params, model):
+            raise TypeError(
+                f"{self.runbook}: params are {type(self.params).__name__}, not {model.__name__}"
+            )
+        return self.params

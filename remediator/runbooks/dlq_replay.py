@@ -10,13 +10,29 @@ delivered twice creates it once.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Protocol
 
 from remediator import validation
 from remediator.errors import TargetError
 from remediator.runbook_api.context import PLAN_RUN_ID, StepContext
 from remediator.runbook_api.steps import Done, Skip
 from remediator.runbooks import jobs
+
+
+class ReplayParams(Protocol):
+    """What the replay reads of RB-02's params (rb02_provider_outage.Params, which
+    imports this module: the runbook hands them over, typed)."""
+
+    @property
+    def replay_deployment(self) -> str: ...
+    @property
+    def replay_container(self) -> str | None: ...
+    @property
+    def replay_image(self) -> str | None: ...
+    @property
+    def replay_max_retries(self) -> int: ...
+    @property
+    def job_ttl_seconds(self) -> int: ...
 
 
 def _slug(provider: str) -> str:
@@ -30,7 +46,7 @@ def job_name(provider: str, run_id: str) -> str:
     )
 
 
-def command(provider: str, params: Any) -> list[str]:
+def command(provider: str, params: ReplayParams) -> list[str]:
     return [
         "python",
         "-m",
@@ -42,9 +58,8 @@ def command(provider: str, params: Any) -> list[str]:
     ]
 
 
-async def replay(ctx: StepContext, provider: str) -> Done | Skip:
-    p = ctx.params
-    http = ctx.clients.need("http")
+async def replay(ctx: StepContext, provider: str, p: ReplayParams) -> Done | Skip:
+    http = ctx.clients.need_http()
     try:
         health = await http.provider_status(provider)
     except TargetError as exc:
@@ -76,8 +91,7 @@ async def replay(ctx: StepContext, provider: str) -> Done | Skip:
     return Done(f"started DLQ replay job {name} for {provider}", data={"job": name})
 
 
-def render(ctx: StepContext, provider: str) -> str:
-    p = ctx.params
+def render(ctx: StepContext, provider: str, p: ReplayParams) -> str:
     # A plan has no run yet: the Job will be named after the run that starts it.
     name = (
         f"replay-dlq-{_slug(provider)}-<run id>"

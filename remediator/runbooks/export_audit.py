@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from remediator.errors import InputRejected
+from remediator.runbook_api.client_protocols import SqlDatabase
 from remediator.validation import aws as aws_checks
 
 _EXPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", re.ASCII)
@@ -58,11 +59,11 @@ def _without_event_id(sql: str) -> str:
     return sql.replace("SELECT e.id AS id,", "SELECT NULL::bigint AS id,")
 
 
-async def _on_catalog(db: Any, sql: str) -> str:
+async def _on_catalog(db: SqlDatabase, sql: str) -> str:
     return sql if "id" in await db.columns("analytics_events") else _without_event_id(sql)
 
 
-async def confirm(db: Any, provider: str, p: Any) -> dict[str, Any] | None:
+async def confirm(db: SqlDatabase, provider: str, p: Any) -> dict[str, Any] | None:
     """How many violating exports (``n``, ``unknown``) and the latest (``last``)."""
     row: dict[str, Any] | None = await db.fetchrow(
         await _on_catalog(db, CONFIRM), provider, p.audit_days, list(p.export_license_types)
@@ -70,7 +71,7 @@ async def confirm(db: Any, provider: str, p: Any) -> dict[str, Any] | None:
     return row
 
 
-async def violations(db: Any, provider: str, p: Any) -> list[dict[str, Any]]:
+async def violations(db: SqlDatabase, provider: str, p: Any) -> list[dict[str, Any]]:
     """The violating exports, newest first, at most ``p.max_audit_rows``."""
     rows = await db.fetch(
         await _on_catalog(db, AUDIT),

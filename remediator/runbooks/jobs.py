@@ -48,7 +48,7 @@ async def start(
     ttl_seconds: int,
 ) -> str:
     """Create the Job from ``deployment``'s pod template; StepFailed if there is none."""
-    kube = ctx.clients.need("kubernetes")
+    kube = ctx.clients.need_kubernetes()
     try:
         return str(
             await kube.create_job_from_deployment(

@@ -14,11 +14,12 @@ from typing import Any
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import Done
 from remediator.runbooks import plan
+from remediator.runbooks.rb06_params import Params
 
 
 async def rotate_jwt_secret(*, ctx: StepContext, **_: Any) -> Done:
-    p = ctx.params
-    kube = ctx.clients.need("kubernetes")
+    p = ctx.params_as(Params)
+    kube = ctx.clients.need_kubernetes()
     # Lives only here and in the request; never in data, changes, logs or pages.
     await kube.patch_secret(p.jwt_secret_name, {p.jwt_secret_key: secrets.token_urlsafe(32)})
     stamp = await kube.rollout_restart(p.api_deployment)
@@ -39,7 +40,7 @@ async def rotate_jwt_secret(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_rotate_jwt_secret(*, ctx: StepContext, **_: Any) -> str:
-    p = ctx.params
+    p = ctx.params_as(Params)
     ns = plan.namespace(ctx)
     return (
         f"kubectl patch secret {p.jwt_secret_name} -n {ns} --type merge -p"

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from remediator.runbook_api.client_protocols import SqlDatabase
+
 TABLE = "pricing_pack"
 REQUIRED = ("id", "date", "is_fresh", "created_at")
 OPTIONAL = ("status", "hash")
@@ -53,7 +55,7 @@ class PackColumns:
 FULL = PackColumns()
 
 
-async def columns(db: Any) -> PackColumns:
+async def columns(db: SqlDatabase) -> PackColumns:
     found = await db.columns(TABLE)
     return PackColumns(status="status" in found, hash="hash" in found)
 

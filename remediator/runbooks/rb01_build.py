@@ -16,6 +16,7 @@ from remediator.errors import (
     TargetError,
     TargetNotFound,
 )
+from remediator.runbook_api.client_protocols import Kubernetes
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import Done, Skip, StepFailed, Wait
 from remediator.runbooks import jobs, packs, plan
@@ -26,7 +27,7 @@ def _command(day: date) -> list[str]:
     return ["python", "-m", "jobs.build_pack", "--date", day.isoformat(), "--force"]
 
 
-async def _job_state(kube: Any, name: str) -> str | None:
+async def _job_state(kube: Kubernetes, name: str) -> str | None:
     """The Job's state, or None when no such Job exists (404)."""
     try:
         return str(await kube.job_status(name))
@@ -38,11 +39,11 @@ async def _job_state(kube: Any, name: str) -> str | None:
 
 
 async def rerun_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     day = pack_date(ctx.labels, p)
     if not is_late(ctx, day):
         return unconfirmed(day)
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     cols = await packs.columns(db)
     pack = await db.fetchrow(packs.of_day(cols), day)
     # Without a status or hash column a row is no finished build: rerun (--force).
@@ -54,7 +55,7 @@ async def rerun_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
     if not health.get("healthy"):
         down = ", ".join(health.get("unhealthy", []))
         return Skip(f"providers unhealthy ({down}): a rerun would fail again; see RB-02")
-    kube = ctx.clients.need("kubernetes")
+    kube = ctx.clients.need_kubernetes()
     existing: dict[int, str] = {}
     for attempt in range(1, p.rerun_max_attempts + 1):
         state = await _job_state(kube, job_name(day, attempt))
@@ -93,7 +94,7 @@ async def rerun_build(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_rerun_build(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     day = pack_date(ctx.labels, p)
     name = f"build-pack-{day.isoformat()}-<attempt 1..{p.rerun_max_attempts}>"
     return (
@@ -106,9 +107,9 @@ def render_rerun_build(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip | Wait:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     day = pack_date(ctx.labels, p)
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     cols = await packs.columns(db)
     job = (ctx.results.get("rerun_build") or {}).get("job")
     if job is None:
@@ -124,7 +125,7 @@ async def await_build(*, ctx: StepContext, **_: Any) -> Done | Skip | Wait:
                 " column to show a finished build, and no rerun was started"
             )
         return Skip(f"pack for {day} is {packs.state(pack)} and no rerun was started")
-    kube = ctx.clients.need("kubernetes")
+    kube = ctx.clients.need_kubernetes()
     # The run is parked between polls (Wait), so no worker is held while the Job
     # builds; when the wait began is kept in this step's own data across wake-ups.
     since = float((ctx.results.get("await_build") or {}).get("since") or time.time())
@@ -164,7 +165,7 @@ def _built(pack: Mapping[str, Any], job: str) -> Done:
 
 
 def render_await_build(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     day = pack_date(ctx.labels, p)
     job = (ctx.results.get("rerun_build") or {}).get("job") or f"build-pack-{day}-<attempt>"
     return (
@@ -178,13 +179,13 @@ def render_await_build(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    day = pack_date(ctx.labels, ctx.params)
+    day = pack_date(ctx.labels, ctx.params_as(Params))
     if not is_late(ctx, day):
         return unconfirmed(day)
     verified = ctx.results.get("await_build") or {}
     if not verified.get("ready"):
         return Skip(f"the pack for {day} was not verified as built; nothing marked fresh")
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     cols = await packs.columns(db)
     async with db.transaction(isolation="serializable") as tx:
         rows = await tx.fetch(packs.lock_for_mark(cols), day)
@@ -220,7 +221,7 @@ async def mark_fresh(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_mark_fresh(*, ctx: StepContext, **_: Any) -> str:
-    day = pack_date(ctx.labels, ctx.params)
+    day = pack_date(ctx.labels, ctx.params_as(Params))
     return (
         "BEGIN ISOLATION LEVEL SERIALIZABLE;\n"
         f"{plan.sql(packs.lock_for_mark(packs.FULL), day.isoformat())}\n"

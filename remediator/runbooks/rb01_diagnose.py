@@ -11,6 +11,7 @@ from remediator.errors import (
     InputRejected,
     NotCorroborated,
 )
+from remediator.runbook_api.client_protocols import HttpProbes
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import Done, StepFailed
 from remediator.runbooks import packs, plan
@@ -25,8 +26,8 @@ _LINE_CHARS = 300
 
 
 async def scheduler_logs(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
-    kube = ctx.clients.need("kubernetes")
+    p = ctx.params_as(Params)
+    kube = ctx.clients.need_kubernetes()
     lines = await kube.pod_logs(
         p.scheduler_selector, tail_lines=p.log_tail_lines, grep="build_pack"
     )
@@ -50,7 +51,7 @@ async def scheduler_logs(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_scheduler_logs(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return (
         f"kubectl logs -l {p.scheduler_selector} -n {plan.namespace(ctx)}"
         f" --tail={p.log_tail_lines} --prefix | grep build_pack"
@@ -60,7 +61,7 @@ def render_scheduler_logs(*, ctx: StepContext, **_: Any) -> str:
 # ------------------------------------------------------------ 2 provider health
 
 
-async def _probe(http: Any, name: str) -> dict[str, Any]:
+async def _probe(http: HttpProbes, name: str) -> dict[str, Any]:
     # An unreachable status page is an unhealthy provider, not a failed check.
     health = await http.probe(name)
     return {
@@ -71,8 +72,8 @@ async def _probe(http: Any, name: str) -> dict[str, Any]:
 
 
 async def provider_health(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
-    http = ctx.clients.need("http")
+    p = ctx.params_as(Params)
+    http = ctx.clients.need_http()
     configured = set(http.providers)
     names = [n for n in p.build_providers if n in configured]
     if not names:
@@ -91,7 +92,7 @@ async def provider_health(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_provider_health(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return "\n".join(
         f"GET <targets.http.providers.{n}>  # expect 2xx and status ok" for n in p.build_providers
     )
@@ -113,7 +114,7 @@ LIMIT 10
 
 async def recent_packs(*, ctx: StepContext, **_: Any) -> Done:
     """Lists the last packs and corroborates the alert: D's pack is late."""
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     cols = await packs.columns(db)
     listed = [packs.listed(r) for r in await db.fetch(packs.recent(cols))]
     fresh = [r["id"] for r in listed if r["is_fresh"]]
@@ -128,11 +129,11 @@ async def recent_packs(*, ctx: StepContext, **_: Any) -> Done:
         note += "; pricing_pack has no status or hash column: a pack exists when its row does"
     data: dict[str, Any] = {"packs": listed, "fresh": fresh, "late": None}
     try:
-        day = pack_date(ctx.labels, ctx.params)
+        day = pack_date(ctx.labels, ctx.params_as(Params))
     except InputRejected:
         # The steps that use the date refuse it themselves, and the page says why.
         return Done(f"{listing or 'no packs'}{note}", data=data)
-    corroborate_date(day, ctx.params)
+    corroborate_date(day, ctx.params_as(Params))
     newer = await db.fetchval(packs.FRESH_FROM, day)
     if newer is not None:
         raise NotCorroborated(
@@ -146,7 +147,7 @@ async def recent_packs(*, ctx: StepContext, **_: Any) -> Done:
 
 def render_recent_packs(*, ctx: StepContext, **_: Any) -> str:
     try:
-        day: object = pack_date(ctx.labels, ctx.params).isoformat()
+        day: object = pack_date(ctx.labels, ctx.params_as(Params)).isoformat()
     except InputRejected:
         day = plan.Hint("<the alert's date: refused>")
     return (
@@ -157,8 +158,8 @@ def render_recent_packs(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def long_running_queries(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
-    rows = await ctx.clients.need("database").fetch(LONG_QUERIES)
+    p = ctx.params_as(Params)
+    rows = await ctx.clients.need_database().fetch(LONG_QUERIES)
     queries = [
         {
             "pid": r["pid"],

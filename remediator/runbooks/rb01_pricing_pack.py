@@ -85,7 +85,7 @@ def _target(labels: Mapping[str, str], params: Any) -> str:
 
 
 async def freshness_gate(*, ctx: StepContext, **_: Any) -> Done:
-    http = ctx.clients.need("http")
+    http = ctx.clients.need_http()
     try:
         result = await http.freshness_gate()
     except ConfigError as exc:
@@ -103,7 +103,7 @@ async def freshness_gate(*, ctx: StepContext, **_: Any) -> Done:
 
 def render_freshness_gate(*, ctx: StepContext, **_: Any) -> str:
     settings = ctx.clients.settings
-    app = getattr(getattr(getattr(settings, "targets", None), "http", None), "app_url", None)
+    app = settings.targets.http.app_url if settings is not None else None
     return (
         f"POST {app or '<targets.http.app_url>'}/execute"
         ' {"pattern_id": "portfolio_overview", "portfolio_id": "test-portfolio-uuid",'

@@ -12,16 +12,16 @@ from typing import Any
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import Done, Skip, StepFailed
 from remediator.runbooks import packs, plan
-from remediator.runbooks.rb01_params import is_late, pack_date, unconfirmed
+from remediator.runbooks.rb01_params import Params, is_late, pack_date, unconfirmed
 
 # ------------------------------------------------------- 4 serve last-good pack
 
 
 async def serve_last_good(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    day = pack_date(ctx.labels, ctx.params)
+    day = pack_date(ctx.labels, ctx.params_as(Params))
     if not is_late(ctx, day):
         return unconfirmed(day)
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     cols = await packs.columns(db)
     # Serializable: "no pack is fresh" must still hold when we flip one.
     async with db.transaction(isolation="serializable") as tx:
@@ -52,7 +52,7 @@ async def serve_last_good(*, ctx: StepContext, **_: Any) -> Done | Skip:
 async def unserve_last_good(
     *, ctx: StepContext, changes: Mapping[str, Any], **_: Any
 ) -> Done | Skip:
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     replaced_by = (ctx.results.get("mark_fresh") or {}).get("marked")
     restored: list[str] = []
     left: list[str] = []
@@ -92,7 +92,7 @@ async def unserve_last_good(
 
 
 def render_serve_last_good(*, ctx: StepContext, **_: Any) -> str:
-    day = pack_date(ctx.labels, ctx.params)
+    day = pack_date(ctx.labels, ctx.params_as(Params))
     listed = (ctx.results.get("recent_packs") or {}).get("packs", [])
     guess = next(
         (p["id"] for p in listed if p["status"] in ("ready", None) and p["date"] < day.isoformat()),

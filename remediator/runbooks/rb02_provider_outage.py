@@ -41,6 +41,7 @@ from remediator.errors import NotCorroborated, TargetError
 from remediator.runbook_api.context import Clients, StepContext
 from remediator.runbook_api.steps import Done, Runbook, Skip, Step, StepFailed
 from remediator.runbooks import dlq_replay, jobs, plan
+from remediator.settings import Settings
 
 _KEY = re.compile(r"[!-~]{1,512}", re.ASCII)  # printable ASCII, no spaces
 
@@ -108,17 +109,15 @@ class Params(BaseModel):
 # ------------------------------------------------------------------ helpers
 
 
-def _allowed(settings: Any, params: Params) -> Collection[str]:
-    configured = getattr(
-        getattr(getattr(settings, "targets", None), "http", None), "providers", None
-    )
+def _allowed(settings: Settings | None, params: Params) -> Collection[str]:
+    configured = settings.targets.http.providers if settings is not None else None
     if configured:
         return tuple(configured)
     return params.providers
 
 
 def allowed_providers(ctx: StepContext) -> Collection[str]:
-    return _allowed(ctx.clients.settings, ctx.params)
+    return _allowed(ctx.clients.settings, ctx.params_as(Params))
 
 
 def provider_of(ctx: StepContext) -> str:
@@ -144,7 +143,7 @@ def _configured_target(labels: Mapping[str, str], params: Any, clients: Clients 
 async def provider_status(*, ctx: StepContext, **_: Any) -> Done:
     """Corroborates the alert: a provider that reports healthy is not out."""
     provider = provider_of(ctx)
-    http = ctx.clients.need("http")
+    http = ctx.clients.need_http()
     try:
         health = await http.provider_status(provider)
     except TargetError as exc:
@@ -202,8 +201,8 @@ async def pause_alerts(*, ctx: StepContext, **_: Any) -> Done | Skip:
             f"{provider} status is unknown (its check failed): outage not"
             " confirmed, alerts left as they are"
         )
-    entities = fed_entities(provider, ctx.params)
-    db = ctx.clients.need("database")
+    entities = fed_entities(provider, ctx.params_as(Params))
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(_SELECT_ACTIVE, provider, entities)
         ids = [r["id"] for r in rows]
@@ -230,7 +229,7 @@ async def resume_alerts(*, ctx: StepContext, changes: Mapping[str, Any], **_: An
     ids = [str(i) for i in changes.get("paused", [])]
     if not ids:
         return Skip("no alerts were paused")
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(
             "SELECT id, active FROM alerts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", ids
@@ -263,8 +262,9 @@ async def resume_alerts(*, ctx: StepContext, changes: Mapping[str, Any], **_: An
 
 def render_pause_alerts(*, ctx: StepContext, **_: Any) -> str:
     provider = provider_of(ctx)
+    entities = fed_entities(provider, ctx.params_as(Params))
     return (
-        f"BEGIN;\n{plan.sql(_SELECT_ACTIVE, provider, fed_entities(provider, ctx.params))}\n"
+        f"BEGIN;\n{plan.sql(_SELECT_ACTIVE, provider, entities)}\n"
         f"{_PAUSE}\n-- $1 = <the ids selected above, recorded for undo>\nCOMMIT;"
     )
 
@@ -273,8 +273,8 @@ def render_pause_alerts(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def check_cache(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
-    cache = ctx.clients.need("cache")
+    p = ctx.params_as(Params)
+    cache = ctx.clients.need_cache()
     check = await cache.check_last_good(p.cache_keys)
     if check.misses:
         raise StepFailed(
@@ -286,7 +286,7 @@ async def check_cache(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_check_cache(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return "redis-cli MGET " + " ".join(p.cache_keys) + "  # every key must be present"
 
 
@@ -294,11 +294,11 @@ def render_check_cache(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def replay_dlq(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    return await dlq_replay.replay(ctx, provider_of(ctx))
+    return await dlq_replay.replay(ctx, provider_of(ctx), ctx.params_as(Params))
 
 
 def render_replay_dlq(*, ctx: StepContext, **_: Any) -> str:
-    return dlq_replay.render(ctx, provider_of(ctx))
+    return dlq_replay.render(ctx, provider_of(ctx), ctx.params_as(Params))
 
 
 STEPS: Sequence[Step] = (

@@ -67,8 +67,8 @@ from remediator.runbooks.rb03_params import Params
 
 
 async def scale_evaluator_down(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
-    kube = ctx.clients.need("kubernetes")
+    p = ctx.params_as(Params)
+    kube = ctx.clients.need_kubernetes()
     dep = p.evaluator_deployment
     if await kube.get_replicas(dep) == 0:
         return Skip(f"deployment/{dep} is already at 0 replicas")
@@ -83,7 +83,7 @@ async def scale_evaluator_down(*, ctx: StepContext, **_: Any) -> Done | Skip:
 async def scale_evaluator_back(
     *, ctx: StepContext, changes: Mapping[str, Any], **_: Any
 ) -> Done | Skip:
-    kube = ctx.clients.need("kubernetes")
+    kube = ctx.clients.need_kubernetes()
     dep = validation.k8s_name(changes["deployment"], field="deployment")
     previous = int(changes["previous_replicas"])
     current = await kube.get_replicas(dep)
@@ -94,7 +94,7 @@ async def scale_evaluator_back(
 
 
 def render_scale(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return (
         f"kubectl scale deployment/{p.evaluator_deployment} -n {plan.namespace(ctx)}"
         " --replicas=0  # previous replicas recorded; restored on resolve"
@@ -103,7 +103,7 @@ def render_scale(*, ctx: StepContext, **_: Any) -> str:
 
 def _literal(text: str) -> Any:
     def render(*, ctx: StepContext, **_: Any) -> str:
-        p: Params = ctx.params
+        p = ctx.params_as(Params)
         return plan.sql(text, p.window_minutes, p.top_limit)
 
     return render

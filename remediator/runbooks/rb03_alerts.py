@@ -41,8 +41,8 @@ SELECT count(*) AS n FROM (
 
 async def confirm_storm(*, ctx: StepContext, **_: Any) -> Done:
     """Corroborates the alert: the storm it claims is in the notifications table."""
-    p: Params = ctx.params
-    n = int(await ctx.clients.need("database").fetchval(_RECENT, p.window_minutes, _COUNT_CAP))
+    p = ctx.params_as(Params)
+    n = int(await ctx.clients.need_database().fetchval(_RECENT, p.window_minutes, _COUNT_CAP))
     need = _storm_threshold(p)
     shown = f"{n}{'+' if n >= _COUNT_CAP else ''}"
     if n < need:
@@ -59,7 +59,7 @@ async def confirm_storm(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_confirm_storm(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return plan.sql(_RECENT, p.window_minutes, _COUNT_CAP) + (
         f"\n-- a storm: at least {_storm_threshold(p)} ({p.storm_per_minute:g} a minute)"
     )
@@ -83,8 +83,8 @@ RETURNING a.id
 
 
 async def global_cooldown(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
-    db = ctx.clients.need("database")
+    p = ctx.params_as(Params)
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(_COOL_SELECT, p.cooldown_minutes, list(p.exempt_alerts))
         if not rows:
@@ -107,7 +107,7 @@ async def restore_cooldowns(
     previous: Mapping[str, int] = changes.get("previous", {})
     ours = int(changes["cooldown_minutes"])
     ids = sorted(previous)
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         await tx.fetch("SELECT id FROM alerts WHERE id = ANY($1::text[]) FOR UPDATE", ids)
         done = await tx.fetch(_UNCOOL, ids, [int(previous[i]) for i in ids], ours)
@@ -123,7 +123,7 @@ async def restore_cooldowns(
 
 
 def render_global_cooldown(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return (
         f"BEGIN;\n{plan.sql(_COOL_SELECT, p.cooldown_minutes, list(p.exempt_alerts))}\n"
         f"{_COOL}\n-- $1 = {p.cooldown_minutes!r}, $2 = <the ids selected above; their"
@@ -145,8 +145,8 @@ LIMIT $2
 
 
 async def top_offenders(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
-    rows = await ctx.clients.need("database").fetch(TOP_OFFENDERS, p.window_minutes, p.top_limit)
+    p = ctx.params_as(Params)
+    rows = await ctx.clients.need_database().fetch(TOP_OFFENDERS, p.window_minutes, p.top_limit)
     offenders = [
         {
             "id": r["id"],
@@ -171,7 +171,7 @@ _DISABLE = "UPDATE alerts SET active = FALSE WHERE id = ANY($1::text[]) AND acti
 
 
 def _chosen(ctx: StepContext) -> list[dict[str, Any]] | None:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     found = ctx.results.get("top_offenders")
     if found is None:
         return None
@@ -184,7 +184,7 @@ def _chosen(ctx: StepContext) -> list[dict[str, Any]] | None:
 
 
 async def disable_offenders(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     chosen = _chosen(ctx)
     if chosen is None:
         return Skip("top offenders are unknown (their query failed); nothing disabled")
@@ -192,7 +192,7 @@ async def disable_offenders(*, ctx: StepContext, **_: Any) -> Done | Skip:
         return Skip(
             f"no alert reached {p.min_notifications} notifications in {p.window_minutes} min"
         )
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(_DISABLE_SELECT, [o["id"] for o in chosen])
         active = [r["id"] for r in rows if r["active"]]
@@ -211,7 +211,7 @@ async def disable_offenders(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_disable_offenders(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     chosen = _chosen(ctx)
     ids: object = (
         [o["id"] for o in chosen]
@@ -228,7 +228,7 @@ async def review_offenders(*, ctx: StepContext, **_: Any) -> Done | Skip:
     ids = list((ctx.results.get("disable_offenders") or {}).get("disabled", []))
     if not ids:
         return Skip("no offenders were disabled")
-    rows = await ctx.clients.need("database").fetch(
+    rows = await ctx.clients.need_database().fetch(
         "SELECT id, name, active FROM alerts WHERE id = ANY($1::text[]) ORDER BY id", ids
     )
     still = [f"{r['id']} ({r['name']})" for r in rows if not r["active"]]

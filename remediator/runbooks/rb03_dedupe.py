@@ -42,8 +42,8 @@ WHERE i.schemaname = current_schema() AND i.tablename = 'notifications'
 
 
 async def check_dedupe(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
-    db = ctx.clients.need("database")
+    p = ctx.params_as(Params)
+    db = ctx.clients.need_database()
     groups = await db.fetch(_DUPLICATES, p.dedupe_days)
     index = await db.fetchrow(_INDEX, UNIQUE_INDEX)
     extra = sum(int(g["n"]) - 1 for g in groups)
@@ -77,7 +77,7 @@ async def check_dedupe(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_check_dedupe(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return plan.sql(_DUPLICATES, p.dedupe_days) + "\n" + plan.sql(_INDEX, UNIQUE_INDEX)
 
 
@@ -100,8 +100,8 @@ _DELETE = "DELETE FROM notifications WHERE id = ANY($1::bigint[])"
 
 
 async def delete_duplicates(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
-    db = ctx.clients.need("database")
+    p = ctx.params_as(Params)
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(_DUP_ROWS, p.dedupe_days, p.max_delete + 1)
         if not rows:
@@ -130,7 +130,7 @@ async def delete_duplicates(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_delete_duplicates(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     found = ctx.results.get("check_dedupe")
     # Before check_dedupe has run (a plan) the line is there too, its count to come.
     note = (

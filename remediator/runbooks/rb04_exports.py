@@ -24,9 +24,9 @@ from remediator.runbooks.rb04_params import (
 
 
 async def audit_exports(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     provider = provider_of(ctx)
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     violations = await export_audit.violations(db, provider, p)
     users = sorted({v["user_id"] for v in violations if v["user_id"] is not None})
     truncated = len(violations) >= p.max_audit_rows
@@ -53,7 +53,7 @@ async def audit_exports(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_audit_exports(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return plan.sql(
         export_audit.AUDIT,
         provider_of(ctx),
@@ -64,12 +64,12 @@ def render_audit_exports(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def revoke_pdfs(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     provider = provider_of(ctx)
     violations = audited_violations(ctx)
     if not violations:
         return Skip("the audit found no violating exports")
-    aws = ctx.clients.need("aws")
+    aws = ctx.clients.need_aws()
     licensed = await licensed_now(
         ctx, provider, sorted({v["user_id"] for v in violations if v["user_id"]})
     )
@@ -119,7 +119,7 @@ async def revoke_pdfs(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_revoke_pdfs(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     audit = ctx.results.get("audit_exports")
     if not audit:
         return (

@@ -103,7 +103,7 @@ class Params(BaseModel):
 
 
 def provider_of(ctx: StepContext) -> str:
-    params: Params = ctx.params
+    params = ctx.params_as(Params)
     return validation.provider(ctx.labels.get("provider"), params.providers)
 
 
@@ -144,10 +144,10 @@ WHERE user_id = ANY($1::uuid[]) AND provider = $2 AND license_type = ANY($3::tex
 
 
 async def licensed_now(ctx: StepContext, provider: str, users: Sequence[str]) -> set[str]:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     if not users:
         return set()
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     rows = await db.fetch(
         _LICENSED_NOW, [uuid.UUID(u) for u in users], provider, list(p.export_license_types)
     )

@@ -26,7 +26,7 @@ WHERE provider = $1
 
 async def inspect_registry(*, ctx: StepContext, **_: Any) -> Done:
     provider = provider_of(ctx)
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     row = await db.fetchrow(_INSPECT, provider)
     if row is None:
         raise StepFailed(f"provider {provider} has no row in provider_rights")
@@ -63,7 +63,7 @@ async def check_reported_user(*, ctx: StepContext, **_: Any) -> Done | Skip:
     provider = provider_of(ctx)
     if user is None:
         return Skip("the alert names no reported user (no user_id label)")
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     rows = await db.fetch(_USER_LICENSES, uuid.UUID(user), provider)
     types = [r["license_type"] for r in rows]
     if not types:
@@ -101,7 +101,7 @@ KEPT = "kept after the alert resolves: compliance lifts the block"
 
 async def restrict_exports(*, ctx: StepContext, **_: Any) -> Done | Skip:
     provider = provider_of(ctx)
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         row = await tx.fetchrow(_LOCK_ROW, provider)
         if row is None:
@@ -138,14 +138,14 @@ def _licensed(provider: str, p: Params) -> bool:
 
 async def confirm_violation(*, ctx: StepContext, **_: Any) -> Done:
     """Corroborates the alert: the violation is in analytics_events and user_licenses."""
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     provider = provider_of(ctx)
     if not _licensed(provider, p):
         raise NotCorroborated(
             f"{provider} is not in licensed_providers: its data needs no license to"
             " export, so no export violates its rights; exports left open"
         )
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     row = await export_audit.confirm(db, provider, p)
     n = int(row["n"]) if row else 0
     if row is None or n == 0:
@@ -163,7 +163,7 @@ async def confirm_violation(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_confirm_violation(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     provider = provider_of(ctx)
     head = (
         f"-- {provider} is in licensed_providers\n"
@@ -182,7 +182,7 @@ _REPORT = "SELECT export, require_license FROM provider_rights WHERE provider = 
 
 async def report_block(*, ctx: StepContext, **_: Any) -> Done:
     provider = provider_of(ctx)
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     row = await db.fetchrow(_REPORT, provider)
     if row is None:
         raise StepFailed(f"provider {provider} has no row in provider_rights")

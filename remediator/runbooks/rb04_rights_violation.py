@@ -47,7 +47,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from remediator import validation
-from remediator.runbook_api.steps import Runbook, Step
+from remediator.runbook_api.context import StepContext
+from remediator.runbook_api.steps import Done, Runbook, Skip, Step
 from remediator.runbooks import rights_registry
 from remediator.runbooks.rb04_exports import (
     audit_exports,
@@ -82,6 +83,16 @@ def _target(labels: Mapping[str, str], params: Any) -> str:
     return validation.provider(labels.get("provider"), params.providers)
 
 
+# rights_registry cannot import Params (rb04_params imports it for its validators):
+# the step hands them over, typed.
+async def read_registry(*, ctx: StepContext, **_: Any) -> Done | Skip:
+    return await rights_registry.read_registry(ctx, ctx.params_as(Params))
+
+
+def render_read_registry(*, ctx: StepContext, **_: Any) -> str:
+    return rights_registry.render_read_registry(ctx, ctx.params_as(Params))
+
+
 STEPS: Sequence[Step] = (
     Step(
         "inspect_registry",
@@ -96,8 +107,8 @@ STEPS: Sequence[Step] = (
         "read_rights_registry",
         "diagnose",
         "Show the provider's entry in the rights registry YAML",
-        rights_registry.read_registry,
-        rights_registry.render_read_registry,
+        read_registry,
+        render_read_registry,
         timeout=15.0,
     ),
     Step(

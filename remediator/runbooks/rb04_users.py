@@ -37,7 +37,7 @@ RETURNING id
 
 async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
     """Tell each violating user whose exports are gone from S3 that they were revoked."""
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     provider = provider_of(ctx)
     violations = audited_violations(ctx)
     by_user: dict[str, list[Mapping[str, Any]]] = {}
@@ -46,7 +46,7 @@ async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
             by_user.setdefault(v["user_id"], []).append(v)
     if not by_user:
         return Skip("the audit found no user with a revocable export")
-    aws = ctx.clients.need("aws")
+    aws = ctx.clients.need_aws()
     licensed = await licensed_now(ctx, provider, sorted(by_user))
     revoked: list[str] = []
     not_revoked: list[str] = []
@@ -64,7 +64,7 @@ async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
             + (f"; still in S3 for {abbreviated(not_revoked)}" if not_revoked else "")
         )
     over = revoked[p.max_notifications :]
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     inserted: list[int] = []
     notified: list[str] = []
     async with db.transaction() as tx:
@@ -93,7 +93,7 @@ async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_notify_users(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     audit = ctx.results.get("audit_exports") or {}
     users = audit.get("users")
     # Before the audit (a plan) the users are unknown: not "each of 1 users".
@@ -142,7 +142,7 @@ def _grantees(ctx: StepContext) -> list[str]:
 
 
 async def grant_license(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     provider = provider_of(ctx)
     users = _grantees(ctx)
     if not users:
@@ -153,7 +153,7 @@ async def grant_license(*, ctx: StepContext, **_: Any) -> Done | Skip:
             f" max_license_grants={p.max_license_grants}: grant by hand to the"
             " users compliance confirms"
         )
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(_GRANT, [uuid.UUID(u) for u in users], provider, p.grant_license_type)
     granted = sorted(str(r["user_id"]) for r in rows)
@@ -173,7 +173,7 @@ async def grant_license(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_grant_license(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     try:
         users = _grantees(ctx)
     except StepFailed:

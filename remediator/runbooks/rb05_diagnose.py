@@ -24,8 +24,8 @@ LIMIT $1
 
 
 async def top_statements(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
-    db = ctx.clients.need("database")
+    p = ctx.params_as(Params)
+    db = ctx.clients.need_database()
     if not await db.fetchval(_HAS_PGSS):
         return Skip(
             "pg_stat_statements is not installed in this database (CREATE EXTENSION"
@@ -57,7 +57,7 @@ async def top_statements(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_top_statements(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return f"{_HAS_PGSS};\n{plan.sql(_TOP, p.top_statements)}"
 
 
@@ -78,8 +78,8 @@ LIMIT 50
 
 
 async def long_queries(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
-    db = ctx.clients.need("database")
+    p = ctx.params_as(Params)
+    db = ctx.clients.need_database()
     rows = await db.fetch(_LONG, p.long_query_seconds)
     found = [
         {
@@ -103,7 +103,7 @@ async def long_queries(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_long_queries(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return plan.sql(_LONG, p.long_query_seconds)
 
 
@@ -126,7 +126,7 @@ LIMIT 100
 
 
 async def blocking_sessions(*, ctx: StepContext, **_: Any) -> Done:
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     rows = await db.fetch(_BLOCKING)
     pairs = [
         {
@@ -169,7 +169,7 @@ FROM pg_stat_activity
 
 async def confirm_incident(*, ctx: StepContext, **_: Any) -> Done | Skip:
     """Corroborates a "database down" alert before any session is terminated."""
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     name = ctx.alert.alertname
     if name not in p.down_alerts:
         return Skip(
@@ -177,7 +177,7 @@ async def confirm_incident(*, ctx: StepContext, **_: Any) -> Done | Skip:
             f" sessions it sees blocking others for {p.block_threshold_seconds:g} s or more"
         )
     try:
-        row = await ctx.clients.need("database").fetchrow(_CONNECTIONS)
+        row = await ctx.clients.need_database().fetchrow(_CONNECTIONS)
     except (TargetUnavailable, TargetTimeout) as exc:
         return Done(
             f"the database does not answer us either ({str(exc)[:160]}): {name} confirmed",
@@ -200,7 +200,7 @@ async def confirm_incident(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_confirm_incident(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     if ctx.alert.alertname not in p.down_alerts:
         return f"-- {ctx.alert.alertname} is not in down_alerts: nothing to check"
     return (

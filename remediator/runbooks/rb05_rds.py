@@ -17,8 +17,8 @@ from remediator.validation import aws as aws_checks
 
 
 async def rds_status(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
-    aws = ctx.clients.need("aws")
+    p = ctx.params_as(Params)
+    aws = ctx.clients.need_aws()
     st = await aws.describe_db_instance(p.db_instance_identifier)
     pending = dict(st.pending_modified)
     words = (
@@ -38,7 +38,7 @@ async def rds_status(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_rds_status(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return f"aws rds describe-db-instances --db-instance-identifier {p.db_instance_identifier}"
 
 
@@ -46,8 +46,8 @@ def render_rds_status(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def failover(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
-    aws = ctx.clients.need("aws")
+    p = ctx.params_as(Params)
+    aws = ctx.clients.need_aws()
     st = await aws.describe_db_instance(p.db_instance_identifier)
     if st.status in BUSY:
         return Skip(f"{st.identifier} is {st.status}: a failover or change is already under way")
@@ -65,7 +65,7 @@ async def failover(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_failover(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     if p.db_cluster_identifier is not None:
         return f"aws rds failover-db-cluster --db-cluster-identifier {p.db_cluster_identifier}"
     return (
@@ -78,8 +78,8 @@ def render_failover(*, ctx: StepContext, **_: Any) -> str:
 
 
 async def scale_up(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
-    aws = ctx.clients.need("aws")
+    p = ctx.params_as(Params)
+    aws = ctx.clients.need_aws()
     st = await aws.describe_db_instance(p.db_instance_identifier)
     if st.instance_class == p.scale_up_class:
         return Skip(f"{st.identifier} already runs as {p.scale_up_class}")
@@ -102,7 +102,7 @@ async def scale_up(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_scale_up(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return (
         f"aws rds modify-db-instance --db-instance-identifier {p.db_instance_identifier}"
         f" --db-instance-class {p.scale_up_class} --apply-immediately"
@@ -113,7 +113,7 @@ def render_scale_up(*, ctx: StepContext, **_: Any) -> str:
 
 
 def _restore_plan(ctx: StepContext) -> tuple[datetime, str]:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     try:
         started = datetime.fromisoformat(ctx.alert.starts_at.replace("Z", "+00:00"))
     except ValueError:
@@ -127,9 +127,9 @@ def _restore_plan(ctx: StepContext) -> tuple[datetime, str]:
 
 
 async def point_in_time_restore(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     when, target = _restore_plan(ctx)
-    aws = ctx.clients.need("aws")
+    aws = ctx.clients.need_aws()
     await aws.restore_db_instance_to_point_in_time(p.db_instance_identifier, target, when)
     return Done(
         f"restoring {p.db_instance_identifier} as of {when:%Y-%m-%dT%H:%M:%SZ} into new"
@@ -141,7 +141,7 @@ async def point_in_time_restore(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_point_in_time_restore(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     when, target = _restore_plan(ctx)
     return (
         f"aws rds restore-db-instance-to-point-in-time --source-db-instance-identifier"

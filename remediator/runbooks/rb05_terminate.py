@@ -48,8 +48,8 @@ _TERMINATE = sessions.terminate_sql("""EXISTS (
 
 
 async def terminate_blockers(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
-    db = ctx.clients.need("database")
+    p = ctx.params_as(Params)
+    db = ctx.clients.need_database()
     roles, apps = list(p.protected_roles), list(p.protected_applications)
     rows = await db.fetch(_BLOCKERS, roles, apps)
     cands = [
@@ -125,7 +125,7 @@ async def terminate_blockers(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_terminate_blockers(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return (
         f"{plan.sql(_BLOCKERS, list(p.protected_roles), list(p.protected_applications))};\n"
         f"-- then, for at most {p.max_terminations} unprotected blockers that made someone"

@@ -39,7 +39,7 @@ ORDER BY last_login DESC, user_id
 
 
 async def logins_from_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     net = source_network(ctx, for_blocking=False)
     # The empty list tells the approve steps there is nobody to act on, by design.
     if net is None:
@@ -52,7 +52,7 @@ async def logins_from_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
             f"{net} holds more than {MAX_LOGIN_ADDRESSES} addresses: look up logins by hand",
             data={"user_ids": [], "too_broad": True},
         )
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     rows = await db.fetch(_LOGINS, addresses, p.login_days)
     users = [str(r["user_id"]) for r in rows]
     if not users:
@@ -68,7 +68,7 @@ async def logins_from_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_logins_from_ip(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     net = source_network(ctx, for_blocking=False)
     if net is None:
         return "(no source_ip label: nothing to look up)"
@@ -92,12 +92,12 @@ WHERE id = ANY($1::uuid[]) AND NOT password_reset_required
 
 
 async def force_password_resets(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     users = login_users(ctx)
     if not users:
         return Skip("no account to reset: no login from the alert's address was found")
     chosen, over = users[: p.max_password_resets], users[p.max_password_resets :]
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(_LOCK_USERS, [uuid.UUID(u) for u in chosen])
         to_set = [r["id"] for r in rows if not r["password_reset_required"]]
@@ -126,7 +126,7 @@ async def force_password_resets(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_force_password_resets(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     try:
         users: list[str] | str = login_users(ctx)[: p.max_password_resets]
     except StepFailed:
@@ -146,12 +146,12 @@ RETURNING id, user_id
 
 
 async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     users = login_users(ctx)
     if not users:
         return Skip("nobody to notify: no login from the alert's address was found")
     chosen, over = users[: p.max_notifications], users[p.max_notifications :]
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         rows = await tx.fetch(
             _NOTIFY,
@@ -175,7 +175,7 @@ async def notify_users(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_notify_users(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     try:
         users: list[str] | str = login_users(ctx)[: p.max_notifications]
     except StepFailed:

@@ -23,8 +23,8 @@ LIMIT $2
 
 
 async def idor_audit(*, ctx: StepContext, **_: Any) -> Done:
-    p: Params = ctx.params
-    db = ctx.clients.need("database")
+    p = ctx.params_as(Params)
+    db = ctx.clients.need_database()
     rows = await db.fetch(_IDOR, p.idor_hours, p.idor_rows)
     users = sorted({str(r["user_id"]) for r in rows if r["user_id"] is not None})
     ips = sorted(
@@ -49,7 +49,7 @@ async def idor_audit(*, ctx: StepContext, **_: Any) -> Done:
 
 
 def render_idor_audit(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return plan.sql(_IDOR, p.idor_hours, p.idor_rows)
 
 
@@ -71,7 +71,7 @@ ORDER BY t.tablename
 
 
 async def rls_gaps(*, ctx: StepContext, **_: Any) -> Done:
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     rows = await db.fetch(_RLS)
     no_policy = [r["tablename"] for r in rows if not r["has_policy"]]
     rls_off = [r["tablename"] for r in rows if r["has_policy"] and not r["rls_enabled"]]

@@ -38,7 +38,7 @@ WHERE event_type = ANY($3::text[])
 
 async def confirm_source(*, ctx: StepContext, **_: Any) -> Done | Skip:
     """Corroborates the alert's source_ip before anything is blocked or planned."""
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     try:
         net = source_network(ctx, for_blocking=True)
     except InputRejected as exc:
@@ -52,7 +52,7 @@ async def confirm_source(*, ctx: StepContext, **_: Any) -> Done | Skip:
             f"{net} holds more than {MAX_LOGIN_ADDRESSES} addresses, too many to look"
             " up: not blocked; look at it and block by hand"
         )
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     idor = int(await db.fetchval(_EVIDENCE_IDOR, addresses, p.evidence_hours))
     seen = f"{idor} '403_idor' audit rows"
     logins = 0
@@ -86,7 +86,7 @@ async def confirm_source(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_confirm_source(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     try:
         net = source_network(ctx, for_blocking=True)
     except InputRejected:
@@ -117,7 +117,7 @@ def _ip_set(p: Params) -> str:
 
 
 async def block_source_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     net = source_network(ctx, for_blocking=True)
     if net is None:
         return Skip("the alert carries no source_ip label: nothing to block")
@@ -127,7 +127,7 @@ async def block_source_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
             " block by hand if it must be"
         )
     set_id = _ip_set(p)
-    aws = ctx.clients.need("aws")
+    aws = ctx.clients.need_aws()
     current = await aws.waf_get_ip_set(p.waf_ip_set_name, set_id, p.waf_scope)
     cidr = str(net)
     if cidr in current.addresses:
@@ -157,7 +157,7 @@ async def block_source_ip(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_block_source_ip(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     net = source_network(ctx, for_blocking=True)
     if net is None:
         return "(no source_ip label: nothing to block)"
@@ -178,7 +178,7 @@ async def list_blocks(*, ctx: StepContext, **_: Any) -> Done | Skip:
         return Skip("this run blocked nothing")
     name, set_id, scope = block["ip_set"], block["ip_set_id"], block["scope"]
     try:
-        current = await ctx.clients.need("aws").waf_get_ip_set(name, set_id, scope)
+        current = await ctx.clients.need_aws().waf_get_ip_set(name, set_id, scope)
     except TargetError as exc:
         return Done(
             f"kept for review (IP set unreadable: {str(exc)[:120]}): {', '.join(added)} in {name}",
@@ -199,7 +199,7 @@ async def list_blocks(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_list_blocks(*, ctx: StepContext, **_: Any) -> str:
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     set_id = p.waf_ip_set_id or "<params.waf_ip_set_id>"
     return (
         f"aws wafv2 get-ip-set --name {p.waf_ip_set_name} --id {set_id} --scope"

@@ -142,7 +142,7 @@ def source_network(ctx: StepContext, *, for_blocking: bool) -> validation.IPNetw
     value = ctx.labels.get("source_ip")
     if value is None:
         return None
-    p: Params = ctx.params
+    p = ctx.params_as(Params)
     return validation.public_ip(
         value,
         allow_list=p.allow_list if for_blocking else (),

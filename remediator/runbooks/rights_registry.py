@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -30,6 +30,18 @@ from remediator.runbook_api.steps import Done, Skip, StepFailed
 DEFAULT_KEY = "RIGHTS_REGISTRY.yaml"
 _MAX_BYTES = 1024 * 1024
 _FIELDS = ("export", "require_license", "attribution")
+
+
+class RegistryParams(Protocol):
+    """What this step reads of RB-04's params (rb04_params.Params, which imports this
+    module for its validators: the runbook hands them over, typed)."""
+
+    @property
+    def providers(self) -> tuple[str, ...]: ...
+    @property
+    def rights_registry_path(self) -> str | None: ...
+    @property
+    def rights_registry_configmap(self) -> str | None: ...
 
 
 def check_path(value: str | None) -> str | None:
@@ -47,8 +59,8 @@ def check_configmap(value: str | None) -> str | None:
     return value
 
 
-def _provider(ctx: StepContext) -> str:
-    return validation.provider(ctx.labels.get("provider"), ctx.params.providers)
+def _provider(ctx: StepContext, p: RegistryParams) -> str:
+    return validation.provider(ctx.labels.get("provider"), p.providers)
 
 
 def _read_file(path: str) -> str:
@@ -59,9 +71,8 @@ def _read_file(path: str) -> str:
     return data.decode("utf-8", "replace")
 
 
-async def _text(ctx: StepContext) -> tuple[str, str] | None:
+async def _text(ctx: StepContext, p: RegistryParams) -> tuple[str, str] | None:
     """(where, YAML text) of the configured registry, or None when none is configured."""
-    p = ctx.params
     if p.rights_registry_path:
         try:
             return p.rights_registry_path, await asyncio.to_thread(
@@ -74,7 +85,7 @@ async def _text(ctx: StepContext) -> tuple[str, str] | None:
     if p.rights_registry_configmap:
         name, _, key = p.rights_registry_configmap.partition("/")
         key = key or DEFAULT_KEY
-        kube = ctx.clients.need("kubernetes")
+        kube = ctx.clients.need_kubernetes()
         try:
             data = await kube.read_config_map(name)
         except TargetError as exc:
@@ -98,9 +109,9 @@ def entry(doc: Any, provider: str) -> tuple[str, Mapping[str, Any]] | None:
     return None
 
 
-async def read_registry(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    provider = _provider(ctx)
-    found = await _text(ctx)
+async def read_registry(ctx: StepContext, p: RegistryParams) -> Done | Skip:
+    provider = _provider(ctx, p)
+    found = await _text(ctx, p)
     if found is None:
         return Skip(
             "no rights registry configured: set the rule's rights_registry_path or"
@@ -134,9 +145,8 @@ async def read_registry(*, ctx: StepContext, **_: Any) -> Done | Skip:
     )
 
 
-def render_read_registry(*, ctx: StepContext, **_: Any) -> str:
-    p = ctx.params
-    provider = _provider(ctx)
+def render_read_registry(ctx: StepContext, p: RegistryParams) -> str:
+    provider = _provider(ctx, p)
     if p.rights_registry_path:
         return f'grep -A5 -i "^{provider}:" {p.rights_registry_path}'
     if p.rights_registry_configmap:

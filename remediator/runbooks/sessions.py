@@ -22,6 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from remediator.runbook_api.client_protocols import SqlTransaction
+
 # Why a session must be spared (NULL: it may go), with $1 roles and $2 applications.
 PROTECTED_REASON = """CASE
            WHEN b.pid = pg_backend_pid() THEN 'our own session'
@@ -88,7 +90,11 @@ def who(c: Mapping[str, Any]) -> str:
 
 
 async def terminate(
-    db: Any, sql: str, chosen: Sequence[Mapping[str, Any]], guard: SessionGuard, *binds: Any
+    db: SqlTransaction,
+    sql: str,
+    chosen: Sequence[Mapping[str, Any]],
+    guard: SessionGuard,
+    *binds: object,
 ) -> set[int]:
     """Run ``sql`` (from ``terminate_sql``) on ``chosen``; the pids it terminated."""
     if not chosen:

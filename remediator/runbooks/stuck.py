@@ -20,6 +20,7 @@ from typing import Any
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import Done, Skip
 from remediator.runbooks import plan, sessions
+from remediator.runbooks.rb01_params import Params
 
 # The sessions the diagnosis listed, as they are now: $1 roles, $2 applications,
 # $3 pids, $4 their backend_start.
@@ -50,18 +51,18 @@ def withhold(ctx: StepContext) -> str | None:
     """Offered for approval only when the diagnosis saw a statement past the threshold."""
     if "long_running_queries" not in ctx.results:
         return "the long-running query listing did not run"
-    limit = float(ctx.params.stuck_query_seconds)
+    limit = float(ctx.params_as(Params).stuck_query_seconds)
     if not any(float(q.get("seconds") or 0.0) >= limit for q in _seen(ctx)):
         return f"no query has run for {limit:g} s or more: nothing is stuck"
     return None
 
 
 async def kill_stuck(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p = ctx.params
+    p = ctx.params_as(Params)
     seen = _seen(ctx)
     if not seen:
         return Skip("the diagnosis listed no active query: nothing to terminate")
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     found = await db.fetch(
         _SEEN_NOW,
         list(p.protected_roles),
@@ -111,7 +112,7 @@ async def kill_stuck(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_kill_stuck(*, ctx: StepContext, **_: Any) -> str:
-    p = ctx.params
+    p = ctx.params_as(Params)
     seen = [f"{q['pid']}" for q in _seen(ctx)]
     pids = plan.Hint(f"<the sessions listed above: {', '.join(seen) or 'none'}>")
     return (

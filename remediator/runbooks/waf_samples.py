@@ -20,6 +20,7 @@ from remediator import validation
 from remediator.errors import TargetError
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import Done, Skip, StepFailed
+from remediator.runbooks.rb06_params import Params
 
 _GAP = r"(?:\s|%20|\+)"
 _SQLI = re.compile(rf"(?:'|%27){_GAP}*(?:or|and|;|--)|union{_GAP}+select|drop{_GAP}+table", re.I)
@@ -35,7 +36,7 @@ def _in(net: Any, address: str) -> bool:
 
 
 async def sampled_requests(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p = ctx.params
+    p = ctx.params_as(Params)
     if not (p.waf_web_acl_name and p.waf_web_acl_id):
         return Skip(
             "no web ACL configured (waf_web_acl_name, waf_web_acl_id): read the WAF's"
@@ -51,7 +52,7 @@ async def sampled_requests(*, ctx: StepContext, **_: Any) -> Done | Skip:
     until = datetime.now(UTC)
     since = until - timedelta(minutes=p.waf_sample_minutes)
     try:
-        samples = await ctx.clients.need("aws").waf_sampled_requests(
+        samples = await ctx.clients.need_aws().waf_sampled_requests(
             p.waf_web_acl_name, p.waf_web_acl_id, p.waf_scope, since, until
         )
     except TargetError as exc:
@@ -95,7 +96,7 @@ async def sampled_requests(*, ctx: StepContext, **_: Any) -> Done | Skip:
 
 
 def render_sampled_requests(*, ctx: StepContext, **_: Any) -> str:
-    p = ctx.params
+    p = ctx.params_as(Params)
     acl = p.waf_web_acl_name or "<waf_web_acl_name>"
     return (
         f"aws wafv2 get-web-acl --name {acl} --id {p.waf_web_acl_id or '<waf_web_acl_id>'}"

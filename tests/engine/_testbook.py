@@ -48,14 +48,14 @@ class Params(BaseModel):
 
 
 async def _count(ctx: StepContext, step: str) -> None:
-    await ctx.clients.need("database").execute("INSERT INTO calls (step) VALUES ($1)", step)
+    await ctx.clients.need_database().execute("INSERT INTO calls (step) VALUES ($1)", step)
 
 
 async def look(*, ctx: StepContext, **_: Any) -> Done:
     if ctx.params.hang_look:
         await hold(f"{ctx.run_id}:look")
     await _count(ctx, "look")
-    rows = await ctx.clients.need("database").fetch("SELECT name, value FROM knobs ORDER BY name")
+    rows = await ctx.clients.need_database().fetch("SELECT name, value FROM knobs ORDER BY name")
     return Done(f"{len(rows)} knobs", data={"knobs": {r["name"]: r["value"] for r in rows}})
 
 
@@ -68,7 +68,7 @@ async def throttle(*, ctx: StepContext, **_: Any) -> Done:
     await _count(ctx, "throttle")
     if ctx.params.fail:
         raise StepFailed("the throttle refused")
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         prev = await tx.fetchval("SELECT value FROM knobs WHERE name = 'throttle' FOR UPDATE")
         await tx.execute(
@@ -79,7 +79,7 @@ async def throttle(*, ctx: StepContext, **_: Any) -> Done:
 
 async def unthrottle(*, ctx: StepContext, changes: Any, **_: Any) -> Done:
     await _count(ctx, "unthrottle")
-    await ctx.clients.need("database").execute(
+    await ctx.clients.need_database().execute(
         "UPDATE knobs SET value = $1 WHERE name = 'throttle'", changes["throttle"]
     )
     return Done(f"throttle back to {changes['throttle']}")
@@ -100,7 +100,7 @@ async def second(*, ctx: StepContext, **_: Any) -> Done | Wait:
 
 async def scale_down(*, ctx: StepContext, **_: Any) -> Done:
     await _count(ctx, "scale_down")
-    db = ctx.clients.need("database")
+    db = ctx.clients.need_database()
     async with db.transaction() as tx:
         prev = await tx.fetchval("SELECT value FROM knobs WHERE name = 'replicas' FOR UPDATE")
         await tx.execute("UPDATE knobs SET value = 0 WHERE name = 'replicas'")
@@ -110,7 +110,7 @@ async def scale_down(*, ctx: StepContext, **_: Any) -> Done:
 async def scale_back(*, ctx: StepContext, changes: Any, **_: Any) -> Done:
     if ctx.params.hang_scale_back:
         await hold(f"{ctx.run_id}:scale_back")
-    await ctx.clients.need("database").execute(
+    await ctx.clients.need_database().execute(
         "UPDATE knobs SET value = $1 WHERE name = 'replicas'", changes["replicas"]
     )
     return Done(f"replicas back to {changes['replicas']}")

@@ -46,7 +46,7 @@ def test_the_metric_primes_exactly_the_run_outcomes() -> None:
 
 def test_an_unset_cache_names_its_config_key() -> None:
     with pytest.raises(NotConfigured, match=r"^not configured: targets\.redis is not set$"):
-        Clients().need("cache")
+        Clients().need_cache()
 
 
 async def test_a_step_whose_target_is_not_configured_is_skipped_not_failed() -> None:
