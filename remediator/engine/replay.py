@@ -203,7 +203,7 @@ def _resolve_plan(runbook: Any, ctx: StepContext) -> list[dict[str, Any]]:
             "mutates": s.mutates,
             "approval": s.approval,
             "would": "put back what the firing run recorded, if this step applied (once)",
-            "call": safe_render(s, ctx),
+            "call": safe_render(s, ctx, {}),  # the undo's own call, as its audit row shows
             "undo": False,
         }
         for i, s in enumerate(undoable)

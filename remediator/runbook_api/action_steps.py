@@ -34,6 +34,7 @@ class Undoable(Protocol):
     """An action that builds its own undo from what it recorded (KubeScale)."""
 
     def undo(self, changes: Mapping[str, object]) -> Action: ...
+    def planned_undo(self) -> str: ...
 
 
 def action_step(
@@ -71,8 +72,13 @@ def action_step(
     async def run_undo(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> StepOutcome:
         return await undo_action(ctx, changes).execute(ctx.clients)
 
-    # The undo's audit row shows the call the undo makes, not the step's own.
+    # The undo's audit row shows the call the undo makes, not the step's own; a plan
+    # (nothing recorded yet) shows it with a placeholder for the recorded values.
     def render_undo(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> str:
+        if not changes and undo is None:
+            action = build(ctx)
+            if isinstance(action, Undoable):
+                return action.planned_undo()
         return undo_action(ctx, changes).render()
 
     def withhold(ctx: StepContext) -> str | None:

@@ -19,6 +19,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal, Protocol
 
+from remediator import validation
 from remediator.errors import NotCorroborated
 from remediator.runbook_api.context import Clients
 from remediator.runbook_api.steps import Done, Need, Skip, StepFailed, StepOutcome
@@ -134,12 +135,24 @@ class KubeScale:
             },
         )
 
+    def planned_undo(self) -> str:
+        """The undo's call as a plan shows it, before anything was recorded."""
+        return (
+            f"kubectl scale deployment/{self.deployment} -n {self.namespace}"
+            f" --current-replicas={self.replicas} --replicas=<the replicas recorded>"
+        )
+
     def undo(self, changes: Mapping[str, object]) -> KubeScaleBack:
+        """Put back what the record says was changed (the Deployment it names, which a
+        rule reload since cannot redirect)."""
         previous = changes.get("previous_replicas")
         replicas = changes.get("replicas")
         if not isinstance(previous, int) or not isinstance(replicas, int):
             raise StepFailed("the undo record has no replica counts")
-        return KubeScaleBack(self.deployment, previous, replicas, self.namespace)
+        deployment = validation.k8s_name(
+            changes.get("deployment", self.deployment), field="deployment"
+        )
+        return KubeScaleBack(deployment, previous, replicas, self.namespace)
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,13 @@ rb03_dedupe (step 4); step 5 (the evaluator) and the declaration live here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from remediator import validation
+from remediator.runbook_api.action_steps import action_step
+from remediator.runbook_api.actions import KubeScale
 from remediator.runbook_api.context import StepContext
-from remediator.runbook_api.steps import Done, Runbook, Skip, Step
+from remediator.runbook_api.steps import Runbook, Step
 from remediator.runbooks import plan
 from remediator.runbooks.rb03_alerts import (
     TOP_OFFENDERS,
@@ -66,39 +67,9 @@ from remediator.runbooks.rb03_params import Params
 # ------------------------------------------------ 5 scale evaluator (approve)
 
 
-async def scale_evaluator_down(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p = ctx.params_as(Params)
-    kube = ctx.clients.need_kubernetes()
-    dep = p.evaluator_deployment
-    if await kube.get_replicas(dep) == 0:
-        return Skip(f"deployment/{dep} is already at 0 replicas")
-    previous = int(await kube.scale(dep, 0))
-    return Done(
-        f"scaled deployment/{dep} from {previous} to 0 replicas",
-        data={"previous_replicas": previous},
-        changes={"deployment": dep, "previous_replicas": previous, "replicas": 0},
-    )
-
-
-async def scale_evaluator_back(
-    *, ctx: StepContext, changes: Mapping[str, Any], **_: Any
-) -> Done | Skip:
-    kube = ctx.clients.need_kubernetes()
-    dep = validation.k8s_name(changes["deployment"], field="deployment")
-    previous = int(changes["previous_replicas"])
-    current = await kube.get_replicas(dep)
-    if current != int(changes["replicas"]):
-        return Skip(f"deployment/{dep} now has {current} replicas (changed since); left alone")
-    await kube.scale(dep, previous)
-    return Done(f"scaled deployment/{dep} back to {previous} replicas")
-
-
-def render_scale(*, ctx: StepContext, **_: Any) -> str:
-    p = ctx.params_as(Params)
-    return (
-        f"kubectl scale deployment/{p.evaluator_deployment} -n {plan.namespace(ctx)}"
-        " --replicas=0  # previous replicas recorded; restored on resolve"
-    )
+def scale_evaluator_to_zero(ctx: StepContext) -> KubeScale:
+    """The action itself: the plan, the page, the run and its undo all come from it."""
+    return KubeScale(ctx.params_as(Params).evaluator_deployment, 0, plan.namespace(ctx))
 
 
 def _literal(text: str) -> Any:
@@ -157,16 +128,15 @@ STEPS: Sequence[Step] = (
         approval="approve",
         needs=("database",),
     ),
-    Step(
+    action_step(
         "scale_evaluator_down",
         "mitigate",
         "Scale the alert evaluator (scheduler) to 0",
-        scale_evaluator_down,
-        render_scale,
+        scale_evaluator_to_zero,
         mutates=True,
         approval="approve",
         needs=("kubernetes",),
-        undo=scale_evaluator_back,
+        temporary=True,  # the recorded replicas come back, only if still at 0
     ),
 )
 

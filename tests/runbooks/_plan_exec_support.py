@@ -249,6 +249,10 @@ FILLED_AT_RUN_TIME: Mapping[tuple[str, str], str] = {
     ("RB-06", "force_password_resets"): "the accounts logins_from_ip found",
     ("RB-06", "notify_users"): "the accounts logins_from_ip found",
 }
+# Undo calls that put back what their step recorded (the plan cannot know the value).
+UNDO_FILLED_AT_RUN_TIME: Mapping[tuple[str, str], str] = {
+    ("RB-03", "scale_evaluator_down"): "the replicas the step recorded",
+}
 # Calls the plan shows as one template line and the run as one filled line per item
 # (each line must fill the template's command), for the same reason.
 ONE_LINE_EACH: Mapping[tuple[str, str], str] = {
@@ -265,8 +269,8 @@ def fills(plan_text: str, recorded: str) -> bool:
     return re.fullmatch(pattern, recorded) is not None
 
 
-def _same_call(key: tuple[str, str], plan_text: str, recorded: str) -> bool:
-    if key in FILLED_AT_RUN_TIME:
+def _same_call(key: tuple[str, str], phase: str, plan_text: str, recorded: str) -> bool:
+    if key in FILLED_AT_RUN_TIME or (phase == "undo" and key in UNDO_FILLED_AT_RUN_TIME):
         return fills(plan_text, recorded)
     if key in ONE_LINE_EACH:
         command = plan_text.splitlines()[0].split("  #")[0]
@@ -286,6 +290,6 @@ def differences(runbook: str, planned: list[Planned], rows: list[StepRecord]) ->
             )
         if outcome_of(r) != expected_outcome(p):
             out.append(f"{p.name}: {r.outcome} ({r.reason}) planned as {p.would!r}")
-        if not _same_call((runbook, p.name), p.call, r.rendered):
+        if not _same_call((runbook, p.name), p.phase, p.call, r.rendered):
             out.append(f"{p.name}: rendered {r.rendered!r}\n    planned {p.call!r}")
     return out

@@ -46,15 +46,22 @@ def test_each_step_left_to_the_run_is_a_real_step_the_plan_leaves_open() -> None
     assert ruleset is not None, errors
     settings = from_mapping({"targets": {"database": "postgresql://x/db"}}, env={})
     calls: dict[tuple[str, str], list[str]] = {}
+    undo_calls: dict[tuple[str, str], list[str]] = {}
     for name in EXAMPLES:
         payload = WebhookPayload.model_validate_json((support.EXAMPLES / name).read_bytes())
         for entry in replay.plan(payload, ruleset, registry, settings):
             for run in entry["runs"]:
                 for step in run["steps"]:
-                    calls.setdefault((run["runbook"], step["name"]), []).append(step["call"])
+                    key = (run["runbook"], step["name"])
+                    calls.setdefault(key, []).append(step["call"])
+                    if step.get("phase") == "undo":
+                        undo_calls.setdefault(key, []).append(step["call"])
     for key in [*support.FILLED_AT_RUN_TIME, *support.ONE_LINE_EACH]:
         assert key in calls, key
         assert all(support.PLACEHOLDER.search(call) for call in calls[key]), key
+    for key in support.UNDO_FILLED_AT_RUN_TIME:
+        assert key in undo_calls, key
+        assert all(support.PLACEHOLDER.search(call) for call in undo_calls[key]), key
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
