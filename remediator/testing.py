@@ -29,8 +29,7 @@ from remediator.paging.outbox import Outbox
 from remediator.runbook_api.context import Clients
 from remediator.runbook_api.registry import Registry
 from remediator.settings import Settings, from_mapping
-from remediator.state.backend import Row
-from remediator.state.records import Approval, StepRecord
+from remediator.state.records import Approval, Run, StepRecord
 from remediator.state.store import StateStore
 
 
@@ -182,7 +181,7 @@ class Harness:
         while await self.outbox.deliver_due():
             pass
 
-    async def runs(self) -> list[Row]:
+    async def runs(self) -> list[Run]:
         return await self.store.list_runs(1000)
 
     async def steps(self, run_id: str, phase: str | None = None) -> list[StepRecord]:

@@ -41,12 +41,12 @@ class Approvals(EngineBase):
 
     async def run_approved(self, approval: Approval) -> None:
         run = await self.store.get_run(approval.run_id)
-        runbook = self.registry.get(run["runbook"]) if run else None
+        runbook = self.registry.get(run.runbook) if run else None
         if run is None or runbook is None:
             await self.store.transition_approval(approval.id, "executing", "failed")
             return
         step = runbook.step(approval.step)
-        steps = await self.store.steps_for_run(run["id"])
+        steps = await self.store.steps_for_run(run.id)
         ctx = self._ctx(run, runbook, [s for s in steps if s.phase == "fire"])
         prior = next((s for s in steps if s.phase == "approved" and s.name == step.name), None)
         try:
@@ -62,10 +62,10 @@ class Approvals(EngineBase):
             approval.id, "executing", "executed" if outcome == "applied" else "failed"
         )
         if outcome == "applied" and step.kind == "mitigate":
-            await self._mitigated(run)
+            run = await self._mitigated(run)
             await self.verifier.schedule_after_approval(run)
         await self.pager.send(
-            f"{run['id']}:approved:{approval.id}",
+            f"{run.id}:approved:{approval.id}",
             run,
             runbook,
             f"approved step {step.name}: {outcome}",

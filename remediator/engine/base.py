@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -31,8 +32,7 @@ from remediator.runbook_api.context import AlertView, Clients, Mode, StepContext
 from remediator.runbook_api.registry import Registry
 from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
-from remediator.state.backend import Row
-from remediator.state.records import StepRecord
+from remediator.state.records import Run, StepRecord
 from remediator.state.store import StateStore
 
 if TYPE_CHECKING:
@@ -45,14 +45,14 @@ PAUSE_FLAG = "paused"
 LOCK_TTL = 900.0
 
 
-def run_log(run: Row, logger: Any = log) -> Any:
+def run_log(run: Run, logger: Any = log) -> Any:
     """``logger`` with the run's context bound: every line about a run carries its
     id, rule, fingerprint and alertname."""
     return logger.bind(
-        run_id=run["id"],
-        rule=run["rule"],
-        fingerprint=run["fingerprint"],
-        alertname=run["alertname"],
+        run_id=run.id,
+        rule=run.rule,
+        fingerprint=run.fingerprint,
+        alertname=run.alertname,
     )
 
 
@@ -130,7 +130,7 @@ class EngineBase:
             else:
                 self._leases.pop(run_id, None)  # taken over: the next fence stops the run
 
-    def _lease_lost(self, run: Row, exc: LeaseLost) -> None:
+    def _lease_lost(self, run: Run, exc: LeaseLost) -> None:
         run_log(run).warning("lease_lost", detail=str(exc))
 
     # ------------------------------------------------------------------ rules
@@ -165,57 +165,58 @@ class EngineBase:
     def _target(self, runbook: Runbook, labels: Mapping[str, str], params: BaseModel) -> str:
         return targets.run_target(runbook, labels, params, self.clients)
 
-    def _ctx(self, run: Row, runbook: Runbook, steps: list[StepRecord]) -> StepContext:
+    def _ctx(self, run: Run, runbook: Runbook, steps: list[StepRecord]) -> StepContext:
         ctx = self._bare_ctx(run, runbook, steps)
-        ctx.target = run["target"]
-        ctx.undo_reason = run.get("undo_reason") or (
-            "resolved" if run.get("undo_state") == "requested" else None
-        )
+        ctx.target = run.target
+        ctx.undo_reason = run.undo_reason or ("resolved" if run.undo_state == "requested" else None)
         return ctx
 
-    def _bare_ctx(self, run: Row, runbook: Runbook, steps: list[StepRecord]) -> StepContext:
-        alert = run["alert"]
-        params = runbook.params.model_validate(run["params"])
+    def _bare_ctx(self, run: Run, runbook: Runbook, steps: list[StepRecord]) -> StepContext:
+        params = runbook.params.model_validate(run.params)
         results: dict[str, Mapping[str, Any]] = {}
         for s in steps:
             if s.result and s.outcome in ("applied", "skipped"):
                 results[s.name] = s.data
         return StepContext(
-            run_id=run["id"],
-            rule=run["rule"],
+            run_id=run.id,
+            rule=run.rule,
             runbook=runbook.id,
             alert=AlertView(
-                alertname=run["alertname"],
-                fingerprint=run["fingerprint"],
-                starts_at=run["starts_at"],
-                labels=alert["labels"],
-                annotations=alert["annotations"],
-                generator_url=alert.get("generator_url", ""),
-                source=alert.get("source", "alertmanager"),
+                alertname=run.alertname,
+                fingerprint=run.fingerprint,
+                starts_at=run.starts_at,
+                labels=run.labels,
+                annotations=run.annotations,
+                generator_url=run.generator_url,
+                source=run.source,
             ),
             params=params,
-            mode=run["mode"],
+            mode=run.mode,
             clients=self.clients,
             results=results,
         )
 
     # ------------------------------------------------------------- mitigation
 
-    def _observe_mitigation(self, run: Row) -> bool:
-        """The first mitigation of a run: note its time and feed the histogram."""
-        if run.get("mitigated_at"):
-            return False
+    def _observe_mitigation(self, run: Run) -> Run | None:
+        """The first mitigation of a run: feed the histogram and return the run with
+        its time noted (not yet stored); None if it was mitigated before."""
+        if run.mitigated_at:
+            return None
         now = time.time()
-        run["mitigated_at"] = now
-        self.metrics.time_to_mitigation.labels(run["runbook"]).observe(now - run["received_at"])
-        return True
+        self.metrics.time_to_mitigation.labels(run.runbook).observe(now - run.received_at)
+        return replace(run, mitigated_at=now)
 
-    async def _mitigated(self, run: Row) -> None:
-        if self._observe_mitigation(run):
-            await self.store.update_run(run["id"], mitigated_at=run["mitigated_at"])
+    async def _mitigated(self, run: Run) -> Run:
+        """Note and store the first mitigation of a run; the run as it now stands."""
+        mitigated = self._observe_mitigation(run)
+        if mitigated is None:
+            return run
+        await self.store.update_run(run.id, mitigated_at=mitigated.mitigated_at)
+        return mitigated
 
     async def run_page(
-        self, run: Row, runbook: Runbook | None, headline: str, *, at_resolve: bool = False
+        self, run: Run, runbook: Runbook | None, headline: str, *, at_resolve: bool = False
     ) -> PageContent:
         """The page for ``run`` as its steps and approvals stand now."""
         return await self.pager.content(run, runbook, headline, at_resolve=at_resolve)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 from remediator.engine import offer
 from remediator.engine import outcome as run_outcomes
@@ -27,7 +28,7 @@ from remediator.errors import LeaseLost
 from remediator.runbook_api.context import Mode
 from remediator.runbook_api.steps import Runbook
 from remediator.state.backend import Row
-from remediator.state.records import StepRecord
+from remediator.state.records import Run, StepRecord
 
 
 class Firing(Guarding, Undoing):
@@ -57,7 +58,7 @@ class Firing(Guarding, Undoing):
             "generator_url": occ["generator_url"],
             **grafana_alert_fields(occ),
         }
-        run: Row = {
+        row: Row = {
             "id": run_id,
             "rule": rule.name,
             "runbook": runbook.id,
@@ -76,7 +77,7 @@ class Firing(Guarding, Undoing):
             "owner": self.owner,
             "lease_until": now + self.lease,
         }
-        if not await self.store.create_run(run):
+        if not await self.store.create_run(row):
             # No run_id: the run this occurrence made already is another one.
             log.info(
                 "run_exists",
@@ -85,19 +86,11 @@ class Firing(Guarding, Undoing):
                 alertname=occ["alertname"],
             )
             return None
+        # The run as stored: what we inserted, with the columns it left empty (None).
+        run = Run.from_row(row)
         logger = run_log(run)
         logger.info("run_started", runbook=runbook.id, mode=mode)
-        # The row as stored: what we inserted, with the columns it left empty.
-        run.update(
-            outcome=None,
-            blocked_by=None,
-            detail=None,
-            finished_at=None,
-            mitigated_at=None,
-            undo_state=None,
-            resolved_at=None,
-        )
-        self._leases[run_id] = run["lease_until"]
+        self._leases[run_id] = row["lease_until"]
         # A resolve processed before this run existed found nothing to undo (its firing
         # was still queued, or held by a replica that died). Either that resolve sees
         # this run or this check sees the resolve: the journal row was committed before
@@ -112,29 +105,29 @@ class Firing(Guarding, Undoing):
         return run_id
 
     async def fire(
-        self, run: Row, runbook: Runbook, rule: Rule | None, *, facts: Row | None = None
+        self, run: Run, runbook: Runbook, rule: Rule | None, *, facts: Row | None = None
     ) -> None:
-        with self._executing(run["id"]):
+        with self._executing(run.id):
             try:
                 await self._fire(run, runbook, rule, facts)
             except LeaseLost as exc:
                 self._lease_lost(run, exc)
 
-    async def _fire(self, run: Row, runbook: Runbook, rule: Rule | None, facts: Row | None) -> None:
+    async def _fire(self, run: Run, runbook: Runbook, rule: Rule | None, facts: Row | None) -> None:
         # A run created just now (facts given) has no steps yet; a resumed one may.
         fresh = facts is not None
-        existing = [] if fresh else await self.store.steps_for_run(run["id"], "fire")
-        if not existing and not run.get("blocked_by"):
+        existing = [] if fresh else await self.store.steps_for_run(run.id, "fire")
+        if not existing and not run.blocked_by:
             guard = await self._guard(run, runbook, rule, facts)
             if guard is not None:
                 self.metrics.guard_blocks.labels(guard).inc()
                 await self._end_blocked(run, runbook, rule, guard)
                 return
         else:
-            await self.store.acquire_lock(run["target"], run["id"], self.owner, LOCK_TTL)
+            await self.store.acquire_lock(run.target, run.id, self.owner, LOCK_TTL)
         if runbook.page_first:
             await self.pager.send(
-                f"{run['id']}:first",
+                f"{run.id}:first",
                 run,
                 runbook,
                 "paged first; diagnosis running",
@@ -158,7 +151,7 @@ class Firing(Guarding, Undoing):
             if (stop_reason is not None or withheld is not None) and pending:
                 now = time.time()
                 skipped: Row = {
-                    "run_id": run["id"],
+                    "run_id": run.id,
                     "phase": "fire",
                     "seq": seq,
                     "name": step.name,
@@ -186,7 +179,7 @@ class Firing(Guarding, Undoing):
                     self.metrics.actions.labels(runbook.id, step.name, "skipped").inc()
                     continue
                 approval_id = await self.store.create_approval(
-                    run["id"], step.name, time.time() + self.settings.engine.approval_ttl
+                    run.id, step.name, time.time() + self.settings.engine.approval_ttl
                 )
             try:
                 row = await self.steps.run(
@@ -210,7 +203,7 @@ class Firing(Guarding, Undoing):
                 ctx.results[step.name] = row.data
             if row.outcome == "applied" and step.kind == "mitigate" and step.mutates:
                 # Observed now; stored with the hand-over below (one write fewer).
-                self._observe_mitigation(run)
+                run = self._observe_mitigation(run) or run
             if row.outcome == "failed" and step.stop_on_failure:
                 stop_reason = f"not run: {step.name} failed"
         if blocked is not None and not any(
@@ -230,7 +223,7 @@ class Firing(Guarding, Undoing):
         await self._finish_fire(run, runbook, steps)
 
     async def _park(
-        self, run: Row, runbook: Runbook, step: str, reason: str, retry_at: float | None = None
+        self, run: Run, runbook: Runbook, step: str, reason: str, retry_at: float | None = None
     ) -> None:
         """Keep the run, free its worker, and have any replica go on with it later.
 
@@ -240,10 +233,10 @@ class Firing(Guarding, Undoing):
         on when the time comes.
         """
         parked = await self.store.update_run(
-            run["id"], expect_owner=self.owner, state="parked", detail=reason, retry_at=retry_at
+            run.id, expect_owner=self.owner, state="parked", detail=reason, retry_at=retry_at
         )
         if retry_at is None:
-            await self.store.release_lock(run["target"], run["id"])
+            await self.store.release_lock(run.target, run.id)
         if not parked:
             return
         run_log(run).info(
@@ -255,7 +248,7 @@ class Firing(Guarding, Undoing):
         if retry_at is not None:
             return
         await self.pager.send(
-            f"{run['id']}:parked",
+            f"{run.id}:parked",
             run,
             runbook,
             f"kill switch on: stopped before {step}, nothing changed;"
@@ -264,12 +257,12 @@ class Firing(Guarding, Undoing):
         )
 
     async def _finish_fire(
-        self, run: Row, runbook: Runbook, steps: list[StepRecord] | None
+        self, run: Run, runbook: Runbook, steps: list[StepRecord] | None
     ) -> None:
         if steps is None:
-            steps = await self.store.steps_for_run(run["id"], "fire")
+            steps = await self.store.steps_for_run(run.id, "fire")
         outcome = run_outcomes.run_outcome(
-            run["mode"],
+            run.mode,
             (run_outcomes.StepResult(str(s.outcome), s.mutates) for s in steps),
         )
         self.metrics.runbook_runs.labels(runbook.id, outcome).inc()
@@ -282,29 +275,27 @@ class Firing(Guarding, Undoing):
         )
         # A success closes the circuit in the hand-over's commit, below.
         close_circuit = None
-        if run["mode"] == "live" and not refused_input_only:
+        if run.mode == "live" and not refused_input_only:
             if failed:  # a partial run's failure counts too, as it always did
                 await self._circuit_failure(runbook)
             else:
                 close_circuit = runbook.id
         # Only runbooks with approval steps can have approvals: skip the read otherwise.
         approvals = (
-            await self.store.approvals_for_run(run["id"])
+            await self.store.approvals_for_run(run.id)
             if any(s.approval == "approve" for s in runbook.steps)
             else []
         )
-        await self.pager.send(
-            f"{run['id']}:trigger", run, runbook, steps=steps, approvals=approvals
-        )
+        await self.pager.send(f"{run.id}:trigger", run, runbook, steps=steps, approvals=approvals)
         # Hand over: if the alert resolved while we ran, undo now; otherwise wait. The
         # target's lock is released in the same commit.
-        extra = {"mitigated_at": run["mitigated_at"]} if run.get("mitigated_at") else {}
+        extra: dict[str, Any] = {"mitigated_at": run.mitigated_at} if run.mitigated_at else {}
         extra.update(self.verifier.first_poll(run, steps))  # durable with the hand-over
         current = await self.store.hand_over_run(
-            run["id"],
+            run.id,
             self.owner,
             outcome,
-            release_lock=run["target"],
+            release_lock=run.target,
             close_circuit=close_circuit,
             **extra,
         )
@@ -312,8 +303,8 @@ class Firing(Guarding, Undoing):
             self.metrics.circuit_state.labels(runbook.id).set(0)
         if current is None:
             if extra:  # taken over meanwhile: still record when we mitigated
-                await self.store.update_run(run["id"], **extra)
+                await self.store.update_run(run.id, **extra)
             return
         run_log(run).info("run_fired", outcome=outcome)
-        if current["state"] == "undoing":
+        if current.state == "undoing":
             await self.undo(current)

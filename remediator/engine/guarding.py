@@ -7,6 +7,7 @@ its runbook's circuit, and the circuit opening pages.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from remediator import commandline
 from remediator.engine import guards
@@ -15,6 +16,7 @@ from remediator.engine.rules import Rule
 from remediator.paging.base import PageContent
 from remediator.runbook_api.steps import Runbook
 from remediator.state.backend import Row
+from remediator.state.records import Run
 
 
 def _guard_limit(rule: Rule | None, guard: str) -> str:
@@ -37,7 +39,7 @@ def _guard_limit(rule: Rule | None, guard: str) -> str:
 
 class Guarding(EngineBase):
     async def _guard(
-        self, run: Row, runbook: Runbook, rule: Rule | None, facts: Row | None
+        self, run: Run, runbook: Runbook, rule: Rule | None, facts: Row | None
     ) -> str | None:
         """The first guard that blocks this run, or None (engine/guards.py, in the
         order of ``guards.GUARDS``). Mode changes are applied.
@@ -48,11 +50,11 @@ class Guarding(EngineBase):
         # The kill switch is not a guard here: a paused daemon still diagnoses, and
         # the gate parks the run at its first mutation (see engine/gate.py).
         ctx = guards.GuardContext(
-            run_id=run["id"],
+            run_id=run.id,
             rule=rule,
             runbook=runbook.id,
-            target=run["target"],
-            created_at=run["created_at"],
+            target=run.target,
+            created_at=run.created_at,
             now=time.time(),
             owner=self.owner,
             store=self.store,
@@ -62,16 +64,16 @@ class Guarding(EngineBase):
         )
         return await guards.first_block(ctx)
 
-    async def _end_blocked(self, run: Row, runbook: Runbook, rule: Rule | None, guard: str) -> None:
+    async def _end_blocked(self, run: Run, runbook: Runbook, rule: Rule | None, guard: str) -> None:
         """End a run a guard stopped before it changed anything. One page per rule,
         guard and hour, P0 included: a human hears that the robot stood back, and a
         storm of blocked runs is not a page storm."""
         self.metrics.runbook_runs.labels(runbook.id, "blocked").inc()
-        for a in await self.store.approvals_for_run(run["id"]):
+        for a in await self.store.approvals_for_run(run.id):
             if a.state == "pending":  # a blocked run offers nothing to approve
                 await self.store.transition_approval(a.id, "pending", "expired")
         await self.store.update_run(
-            run["id"],
+            run.id,
             expect_owner=self.owner,
             state="done",
             outcome="blocked",
@@ -80,29 +82,29 @@ class Guarding(EngineBase):
             detail=f"{guard} engaged ({_guard_limit(rule, guard)})",
             finished_at=time.time(),
         )
-        await self.store.release_lock(run["target"], run["id"])
+        await self.store.release_lock(run.target, run.id)
         # An open circuit has its own page (it opened); a P0 still hears per rule.
         if guard != "circuit_open" or runbook.page_first:
             await self._guard_page(run, runbook, rule, guard)
         run_log(run).warning("run_blocked", guard=guard)
 
-    async def _guard_page(self, run: Row, runbook: Runbook, rule: Rule | None, guard: str) -> None:
+    async def _guard_page(self, run: Run, runbook: Runbook, rule: Rule | None, guard: str) -> None:
         """One page per rule, guard and clock hour: runs a guard stopped are not
         acted on, and a human must know, once, not once per run.
 
         The outbox's idempotency key makes it one page across runs and replicas.
         """
-        hour = int(run["created_at"] // 3600)
+        hour = int(run.created_at // 3600)
         limit = _guard_limit(rule, guard)
         await self.pager.send(
-            f"guard:{run['rule']}:{guard}:{hour}",
-            {**run, "blocked_by": guard},
+            f"guard:{run.rule}:{guard}:{hour}",
+            replace(run, blocked_by=guard),
             runbook,
-            f"rule {run['rule']}: {guard} engaged ({limit}); runs it stops are"
+            f"rule {run.rule}: {guard} engaged ({limit}); runs it stops are"
             " not acted on: act by hand if the alert needs it",
             steps=[],
             approvals=[],
-            dedup_key=f"remediator/guard/{run['rule']}/{guard}/{hour}",
+            dedup_key=f"remediator/guard/{run.rule}/{guard}/{hour}",
         )
 
     async def _circuit_failure(self, runbook: Runbook) -> None:

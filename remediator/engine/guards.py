@@ -129,7 +129,7 @@ class CooldownGuard:
         if ctx.rule is None or ctx.rule.cooldown <= 0:
             return False
         last = await ctx.store.last_run_for_target(ctx.rule.name, ctx.target, ctx.run_id)
-        return last is not None and bool(last["created_at"] > ctx.now - ctx.rule.cooldown)
+        return last is not None and bool(last.created_at > ctx.now - ctx.rule.cooldown)
 
     async def release(self, ctx: GuardContext) -> None:
         """Nothing taken."""

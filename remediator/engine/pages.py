@@ -15,8 +15,7 @@ from remediator.engine.sources import page_extras
 from remediator.paging.base import PageContent
 from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
-from remediator.state.backend import Row
-from remediator.state.records import Approval, StepRecord
+from remediator.state.records import Approval, Run, StepRecord
 
 # The words every runbook uses for work it leaves to a human (RB-01 "unmark it by
 # hand", RB-02 "replay the DLQ by hand"); at resolve those must reach one.
@@ -72,7 +71,7 @@ def approval_details(
 
 
 def build(
-    run: Row,
+    run: Run,
     steps: Sequence[StepRecord],
     approvals: Sequence[Approval],
     runbook: Runbook | None,
@@ -128,42 +127,39 @@ def build(
     if at_resolve:  # the fire's leftovers stay on record, as what happened
         skipped += [item for item in left if not _from_resolve(item)]
         left = [item for item in left if _from_resolve(item)]
-    if run.get("blocked_by"):
+    if run.blocked_by:
         skipped.append(
-            f"whole run: blocked by guard {run['blocked_by']} ({run.get('detail') or ''})".rstrip(
-                " ()"
-            )
+            f"whole run: blocked by guard {run.blocked_by} ({run.detail or ''})".rstrip(" ()")
         )
-    alert = run["alert"]
     links: list[tuple[str, str]] = []
     anchor = runbook.anchor if runbook else ""
     if settings.links.runbooks:
         links.append(
             (
-                f"Runbook {run['runbook']}",
+                f"Runbook {run.runbook}",
                 settings.links.runbooks + (f"#{anchor}" if anchor else ""),
             )
         )
     if settings.links.grafana:
         links.append(("Grafana: remediator", settings.links.grafana))
-    if alert.get("generator_url"):
-        links.append(("Alert source", alert["generator_url"]))
-    source_links, values = page_extras(alert)
+    if run.generator_url:
+        links.append(("Alert source", run.generator_url))
+    source_links, values = page_extras(run.alert)
     links += source_links
-    mode = run["mode"]
-    head = headline or (runbook.title if runbook else run["runbook"])
-    title = f"[{run['runbook']}] {run['alertname']}: {head}"
-    labels = alert.get("labels", {})
+    mode = run.mode
+    head = headline or (runbook.title if runbook else run.runbook)
+    title = f"[{run.runbook}] {run.alertname}: {head}"
+    labels = run.labels
     # A P0 whose runbook changed something gets its own incident even past the
     # pager's hourly budget. A read (a diagnosis, applied in dry-run too) is not acting.
     acted = any(s.outcome == "applied" and s.mutates for s in steps)
     return PageContent(
-        dedup_key=dedup_key(run["id"]),
-        severity=run["severity"],
+        dedup_key=dedup_key(run.id),
+        severity=run.severity,
         title=title,
-        alertname=run["alertname"],
-        runbook=run["runbook"],
-        rule=run["rule"],
+        alertname=run.alertname,
+        runbook=run.runbook,
+        rule=run.rule,
         mode=mode,
         done=tuple(done),
         skipped=tuple(skipped),
@@ -172,10 +168,10 @@ def build(
         labels={k: v[:256] for k, v in labels.items()},
         values=values,
         details={
-            "run_id": run["id"],
-            "fingerprint": run["fingerprint"],
-            "starts_at": run["starts_at"],
+            "run_id": run.id,
+            "fingerprint": run.fingerprint,
+            "starts_at": run.starts_at,
             "approvals": approval_details(steps, approvals, runbook),
         },
-        never_fold=run["severity"] == "P0" and acted,
+        never_fold=run.severity == "P0" and acted,
     )

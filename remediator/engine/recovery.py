@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from remediator.engine.base import run_log
 from remediator.engine.fire import Firing
-from remediator.state.backend import Row
+from remediator.state.records import Run
 
 
 class Recovery(Firing):
@@ -16,22 +16,23 @@ class Recovery(Firing):
         """One pass of the background work every replica does (engine/upkeep.py)."""
         await self.upkeep.run()
 
-    async def resume(self, run: Row, *, parked: bool = False) -> None:
+    async def resume(self, run: Run, *, parked: bool = False) -> None:
         """Finish a run whose owner died: never redo a completed step."""
-        runbook = self.registry.get(run["runbook"])
+        runbook = self.registry.get(run.runbook)
         if runbook is None:
             return
-        run_log(run).warning("run_resumed", state=run["state"])
-        self._leases[run["id"]] = run["lease_until"]
-        if parked and run.get("undo_state") == "requested":
+        run_log(run).warning("run_resumed", state=run.state)
+        if run.lease_until is not None:  # a claimed run always has one
+            self._leases[run.id] = run.lease_until
+        if parked and run.undo_state == "requested":
             # Resolved while it was parked: nothing more to do but undo what it did.
             # Only a parked run: it stopped at the gate, so none of its steps is left
             # "started". A run whose owner died mid-step (its resolve may have come
             # meanwhile) goes through fire(), which settles that step (a read is run
             # again, a mutation of unknown outcome is failed and told), then undoes.
-            with self._executing(run["id"]):
+            with self._executing(run.id):
                 await self._finish_fire(run, runbook, None)
-        elif run["state"] == "running":
-            await self.fire(run, runbook, self._current_rule(run["rule"]))
-        elif run["state"] == "undoing":
+        elif run.state == "running":
+            await self.fire(run, runbook, self._current_rule(run.rule))
+        elif run.state == "undoing":
             await self.undo(run)

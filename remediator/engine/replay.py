@@ -18,7 +18,7 @@ from remediator.paging import text
 from remediator.runbook_api.context import PLAN_RUN_ID, AlertView, Clients, StepContext
 from remediator.runbook_api.registry import Registry
 from remediator.settings import Settings
-from remediator.state.records import StepRecord
+from remediator.state.records import Run, StepRecord
 
 
 def plan(
@@ -130,18 +130,27 @@ def plan(
             if rule.max_duration is not None:
                 guards.append(f"max_duration ({int(rule.max_duration)} s, then undone)")
             mode = "dry-run" if "dry-run" in (settings.mode, rule.mode) else "live"
-            run_row = {
-                "id": "replay",
-                "runbook": runbook.id,
-                "alertname": occ.alertname,
-                "rule": rule.name,
-                "mode": mode,
-                "severity": runbook.severity,
-                "fingerprint": occ.fingerprint,
-                "starts_at": occ.starts_at,
-                "alert": {"labels": occ.labels, "generator_url": occ.generator_url},
-            }
-            content = pages.build(run_row, rows, [], runbook, settings)
+            # Nothing is stored: a run as the page reads it (the rest left empty).
+            run = Run.from_row(
+                {
+                    "id": "replay",
+                    "runbook": runbook.id,
+                    "alertname": occ.alertname,
+                    "rule": rule.name,
+                    "mode": mode,
+                    "state": "running",
+                    "severity": runbook.severity,
+                    "fingerprint": occ.fingerprint,
+                    "starts_at": occ.starts_at,
+                    "target": "",
+                    "alert": {"labels": occ.labels, "generator_url": occ.generator_url},
+                    "params": {},
+                    "received_at": occ.received_at,
+                    "created_at": 0.0,
+                    "updated_at": 0.0,
+                }
+            )
+            content = pages.build(run, rows, [], runbook, settings)
             entry["runs"].append(
                 {
                     "rule": rule.name,

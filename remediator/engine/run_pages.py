@@ -13,8 +13,7 @@ from remediator.paging.base import PageContent, Severity
 from remediator.paging.outbox import Outbox
 from remediator.runbook_api.steps import Runbook
 from remediator.settings import Settings
-from remediator.state.backend import Row
-from remediator.state.records import Approval, StepRecord
+from remediator.state.records import Approval, Run, StepRecord
 from remediator.state.store import StateStore
 
 PageAction = Literal["trigger", "resolve"]
@@ -28,7 +27,7 @@ class RunPager:
 
     async def content(
         self,
-        run: Row,
+        run: Run,
         runbook: Runbook | None,
         headline: str | None = None,
         *,
@@ -38,9 +37,9 @@ class RunPager:
     ) -> PageContent:
         """The page for ``run``; ``steps`` or ``approvals`` None: read them now."""
         if steps is None:
-            steps = await self.store.steps_for_run(run["id"])
+            steps = await self.store.steps_for_run(run.id)
         if approvals is None:
-            approvals = await self.store.approvals_for_run(run["id"])
+            approvals = await self.store.approvals_for_run(run.id)
         return pages.build(
             run, steps, approvals, runbook, self.settings, headline=headline, at_resolve=at_resolve
         )
@@ -48,7 +47,7 @@ class RunPager:
     async def send(
         self,
         idem: str,
-        run: Row,
+        run: Run,
         runbook: Runbook | None,
         headline: str | None = None,
         *,

@@ -15,6 +15,7 @@ from remediator.engine.base import EngineBase, log, run_log
 from remediator.engine.gate import Deferred
 from remediator.errors import LeaseLost
 from remediator.state.backend import Row
+from remediator.state.records import Run
 from remediator.state.verifications import VERIFY_FAILED
 
 # A resolve Prometheus does not confirm yet (the alert still fires) is asked again
@@ -25,12 +26,12 @@ UNDO_RECHECK = 30.0
 class Undoing(EngineBase):
     async def resolve(self, occ: Row) -> None:
         for run in await self.store.runs_for_alert(occ["fingerprint"], occ["starts_at"]):
-            if run["outcome"] == "blocked" or run.get("blocked_by"):
+            if run.outcome == "blocked" or run.blocked_by:
                 continue
-            if not await self.store.request_undo(run["id"], time.time()):
+            if not await self.store.request_undo(run.id, time.time()):
                 run_log(run).info("resolve_repeat")
                 continue
-            await self.try_undo(run["id"])
+            await self.try_undo(run.id)
 
     async def try_undo(self, run_id: str) -> None:
         if await self.is_paused():
@@ -43,18 +44,18 @@ class Undoing(EngineBase):
             assert run is not None
             await self.undo(run)
 
-    async def undo(self, run: Row) -> None:
-        with self._executing(run["id"]):
+    async def undo(self, run: Run) -> None:
+        with self._executing(run.id):
             try:
                 await self._undo(run)
             except LeaseLost as exc:
                 self._lease_lost(run, exc)
 
-    async def _undo(self, run: Row) -> None:
-        runbook = self.registry.get(run["runbook"])
+    async def _undo(self, run: Run) -> None:
+        runbook = self.registry.get(run.runbook)
         if runbook is None:
             return
-        all_steps = await self.store.steps_for_run(run["id"])
+        all_steps = await self.store.steps_for_run(run.id)
         done_undos = {s.name: s for s in all_steps if s.phase == "undo"}
         to_undo = [
             s
@@ -68,7 +69,7 @@ class Undoing(EngineBase):
         resolved_rows = {s.name: s for s in all_steps if s.phase == "resolve"}
         try:
             for seq, step in enumerate(runbook.resolve_steps):
-                if run.get("undo_reason") in ("max_duration", VERIFY_FAILED):
+                if run.undo_reason in ("max_duration", VERIFY_FAILED):
                     break  # the alert has not resolved: its resolve actions wait for it
                 await self.steps.run(
                     step, ctx, phase="resolve", seq=seq, existing=resolved_rows.get(step.name)
@@ -91,28 +92,28 @@ class Undoing(EngineBase):
             # after `resume`, or (an unconfirmed resolve) after UNDO_RECHECK.
             retry_at = time.time() + (UNDO_RECHECK if exc.guard == "not_corroborated" else 0)
             await self.store.update_run(
-                run["id"], expect_owner=self.owner, state="waiting", retry_at=retry_at
+                run.id, expect_owner=self.owner, state="waiting", retry_at=retry_at
             )
             run_log(run).warning("undo_deferred", reason=exc.reason)
             return
-        if run.get("undo_reason") in ("max_duration", VERIFY_FAILED):
-            if run["undo_reason"] == VERIFY_FAILED:
+        if run.undo_reason in ("max_duration", VERIFY_FAILED):
+            if run.undo_reason == VERIFY_FAILED:
                 await self.verifier.undone_page(run, runbook)
             else:
                 await self.upkeep.expired_page(run, runbook)
             await self.store.update_run(
-                run["id"],
+                run.id,
                 expect_owner=self.owner,
                 state="done",
                 undo_state="done",
                 finished_at=time.time(),
             )
             return
-        for a in await self.store.approvals_for_run(run["id"]):
+        for a in await self.store.approvals_for_run(run.id):
             if a.state == "pending":  # the alert is gone: nothing left to approve
                 await self.store.transition_approval(a.id, "pending", "expired")
         await self.pager.send(
-            f"{run['id']}:resolve",
+            f"{run.id}:resolve",
             run,
             runbook,
             "alert resolved",
@@ -120,7 +121,7 @@ class Undoing(EngineBase):
             at_resolve=True,
         )
         await self.store.update_run(
-            run["id"],
+            run.id,
             expect_owner=self.owner,
             state="done",
             undo_state="done",

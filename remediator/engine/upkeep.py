@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from remediator.engine.base import run_log
 from remediator.runbook_api.steps import Runbook
-from remediator.state.backend import Row
+from remediator.state.records import Run
 
 if TYPE_CHECKING:
     from remediator.engine.engine import Engine
@@ -25,12 +25,12 @@ class Upkeep:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def expired_page(self, run: Row, runbook: Runbook) -> None:
+    async def expired_page(self, run: Run, runbook: Runbook) -> None:
         """max_duration: the mitigations are undone, the alert may still fire."""
-        rule = self.engine._current_rule(run["rule"])
+        rule = self.engine._current_rule(run.rule)
         after = int(rule.max_duration) if rule is not None and rule.max_duration else 0
         await self.engine.pager.send(
-            f"{run['id']}:max_duration",
+            f"{run.id}:max_duration",
             run,
             runbook,
             f"no resolve after max_duration ({after} s): temporary mitigations"
@@ -49,19 +49,19 @@ class Upkeep:
             for run in await self.engine.store.runs_past_duration(
                 rule.name, now - rule.max_duration
             ):
-                if await self.engine.store.expire_run(run["id"], now):
+                if await self.engine.store.expire_run(run.id, now):
                     run_log(run).warning("max_duration_reached")
-                    await self._hand_off(f"run:{run['id']}", self.engine.try_undo(run["id"]))
+                    await self._hand_off(f"run:{run.id}", self.engine.try_undo(run.id))
 
     async def expire_approvals(self) -> None:
         for a in await self.engine.store.expire_approvals():
             run = await self.engine.store.get_run(a.run_id)
-            runbook = self.engine.registry.get(run["runbook"]) if run else None
+            runbook = self.engine.registry.get(run.runbook) if run else None
             if run is None:
                 continue
             run_log(run).warning("approval_expired", approval=a.id, step=a.step)
             await self.engine.pager.send(
-                f"{run['id']}:expired:{a.id}",
+                f"{run.id}:expired:{a.id}",
                 run,
                 runbook,
                 f"approval {a.id} for {a.step} expired unanswered",
@@ -86,17 +86,17 @@ class Upkeep:
             claimed = await engine.store.claim_expired_runs(engine.owner, engine.lease, limit=1)
             if not claimed:
                 break
-            await self._hand_off(f"run:{claimed[0]['id']}", engine.resume(claimed[0]))
+            await self._hand_off(f"run:{claimed[0].id}", engine.resume(claimed[0]))
         paused = await engine.is_paused()
         if not paused:
             for run in await engine.store.runs_waiting_undo(limit=self._room()):
-                await self._hand_off(f"run:{run['id']}", engine.try_undo(run["id"]))
+                await self._hand_off(f"run:{run.id}", engine.try_undo(run.id))
             for _ in range(self._room()):
                 parked = await engine.store.claim_parked_runs(engine.owner, engine.lease)
                 if not parked:
                     break
                 work = engine.resume(parked[0], parked=True)
-                await self._hand_off(f"run:{parked[0]['id']}", work)
+                await self._hand_off(f"run:{parked[0].id}", work)
         await self.expire_approvals()
         if not paused:
             if self._room():
@@ -123,16 +123,16 @@ class Upkeep:
         escalating = {rb.id: rb for rb in self.engine.registry if rb.escalate_after is not None}
         now = time.time()
         for run in await self.engine.store.runs_to_escalate(list(escalating)):
-            runbook = escalating[run["runbook"]]
+            runbook = escalating[run.runbook]
             assert runbook.escalate_after is not None
-            after = runbook.escalate_after(runbook.params.model_validate(run["params"]))
-            if after is None or run["created_at"] > now - after:
+            after = runbook.escalate_after(runbook.params.model_validate(run.params))
+            if after is None or run.created_at > now - after:
                 continue
-            if not await self.engine.store.mark_escalated(run["id"]):
+            if not await self.engine.store.mark_escalated(run.id):
                 continue
             run_log(run).warning("run_escalated", after=after)
             await self.engine.pager.send(
-                f"{run['id']}:escalated",
+                f"{run.id}:escalated",
                 run,
                 runbook,
                 f"still firing after {int(after)} s: escalated to a page",

@@ -39,7 +39,7 @@ from remediator.runbook_api.client_protocols import PrometheusWitness, PromReadi
 from remediator.runbook_api.steps import Runbook
 from remediator.state import verifications as state
 from remediator.state.backend import Row
-from remediator.state.records import StepRecord
+from remediator.state.records import Run, StepRecord
 from remediator.state.verifications import VERIFY_FAILED
 
 if TYPE_CHECKING:
@@ -158,23 +158,23 @@ class Verifier:
 
     # ------------------------------------------------------------- schedule
 
-    def first_poll(self, run: Row, steps: Sequence[StepRecord]) -> dict[str, float]:
+    def first_poll(self, run: Run, steps: Sequence[StepRecord]) -> dict[str, float]:
         """Fields for the hand-over's commit: when to poll first, if at all."""
-        rule = self.engine._current_rule(run["rule"])
-        if rule is None or rule.verify is None or run["mode"] != "live" or not acted(steps):
+        rule = self.engine._current_rule(run.rule)
+        if rule is None or rule.verify is None or run.mode != "live" or not acted(steps):
             return {}
         return {"verify_at": time.time()}
 
-    async def schedule_after_approval(self, run: Row) -> None:
+    async def schedule_after_approval(self, run: Run) -> None:
         """An approved mitigation of a run that had none to verify: verify it now."""
-        if run["state"] != "waiting":
+        if run.state != "waiting":
             return
-        steps = await self.engine.store.steps_for_run(run["id"])
-        if run.get("verify_at") is not None or any(s.phase == PHASE for s in steps):
+        steps = await self.engine.store.steps_for_run(run.id)
+        if run.verify_at is not None or any(s.phase == PHASE for s in steps):
             return
         first = self.first_poll(run, steps).get("verify_at")
         if first is not None:
-            await self.engine.store.update_run(run["id"], verify_at=first)
+            await self.engine.store.update_run(run.id, verify_at=first)
 
     # ---------------------------------------------------------------- polls
 
@@ -211,7 +211,7 @@ class Verifier:
         run = await store.get_run(due.run_id)
         if run is None:
             return
-        prior = next((s for s in await store.steps_for_run(run["id"], PHASE)), None)
+        prior = next((s for s in await store.steps_for_run(run.id, PHASE)), None)
         if prior is not None and prior.state == "done":
             # Concluded by a poll that died before its follow-through: finish it.
             await self._follow_through(run, prior.to_row(), claimed)
@@ -220,7 +220,7 @@ class Verifier:
         if data:
             progress = Progress.of(data)
         else:
-            rule = self.engine._current_rule(run["rule"])
+            rule = self.engine._current_rule(run.rule)
             if rule is None or rule.verify is None:  # the rule lost its verify meanwhile
                 await state.record_poll(store, self._row(run, None, ""), claimed, None)
                 return
@@ -234,8 +234,8 @@ class Verifier:
         if await state.record_poll(store, row, claimed, claimed):
             await self._follow_through(run, row, claimed)
 
-    def _start(self, run: Row, verify: Verify, since: float) -> Progress:
-        query = render_query(verify.query, run["alert"].get("labels", {}))
+    def _start(self, run: Run, verify: Verify, since: float) -> Progress:
+        query = render_query(verify.query, run.labels)
         return Progress(
             query=query,
             on_failure=verify.on_failure,
@@ -276,10 +276,10 @@ class Verifier:
             return f"no series ({lhs} has no data)"
         return f"{left.value} (not {condition})"
 
-    def _row(self, run: Row, p: Progress | None, outcome: str | None) -> Row:
+    def _row(self, run: Run, p: Progress | None, outcome: str | None) -> Row:
         now = time.time()
         row: Row = {
-            "run_id": run["id"],
+            "run_id": run.id,
             "phase": PHASE,
             "seq": 0,
             "name": STEP,
@@ -293,7 +293,7 @@ class Verifier:
             "changes": None,
             "reason": None,
             "attempts": p.polls if p is not None else 0,
-            "started_at": run.get("mitigated_at") or now,
+            "started_at": run.mitigated_at or now,
             "finished_at": now if outcome is not None else None,
         }
         if p is None:
@@ -305,11 +305,11 @@ class Verifier:
             row["reason"] = words
         return row
 
-    async def _follow_through(self, run: Row, row: Row, claimed: float) -> None:
+    async def _follow_through(self, run: Run, row: Row, claimed: float) -> None:
         data = row["result"]["data"] if row.get("result") else {}
         outcome = data.get("outcome")
         if outcome in OUTCOMES:
-            self.engine.metrics.verifications.labels(run["runbook"], outcome).inc()
+            self.engine.metrics.verifications.labels(run.runbook, outcome).inc()
             logger = run_log(run, log)
             emit = logger.info if outcome == "held" else logger.warning
             emit(
@@ -323,14 +323,14 @@ class Verifier:
         # The undo is asked for before the schedule is cleared: a crash in between
         # leaves a requested undo, which maintenance takes up (runs_waiting_undo).
         undo = outcome == "failed" and data.get("on_failure") == "undo"
-        requested = undo and await state.request_undo(self.engine.store, run["id"])
+        requested = undo and await state.request_undo(self.engine.store, run.id)
         if not await state.record_poll(self.engine.store, row, claimed, None):
             return  # another replica took the follow-through over
         if requested:
-            await self.engine.try_undo(run["id"])
+            await self.engine.try_undo(run.id)
 
-    async def _page(self, run: Row, p: Progress, outcome: str) -> None:
-        runbook = self.engine.registry.get(run["runbook"])
+    async def _page(self, run: Run, p: Progress, outcome: str) -> None:
+        runbook = self.engine.registry.get(run.runbook)
         if outcome == "failed":
             then = (
                 "its temporary changes will be undone (on_failure: undo)"
@@ -346,12 +346,12 @@ class Verifier:
                 f"mitigation not verified: {p.last()}; {p.query} could not be checked,"
                 " nothing was undone: look at it by hand"
             )
-        await self.engine.pager.send(f"{run['id']}:verify", run, runbook, headline)
+        await self.engine.pager.send(f"{run.id}:verify", run, runbook, headline)
 
-    async def undone_page(self, run: Row, runbook: Runbook) -> None:
+    async def undone_page(self, run: Run, runbook: Runbook) -> None:
         """The undo a failed verification asked for is done: say what it put back."""
         await self.engine.pager.send(
-            f"{run['id']}:{VERIFY_FAILED}",
+            f"{run.id}:{VERIFY_FAILED}",
             run,
             runbook,
             "mitigation did not hold: temporary mitigations undone; the alert may"

@@ -166,7 +166,7 @@ class SlackInteractions:
         decided = f"{slack_blocks.who(state.decided_by)} at {slack_blocks.clock(state.decided_at)}"
         if state.state == "expired":
             run = await self.daemon.store.get_run(state.run_id)
-            if run is not None and run.get("undo_state") in ("requested", "done"):
+            if run is not None and run.undo_state in ("requested", "done"):
                 return f"approval {n} is closed: the alert resolved"
             return f"approval {n} expired unanswered"
         if why == "replayed":
@@ -256,9 +256,9 @@ class SlackInteractions:
         run = await store.get_run(approval.run_id)
         if run is None:
             return None
-        runbook = self.daemon.registry.get(run["runbook"])
+        runbook = self.daemon.registry.get(run.runbook)
         content = await self.daemon.engine.pager.content(run, runbook)
-        resolved = run.get("undo_state") == "done"
+        resolved = run.undo_state == "done"
         return await render(store, content, resolved=resolved, notice=notice)
 
     async def close(self) -> None:

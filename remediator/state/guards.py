@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from remediator.state.backend import Row
+from remediator.state.records import Run
 from remediator.state.store_base import StoreBase, decode_run
 
 RELEASE_LOCK = "DELETE FROM locks WHERE target = ? AND run_id = ?"
@@ -124,7 +125,7 @@ class GuardStore(StoreBase):
         rows = await self._read(sql + " AND blocked_by IS NULL", *args)
         return int(rows[0]["n"])
 
-    async def last_run_for_target(self, rule: str, target: str, exclude: str) -> Row | None:
+    async def last_run_for_target(self, rule: str, target: str, exclude: str) -> Run | None:
         """The latest run of ``rule`` on ``target`` that passed its guards (it has steps).
 
         A run still deciding has no step yet and is not counted.

@@ -8,6 +8,7 @@ decoded, so a caller reads ``run.fingerprint`` and mypy knows its type. The
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Literal
 
@@ -15,6 +16,12 @@ from remediator.state.backend import Row
 
 RunState = Literal["running", "waiting", "parked", "undoing", "done"]
 RunOutcome = Literal["mitigated", "partial", "failed", "planned", "blocked"]
+RunMode = Literal["live", "dry-run"]
+RunSeverity = Literal["P0", "P1", "P2", "P3"]
+# A resolve (or max_duration, or a failed verification) asks for the undo; it is
+# done once the run's changes are put back.
+UndoState = Literal["requested", "done"]
+UndoReason = Literal["resolved", "max_duration", "verify_failed"]
 RUN_OUTCOMES: tuple[RunOutcome, ...] = ("mitigated", "partial", "failed", "planned", "blocked")
 StepState = Literal["started", "waiting", "deferred", "done"]
 StepOutcome = Literal["applied", "dry_run", "skipped", "failed", "awaiting_approval", "rolled_back"]
@@ -159,4 +166,105 @@ class StepRecord(ColumnAccess):
 
     def to_row(self) -> Row:
         """The step as a row to write back (``record_step``), column by column."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _text_map(value: object) -> Mapping[str, str]:
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Run(ColumnAccess):
+    """One row of ``runs``: one rule acting on one alert (rule, fingerprint,
+    starts_at), with ``alert`` and ``params`` decoded from their JSON text.
+
+    Frozen: a caller that changes a run writes the change (``update_run``) and, if
+    it goes on with the run, passes on ``dataclasses.replace(run, ...)``."""
+
+    id: str
+    rule: str
+    runbook: str
+    fingerprint: str
+    starts_at: str
+    alertname: str
+    target: str
+    mode: RunMode
+    state: RunState
+    outcome: RunOutcome | None
+    blocked_by: str | None  # the guard that stopped it
+    detail: str | None  # why it was blocked or parked
+    # labels, annotations, generator_url; a Grafana alert's source and details too
+    alert: JsonObject
+    params: JsonObject  # the rule's params, as JSON (the runbook's model validates them)
+    severity: RunSeverity
+    received_at: float
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    owner: str | None
+    lease_until: float | None
+    mitigated_at: float | None
+    undo_state: UndoState | None
+    resolved_at: float | None
+    escalated_at: float | None
+    retry_at: float | None  # a parked run's wake-up (None: parked by the kill switch)
+    undo_reason: UndoReason | None
+    verify_at: float | None  # the next verification poll
+
+    @classmethod
+    def from_row(cls, row: Row) -> Run:
+        """A run from its row, JSON columns already decoded; the columns an insert
+        leaves empty may be missing."""
+        return cls(
+            id=str(row["id"]),
+            rule=str(row["rule"]),
+            runbook=str(row["runbook"]),
+            fingerprint=str(row["fingerprint"]),
+            starts_at=str(row["starts_at"]),
+            alertname=str(row["alertname"]),
+            target=str(row["target"]),
+            mode=row["mode"],
+            state=row["state"],
+            outcome=row.get("outcome"),
+            blocked_by=_opt_str(row.get("blocked_by")),
+            detail=_opt_str(row.get("detail")),
+            alert=_opt_json(row["alert"]) or {},
+            params=_opt_json(row["params"]) or {},
+            severity=row["severity"],
+            received_at=float(row["received_at"]),
+            created_at=float(row["created_at"]),
+            updated_at=float(row["updated_at"]),
+            finished_at=_opt_float(row.get("finished_at")),
+            owner=_opt_str(row.get("owner")),
+            lease_until=_opt_float(row.get("lease_until")),
+            mitigated_at=_opt_float(row.get("mitigated_at")),
+            undo_state=row.get("undo_state"),
+            resolved_at=_opt_float(row.get("resolved_at")),
+            escalated_at=_opt_float(row.get("escalated_at")),
+            retry_at=_opt_float(row.get("retry_at")),
+            undo_reason=row.get("undo_reason"),
+            verify_at=_opt_float(row.get("verify_at")),
+        )
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """The alert's labels ({} if it had none)."""
+        return _text_map(self.alert.get("labels"))
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        return _text_map(self.alert.get("annotations"))
+
+    @property
+    def generator_url(self) -> str:
+        return str(self.alert.get("generator_url") or "")
+
+    @property
+    def source(self) -> str:
+        """Who evaluated the alert: "alertmanager" (runs stored before say nothing)
+        or "grafana"."""
+        return str(self.alert.get("source", "alertmanager"))
+
+    def to_row(self) -> Row:
+        """The run column by column, JSON columns decoded (views, tests)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -8,6 +8,7 @@ from typing import Any
 
 from remediator.state.backend import Row
 from remediator.state.guards import CLOSE_CIRCUIT, RELEASE_LOCK
+from remediator.state.records import Run
 from remediator.state.store_base import StoreBase, decode_run, dumps
 
 _RUN_COLUMNS = (
@@ -45,11 +46,11 @@ class RunStore(StoreBase):
         )
         return n == 1
 
-    async def get_run(self, run_id: str) -> Row | None:
+    async def get_run(self, run_id: str) -> Run | None:
         rows = await self._read("SELECT * FROM runs WHERE id = ?", run_id)
         return decode_run(rows[0]) if rows else None
 
-    async def runs_for_alert(self, fingerprint: str, starts_at: str) -> list[Row]:
+    async def runs_for_alert(self, fingerprint: str, starts_at: str) -> list[Run]:
         rows = await self._read(
             "SELECT * FROM runs WHERE fingerprint = ? AND starts_at = ? ORDER BY created_at",
             fingerprint,
@@ -57,7 +58,7 @@ class RunStore(StoreBase):
         )
         return [decode_run(r) for r in rows]
 
-    async def list_runs(self, limit: int = 50) -> list[Row]:
+    async def list_runs(self, limit: int = 50) -> list[Run]:
         rows = await self._read("SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", limit)
         return [decode_run(r) for r in rows]
 
@@ -109,7 +110,7 @@ class RunStore(StoreBase):
         release_lock: str | None = None,
         close_circuit: str | None = None,
         **fields: Any,
-    ) -> Row | None:
+    ) -> Run | None:
         """End a run's fire phase: waiting for the resolve, or undoing at once if the
         alert resolved meanwhile. None if we no longer own it.
 
@@ -166,7 +167,7 @@ class RunStore(StoreBase):
         )
         return n == 1
 
-    async def runs_past_duration(self, rule: str, created_before: float) -> list[Row]:
+    async def runs_past_duration(self, rule: str, created_before: float) -> list[Run]:
         """Waiting runs of ``rule`` created before the time, with changes to undo."""
         rows = await self._read(
             "SELECT * FROM runs WHERE rule = ? AND state = 'waiting' AND undo_state IS NULL"
@@ -186,7 +187,7 @@ class RunStore(StoreBase):
         due = rows[0]["due"] if rows else None
         return float(due) if due is not None else None
 
-    async def claim_parked_runs(self, owner: str, lease: float, limit: int = 1) -> list[Row]:
+    async def claim_parked_runs(self, owner: str, lease: float, limit: int = 1) -> list[Run]:
         """Take runs the kill switch parked, to go on with them after ``resume``."""
         now = time.time()
         rows = await self._fetch(
@@ -218,7 +219,7 @@ class RunStore(StoreBase):
         )
         return n == 1
 
-    async def claim_expired_runs(self, owner: str, lease: float, limit: int = 10) -> list[Row]:
+    async def claim_expired_runs(self, owner: str, lease: float, limit: int = 10) -> list[Run]:
         """Take over runs whose owner stopped renewing its lease (crash, kill -9)."""
         now = time.time()
         rows = await self._fetch(
@@ -233,7 +234,7 @@ class RunStore(StoreBase):
         )
         return [decode_run(r) for r in rows]
 
-    async def runs_waiting_undo(self, limit: int = 10) -> list[Row]:
+    async def runs_waiting_undo(self, limit: int = 10) -> list[Run]:
         """Runs whose alert resolved but whose undo has not started (e.g. paused then)."""
         rows = await self._read(
             "SELECT * FROM runs WHERE state = 'waiting' AND undo_state = 'requested'"
@@ -243,7 +244,7 @@ class RunStore(StoreBase):
         )
         return [decode_run(r) for r in rows]
 
-    async def runs_to_escalate(self, runbooks: Sequence[str], limit: int = 50) -> list[Row]:
+    async def runs_to_escalate(self, runbooks: Sequence[str], limit: int = 50) -> list[Run]:
         """Waiting, unresolved, not yet escalated runs of these runbooks, oldest first."""
         if not runbooks:
             return []

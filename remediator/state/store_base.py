@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from remediator.state.backend import Backend, Row
+from remediator.state.records import Run
 
 
 def dumps(value: Any) -> str:
@@ -21,11 +22,9 @@ def loads(value: str | None) -> Any:
     return None if value is None else orjson.loads(value)
 
 
-def decode_run(row: Row) -> Row:
-    """A runs row as read, with its JSON columns decoded."""
-    row["alert"] = loads(row["alert"])
-    row["params"] = loads(row["params"])
-    return row
+def decode_run(row: Row) -> Run:
+    """A runs row as read: its JSON columns decoded, typed."""
+    return Run.from_row({**row, "alert": loads(row["alert"]), "params": loads(row["params"])})
 
 
 class StoreBase:
