@@ -12,8 +12,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from remediator.state.records import Run
 from remediator.state.store import StateStore
-from remediator.state.store_base import loads
+from remediator.state.store_base import decode_run, loads
 
 # An approval's state as the audit trail says it (the step row stays "awaiting_approval").
 _APPROVAL_STATUS = {
@@ -138,31 +139,30 @@ def _step_entry(r: dict[str, Any]) -> AuditEntry:
     )
 
 
-def _blocked_entry(r: dict[str, Any]) -> AuditEntry:
-    guard = r.get("blocked_by") or "?"
-    detail = r.get("detail") or ""
+def _blocked_entry(run: Run) -> AuditEntry:
+    detail = run.detail or ""
     return AuditEntry(
-        started_at=float(r["created_at"]),
-        run_id=r["id"],
-        rule=r["rule"],
-        runbook=r["runbook"],
-        alertname=r["alertname"],
-        fingerprint=r["fingerprint"],
+        started_at=run.created_at,
+        run_id=run.id,
+        rule=run.rule,
+        runbook=run.runbook,
+        alertname=run.alertname,
+        fingerprint=run.fingerprint,
         phase="run",
         seq=0,
         name="(whole run)",
         kind="guard",
         mutates=False,
         approval="auto",
-        state=r["state"],
+        state=run.state,
         outcome="blocked",
-        status=f"blocked by {guard}",
+        status=f"blocked by {run.blocked_by or '?'}",
         detail=detail,
         reason=detail or None,
         rendered="",
         attempts=0,
-        finished_at=r.get("finished_at"),
-        run_mode=r["mode"],
+        finished_at=run.finished_at,
+        run_mode=run.mode,
         approval_id=None,
         decided_by=None,
     )
@@ -173,7 +173,7 @@ async def actions(store: StateStore, limit: int) -> list[AuditEntry]:
     async with store.backend.read() as c:
         steps = await c.fetch(_STEPS, limit)
         blocked = await c.fetch(_BLOCKED, limit)
-    entries = [_step_entry(r) for r in steps] + [_blocked_entry(r) for r in blocked]
+    entries = [_step_entry(r) for r in steps] + [_blocked_entry(decode_run(r)) for r in blocked]
     entries.sort(key=lambda e: e.started_at, reverse=True)
     return entries[:limit]
 
