@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import common, drive, payloads, runbook, servers
 from bench.plan import Plan
+from remediator.state.records import Run
 from remediator.state.store import StateStore
 
 METRIC = "remediator_time_to_mitigation_seconds"
@@ -88,7 +89,7 @@ async def _mitigated_count(dsn: str) -> int:
     return int(rows[0]["n"])
 
 
-async def _runs(state_url: str) -> list[dict[str, Any]]:
+async def _runs(state_url: str) -> list[Run]:
     store = await StateStore.open(state_url)
     try:
         return await store.list_runs(1_000_000)
@@ -162,12 +163,12 @@ def run_backend(
     exact: list[float] = []
     cold: list[float] = []
     steady: list[float] = []
-    done = [r for r in runs if r["runbook"] == runbook.ID and r.get("mitigated_at")]
-    first = min((r["received_at"] for r in done), default=0.0)
-    for r in done:
-        took = r["mitigated_at"] - r["received_at"]
+    done = [(r, r.mitigated_at) for r in runs if r.runbook == runbook.ID and r.mitigated_at]
+    first = min((r.received_at for r, _ in done), default=0.0)
+    for r, mitigated_at in done:
+        took = mitigated_at - r.received_at
         exact.append(took)
-        (cold if r["received_at"] - first < COLD_SECONDS else steady).append(took)
+        (cold if r.received_at - first < COLD_SECONDS else steady).append(took)
     sends: dict[str, float] = load["sends"]
     e2e = [
         r["at"] - sends[r["fingerprint"]] for r in rows if r["hits"] and r["fingerprint"] in sends
