@@ -264,7 +264,3 @@ class Run(ColumnAccess):
         """Who evaluated the alert: "alertmanager" (runs stored before say nothing)
         or "grafana"."""
         return str(self.alert.get("source", "alertmanager"))
-
-    def to_row(self) -> Row:
-        """The run column by column, JSON columns decoded (views, tests)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
