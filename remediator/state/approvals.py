@@ -57,10 +57,14 @@ class ApprovalStore(StoreBase):
         return n == 1
 
     async def claim_approved(self, limit: int = 10) -> list[Approval]:
-        rows = await self._fetch(
-            "UPDATE approvals SET state = 'executing' WHERE id IN (SELECT id FROM approvals"
-            f" WHERE state = 'approved' ORDER BY id LIMIT ?{self._skip}) RETURNING *",
-            limit,
+        rows = await self._claim(
+            "approvals",
+            take="state = 'executing'",
+            take_args=(),
+            due="state = 'approved'",
+            due_args=(),
+            order="id",
+            limit=limit,
         )
         return [Approval.from_row(r) for r in rows]
 

@@ -166,14 +166,14 @@ class OccurrenceStore(StoreBase):
             if not alertnames:
                 return []
             only = f" AND alertname IN ({', '.join('?' for _ in alertnames)})"
-        rows = await self._fetch(
-            "UPDATE occurrences SET state = 'processing', claimed_by = ?, claim_until = ?,"
-            " attempts = attempts + 1 WHERE id IN (SELECT id FROM occurrences"
-            f" WHERE state = 'pending'{only} ORDER BY id LIMIT ?{self._skip}) RETURNING *",
-            owner,
-            now + lease,
-            *(alertnames or ()),
-            limit,
+        rows = await self._claim(
+            "occurrences",
+            take="state = 'processing', claimed_by = ?, claim_until = ?, attempts = attempts + 1",
+            take_args=(owner, now + lease),
+            due=f"state = 'pending'{only}",
+            due_args=tuple(alertnames or ()),
+            order="id",
+            limit=limit,
             durable=False,  # a lost claim is claimed again; the run key stays unique
         )
         for r in rows:

@@ -35,18 +35,15 @@ class PageStore(StoreBase):
         release was lost (the store failed between the send and its record) and must
         not hold the page back for the rest of the lease."""
         now = time.time()
-        rows = await self._fetch(
-            "UPDATE outbox SET claimed_by = ?, claim_until = ?, attempts = attempts + 1"
-            " WHERE id IN (SELECT id FROM outbox WHERE state = 'pending'"
-            " AND next_attempt_at <= ?"
-            " AND (claim_until IS NULL OR claim_until < ? OR claimed_by = ?)"
-            f" ORDER BY id LIMIT ?{self._skip}) RETURNING *",
-            owner,
-            now + lease,
-            now,
-            now,
-            owner,
-            limit,
+        rows = await self._claim(
+            "outbox",
+            take="claimed_by = ?, claim_until = ?, attempts = attempts + 1",
+            take_args=(owner, now + lease),
+            due="state = 'pending' AND next_attempt_at <= ?"
+            " AND (claim_until IS NULL OR claim_until < ? OR claimed_by = ?)",
+            due_args=(now, now, owner),
+            order="id",
+            limit=limit,
         )
         for r in rows:
             r["event"] = loads(r["event"])

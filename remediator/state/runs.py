@@ -190,16 +190,14 @@ class RunStore(StoreBase):
     async def claim_parked_runs(self, owner: str, lease: float, limit: int = 1) -> list[Run]:
         """Take runs the kill switch parked, to go on with them after ``resume``."""
         now = time.time()
-        rows = await self._fetch(
-            "UPDATE runs SET state = 'running', owner = ?, lease_until = ?, updated_at = ?,"
-            " retry_at = NULL WHERE id IN (SELECT id FROM runs WHERE state = 'parked'"
-            " AND (retry_at IS NULL OR retry_at <= ?)"
-            f" ORDER BY COALESCE(retry_at, created_at) LIMIT ?{self._skip}) RETURNING *",
-            owner,
-            now + lease,
-            now,
-            now,
-            limit,
+        rows = await self._claim(
+            "runs",
+            take="state = 'running', owner = ?, lease_until = ?, updated_at = ?, retry_at = NULL",
+            take_args=(owner, now + lease, now),
+            due="state = 'parked' AND (retry_at IS NULL OR retry_at <= ?)",
+            due_args=(now,),
+            order="COALESCE(retry_at, created_at)",
+            limit=limit,
         )
         return [decode_run(r) for r in rows]
 
@@ -222,15 +220,14 @@ class RunStore(StoreBase):
     async def claim_expired_runs(self, owner: str, lease: float, limit: int = 10) -> list[Run]:
         """Take over runs whose owner stopped renewing its lease (crash, kill -9)."""
         now = time.time()
-        rows = await self._fetch(
-            "UPDATE runs SET owner = ?, lease_until = ?, updated_at = ? WHERE id IN"
-            " (SELECT id FROM runs WHERE state IN ('running', 'undoing') AND lease_until < ?"
-            f" ORDER BY created_at LIMIT ?{self._skip}) RETURNING *",
-            owner,
-            now + lease,
-            now,
-            now,
-            limit,
+        rows = await self._claim(
+            "runs",
+            take="owner = ?, lease_until = ?, updated_at = ?",
+            take_args=(owner, now + lease, now),
+            due="state IN ('running', 'undoing') AND lease_until < ?",
+            due_args=(now,),
+            order="created_at",
+            limit=limit,
         )
         return [decode_run(r) for r in rows]
 

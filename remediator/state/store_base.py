@@ -6,6 +6,7 @@ Times are unix seconds; JSON columns hold text.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -55,6 +56,33 @@ class StoreBase:
         async with self._single(durable) as c:
             rows: list[Row] = await c.fetch(sql, *args)
             return rows
+
+    async def _claim(
+        self,
+        table: str,
+        *,
+        take: str,
+        take_args: Sequence[Any],
+        due: str,
+        due_args: Sequence[Any],
+        order: str,
+        limit: int,
+        durable: bool = False,
+    ) -> list[Row]:
+        """The one shape every work queue here is claimed in (journal, runs, approvals,
+        outbox): the first ``limit`` rows that are ``due``, in ``order``, each taken
+        (``take``: owner, lease, state) by exactly one replica, in one statement.
+        On Postgres the subquery skips rows another replica holds (SKIP LOCKED); SQLite
+        has one writer. ``table``, ``take``, ``due`` and ``order`` are this package's
+        own SQL, never input; values travel as binds."""
+        return await self._fetch(
+            f"UPDATE {table} SET {take} WHERE id IN (SELECT id FROM {table} WHERE {due}"
+            f" ORDER BY {order} LIMIT ?{self._skip}) RETURNING *",
+            *take_args,
+            *due_args,
+            limit,
+            durable=durable,
+        )
 
     async def _execute(self, sql: str, *args: Any, durable: bool = False) -> int:
         async with self._single(durable) as c:
