@@ -265,3 +265,53 @@ async def test_a_job_runs_in_the_deployments_pod_template_one_per_step(
     assert steps["flush_queue"].rendered.endswith(
         f"kubectl exec deployment/mailer -n {fx.NS} -- python -m jobs.flush --queue emails"
     )
+
+
+PAUSE = """\
+runbooks:
+  - id: QUEUE-PAUSE
+    title: Hold a queue's pending jobs while the alert fires
+    severity: P3
+    labels: {queue: k8s_name}
+    steps:
+      - name: hold_jobs
+        kind: mitigate
+        temporary: true
+        sql:
+          query: UPDATE job_queue SET state = 'held' WHERE queue = $1 AND state = 'pending'
+          binds: ["{labels.queue}"]
+          mutates: true
+        undo:
+          sql:
+            query: UPDATE job_queue SET state = 'pending' WHERE queue = $1 AND state = 'held'
+            binds: ["{labels.queue}"]
+            mutates: true
+"""
+
+
+async def test_a_temporary_sql_change_is_undone_by_its_own_undo_statement(
+    target: TargetDatabase, kube: KubernetesClient, tmp_path: Path
+) -> None:
+    rules = (
+        "rules:\n  - name: pause\n    matchers: ['alertname=\"Pause\"']\n    runbook: QUEUE-PAUSE\n"
+    )
+    alert = make_alert("Pause", {"queue": "emails"})
+    held = "SELECT count(*) FROM job_queue WHERE state = 'held'"
+    async with harness(target, kube, registry(PAUSE, tmp_path), rules) as h:
+        await h.deliver(alert)
+        fired = await by_name(h, "fire")
+        assert await target.fetchval(held) == 250
+        await h.deliver(resolved(alert))
+        undone = await by_name(h, "undo")
+    assert fired["hold_jobs"].outcome == "applied"
+    assert fired["hold_jobs"].result["summary"] == "UPDATE 250"
+    assert fired["hold_jobs"].rendered.startswith(
+        "-- one transaction\nUPDATE job_queue SET state = 'held'"
+    )
+    assert undone["hold_jobs"].outcome == "rolled_back"
+    # The undo's audit row is the undo's own statement, not the step's.
+    assert (
+        "SET state = 'pending' WHERE queue = $1 AND state = 'held'" in undone["hold_jobs"].rendered
+    )
+    assert await target.fetchval(held) == 0
+    assert await target.fetchval("SELECT count(*) FROM job_queue WHERE state = 'pending'") == 251
