@@ -148,39 +148,41 @@ class Outbox:
         """Send what is due now. Returns the number of pages attempted."""
         rows = await self.store.claim_pages(self.owner, limit, lease=60.0)
         for row in rows:
-            pager = self.pagers.get(row["pager"])
+            pager = self.pagers.get(row.pager)
             if pager is None:
-                await self.store.page_failed(row["id"], f"pager {row['pager']} not configured")
+                await self.store.page_failed(row.id, f"pager {row.pager} not configured")
                 continue
-            if row.get("incident") in folds.SUMMARY_SENDS:
+            if row.incident in folds.SUMMARY_SENDS:
                 # Rendered now, so it shows the counts as they stand.
-                stats = await folds.summary_stats(self.store, row["pager"], row["dedup_key"])
+                stats = await folds.summary_stats(self.store, row.pager, row.dedup_key)
                 if stats.resolved:  # a trigger now would open a new incident
-                    await folds.skip(self.store, row["id"], "the summary resolved")
+                    await folds.skip(self.store, row.id, "the summary resolved")
                     continue
                 event = PageEvent(action="trigger", content=self._summary(stats))
             else:
                 try:
-                    event = PageEvent.from_json(row["event"])
+                    if row.event is None:
+                        raise ValueError("the stored event is not a JSON object")
+                    event = PageEvent.from_json(row.event)
                 except ValueError as exc:
                     # A corrupt row must not stop delivery of the others.
-                    await self.store.page_failed(row["id"], f"unreadable event: {exc}")
-                    log.error("page_unreadable", idem=row["idem"], error=str(exc))
+                    await self.store.page_failed(row.id, f"unreadable event: {exc}")
+                    log.error("page_unreadable", idem=row.idem, error=str(exc))
                     continue
             result = await pager.send(event)
             if isinstance(result, Delivered):
-                await self.store.page_sent(row["id"])
+                await self.store.page_sent(row.id)
                 outcome = "delivered"
-            elif isinstance(result, RetryLater) and row["attempts"] < self.max_attempts:
-                delay = max(result.after or 0.0, self._backoff(row["attempts"]))
-                await self.store.page_retry(row["id"], time.time() + delay, result.reason)
+            elif isinstance(result, RetryLater) and row.attempts < self.max_attempts:
+                delay = max(result.after or 0.0, self._backoff(row.attempts))
+                await self.store.page_retry(row.id, time.time() + delay, result.reason)
                 outcome = "retry"
             else:
                 reason = result.reason if isinstance(result, RetryLater | Rejected) else "?"
-                await self.store.page_failed(row["id"], reason)
+                await self.store.page_failed(row.id, reason)
                 outcome = "rejected" if isinstance(result, Rejected) else "failed"
-                log.error("page_failed", pager=row["pager"], idem=row["idem"], reason=reason)
-            self.metrics.pages.labels(row["pager"], row["action"], outcome).inc()
+                log.error("page_failed", pager=row.pager, idem=row.idem, reason=reason)
+            self.metrics.pages.labels(row.pager, row.action, outcome).inc()
         return len(rows)
 
     async def run_forever(

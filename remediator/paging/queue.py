@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from remediator.state.connection import Backend, Row
+from remediator.state.connection import Backend
+from remediator.state.records import QueuedPage
 
 
 class PageQueue(Protocol):
@@ -17,7 +18,7 @@ class PageQueue(Protocol):
         """Folding (``state/folds.py``) runs its transactions on it."""
         ...
 
-    async def claim_pages(self, owner: str, limit: int, lease: float) -> list[Row]:
+    async def claim_pages(self, owner: str, limit: int, lease: float) -> list[QueuedPage]:
         """Take up to ``limit`` due pages for ``lease`` seconds, oldest first."""
         ...
 

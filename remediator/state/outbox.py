@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from remediator.state.backend import Row
+from remediator.state.records import QueuedPage
 from remediator.state.store_base import StoreBase, dumps, loads
 
 
@@ -29,7 +30,7 @@ class PageStore(StoreBase):
             durable=True,
         )
 
-    async def claim_pages(self, owner: str, limit: int, lease: float) -> list[Row]:
+    async def claim_pages(self, owner: str, limit: int, lease: float) -> list[QueuedPage]:
         """Claim due pages. The owner's own live claims are claimable again: its one
         outbox loop has nothing in flight when it claims, so such a claim is one whose
         release was lost (the store failed between the send and its record) and must
@@ -45,10 +46,7 @@ class PageStore(StoreBase):
             order="id",
             limit=limit,
         )
-        for r in rows:
-            r["event"] = loads(r["event"])
-        rows.sort(key=lambda r: r["id"])
-        return rows
+        return sorted((_page(r) for r in rows), key=lambda p: p.id)
 
     async def page_sent(self, page_id: int) -> None:
         await self._execute(
@@ -73,8 +71,14 @@ class PageStore(StoreBase):
             page_id,
         )
 
-    async def list_pages(self, limit: int = 100) -> list[Row]:
+    async def list_pages(self, limit: int = 100) -> list[QueuedPage]:
         rows = await self._read("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", limit)
-        for r in rows:
-            r["event"] = loads(r["event"])
-        return rows
+        return [_page(r) for r in rows]
+
+
+def _page(row: Row) -> QueuedPage:
+    try:
+        event = loads(row["event"])
+    except ValueError:  # a corrupt row is failed by the outbox, not a crash here
+        event = None
+    return QueuedPage.from_row(row, event)

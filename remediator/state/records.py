@@ -1,4 +1,4 @@
-"""Typed records of what the store holds: a run, a step of it, an approval.
+"""Typed records of what the store holds: a run, a step of it, an approval, a page.
 
 The store reads rows as dicts (one per backend driver); these records are what it
 hands out instead, one field per column of ``SELECT *`` with its JSON columns
@@ -264,3 +264,51 @@ class Run(ColumnAccess):
         """Who evaluated the alert: "alertmanager" (runs stored before say nothing)
         or "grafana"."""
         return str(self.alert.get("source", "alertmanager"))
+
+
+PageState = Literal["pending", "sent", "failed", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedPage(ColumnAccess):
+    """One row of ``outbox``: a page to deliver, with its event decoded from JSON."""
+
+    id: int
+    idem: str
+    pager: str
+    action: str
+    dedup_key: str
+    event: JsonObject | None  # None: the stored text is not a JSON object
+    state: PageState
+    attempts: int
+    next_attempt_at: float
+    claimed_by: str | None
+    claim_until: float | None
+    last_error: str | None
+    created_at: float
+    sent_at: float | None
+    incident: str | None  # a fold's summary role (folds.SUMMARY_SENDS), if any
+    folded_into: str | None
+    topic: str | None
+
+    @classmethod
+    def from_row(cls, row: Row, event: object) -> QueuedPage:
+        return cls(
+            id=int(row["id"]),
+            idem=str(row["idem"]),
+            pager=str(row["pager"]),
+            action=str(row["action"]),
+            dedup_key=str(row["dedup_key"]),
+            event=_opt_json(event),
+            state=row["state"],
+            attempts=int(row["attempts"]),
+            next_attempt_at=float(row["next_attempt_at"]),
+            claimed_by=_opt_str(row.get("claimed_by")),
+            claim_until=_opt_float(row.get("claim_until")),
+            last_error=_opt_str(row.get("last_error")),
+            created_at=float(row["created_at"]),
+            sent_at=_opt_float(row.get("sent_at")),
+            incident=_opt_str(row.get("incident")),
+            folded_into=_opt_str(row.get("folded_into")),
+            topic=_opt_str(row.get("topic")),
+        )

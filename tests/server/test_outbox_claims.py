@@ -41,3 +41,46 @@ async def test_a_released_page_waits_for_its_retry_time_whoever_claims(
     await store.page_retry(row["id"], at=row["next_attempt_at"] + 3600, error="HTTP 500")
     assert await store.claim_pages("replica-a", 10, lease=60.0) == []
     assert await store.claim_pages("replica-b", 10, lease=60.0) == []
+
+
+async def test_a_corrupt_page_row_is_failed_and_the_others_still_go_out(
+    store: StateStore,
+) -> None:
+    """A row whose event is not JSON, or not a page event, fails alone (the outbox
+    must never stop on one row); the typed record carries ``event=None`` for it."""
+    from remediator.metrics import Metrics
+    from remediator.paging.base import PageContent, PageEvent
+    from remediator.paging.outbox import Outbox
+    from remediator.testing import CapturePager
+
+    good = PageEvent(
+        action="trigger",
+        content=PageContent(
+            dedup_key="k-good",
+            severity="P3",
+            title="fine",
+            alertname="A",
+            runbook="-",
+            rule="-",
+            mode="live",
+        ),
+    )
+    await store.enqueue_pages(
+        [
+            ("bad-json", "capture", "trigger", "k-bad", {"v": 1}),
+            ("bad-shape", "capture", "trigger", "k-shape", {"v": 999}),
+            ("good", "capture", "trigger", "k-good", good.to_json()),
+        ]
+    )
+    async with store.backend.statement(durable=False) as c:
+        await c.execute("UPDATE outbox SET event = ? WHERE idem = ?", "{not json", "bad-json")
+    [corrupt] = [p for p in await store.list_pages() if p.idem == "bad-json"]
+    assert corrupt.event is None
+    pager = CapturePager()
+    outbox = Outbox(store, {"capture": pager}, Metrics(), owner="t")
+    await outbox.deliver_due()
+    states = {p.idem: (p.state, p.last_error or "") for p in await store.list_pages()}
+    assert states["good"] == ("sent", "")
+    for idem in ("bad-json", "bad-shape"):
+        assert states[idem][0] == "failed" and "unreadable event" in states[idem][1], states
+    assert [e.content.title for e in pager.sent] == ["fine"]
