@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 
@@ -49,3 +53,18 @@ async def redis_with_prefix(config: pytest.Config) -> AsyncIterator[tuple[aiored
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+async def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Until the daemon at ``url`` answers /readyz 200; fails if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as c:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "daemon exited"
+            try:
+                if (await c.get(url + "/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError("daemon never became ready")

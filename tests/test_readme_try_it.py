@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import free_port
+from tests.support import wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -68,15 +69,7 @@ async def test_the_try_it_alert_starts_a_run_on_the_shipped_rules(tmp_path: Path
         )  # fmt: skip
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
-                deadline = time.monotonic() + 30
-                while True:
-                    try:
-                        if (await c.get("/readyz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert time.monotonic() < deadline and proc.poll() is None, "not ready"
-                    await asyncio.sleep(0.1)
+                await wait_ready(f"http://127.0.0.1:{port}", proc)
                 r = await c.post("/api/v1/alerts", json=payload)
                 assert r.status_code == 202 and r.json()["journaled"] == 1, r.text
                 deadline = time.monotonic() + 30

@@ -39,9 +39,8 @@ from remediator.metrics import Metrics
 from remediator.paging.base import PageContent, Pager
 from remediator.paging.outbox import Outbox
 from remediator.runbook_api.context import Clients
-from remediator.runbook_api.registry import Registry
+from remediator.runbook_api.registry import Registry, load_entry_points
 from remediator.runbooks import yaml_runbooks
-from remediator.runbooks.yaml_runbooks import registry_for
 from remediator.settings import Settings
 from remediator.state.journal import JournalWriter
 from remediator.state.store import StateStore
@@ -73,8 +72,8 @@ class Daemon(Lanes):
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        # serve refused to start on YAML runbook errors; here they are known good.
-        self.registry = registry if registry is not None else registry_for(settings.runbooks)[0]
+        # The YAML runbooks join it in start(), read with the rules (reload_rules).
+        self.registry = registry if registry is not None else load_entry_points()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._pagers = pagers
         self._clients = clients

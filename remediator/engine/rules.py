@@ -104,10 +104,6 @@ class RuleSet:
         return len(self.rules)
 
 
-def rule_files(path: str | Path) -> list[Path]:
-    return yaml_files(path)
-
-
 def _parse_rule(raw: Any, where: str, registry: Registry, errors: list[str]) -> Rule | None:
     if not isinstance(raw, dict):
         errors.append(f"{where}: a rule must be a mapping")
@@ -264,7 +260,7 @@ def load(path: str | Path, registry: Registry) -> tuple[RuleSet | None, list[str
     """Parse every rule file under ``path``. Returns (rules, []) or (None, errors)."""
     errors: list[str] = []
     rules: list[Rule] = []
-    files = rule_files(path)
+    files = yaml_files(path)
     if not Path(path).exists():
         return None, [f"{path}: no such file or directory"]
     seen: dict[str, str] = {}

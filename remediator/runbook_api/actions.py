@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, NoReturn, Protocol
 
 from remediator import validation
 from remediator.errors import NotCorroborated
@@ -51,10 +51,25 @@ def _json_value(value: object) -> JsonScalar:
     return str(value)
 
 
+def _unmet(reason: str, corroborates: bool) -> NoReturn:
+    """An expectation the target did not meet: on a corroborating step the alert is
+    not confirmed (nothing changes); otherwise the step failed."""
+    if corroborates:
+        raise NotCorroborated(reason)
+    raise StepFailed(reason)
+
+
+class Hint(str):
+    """A bind value known only at run time, shown as words in a plan."""
+
+    __slots__ = ()
+
+
 def render_sql(text: str, binds: Sequence[object]) -> str:
-    """The statement and, one per line, the values it binds (never spliced in)."""
+    """The statement and, one per line, the values it binds (never spliced in), as
+    every plan, page and audit row shows a statement."""
     lines = [line.rstrip() for line in text.strip().splitlines()]
-    lines += [f"-- ${i} = {b!r}" for i, b in enumerate(binds, 1)]
+    lines += [f"-- ${i} = {b if isinstance(b, Hint) else repr(b)}" for i, b in enumerate(binds, 1)]
     return "\n".join(lines)
 
 
@@ -69,9 +84,7 @@ class Sql:
     expect: Expect = "any"
     corroborates: bool = False  # an unmet expectation means the alert is not confirmed
 
-    @property
-    def needs(self) -> Need:
-        return "database"
+    needs: ClassVar[Need] = "database"
 
     def render(self) -> str:
         header = "-- one transaction" if self.mutates else "-- read-only transaction"
@@ -89,10 +102,7 @@ class Sql:
         unmet = (self.expect == "rows" and not rows) or (self.expect == "no_rows" and rows)
         if unmet:
             wanted = "at least one row" if self.expect == "rows" else "no rows"
-            reason = f"the query returned {len(rows)} row(s); {wanted} expected"
-            if self.corroborates:
-                raise NotCorroborated(reason)
-            raise StepFailed(reason)
+            _unmet(f"the query returned {len(rows)} row(s); {wanted} expected", self.corroborates)
         return Done(summary, data={"rows": kept, "count": len(rows)})
 
 
@@ -105,13 +115,9 @@ class KubeScale:
     replicas: int
     namespace: str = "<namespace>"
 
-    @property
-    def needs(self) -> Need:
-        return "kubernetes"
+    needs: ClassVar[Need] = "kubernetes"
 
-    @property
-    def mutates(self) -> bool:
-        return True
+    mutates: ClassVar[bool] = True
 
     def render(self) -> str:
         return (
@@ -162,13 +168,9 @@ class KubeScaleBack:
     set_to: int
     namespace: str = "<namespace>"
 
-    @property
-    def needs(self) -> Need:
-        return "kubernetes"
+    needs: ClassVar[Need] = "kubernetes"
 
-    @property
-    def mutates(self) -> bool:
-        return True
+    mutates: ClassVar[bool] = True
 
     def render(self) -> str:
         return (
@@ -195,13 +197,9 @@ class KubeRestart:
     deployment: str
     namespace: str = "<namespace>"
 
-    @property
-    def needs(self) -> Need:
-        return "kubernetes"
+    needs: ClassVar[Need] = "kubernetes"
 
-    @property
-    def mutates(self) -> bool:
-        return True
+    mutates: ClassVar[bool] = True
 
     def render(self) -> str:
         return f"kubectl rollout restart deployment/{self.deployment} -n {self.namespace}"
@@ -224,13 +222,9 @@ class KubeJobFrom:
     namespace: str = "<namespace>"
     ttl_seconds: int = 86_400
 
-    @property
-    def needs(self) -> Need:
-        return "kubernetes"
+    needs: ClassVar[Need] = "kubernetes"
 
-    @property
-    def mutates(self) -> bool:
-        return True
+    mutates: ClassVar[bool] = True
 
     def render(self) -> str:
         args = " ".join(self.argv)
@@ -259,13 +253,9 @@ class RedisRead:
     expect: Literal["any", "present", "absent"] = "any"
     corroborates: bool = False
 
-    @property
-    def needs(self) -> Need:
-        return "cache"
+    needs: ClassVar[Need] = "cache"
 
-    @property
-    def mutates(self) -> bool:
-        return False
+    mutates: ClassVar[bool] = False
 
     def render(self) -> str:
         return "redis-cli MGET " + " ".join(self.keys)
@@ -278,10 +268,7 @@ class RedisRead:
         summary = f"{len(present)} of {len(self.keys)} key(s) present"
         unmet = (self.expect == "present" and missing) or (self.expect == "absent" and present)
         if unmet:
-            reason = f"{summary}; expected all {self.expect}"
-            if self.corroborates:
-                raise NotCorroborated(reason)
-            raise StepFailed(reason)
+            _unmet(f"{summary}; expected all {self.expect}", self.corroborates)
         return Done(summary, data={"present": present, "missing": missing})
 
 
@@ -294,13 +281,9 @@ class ProviderProbe:
     expect: Literal["any", "up", "down"] = "any"
     corroborates: bool = False
 
-    @property
-    def needs(self) -> Need:
-        return "http"
+    needs: ClassVar[Need] = "http"
 
-    @property
-    def mutates(self) -> bool:
-        return False
+    mutates: ClassVar[bool] = False
 
     def render(self) -> str:
         return f"GET the status URL of provider {self.provider} (targets.http.providers)"
@@ -311,10 +294,7 @@ class ProviderProbe:
         state = "up" if health.healthy else "down"
         summary = f"provider {self.provider} is {state}: {health.detail}"
         if self.expect != "any" and state != self.expect:
-            reason = f"{summary}; expected {self.expect}"
-            if self.corroborates:
-                raise NotCorroborated(reason)
-            raise StepFailed(reason)
+            _unmet(f"{summary}; expected {self.expect}", self.corroborates)
         return Done(summary, data={"up": health.healthy})
 
 
@@ -324,13 +304,9 @@ class Note:
 
     text: str
 
-    @property
-    def needs(self) -> None:
-        return None
+    needs: ClassVar[None] = None
 
-    @property
-    def mutates(self) -> bool:
-        return False
+    mutates: ClassVar[bool] = False
 
     def render(self) -> str:
         return f"page: {self.text}"

@@ -7,20 +7,14 @@ builds SQL from values (the statements stay parameterised).
 
 from __future__ import annotations
 
+from remediator.runbook_api.actions import Hint as Hint  # re-exported for the runbooks
+from remediator.runbook_api.actions import render_sql
 from remediator.runbook_api.context import StepContext
-
-
-class Hint(str):
-    """A bind value known only at run time, shown as words in a plan."""
-
-    __slots__ = ()
 
 
 def sql(text: str, *binds: object) -> str:
     """The statement and, one per line, the values it binds (as a plan shows them)."""
-    lines = [line.rstrip() for line in text.strip().splitlines()]
-    lines += [f"-- ${i} = {b if isinstance(b, Hint) else repr(b)}" for i, b in enumerate(binds, 1)]
-    return "\n".join(lines)
+    return render_sql(text, binds)
 
 
 def namespace(ctx: StepContext) -> str:

@@ -57,43 +57,29 @@ class HttpSettings(Strict):
         return None if isinstance(v, str) and not v.strip() else v
 
 
-class PrometheusSettings(Strict):
+class _Endpoint(Strict):
+    """An HTTP API the daemon asks (Prometheus, Grafana): its URL and timeout."""
+
     url: str
+    timeout: float = 5.0
+
+    _url = field_validator("url")(http_url)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v: Any) -> float:
+        return positive_duration(v, "timeout")
+
+
+class PrometheusSettings(_Endpoint):
     # Before a mutation, ALERTS must show the alert firing; before an undo, not firing.
     corroborate: bool = True
-    timeout: float = 5.0
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _timeout(cls, v: Any) -> float:
-        return positive_duration(v, "timeout")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return v
 
 
-class GrafanaSettings(Strict):
+class GrafanaSettings(_Endpoint):
     """Grafana's alert state, the witness for alerts from Grafana Alerting."""
 
-    url: str
     token: SecretStr  # a service account token that can read alert rules
-    timeout: float = 5.0
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _timeout(cls, v: Any) -> float:
-        return positive_duration(v, "timeout")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return v
 
 
 class TargetSettings(Strict):

@@ -55,7 +55,7 @@ async def test_a_statement_on_a_missing_table_is_named_and_runs_nothing(
 
     assert step(present.json(), "WORKER-STUCK", "backlog")["runnable"] is True
     assert check(present.json(), "targets", "database")["ok"] is True
-    assert rows == 0  # EXPLAINed in a rolled-back read-only transaction, never run
+    assert rows == 0  # EXPLAINed in a read-only transaction, never run
 
 
 async def test_a_denied_verb_makes_the_yaml_step_not_runnable(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import httpx
 from remediator.testing import make_alert, make_payload
 from tests.conftest import free_port
 from tests.engine.test_operator_commands import ROOT, run_cli
+from tests.support import wait_ready
 
 RULES = ROOT / "rules"
 
@@ -89,15 +90,7 @@ async def test_sighup_with_invalid_rules_keeps_the_old_ones(tmp_path: Path) -> N
     )  # fmt: skip
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if (await c.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline and proc.poll() is None, "not ready"
-                await asyncio.sleep(0.1)
+            await wait_ready(f"http://127.0.0.1:{port}", proc)
             rules.write_text("rules: [{name: broken}]\n")
             proc.send_signal(signal.SIGHUP)
             deadline = time.monotonic() + 30

@@ -20,6 +20,7 @@ from remediator.state.store import StateStore
 from remediator.testing import make_alert, make_payload
 from tests.conftest import free_port
 from tests.helpers import TcpProxy, running_daemon
+from tests.support import wait_ready
 
 
 async def test_postgres_down_gives_503_never_2xx_and_recovers(pg_schema_dsn, tmp_path):
@@ -69,19 +70,6 @@ def _serve(config: Path, cwd: Path) -> subprocess.Popen[bytes]:
     )
 
 
-async def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient() as c:
-        for _ in range(200):
-            assert proc.poll() is None, "daemon exited"
-            try:
-                if (await c.get(url + "/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError("daemon never became ready")
-
-
 async def test_kill_9_right_after_202_keeps_the_occurrence(tmp_path):
     port = free_port()
     (tmp_path / "rules").mkdir()
@@ -91,7 +79,7 @@ async def test_kill_9_right_after_202_keeps_the_occurrence(tmp_path):
     proc = _serve(cfg, tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
-        await _wait_ready(url, proc)
+        await wait_ready(url, proc)
         alerts = [make_alert("PricingPackBuildSlow", {"i": str(i)}) for i in range(25)]
         async with httpx.AsyncClient() as c:
             r = await c.post(url + "/api/v1/alerts", json=make_payload(*alerts))
@@ -118,7 +106,7 @@ async def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(tmp_path):
     proc = _serve(cfg, tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
-        await _wait_ready(url, proc)
+        await wait_ready(url, proc)
         async with httpx.AsyncClient(timeout=20) as c:
             sends = [
                 asyncio.create_task(

@@ -51,20 +51,20 @@ def _check(tmp_path: Path, runbook_yaml: str) -> subprocess.CompletedProcess[str
     (tmp_path / "runbooks").mkdir(exist_ok=True)
     (tmp_path / "runbooks" / "queue.yaml").write_text(runbook_yaml)
     (tmp_path / "rules.yaml").write_text(RULE)
+    return _remediator(
+        "check-rules", str(tmp_path / "rules.yaml"), "--runbooks", str(tmp_path / "runbooks")
+    )
+
+
+def _remediator(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it, from the filesystem root (no cwd-relative luck)."""
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "remediator",
-            "check-rules",
-            str(tmp_path / "rules.yaml"),
-            "--runbooks",
-            str(tmp_path / "runbooks"),
-        ],
+        [sys.executable, "-m", "remediator", *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        cwd="/",
     )
 
 
@@ -75,21 +75,7 @@ def test_a_valid_runbook_and_the_rule_that_uses_it_pass(tmp_path: Path) -> None:
 
 
 def test_the_shipped_example_and_its_rule_pass() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "remediator",
-            "check-rules",
-            str(EXAMPLE / "rules"),
-            "--runbooks",
-            str(EXAMPLE),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _remediator("check-rules", str(EXAMPLE / "rules"), "--runbooks", str(EXAMPLE))
     assert result.returncode == 0, result.stderr
     registry = load_entry_points()
     assert yaml_runbooks.load(EXAMPLE, registry) == []
@@ -197,14 +183,7 @@ def test_serve_refuses_to_start_on_a_broken_runbook(tmp_path: Path) -> None:
         f"listen: 127.0.0.1:{free_port()}\nrules: rules.yaml\nrunbooks: runbooks/\n"
         "state: sqlite:///state.db\nauth: {webhook_tokens: [check-runbooks-token-0123]}\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "remediator", "serve", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd="/",
-    )
+    result = _remediator("serve", "--config", str(config))
     assert result.returncode == 2
     assert "unknown key 'kube_scael'" in result.stderr
     assert not (tmp_path / "state.db").exists()

@@ -315,3 +315,42 @@ async def test_a_temporary_sql_change_is_undone_by_its_own_undo_statement(
     )
     assert await target.fetchval(held) == 0
     assert await target.fetchval("SELECT count(*) FROM job_queue WHERE state = 'pending'") == 251
+
+
+async def test_the_kill_switch_binds_a_yaml_runbook_before_approval_and_undo(
+    target: TargetDatabase, kube: KubernetesClient, fake: FakeKubeAPI
+) -> None:
+    """The YAML steps pass the engine's one gate: paused before the run, nothing is
+    restarted; an approval decided while paused waits; an undo while paused waits;
+    each goes on, once, after resume."""
+
+    def changes() -> list[Any]:
+        return [r for r in fake.requests if r.method != "GET"]
+
+    async with harness(target, kube, registry()) as h:
+        await h.engine.set_paused(True, "alice")
+        await h.deliver(ALERT)
+        [run] = await h.runs()
+        assert run.state == "parked" and changes() == []
+        await h.engine.set_paused(False, "alice")
+        await h.maintenance()
+        assert len(patches(fake, "deployments/mailer")) == 1  # the restart, once
+
+        [approval] = await h.approvals(run.id)
+        await h.engine.set_paused(True, "alice")
+        await h.approve(approval.id)
+        await h.maintenance()
+        assert replicas(fake) == 2  # decided, not done
+        await h.engine.set_paused(False, "alice")
+        await h.maintenance()
+        assert replicas(fake) == 6
+
+        await h.engine.set_paused(True, "alice")
+        await h.deliver(resolved(ALERT))
+        await h.maintenance()
+        assert replicas(fake) == 6  # the undo waits for resume
+        await h.engine.set_paused(False, "alice")
+        await h.maintenance()
+        assert replicas(fake) == 2
+        restarts = patches(fake, "deployments/mailer")
+    assert len([r for r in restarts if "restartedAt" in str(r.body)]) == 1
