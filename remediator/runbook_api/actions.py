@@ -13,14 +13,14 @@ The clients are reached through the Protocols of ``client_protocols`` (the types
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import ClassVar, Literal, NoReturn, Protocol
+from typing import ClassVar, Literal, NoReturn, Protocol, TypeVar
 
 from remediator import validation
-from remediator.errors import NotCorroborated
+from remediator.errors import NotConfigured, NotCorroborated
 from remediator.runbook_api.context import Clients
 from remediator.runbook_api.steps import Done, Need, Skip, StepFailed, StepOutcome
 
@@ -28,6 +28,7 @@ from remediator.runbook_api.steps import Done, Need, Skip, StepFailed, StepOutco
 MAX_ROWS = 20
 Expect = Literal["any", "rows", "no_rows"]
 JsonScalar = str | int | float | bool | None
+T = TypeVar("T")
 
 
 class Action(Protocol):
@@ -65,6 +66,18 @@ class Hint(str):
     __slots__ = ()
 
 
+def _checking(need: Callable[[], T], corroborates: bool) -> T:
+    """The client a read needs. A corroborating read without its target cannot
+    confirm the alert: that is "not corroborated" (nothing changes), never a skipped
+    check the changes after it would take as confirmed."""
+    try:
+        return need()
+    except NotConfigured as exc:
+        if corroborates:
+            raise NotCorroborated(f"the alert cannot be confirmed: {exc.reason}") from exc
+        raise
+
+
 def render_sql(text: str, binds: Sequence[object]) -> str:
     """The statement and, one per line, the values it binds (never spliced in), as
     every plan, page and audit row shows a statement."""
@@ -91,7 +104,7 @@ class Sql:
         return f"{header}\n{render_sql(self.query, self.binds)}"
 
     async def execute(self, clients: Clients) -> StepOutcome:
-        db = clients.need_database()
+        db = _checking(clients.need_database, self.corroborates)
         async with db.transaction(readonly=not self.mutates) as tx:
             if self.mutates:
                 status = await tx.execute(self.query, *self.binds)
@@ -261,7 +274,7 @@ class RedisRead:
         return "redis-cli MGET " + " ".join(self.keys)
 
     async def execute(self, clients: Clients) -> StepOutcome:
-        cache = clients.need_cache()
+        cache = _checking(clients.need_cache, self.corroborates)
         values = await cache.get_many(list(self.keys))
         present = sorted(k for k, v in values.items() if v is not None)
         missing = sorted(k for k in self.keys if values.get(k) is None)
@@ -289,7 +302,7 @@ class ProviderProbe:
         return f"GET the status URL of provider {self.provider} (targets.http.providers)"
 
     async def execute(self, clients: Clients) -> StepOutcome:
-        http = clients.need_http()
+        http = _checking(clients.need_http, self.corroborates)
         health = await http.provider_status(self.provider)
         state = "up" if health.healthy else "down"
         summary = f"provider {self.provider} is {state}: {health.detail}"

@@ -354,3 +354,20 @@ async def test_the_kill_switch_binds_a_yaml_runbook_before_approval_and_undo(
         assert replicas(fake) == 2
         restarts = patches(fake, "deployments/mailer")
     assert len([r for r in restarts if "restartedAt" in str(r.body)]) == 1
+
+
+async def test_a_corroborating_read_without_its_target_confirms_nothing(
+    kube: KubernetesClient, fake: FakeKubeAPI
+) -> None:
+    """No targets.database: the backlog cannot be checked, so the alert is not
+    corroborated and the restart after it never runs (not "skipped, carry on")."""
+    async with Harness(registry(), RULES, clients=Clients(kubernetes=kube)) as h:
+        await h.deliver(ALERT)
+        steps = await by_name(h, "fire")
+    assert steps["backlog"].outcome == "skipped"
+    assert steps["backlog"].reason == (
+        "not corroborated: the alert cannot be confirmed:"
+        " not configured: targets.database is not set"
+    )
+    assert "restart_worker" not in steps or steps["restart_worker"].outcome != "applied"
+    assert [r for r in fake.requests if r.method != "GET"] == []
