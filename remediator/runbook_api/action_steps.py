@@ -51,8 +51,13 @@ def action_step(
     timeout: float = 30.0,
     stop_on_failure: bool = False,
     requires: tuple[Requirement, ...] = (),
+    attempts: int = 3,
+    backoff: float = 0.5,
+    idempotent: bool = False,
+    withhold: Callable[[StepContext], str | None] | None = None,
 ) -> Step:
-    """``temporary``: undone on resolve, by ``undo`` or else the action's own undo."""
+    """``temporary``: undone on resolve, by ``undo`` or else the action's own undo.
+    ``withhold``: why an approval is not offered in this run (nothing to approve)."""
 
     async def run(*, ctx: StepContext, **_: Any) -> StepOutcome:
         return await build(ctx).execute(ctx.clients)
@@ -81,13 +86,13 @@ def action_step(
                 return action.planned_undo()
         return undo_action(ctx, changes).render()
 
-    def withhold(ctx: StepContext) -> str | None:
+    def withhold_approval(ctx: StepContext) -> str | None:
         # An approval whose inputs fail their checks could only fail once approved.
         try:
             build(ctx)
         except InputRejected as exc:
             return f"rejected input {exc}"
-        return None
+        return withhold(ctx) if withhold is not None else None
 
     return Step(
         name=name,
@@ -102,6 +107,59 @@ def action_step(
         timeout=timeout,
         stop_on_failure=stop_on_failure,
         needs=needs,
-        withhold=withhold if approval == "approve" else None,
+        withhold=withhold_approval if approval == "approve" else None,
         requires=requires,
+        attempts=attempts,
+        backoff=backoff,
+        idempotent=idempotent,
     )
+
+
+def step(
+    name: str,
+    kind: Kind,
+    title: str,
+    *,
+    mutates: bool,
+    needs: tuple[Need, ...] = (),
+    approval: Approval = "auto",
+    temporary: bool = False,
+    undo: BuildUndo | None = None,
+    timeout: float = 30.0,
+    stop_on_failure: bool = False,
+    requires: tuple[Requirement, ...] = (),
+    attempts: int = 3,
+    backoff: float = 0.5,
+    idempotent: bool = False,
+    withhold: Callable[[StepContext], str | None] | None = None,
+) -> Callable[[BuildAction], Step]:
+    """Declare a step at the function that builds its action (as kopf's handler
+    decorators do): the decorated name is the ``Step``, so a runbook's step list reads
+    as the names of its functions. The keywords are ``action_step``'s.
+
+        @step("raise_cooldown", "mitigate", "Raise every cooldown", mutates=True,
+              temporary=True)
+        def raise_cooldown(ctx: StepContext) -> GlobalCooldown: ...
+    """
+
+    def declare(build: BuildAction) -> Step:
+        return action_step(
+            name,
+            kind,
+            title,
+            build,
+            mutates=mutates,
+            needs=needs,
+            approval=approval,
+            temporary=temporary,
+            undo=undo,
+            timeout=timeout,
+            stop_on_failure=stop_on_failure,
+            requires=requires,
+            attempts=attempts,
+            backoff=backoff,
+            idempotent=idempotent,
+            withhold=withhold,
+        )
+
+    return declare

@@ -28,6 +28,7 @@ from remediator.settings import Settings
 Mode = Literal["live", "dry-run", "paused"]
 T = TypeVar("T")
 P = TypeVar("P", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
 
 # The run id of a plan (`remediator replay`): no run exists yet, so a call that names
 # the run (a Job's name) renders a placeholder there instead of this id.
@@ -104,6 +105,13 @@ class StepContext:
     @property
     def labels(self) -> Mapping[str, str]:
         return self.alert.labels
+
+    def found(self, step: str, record: type[R]) -> R | None:
+        """What an earlier step of this run found, as that step's typed record (None:
+        it has not run in this run, or it failed), so a step's input is checked, not
+        read by string keys."""
+        data = self.results.get(step)
+        return None if data is None else record.model_validate(data)
 
     def params_as(self, model: type[P]) -> P:
         """The params as the runbook's own model, so mypy checks every field a step reads.

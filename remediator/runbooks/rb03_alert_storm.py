@@ -35,9 +35,8 @@ rb03_dedupe (step 4); step 5 (the evaluator) and the declaration live here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from remediator.runbook_api.action_steps import action_step
+from remediator.runbook_api.action_steps import step
 from remediator.runbook_api.actions import KubeScale
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import Runbook, Step
@@ -47,108 +46,38 @@ from remediator.runbooks.rb03_alerts import (
     confirm_storm,
     disable_offenders,
     global_cooldown,
-    render_confirm_storm,
-    render_disable_offenders,
-    render_global_cooldown,
-    render_review,
-    restore_cooldowns,
     review_offenders,
     top_offenders,
 )
-from remediator.runbooks.rb03_dedupe import (
-    UNIQUE_INDEX,
-    check_dedupe,
-    delete_duplicates,
-    render_check_dedupe,
-    render_delete_duplicates,
-)
+from remediator.runbooks.rb03_dedupe import UNIQUE_INDEX, check_dedupe, delete_duplicates
 from remediator.runbooks.rb03_params import Params
 
 # ------------------------------------------------ 5 scale evaluator (approve)
 
 
-def scale_evaluator_to_zero(ctx: StepContext) -> KubeScale:
-    """The action itself: the plan, the page, the run and its undo all come from it."""
+@step(
+    "scale_evaluator_down",
+    "mitigate",
+    "Scale the alert evaluator (scheduler) to 0",
+    mutates=True,
+    approval="approve",
+    needs=("kubernetes",),
+    temporary=True,  # the recorded replicas come back, only if still at 0
+)
+def scale_evaluator_down(ctx: StepContext) -> KubeScale:
     return KubeScale(ctx.params_as(Params).evaluator_deployment, 0, plan.namespace(ctx))
 
 
-def _literal(text: str) -> Any:
-    def render(*, ctx: StepContext, **_: Any) -> str:
-        p = ctx.params_as(Params)
-        return plan.sql(text, p.window_minutes, p.top_limit)
-
-    return render
-
-
 STEPS: Sequence[Step] = (
-    Step(
-        "confirm_storm",
-        "diagnose",
-        "Confirm the storm in the notifications table",
-        confirm_storm,
-        render_confirm_storm,
-        # A storm that cannot be seen is no reason to brake every alert.
-        stop_on_failure=True,
-        timeout=15.0,
-    ),
-    Step(
-        "global_cooldown",
-        "mitigate",
-        "Raise every alert's cooldown (emergency brake)",
-        global_cooldown,
-        render_global_cooldown,
-        mutates=True,
-        undo=restore_cooldowns,
-    ),
-    Step(
-        "top_offenders",
-        "diagnose",
-        "Find the top firing alerts",
-        top_offenders,
-        _literal(TOP_OFFENDERS),
-    ),
-    Step(
-        "disable_offenders",
-        "mitigate",
-        "Disable the top offending alerts",
-        disable_offenders,
-        render_disable_offenders,
-        mutates=True,
-    ),
-    Step(
-        "check_dedupe", "diagnose", "Check notification dedupe", check_dedupe, render_check_dedupe
-    ),
-    Step(
-        "delete_duplicates",
-        "mitigate",
-        "Delete duplicate notifications",
-        delete_duplicates,
-        render_delete_duplicates,
-        mutates=True,
-        approval="approve",
-        needs=("database",),
-    ),
-    action_step(
-        "scale_evaluator_down",
-        "mitigate",
-        "Scale the alert evaluator (scheduler) to 0",
-        scale_evaluator_to_zero,
-        mutates=True,
-        approval="approve",
-        needs=("kubernetes",),
-        temporary=True,  # the recorded replicas come back, only if still at 0
-    ),
+    confirm_storm,
+    global_cooldown,
+    top_offenders,
+    disable_offenders,
+    check_dedupe,
+    delete_duplicates,
+    scale_evaluator_down,
 )
-
-RESOLVE_STEPS: Sequence[Step] = (
-    Step(
-        "review_offenders",
-        "notify",
-        "List disabled offenders for review",
-        review_offenders,
-        render_review,
-    ),
-)
+RESOLVE_STEPS: Sequence[Step] = (review_offenders,)
 
 RUNBOOK = Runbook(
     id="RB-03",
@@ -166,6 +95,7 @@ __all__ = [
     "RESOLVE_STEPS",
     "RUNBOOK",
     "STEPS",
+    "TOP_OFFENDERS",
     "UNIQUE_INDEX",
     "Params",
 ]

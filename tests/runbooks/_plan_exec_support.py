@@ -244,6 +244,7 @@ FILLED_AT_RUN_TIME: Mapping[tuple[str, str], str] = {
     ("RB-02", "replay_dlq"): "the Job is named after the run",
     ("RB-03", "disable_offenders"): "the offenders top_offenders found",
     ("RB-03", "delete_duplicates"): "how many duplicates check_dedupe counted",
+    ("RB-03", "review_offenders"): "the offenders disable_offenders disabled",
     ("RB-04", "notify_users"): "the users audit_exports found",
     ("RB-04", "grant_license"): "the users audit_exports found",
     ("RB-06", "force_password_resets"): "the accounts logins_from_ip found",
@@ -252,6 +253,7 @@ FILLED_AT_RUN_TIME: Mapping[tuple[str, str], str] = {
 # Undo calls that put back what their step recorded (the plan cannot know the value).
 UNDO_FILLED_AT_RUN_TIME: Mapping[tuple[str, str], str] = {
     ("RB-03", "scale_evaluator_down"): "the replicas the step recorded",
+    ("RB-03", "global_cooldown"): "each alert's cooldown the step recorded",
 }
 # Calls the plan shows as one template line and the run as one filled line per item
 # (each line must fill the template's command), for the same reason.
