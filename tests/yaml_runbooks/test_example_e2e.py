@@ -59,8 +59,9 @@ SCALE_CALL = (
     "  # previous replicas recorded  # undone on resolve"
 )
 TELL = (
-    "page: Worker mailer was restarted because queue emails backed up. If it recurs"
-    " within the hour, the cooldown holds the robot and pages you."
+    "page: Queue emails of worker mailer backed up; the steps above say whether the"
+    " worker was restarted (a dry-run only plans it). If it recurs within the hour, the"
+    " cooldown holds the robot and pages you."
 )
 
 Entry = dict[str, Any]  # one line of GET /api/v1/actions, as JSON

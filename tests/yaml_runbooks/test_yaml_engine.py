@@ -112,7 +112,7 @@ async def test_fire_approve_resolve_does_what_the_plan_said(
         assert len(restart) == 1 and "restartedAt" in str(restart[0].body)
         assert replicas(fake) == 2  # waits for a human
         assert (
-            "Worker mailer was restarted because queue emails backed up"
+            "Queue emails of worker mailer backed up; the steps above say whether"
             in (fired["tell"].result["summary"])
         )
 
