@@ -11,6 +11,7 @@ this way too.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from remediator.errors import InputRejected, StepFailed
@@ -21,11 +22,37 @@ from remediator.runbook_api.steps import (
     Kind,
     Need,
     Requirement,
+    Skip,
     Step,
     StepOutcome,
 )
 
 BuildAction = Callable[[StepContext], Action]
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """A named condition a step needs, shown in every plan and checked right before
+    the step runs (and before an approval is offered): unmet, the step is skipped
+    with the reason, and an approval is not offered."""
+
+    name: str  # as a plan shows it: "top_offenders found the offenders"
+    unmet: Callable[[StepContext], str | None]  # why it does not hold (None: it holds)
+
+    def reason(self, ctx: StepContext) -> str | None:
+        why = self.unmet(ctx)
+        return None if why is None else f"precondition not met: {self.name} ({why})"
+
+
+def found_by(step_name: str, what: str) -> Precondition:
+    """The precondition "an earlier step of this run found what this one acts on"."""
+
+    def unmet(ctx: StepContext) -> str | None:
+        return None if step_name in ctx.results else f"{step_name} did not run or failed"
+
+    return Precondition(f"{step_name} found {what}", unmet)
+
+
 BuildUndo = Callable[[StepContext, Mapping[str, Any]], Action]
 
 
@@ -55,16 +82,23 @@ def action_step(
     backoff: float = 0.5,
     idempotent: bool = False,
     withhold: Callable[[StepContext], str | None] | None = None,
+    preconditions: tuple[Precondition, ...] = (),
 ) -> Step:
     """``temporary``: undone on resolve, by ``undo`` or else the action's own undo.
     ``withhold``: why an approval is not offered in this run (nothing to approve)."""
 
+    def unmet(ctx: StepContext) -> str | None:
+        return next((r for p in preconditions if (r := p.reason(ctx)) is not None), None)
+
     async def run(*, ctx: StepContext, **_: Any) -> StepOutcome:
+        if (reason := unmet(ctx)) is not None:
+            return Skip(reason)
         return await build(ctx).execute(ctx.clients)
 
     def render(*, ctx: StepContext, **_: Any) -> str:
         text = build(ctx).render()
-        return f"{text}  # undone on resolve" if temporary else text
+        text = f"{text}  # undone on resolve" if temporary else text
+        return "\n".join([text, *(f"-- precondition: {p.name}" for p in preconditions)])
 
     def undo_action(ctx: StepContext, changes: Mapping[str, Any]) -> Action:
         if undo is not None:
@@ -92,6 +126,8 @@ def action_step(
             build(ctx)
         except InputRejected as exc:
             return f"rejected input {exc}"
+        if (reason := unmet(ctx)) is not None:
+            return reason
         return withhold(ctx) if withhold is not None else None
 
     return Step(
@@ -132,6 +168,7 @@ def step(
     backoff: float = 0.5,
     idempotent: bool = False,
     withhold: Callable[[StepContext], str | None] | None = None,
+    preconditions: tuple[Precondition, ...] = (),
 ) -> Callable[[BuildAction], Step]:
     """Declare a step at the function that builds its action (as kopf's handler
     decorators do): the decorated name is the ``Step``, so a runbook's step list reads
@@ -160,6 +197,7 @@ def step(
             backoff=backoff,
             idempotent=idempotent,
             withhold=withhold,
+            preconditions=preconditions,
         )
 
     return declare

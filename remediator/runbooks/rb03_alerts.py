@@ -17,7 +17,7 @@ from typing import ClassVar
 from pydantic import BaseModel, JsonValue
 
 from remediator.errors import NotCorroborated
-from remediator.runbook_api.action_steps import step
+from remediator.runbook_api.action_steps import found_by, step
 from remediator.runbook_api.actions import Hint, render_sql
 from remediator.runbook_api.context import Clients, StepContext
 from remediator.runbook_api.steps import Done, Need, Skip, StepFailed, StepOutcome
@@ -328,6 +328,7 @@ class DisableOffenders:
     "Disable the top offending alerts",
     mutates=True,
     needs=("database",),
+    preconditions=(found_by("top_offenders", "the top offenders"),),
 )
 def disable_offenders(ctx: StepContext) -> DisableOffenders:
     p = ctx.params_as(Params)
@@ -378,7 +379,13 @@ class ReviewOffenders:
         )
 
 
-@step("review_offenders", "notify", "List disabled offenders for review", mutates=False)
+@step(
+    "review_offenders",
+    "notify",
+    "List disabled offenders for review",
+    mutates=False,
+    preconditions=(found_by("disable_offenders", "the offenders to disable"),),
+)
 def review_offenders(ctx: StepContext) -> ReviewOffenders:
     done = ctx.found("disable_offenders", Disabled)
     return ReviewOffenders(None if done is None else tuple(done.disabled))

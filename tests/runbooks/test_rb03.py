@@ -297,7 +297,8 @@ async def test_dry_run_changes_nothing_even_when_approved(target, fake, kube) ->
     assert "-- $1 = 5\n-- $2 = 10" in calls["top_offenders"]
     assert calls["disable_offenders"] == (
         "UPDATE alerts SET active = FALSE WHERE id = ANY($1::text[]) AND active\n"
-        f"-- $1 = {OFFENDERS!r}"
+        f"-- $1 = {OFFENDERS!r}\n"
+        "-- precondition: top_offenders found the top offenders"
     )
     assert "HAVING COUNT(*) > 1" in calls["check_dedupe"]
     assert "i.indexname = $1" in calls["check_dedupe"]
@@ -453,3 +454,23 @@ def test_params_refuse_unsafe_values() -> None:
     ):
         with pytest.raises(ValueError):
             rb03.Params.model_validate(bad)
+
+
+async def test_disabling_waits_for_top_offenders_a_failed_read_disables_nothing(
+    target, fake, kube
+) -> None:
+    """The precondition the plan shows is checked at run time: with the offenders'
+    read failing (the alerts table's join column is gone), nothing is disabled and
+    the step says which precondition was not met."""
+    _dsn, db = target
+    await db.execute("ALTER TABLE notifications RENAME COLUMN alert_id TO alert_ref")
+    active_before = await db.fetch("SELECT id FROM alerts WHERE active ORDER BY id")
+    async with harness(target, kube) as h:
+        await h.deliver(ALERT)
+        fire = await steps_of(h, "fire")
+    assert fire["top_offenders"]["outcome"] == "failed"
+    assert fire["disable_offenders"]["outcome"] == "skipped"
+    assert fire["disable_offenders"]["reason"].startswith(
+        "precondition not met: top_offenders found the top offenders"
+    )
+    assert await db.fetch("SELECT id FROM alerts WHERE active ORDER BY id") == active_before
