@@ -4,7 +4,7 @@ values: the RDS states in which nothing more is started.
 
 from __future__ import annotations
 
-from typing import Any
+from decimal import Decimal
 
 from pydantic import Field, field_validator
 
@@ -77,5 +77,6 @@ class Params(sessions.SessionGuard):
         return v
 
 
-def rounded_seconds(value: Any) -> float:
+def rounded_seconds(value: float | Decimal | None) -> float:
+    """Seconds as a page shows them (``extract(epoch ...)`` is numeric from PG 14 on)."""
     return round(float(value or 0.0), 1)

@@ -566,7 +566,8 @@ def test_restore_time_follows_the_alert_start() -> None:
         clients=Clients(),
     )
     when = datetime(2026, 11, 28, 10, tzinfo=UTC) - timedelta(minutes=90)
-    assert rb05.render_point_in_time_restore(ctx=ctx).endswith(
+    restore = rb05.RUNBOOK.step("point_in_time_restore")
+    assert restore.render(ctx=ctx).endswith(
         f"--restore-time {when:%Y-%m-%dT%H:%M:%SZ}  # only if data corruption is confirmed;"
         " the switch-over stays manual"
     )
