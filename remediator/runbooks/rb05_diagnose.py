@@ -54,7 +54,10 @@ class TopStatements:
     mutates: ClassVar[bool] = False
 
     def render(self) -> str:
-        return f"{_HAS_PGSS};\n{render_sql(_TOP, (self.limit,))}"
+        return (
+            f"{_HAS_PGSS};\n{render_sql(_TOP, (self.limit,))}\n-- only if the extension"
+            " is installed and loaded (shared_preload_libraries); else skipped, saying which"
+        )
 
     async def execute(self, clients: Clients) -> StepOutcome:
         db = clients.need_database()

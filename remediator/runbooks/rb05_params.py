@@ -12,18 +12,16 @@ from remediator.errors import InputRejected
 from remediator.runbooks import sessions
 from remediator.validation import aws as aws_checks
 
-_QUERY_CHARS = 300
-BUSY = frozenset(
-    {
-        "rebooting",
-        "failing-over",
-        "modifying",
-        "upgrading",
-        "maintenance",
-        "creating",
-        "deleting",
-        "backtracking",
-    }
+# In these states nothing more is started (a tuple: a plan names them in this order).
+BUSY = (
+    "rebooting",
+    "failing-over",
+    "modifying",
+    "upgrading",
+    "maintenance",
+    "creating",
+    "deleting",
+    "backtracking",
 )
 
 

@@ -23,6 +23,17 @@ from remediator.runbook_api.steps import Done, Need, Skip, StepFailed, StepOutco
 from remediator.runbooks.rb05_params import BUSY, Params
 from remediator.validation import aws as aws_checks
 
+
+def _only_if(command: str, *checks: str) -> str:
+    """The call with the checks its action makes first (an unmet one skips the step),
+    after it as a shell comment, so a plan shows them and a pasted line still runs."""
+    return f"{command}  # only if {'; '.join(checks)}"
+
+
+def _idle(instance: str) -> str:
+    return f"{instance} is not {', '.join(BUSY[:-1])} or {BUSY[-1]} (its status is read first)"
+
+
 # ------------------------------------------------------------ 1 RDS status
 
 
@@ -82,10 +93,16 @@ class RdsFailover:
     mutates: ClassVar[bool] = True
 
     def render(self) -> str:
+        idle = _idle(self.instance)
         if self.cluster is not None:
-            return f"aws rds failover-db-cluster --db-cluster-identifier {self.cluster}"
-        return (
-            f"aws rds reboot-db-instance --db-instance-identifier {self.instance} --force-failover"
+            return _only_if(
+                f"aws rds failover-db-cluster --db-cluster-identifier {self.cluster}", idle
+            )
+        # The client refuses a Single-AZ instance itself: the step fails, saying so.
+        return _only_if(
+            f"aws rds reboot-db-instance --db-instance-identifier {self.instance} --force-failover",
+            idle,
+            f"{self.instance} is Multi-AZ (else it fails: no standby to fail over to)",
         )
 
     async def execute(self, clients: Clients) -> StepOutcome:
@@ -137,10 +154,17 @@ class RdsScaleUp:
     needs: ClassVar[Need] = "aws"
     mutates: ClassVar[bool] = True
 
-    def render(self) -> str:
+    def command(self) -> str:
         return (
             f"aws rds modify-db-instance --db-instance-identifier {self.instance}"
             f" --db-instance-class {self.instance_class} --apply-immediately"
+        )
+
+    def render(self) -> str:
+        return _only_if(
+            self.command(),
+            f"{self.instance} is not {self.instance_class} already",
+            _idle(self.instance),
         )
 
     async def execute(self, clients: Clients) -> StepOutcome:
@@ -161,16 +185,13 @@ class RdsScaleUp:
         return Done(
             f"scaling {self.instance} from {previous} to {self.instance_class}"
             f" (5-15 min; Multi-AZ reduces downtime); to go back later:"
-            f" {self.undo(changes).render()}",
+            f" {self.undo(changes).command()}",
             data={"previous_class": previous, "new_class": self.instance_class},
             changes=changes,
         )
 
     def planned_undo(self) -> str:
-        return (
-            f"aws rds modify-db-instance --db-instance-identifier {self.instance}"
-            " --db-instance-class <the class recorded> --apply-immediately"
-        )
+        return RdsScaleUp(self.instance, "<the class recorded>").command()
 
     def undo(self, changes: Mapping[str, object]) -> RdsScaleUp:
         """Back to the recorded class. Not run on resolve (the step is not temporary):

@@ -88,7 +88,7 @@ class TerminateBlockers:
     def render(self) -> str:
         roles, apps = list(self.guard.protected_roles), list(self.guard.protected_applications)
         return (
-            f"{render_sql(_BLOCKERS, (roles, apps))};\n"
+            f"{render_sql(_BLOCKERS, (roles, apps))}\n"
             f"-- then, for at most {self.guard.max_terminations} unprotected blockers that"
             f" made someone wait >= {self.threshold:g} s:\n"
             + render_sql(
