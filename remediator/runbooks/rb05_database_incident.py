@@ -36,135 +36,44 @@ offered for approval before that check, and stays a human's call.)
 This module must never terminate a session of another database, and never build SQL
 from a label: nothing here reads labels at all; the instance comes from params.
 
-Its parts: rb05_params (params), rb05_rds (the RDS instance: status, failover, scale
-up, restore), rb05_diagnose (statements, sessions, the corroboration), rb05_terminate
-(the bounded terminate); the declaration lives here.
+Each step is an action declared with ``@step`` at the function that builds it, so the
+plan, the page, the audit trail and the run are one object. Its parts: rb05_params
+(params), rb05_rds (the RDS instance: status, failover, scale up, restore),
+rb05_diagnose (statements, sessions, the corroboration), rb05_terminate (the bounded
+terminate); the step order lives here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from remediator.runbook_api.steps import Runbook, Step
 from remediator.runbooks.rb05_diagnose import (
     blocking_sessions,
     confirm_incident,
     long_queries,
-    render_blocking_sessions,
-    render_confirm_incident,
-    render_long_queries,
-    render_top_statements,
     top_statements,
 )
 from remediator.runbooks.rb05_params import Params
-from remediator.runbooks.rb05_rds import (
-    failover,
-    point_in_time_restore,
-    rds_status,
-    render_failover,
-    render_point_in_time_restore,
-    render_rds_status,
-    render_scale_up,
-    scale_up,
-)
-from remediator.runbooks.rb05_terminate import render_terminate_blockers, terminate_blockers
+from remediator.runbooks.rb05_rds import failover, point_in_time_restore, rds_status, scale_up
+from remediator.runbooks.rb05_terminate import terminate_blockers
 
 
-def _target(labels: Mapping[str, str], params: Any) -> str:
-    return str(params.db_instance_identifier)
+def _target(labels: Mapping[str, str], params: object) -> str:
+    # The instance comes from the params (validated with Params), never from a label.
+    return Params.model_validate(params).db_instance_identifier
 
 
 STEPS: Sequence[Step] = (
-    Step(
-        "rds_status",
-        "diagnose",
-        "RDS instance status and pending modifications",
-        rds_status,
-        render_rds_status,
-        timeout=20.0,
-    ),
-    Step(
-        "failover",
-        "mitigate",
-        "Fail over to the standby (if the primary is down)",
-        failover,
-        render_failover,
-        mutates=True,
-        approval="approve",
-        needs=("aws",),
-        timeout=60.0,
-        attempts=1,
-    ),
-    Step(
-        "top_statements",
-        "diagnose",
-        "Top statements from pg_stat_statements",
-        top_statements,
-        render_top_statements,
-        timeout=15.0,
-    ),
-    Step(
-        "long_queries",
-        "diagnose",
-        "Queries running longer than the threshold",
-        long_queries,
-        render_long_queries,
-        timeout=15.0,
-    ),
-    Step(
-        "blocking_sessions",
-        "diagnose",
-        "Who blocks whom",
-        blocking_sessions,
-        render_blocking_sessions,
-        timeout=15.0,
-    ),
-    Step(
-        "confirm_incident",
-        "diagnose",
-        "Confirm a database-down claim against the database",
-        confirm_incident,
-        render_confirm_incident,
-        # A claim that could not be checked is not confirmed.
-        stop_on_failure=True,
-        timeout=15.0,
-        attempts=1,
-    ),
-    Step(
-        "terminate_blockers",
-        "mitigate",
-        "Terminate sessions that block others",
-        terminate_blockers,
-        render_terminate_blockers,
-        mutates=True,
-        idempotent=True,
-        timeout=20.0,
-    ),
-    Step(
-        "scale_up",
-        "mitigate",
-        "Scale the instance up",
-        scale_up,
-        render_scale_up,
-        mutates=True,
-        approval="approve",
-        needs=("aws",),
-        timeout=60.0,
-        attempts=1,
-    ),
-    Step(
-        "point_in_time_restore",
-        "mitigate",
-        "Point-in-time restore into a new instance (only if data is corrupt)",
-        point_in_time_restore,
-        render_point_in_time_restore,
-        mutates=True,
-        approval="approve",
-        needs=("aws",),
-        timeout=60.0,
-        attempts=1,
-    ),
+    rds_status,
+    failover,
+    top_statements,
+    long_queries,
+    blocking_sessions,
+    confirm_incident,
+    terminate_blockers,
+    scale_up,
+    point_in_time_restore,
 )
 
 RUNBOOK = Runbook(
@@ -179,9 +88,4 @@ RUNBOOK = Runbook(
 )
 
 # Tests and callers reach these through the runbook module.
-__all__ = [
-    "RUNBOOK",
-    "STEPS",
-    "Params",
-    "render_point_in_time_restore",
-]
+__all__ = ["RUNBOOK", "STEPS", "Params"]

@@ -4,7 +4,7 @@ values: the RDS states in which nothing more is started.
 
 from __future__ import annotations
 
-from typing import Any
+from decimal import Decimal
 
 from pydantic import Field, field_validator
 
@@ -12,18 +12,16 @@ from remediator.errors import InputRejected
 from remediator.runbooks import sessions
 from remediator.validation import aws as aws_checks
 
-_QUERY_CHARS = 300
-BUSY = frozenset(
-    {
-        "rebooting",
-        "failing-over",
-        "modifying",
-        "upgrading",
-        "maintenance",
-        "creating",
-        "deleting",
-        "backtracking",
-    }
+# In these states nothing more is started (a tuple: a plan names them in this order).
+BUSY = (
+    "rebooting",
+    "failing-over",
+    "modifying",
+    "upgrading",
+    "maintenance",
+    "creating",
+    "deleting",
+    "backtracking",
 )
 
 
@@ -77,5 +75,6 @@ class Params(sessions.SessionGuard):
         return v
 
 
-def rounded_seconds(value: Any) -> float:
+def rounded_seconds(value: float | Decimal | None) -> float:
+    """Seconds as a page shows them (``extract(epoch ...)`` is numeric from PG 14 on)."""
     return round(float(value or 0.0), 1)

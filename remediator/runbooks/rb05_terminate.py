@@ -1,4 +1,4 @@
-"""RB-05 step 4: terminate the sessions that block others, bounded.
+"""RB-05 step 4, as an action: terminate the sessions that block others, bounded.
 
 Never a session of another database, our own, a non-client backend, a superuser or
 replication role, or a protected role or application; at most ``max_terminations``.
@@ -8,14 +8,17 @@ the look and the act.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
-from remediator.runbook_api.context import StepContext
-from remediator.runbook_api.steps import Done, Skip
-from remediator.runbooks import plan, sessions
+from pydantic import BaseModel
+
+from remediator.runbook_api.action_steps import step
+from remediator.runbook_api.actions import Hint, render_sql
+from remediator.runbook_api.context import Clients, StepContext
+from remediator.runbook_api.steps import Done, Need, Skip, StepOutcome
+from remediator.runbooks import sessions
 from remediator.runbooks.rb05_params import Params, rounded_seconds
-
-# --------------------------------------------------------- 4 terminate blockers
 
 # Every blocker of this database, with the reason it must be spared (NULL: it may go).
 _BLOCKERS = f"""
@@ -47,95 +50,121 @@ _TERMINATE = sessions.terminate_sql("""EXISTS (
         AND now() - w.query_start >= make_interval(secs => $5))""")
 
 
-async def terminate_blockers(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p = ctx.params_as(Params)
-    db = ctx.clients.need_database()
-    roles, apps = list(p.protected_roles), list(p.protected_applications)
-    rows = await db.fetch(_BLOCKERS, roles, apps)
-    cands = [
-        {
-            "pid": int(r["pid"]),
-            "backend_start": r["backend_start"],
-            "user": r["usename"],
-            "application": r["application_name"],
-            "state": r["state"],
-            "query": r["query"],
-            "blocking": int(r["blocking"]),
-            "max_wait": rounded_seconds(r["max_wait"]),
-            "protected": r["protected"],
-        }
-        for r in rows
-    ]
-    if not cands:
-        return Skip("no session blocks another")
-    spared = [c for c in cands if c["protected"] is not None]
-    young = [
-        c
-        for c in cands
-        if c["protected"] is None and float(c["max_wait"]) < p.block_threshold_seconds
-    ]
-    eligible = [
-        c
-        for c in cands
-        if c["protected"] is None and float(c["max_wait"]) >= p.block_threshold_seconds
-    ]
-    chosen, over = eligible[: p.max_terminations], eligible[p.max_terminations :]
-    hit = await sessions.terminate(db, _TERMINATE, chosen, p, p.block_threshold_seconds)
-    terminated = [
-        {k: v for k, v in c.items() if k != "backend_start"} for c in chosen if c["pid"] in hit
-    ]
-    notes = sessions.notes(
-        spared=spared,
-        over=over,
-        gone=[c for c in chosen if c["pid"] not in hit],
-        limit=p.max_terminations,
-        gone_words="no longer blocking",
-    )
-    if young:
-        notes.insert(
-            1 if spared else 0,
-            f"below the {p.block_threshold_seconds:g} s threshold: "
-            + ", ".join(sessions.who(c) for c in young),
+class Blocker(sessions.Seen):
+    """A session that blocks others, as the look saw it."""
+
+    state: str | None = None
+    query: str | None = None
+    blocking: int  # how many sessions wait on it
+    max_wait: float  # the longest of their waits, in seconds
+
+
+class Spared(BaseModel):
+    pid: int
+    user: str | None
+    reason: str | None
+
+
+class Terminated(BaseModel):
+    """What the record keeps of a terminated session (it cannot be brought back)."""
+
+    pid: int
+    user: str | None
+    application: str | None
+    query: str | None
+
+
+@dataclass(frozen=True)
+class TerminateBlockers:
+    """Terminate at most ``guard.max_terminations`` unprotected blockers that made
+    someone wait at least ``threshold`` seconds, most blocking first."""
+
+    guard: sessions.SessionGuard
+    threshold: float
+
+    needs: ClassVar[Need] = "database"
+    mutates: ClassVar[bool] = True
+
+    def render(self) -> str:
+        roles, apps = list(self.guard.protected_roles), list(self.guard.protected_applications)
+        return (
+            f"{render_sql(_BLOCKERS, (roles, apps))}\n"
+            f"-- then, for at most {self.guard.max_terminations} unprotected blockers that"
+            f" made someone wait >= {self.threshold:g} s:\n"
+            + render_sql(
+                _TERMINATE,
+                (Hint("<chosen pids>"), Hint("<their backend_start>"), roles, apps, self.threshold),
+            )
         )
-    record = {
-        "spared": [{"pid": c["pid"], "user": c["user"], "reason": c["protected"]} for c in spared],
-        "terminated": terminated,
-    }
-    if not terminated:
-        return Skip("terminated nothing; " + "; ".join(notes), data=record)
-    head = "terminated " + ", ".join(
-        f"{sessions.who(c)} blocking {c['blocking']} for {c['max_wait']} s" for c in terminated
-    )
-    # A terminated session cannot be brought back: recorded for the audit, no undo.
-    return Done(
-        "; ".join([head, *notes]),
-        data=record,
-        changes={
+
+    async def execute(self, clients: Clients) -> StepOutcome:
+        g, db = self.guard, clients.need_database()
+        rows = await db.fetch(_BLOCKERS, list(g.protected_roles), list(g.protected_applications))
+        cands = [
+            Blocker(
+                pid=int(r["pid"]),
+                backend_start=r["backend_start"],
+                user=r["usename"],
+                application=r["application_name"],
+                state=r["state"],
+                query=r["query"],
+                blocking=int(r["blocking"]),
+                max_wait=rounded_seconds(r["max_wait"]),
+                protected=r["protected"],
+            )
+            for r in rows
+        ]
+        if not cands:
+            return Skip("no session blocks another")
+        spared = [c for c in cands if c.protected is not None]
+        free = [c for c in cands if c.protected is None]
+        young = [c for c in free if c.max_wait < self.threshold]
+        eligible = [c for c in free if c.max_wait >= self.threshold]
+        chosen, over = eligible[: g.max_terminations], eligible[g.max_terminations :]
+        hit = await sessions.terminate_seen(db, _TERMINATE, chosen, g, self.threshold)
+        terminated = [c for c in chosen if c.pid in hit]
+        notes = sessions.notes_on(
+            spared=spared,
+            over=over,
+            gone=[c for c in chosen if c.pid not in hit],
+            limit=g.max_terminations,
+            gone_words="no longer blocking",
+        )
+        if young:
+            notes.insert(
+                1 if spared else 0,
+                f"below the {self.threshold:g} s threshold: " + ", ".join(c.who for c in young),
+            )
+        record = {
+            "spared": [
+                Spared(pid=c.pid, user=c.user, reason=c.protected).model_dump() for c in spared
+            ],
             "terminated": [
-                {
-                    "pid": c["pid"],
-                    "user": c["user"],
-                    "application": c["application"],
-                    "query": c["query"],
-                }
-                for c in terminated
-            ]
-        },
-    )
-
-
-def render_terminate_blockers(*, ctx: StepContext, **_: Any) -> str:
-    p = ctx.params_as(Params)
-    return (
-        f"{plan.sql(_BLOCKERS, list(p.protected_roles), list(p.protected_applications))};\n"
-        f"-- then, for at most {p.max_terminations} unprotected blockers that made someone"
-        f" wait >= {p.block_threshold_seconds:g} s:\n"
-        + plan.sql(
-            _TERMINATE,
-            "<chosen pids>",
-            "<their backend_start>",
-            list(p.protected_roles),
-            list(p.protected_applications),
-            p.block_threshold_seconds,
+                c.model_dump(mode="json", exclude={"backend_start"}) for c in terminated
+            ],
+        }
+        if not terminated:
+            return Skip("terminated nothing; " + "; ".join(notes), data=record)
+        head = "terminated " + ", ".join(
+            f"{c.who} blocking {c.blocking} for {c.max_wait} s" for c in terminated
         )
-    )
+        # A terminated session cannot be brought back: recorded for the audit, no undo.
+        kept = [Terminated.model_validate(c, from_attributes=True) for c in terminated]
+        return Done(
+            "; ".join([head, *notes]),
+            data=record,
+            changes={"terminated": [t.model_dump() for t in kept]},
+        )
+
+
+@step(
+    "terminate_blockers",
+    "mitigate",
+    "Terminate sessions that block others",
+    mutates=True,
+    idempotent=True,
+    timeout=20.0,
+)
+def terminate_blockers(ctx: StepContext) -> TerminateBlockers:
+    p = ctx.params_as(Params)
+    return TerminateBlockers(p, p.block_threshold_seconds)

@@ -18,7 +18,7 @@ SQL fragment of its own (never a value: those are ``$n`` parameters).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -85,24 +85,43 @@ class SessionGuard(BaseModel):
         return v
 
 
-def who(c: Mapping[str, Any]) -> str:
-    return f"pid {c['pid']} ({c['user']}, app {c['application']!r})"
+class Seen(BaseModel):
+    """A session as a look saw it. Its pid and ``backend_start`` find exactly it again
+    (a pid reused since is another session, never hit); ``protected`` says why it must
+    be spared (None: it may go)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pid: int
+    # NULL where the look may not see the session's details: then it never matches.
+    backend_start: datetime | None = None
+    user: str | None = None
+    application: str | None = None
+    protected: str | None = None
+
+    @property
+    def who(self) -> str:
+        return _who(self.pid, self.user, self.application)
 
 
-async def terminate(
-    db: SqlTransaction,
-    sql: str,
-    chosen: Sequence[Mapping[str, Any]],
-    guard: SessionGuard,
-    *binds: object,
+def _who(pid: object, user: object, application: object) -> str:
+    return f"pid {pid} ({user}, app {application!r})"
+
+
+def who(c: Mapping[str, object]) -> str:
+    return _who(c["pid"], c["user"], c["application"])
+
+
+async def terminate_seen(
+    db: SqlTransaction, sql: str, chosen: Sequence[Seen], guard: SessionGuard, *binds: object
 ) -> set[int]:
     """Run ``sql`` (from ``terminate_sql``) on ``chosen``; the pids it terminated."""
     if not chosen:
         return set()
     done = await db.fetch(
         sql,
-        [int(c["pid"]) for c in chosen],
-        [c["backend_start"] for c in chosen],
+        [c.pid for c in chosen],
+        [c.backend_start for c in chosen],
         list(guard.protected_roles),
         list(guard.protected_applications),
         *binds,
@@ -110,23 +129,61 @@ async def terminate(
     return {int(r["pid"]) for r in done if r["terminated"]}
 
 
-def notes(
+async def terminate(
+    db: SqlTransaction,
+    sql: str,
+    chosen: Sequence[Mapping[str, object]],
+    guard: SessionGuard,
+    *binds: object,
+) -> set[int]:
+    """``terminate_seen`` for sessions given as mappings with ``pid`` and
+    ``backend_start`` (RB-01's stuck statement)."""
+    seen = [
+        Seen.model_validate({"pid": c["pid"], "backend_start": c["backend_start"]}) for c in chosen
+    ]
+    return await terminate_seen(db, sql, seen, guard, *binds)
+
+
+def notes_on(
     *,
-    spared: Sequence[Mapping[str, Any]],
-    over: Sequence[Mapping[str, Any]],
-    gone: Sequence[Mapping[str, Any]],
+    spared: Sequence[Seen],
+    over: Sequence[Seen],
+    gone: Sequence[Seen],
     limit: int,
     gone_words: str = "no longer there",
 ) -> list[str]:
     """What a page says about the sessions left alone, and why."""
     out = []
     if spared:
-        out.append("spared " + ", ".join(f"{who(c)}: {c['protected']}" for c in spared))
+        out.append("spared " + ", ".join(f"{c.who}: {c.protected}" for c in spared))
     if over:
         out.append(
             f"over the limit of {limit} per run, left for a human: "
-            + ", ".join(who(c) for c in over)
+            + ", ".join(c.who for c in over)
         )
     if gone:
-        out.append(f"{gone_words} when re-checked: " + ", ".join(who(c) for c in gone))
+        out.append(f"{gone_words} when re-checked: " + ", ".join(c.who for c in gone))
     return out
+
+
+def notes(
+    *,
+    spared: Sequence[Mapping[str, object]],
+    over: Sequence[Mapping[str, object]],
+    gone: Sequence[Mapping[str, object]],
+    limit: int,
+    gone_words: str = "no longer there",
+) -> list[str]:
+    """``notes_on`` for sessions given as mappings (RB-01's stuck statement)."""
+
+    def seen(cs: Sequence[Mapping[str, object]]) -> list[Seen]:
+        return [
+            Seen.model_validate(
+                {k: c[k] for k in ("pid", "user", "application", "protected") if k in c}
+            )
+            for c in cs
+        ]
+
+    return notes_on(
+        spared=seen(spared), over=seen(over), gone=seen(gone), limit=limit, gone_words=gone_words
+    )

@@ -168,6 +168,14 @@ async def blocking_sessions(w: World) -> AsyncIterator[Locks]:
         await admin.close()
 
 
+def idle(instance: str) -> str:
+    """The check a failover or scale-up makes first, as its call shows it."""
+    return (
+        f"{instance} is not rebooting, failing-over, modifying, upgrading, maintenance,"
+        " creating, deleting or backtracking (its status is read first)"
+    )
+
+
 async def alive(dsn: str, pid: int) -> bool:
     conn = await asyncpg.connect(dsn)
     try:
@@ -279,20 +287,30 @@ async def test_dry_run_terminates_nothing_and_the_plan_renders_every_step(world:
         steps = await fx.steps_by_name(h, run["id"])
         assert list(steps) == [s.name for s in fx.registry().get("RB-05").steps]  # type: ignore[union-attr]
         assert steps["terminate_blockers"]["outcome"] == "dry_run"
-        assert "pg_terminate_backend(b.pid)" in steps["terminate_blockers"]["rendered"]
+        terminate = steps["terminate_blockers"]["rendered"]
+        assert "pg_terminate_backend(b.pid)" in terminate
+        # Only the look's finds are unknown before the run; every other value is shown.
+        assert "-- $1 = <chosen pids>\n-- $2 = <their backend_start>\n" in terminate
         assert (
             steps["rds_status"]["rendered"]
             == f"aws rds describe-db-instances --db-instance-identifier {world.instance}"
         )
-        assert (
-            steps["failover"]["rendered"]
-            == f"aws rds reboot-db-instance --db-instance-identifier {world.instance} --force-failover"
+        # Each call shows, after it, the checks its action makes first.
+        assert steps["failover"]["rendered"] == (
+            f"aws rds reboot-db-instance --db-instance-identifier {world.instance}"
+            f" --force-failover  # only if {idle(world.instance)};"
+            f" {world.instance} is Multi-AZ (else it fails: no standby to fail over to)"
         )
         assert steps["scale_up"]["rendered"].endswith(
-            "--db-instance-class db.r6g.2xlarge --apply-immediately"
+            "--db-instance-class db.r6g.2xlarge --apply-immediately  # only if"
+            f" {world.instance} is not db.r6g.2xlarge already; {idle(world.instance)}"
         )
         assert "--restore-time 2026-11-28T00:05:04Z" in steps["point_in_time_restore"]["rendered"]
         assert "FROM pg_stat_statements" in steps["top_statements"]["rendered"]
+        assert steps["top_statements"]["rendered"].endswith(
+            "-- only if the extension is installed and loaded (shared_preload_libraries);"
+            " else skipped, saying which"
+        )
         assert "pg_blocking_pids" in steps["blocking_sessions"]["rendered"]
         assert "FROM pg_stat_activity" in steps["long_queries"]["rendered"]
         assert "DRY-RUN: nothing was changed" in fx.page_text(h.pager.triggers()[-1])
@@ -449,9 +467,9 @@ async def test_failover_of_a_cluster_moves_the_writer_after_approval(world: Worl
         await h.deliver(down)
         [run] = await h.runs()
         steps = await fx.steps_by_name(h, run["id"])
-        assert (
-            steps["failover"]["rendered"]
-            == f"aws rds failover-db-cluster --db-cluster-identifier {cluster}"
+        assert steps["failover"]["rendered"] == (
+            f"aws rds failover-db-cluster --db-cluster-identifier {cluster}"
+            f"  # only if {idle(members[0])}"
         )
         assert writer() == members[0]
         await h.approve(await fx.approval_for(h, run["id"], "failover"))
@@ -566,7 +584,8 @@ def test_restore_time_follows_the_alert_start() -> None:
         clients=Clients(),
     )
     when = datetime(2026, 11, 28, 10, tzinfo=UTC) - timedelta(minutes=90)
-    assert rb05.render_point_in_time_restore(ctx=ctx).endswith(
+    restore = rb05.RUNBOOK.step("point_in_time_restore")
+    assert restore.render(ctx=ctx).endswith(
         f"--restore-time {when:%Y-%m-%dT%H:%M:%SZ}  # only if data corruption is confirmed;"
         " the switch-over stays manual"
     )
