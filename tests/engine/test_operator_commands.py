@@ -196,6 +196,27 @@ async def test_actions_limit_must_be_a_positive_integer(tmp_path: Path, limit: s
     assert "--limit" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("command", [["actions"], ["approvals"], ["approve", "1"], ["pause"]])
+async def test_a_postgres_no_daemon_has_used_is_refused_and_left_empty(
+    tmp_path: Path, pg_schema_dsn: str, command: list[str]
+) -> None:
+    """The Postgres counterpart of a missing SQLite file: opening the store would
+    create its tables, and `pause` would set a kill switch no daemon reads."""
+    cfg = write_config(tmp_path, pg_schema_dsn)
+    r = await asyncio.to_thread(run_cli, *command, "--config", str(cfg), cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    schema = pg_schema_dsn.rsplit("search_path=", 1)[1]
+    assert f"?search_path={schema} holds no remediator state" in r.stderr, r.stderr
+    conn = await asyncpg.connect(pg_schema_dsn)
+    try:
+        tables = await conn.fetchval(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", schema
+        )
+    finally:
+        await conn.close()
+    assert tables == 0
+
+
 @pytest.mark.parametrize("action_id", ["0", "99999999999999999999999", "\uff11", "7x"])
 @pytest.mark.parametrize("verb", ["approve", "reject"])
 async def test_an_approval_id_out_of_range_is_refused_before_the_store(
