@@ -42,11 +42,11 @@ def test_every_command_and_option_is_in_the_table() -> None:
     assert set(rows) == set(commands), set(rows) ^ set(commands)
     for name, parser in commands.items():
         usage = rows[name]
-        flags = {
-            o for a in parser._actions for o in a.option_strings if o.startswith("--")
-        } - {"--help"}
+        flags = {o for a in parser._actions for o in a.option_strings if o.startswith("--")} - {
+            "--help"
+        }
         if "[WHERE]" in usage:
-            assert WHERE <= flags, name
+            assert flags >= WHERE, name
             flags -= WHERE
         missing = {f for f in flags if f not in usage.split() and f"[{f}" not in usage}
         assert not missing, f"{name}: {sorted(missing)} not in the README's table"
