@@ -22,8 +22,14 @@ def where_flags(settings: Settings) -> str:
     return f"--url http://{settings.listen}"
 
 
-def command(settings: Settings, verb: str) -> str:
-    """``command(settings, "approve 7")`` -> "remediator approve 7 --config /etc/r.yaml"."""
+def command(settings: Settings | None, verb: str) -> str:
+    """``command(settings, "approve 7")`` -> "remediator approve 7 --config /etc/r.yaml".
+
+    Without settings (a bare step context: tests, replay) there is no daemon to point
+    at, and the command is the bare one.
+    """
+    if settings is None:
+        return f"remediator {verb}"
     return f"remediator {verb} {where_flags(settings)}"
 
 

@@ -1,7 +1,9 @@
 -- A small DawsOS night to try remediator on: load after schema.sql.
 --
--- Dates are relative to today in UTC, times to now(), so the seed means the same
--- whenever it is loaded. What it holds:
+-- Pack dates are relative to today in America/New_York (the zone of the DawsOS SLO
+-- "ready by 00:15 local time", RB-01's default `timezone`: the pack RB-01 looks for
+-- is that day's), other times to now(), so the seed means the same whenever it is
+-- loaded. What it holds:
 --
 --   RB-01  packs for the last four nights and none for today: tonight's build never
 --          wrote its pack. No pack is fresh, so /execute answers 503 "pricing pack
@@ -23,9 +25,10 @@ FROM generate_series(1, 150) AS i;
 
 -- ------------------------------------------------------------------ RB-01
 INSERT INTO pricing_pack (id, date, is_fresh, created_at)
-SELECT 'PP-' || to_char(d, 'YYYY-MM-DD'), d, FALSE, (d + time '00:07') AT TIME ZONE 'UTC'
+SELECT 'PP-' || to_char(d, 'YYYY-MM-DD'), d, FALSE,
+       (d + time '00:07') AT TIME ZONE 'America/New_York'
 FROM generate_series(1, 4) AS k,
-     LATERAL (SELECT (now() AT TIME ZONE 'UTC')::date - k AS d) AS day;
+     LATERAL (SELECT (now() AT TIME ZONE 'America/New_York')::date - k AS d) AS day;
 
 -- ------------------------------------------------------------ RB-02, RB-03
 INSERT INTO alerts (id, name, condition_json, active, cooldown_minutes) VALUES

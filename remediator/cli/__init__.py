@@ -37,6 +37,16 @@ def _positive(raw: str) -> int:
     return value
 
 
+def _approval_id(raw: str) -> int:
+    # As the operator API takes it (1 to 18 ASCII digits, always a 64-bit integer):
+    # a longer number would reach the state store and fail there, with a traceback.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or int(raw) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is not an approval id (a whole number, 1 to 18 digits)"
+        )
+    return int(raw)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="remediator", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"remediator {__version__}")
@@ -72,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     for name in ("approve", "reject"):
         sp = operator_cmd(name, f"{name} a pending step")
-        sp.add_argument("action_id", type=int)
+        sp.add_argument("action_id", type=_approval_id)
     sp = cmd("doctor", "check the configured targets, pagers, routing and runbook steps")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--test-page", action="store_true", help="send one P3 test page")

@@ -214,8 +214,10 @@ async def run(
     for rb, params in scope:
         judged = evaluate.judge(rb, params, facts)
         reports.append(RunbookReport(rb.id, rb.title, judged.steps))
-        gaps += [g for g in judged.catalog_gaps if g not in gaps]
-        optional += [o for s in judged.steps for o in s.optional_missing if o not in optional]
+        gaps += judged.catalog_gaps
+        optional += [o for s in judged.steps for o in s.optional_missing]
+    # One entry each, though several steps (of several runbooks) read it.
+    gaps, optional = list(dict.fromkeys(gaps)), list(dict.fromkeys(optional))
     routed = routing.for_settings(settings.pagers)
     configured = routing.configured_pagers(settings.pagers)
     notes = [

@@ -57,9 +57,13 @@ class Approvals(EngineBase):
             await self.store.transition_approval(approval.id, "executing", "approved")
             return
         except Blocked:
-            outcome = "skipped"
+            outcome = "blocked"
+        # The decision was carried out unless the step failed or a guard stopped it: a
+        # step that found nothing to do (skipped) or a dry run ran as approved; its own
+        # row, phase "approved", says what it did.
+        done = outcome in ("applied", "skipped", "dry_run")
         await self.store.transition_approval(
-            approval.id, "executing", "executed" if outcome == "applied" else "failed"
+            approval.id, "executing", "executed" if done else "failed"
         )
         if outcome == "applied" and step.kind == "mitigate":
             run = await self._mitigated(run)

@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Any
 
+from remediator import commandline
 from remediator.engine import offer
 from remediator.engine import outcome as run_outcomes
 from remediator.engine.base import LOCK_TTL, PAUSE_FLAG, log, run_log
@@ -252,7 +253,7 @@ class Firing(Guarding, Undoing):
             run,
             runbook,
             f"kill switch on: stopped before {step}, nothing changed;"
-            " it goes on after `remediator resume`",
+            f" it goes on after `{commandline.command(self.settings, 'resume')}`",
             approvals=[],
         )
 

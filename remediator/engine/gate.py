@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import NoReturn
 
-from remediator import logs
+from remediator import commandline, logs
 from remediator.engine.rules import BlastRadius
 from remediator.errors import LeaseLost, RemediatorError, TargetError
 from remediator.metrics import Metrics
@@ -109,7 +109,8 @@ class Gate:
             raise LeaseLost(f"run {ctx.run_id} was taken over by another replica")
         self.metrics.guard_blocks.labels(refusal).inc()
         if refusal == "kill_switch":
-            raise Deferred("kill_switch", "kill switch on: waits for `remediator resume`")
+            resume = commandline.command(ctx.clients.settings, "resume")
+            raise Deferred("kill_switch", f"kill switch on: waits for `{resume}`")
         limit = self.blast_for(ctx.rule)
         per = int(limit.per) if limit is not None else 0
         raise Blocked(

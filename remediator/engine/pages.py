@@ -41,10 +41,14 @@ def _title(runbook: Runbook | None, name: str) -> str:
 
 
 def approval_details(
-    steps: Sequence[StepRecord], approvals: Sequence[Approval], runbook: Runbook | None
+    steps: Sequence[StepRecord],
+    approvals: Sequence[Approval],
+    runbook: Runbook | None,
+    settings: Settings,
 ) -> list[dict[str, object]]:
     """Each approval of the run as data, for pagers that offer buttons (Slack): what
-    it would run, its state, and the outcome of its step once it ran."""
+    it would run, its state, the outcome of its step once it ran, and the commands
+    that decide it, as they paste (with ``--config`` or ``--url``)."""
     asked = {s.name: s for s in steps if s.phase == "fire"}
     ran = {s.name: s for s in steps if s.phase == "approved" and s.state == "done"}
     result: list[dict[str, object]] = []
@@ -65,6 +69,8 @@ def approval_details(
                 "decided_at": a.decided_at,
                 "expires_at": a.expires_at,
                 "outcome": outcome,
+                "approve": commandline.command(settings, f"approve {a.id}"),
+                "reject": commandline.command(settings, f"reject {a.id}"),
             }
         )
     return result
@@ -171,7 +177,12 @@ def build(
             "run_id": run.id,
             "fingerprint": run.fingerprint,
             "starts_at": run.starts_at,
-            "approvals": approval_details(steps, approvals, runbook),
+            "approvals": approval_details(steps, approvals, runbook, settings),
+            # Commands a pager may print besides those in the text, as they paste.
+            "commands": {
+                "approvals": commandline.command(settings, "approvals"),
+                "resume": commandline.command(settings, "resume"),
+            },
         },
         never_fold=run.severity == "P0" and acted,
     )

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from remediator.clients.operator_api import OperatorApi
-from remediator.errors import RemediatorError
+from remediator.errors import ConfigError, RemediatorError
 from remediator.ops.locate import ApiPlace, Place, StorePlace
 from remediator.settings import Settings
 from remediator.state import audit
+from remediator.state.backend import holds_a_store
 from remediator.state.store import StateStore
 
 
@@ -61,7 +62,17 @@ class StoreOperator:
 
     @classmethod
     async def open(cls, place: StorePlace) -> StoreOperator:
-        return cls(await StateStore.open(place.settings.state.get_secret_value()), place)
+        url = place.settings.state.get_secret_value()
+        # Opening migrates: on a database no daemon has used, that would create an
+        # empty store, and `pause` would hold a kill switch no daemon reads. (A SQLite
+        # file that does not exist is refused by locate.)
+        postgres = url.startswith(("postgresql://", "postgres://"))
+        if postgres and not await holds_a_store(url):
+            raise ConfigError(
+                f"{place.describe()} holds no remediator state (no daemon has used it);"
+                " is this the config the daemon runs with?"
+            )
+        return cls(await StateStore.open(url), place)
 
     async def close(self) -> None:
         await self.store.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from remediator import config_paths
 from remediator import settings as settings_mod
@@ -54,7 +54,10 @@ def describe_state(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or "localhost"
     port = f":{parts.port}" if parts.port else ""
-    return f"state store postgresql://{host}{port}{parts.path}"
+    # The schema tells two stores in one database apart.
+    schema = parse_qs(parts.query).get("search_path")
+    where = f"?search_path={schema[0]}" if schema else ""
+    return f"state store postgresql://{host}{port}{parts.path}{where}"
 
 
 def _read_token(path: str) -> str:

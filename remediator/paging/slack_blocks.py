@@ -42,6 +42,11 @@ class ApprovalView:
     decided_at: float | None = None
     outcome: str | None = None  # "applied: deleted 3 rows", once its step ran
     nonce: str | None = None  # buttons are shown only with one
+    # The commands that decide it and the kill switch's, as they paste from anywhere
+    # (engine/pages.py writes them with the daemon's --config or --url).
+    approve: str = ""
+    reject: str = ""
+    resume: str = "remediator resume"
 
 
 def views(
@@ -53,6 +58,7 @@ def views(
     their state as the store has it now (``live``): a page sent late from the outbox
     must not offer buttons for an approval decided meanwhile."""
     raw = content.details.get("approvals")
+    resume = command(content, "resume")
     result: list[ApprovalView] = []
     for item in raw if isinstance(raw, list) else []:
         if not isinstance(item, dict) or not isinstance(item.get("id"), int):
@@ -71,6 +77,9 @@ def views(
                 decided_at=float(decided_at) if isinstance(decided_at, int | float) else None,
                 outcome=_opt_str(item.get("outcome")),
                 nonce=(nonces or {}).get(approval_id),
+                approve=_opt_str(item.get("approve")) or f"remediator approve {approval_id}",
+                reject=_opt_str(item.get("reject")) or f"remediator reject {approval_id}",
+                resume=resume,
             )
         )
     return result
@@ -78,6 +87,13 @@ def views(
 
 def _opt_str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def command(content: PageContent, name: str) -> str:
+    """``remediator <name>`` as the page's daemon wrote it (``details["commands"]``)."""
+    commands = content.details.get("commands")
+    given = commands.get(name) if isinstance(commands, dict) else None
+    return _opt_str(given) or f"remediator {name}"
 
 
 def clock(at: float | None) -> str:
@@ -97,7 +113,7 @@ def status(a: ApprovalView, *, paused: bool) -> str:
     by = f"{who(a.decided_by)} at {clock(a.decided_at)}"
     if a.state in ("approved", "executing"):
         if paused and a.state == "approved":
-            return f"Approved by {by}; the kill switch is on: it runs after `remediator resume`"
+            return f"Approved by {by}; the kill switch is on: it runs after `{a.resume}`"
         return f"Approved by {by}, running…"
     if a.state == "executed":
         return f"Approved by {by}: {a.outcome or 'done'}"
@@ -107,7 +123,7 @@ def status(a: ApprovalView, *, paused: bool) -> str:
         return f"Rejected by {by}: nothing was run"
     if a.state == "expired":
         return "Expired: no longer offered, nothing was run"
-    return f"Pending: `remediator approve {a.id}` or `remediator reject {a.id}`"
+    return f"Pending: `{a.approve}` or `{a.reject}`"
 
 
 def button(label: str, action_id: str, style: str, a: ApprovalView) -> dict[str, Any]:
@@ -188,13 +204,14 @@ def message(
         blocks += _approval_blocks(a, paused=paused, offer=not resolved)
     if len(approvals) > len(shown):
         more = len(approvals) - len(shown)
+        listing = command(content, "approvals")
         blocks.append(
             {
                 "type": "context",
                 "elements": [
                     {
                         "type": "mrkdwn",
-                        "text": f"… and {more} more approvals: see `remediator approvals`",
+                        "text": f"… and {more} more approvals: see `{listing}`",
                     }
                 ],
             }

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from remediator import logs
+from remediator import commandline, logs
 from remediator.cancelling import describe, finish_or_cancel
 from remediator.engine import pages
 from remediator.errors import StateUnavailable
@@ -161,7 +161,8 @@ class SlackInteractions:
         if why == "mismatch":
             return (
                 f"this button does not match approval {n} (an old or altered message);"
-                f" use the latest message or `remediator approve {n}`"
+                " use the latest message or"
+                f" `{commandline.command(self.daemon.settings, f'approve {n}')}`"
             )
         decided = f"{slack_blocks.who(state.decided_by)} at {slack_blocks.clock(state.decided_at)}"
         if state.state == "expired":

@@ -81,12 +81,18 @@ class PendingApproval:
 
 _STEPS = (
     "SELECT s.*, r.rule, r.runbook, r.alertname, r.fingerprint, r.mode AS run_mode,"
-    " a.id AS approval_id, a.state AS approval_state, a.decided_by"
+    " a.id AS approval_id, a.state AS approval_state, a.decided_by,"
+    " d.outcome AS approved_outcome"
     " FROM steps s JOIN runs r ON r.id = s.run_id"
     " LEFT JOIN approvals a ON a.run_id = s.run_id AND a.step = s.name"
     " AND s.approval = 'approve' AND s.phase = 'fire'"
+    " LEFT JOIN steps d ON a.id IS NOT NULL AND d.run_id = s.run_id AND d.name = s.name"
+    " AND d.phase = 'approved'"
     " ORDER BY s.started_at DESC, s.id DESC LIMIT ?"
 )
+# What an executed approval's step did, from its "approved" row: a dry run or a step
+# that found nothing to do ran as approved, but executed nothing.
+_EXECUTED_AS = {"dry_run": "approved, planned (dry-run)", "skipped": "approved, skipped"}
 # Runs a guard stopped before any step: they have no step rows of their own.
 _BLOCKED = (
     "SELECT r.* FROM runs r WHERE r.outcome = 'blocked'"
@@ -107,6 +113,8 @@ def _step_entry(r: dict[str, Any]) -> AuditEntry:
     decided_by = r.get("decided_by")
     if r.get("approval_state"):
         status = _APPROVAL_STATUS.get(r["approval_state"], r["approval_state"])
+        if r["approval_state"] == "executed":
+            status = _EXECUTED_AS.get(r.get("approved_outcome") or "", status)
         if decided_by:
             status += f" by {decided_by}"
     summary = result.get("summary") if isinstance(result, dict) else None

@@ -15,7 +15,12 @@ import os  # noqa: F401
 
 from remediator.errors import StateUnavailable
 from remediator.state.connection import Backend, Conn, Row
-from remediator.state.postgres_backend import PostgresBackend, redact_dsn, store_down
+from remediator.state.postgres_backend import (
+    PostgresBackend,
+    holds_a_store,
+    redact_dsn,
+    store_down,
+)
 from remediator.state.sqlite_backend import SqliteBackend
 
 __all__ = [
@@ -24,6 +29,7 @@ __all__ = [
     "PostgresBackend",
     "Row",
     "SqliteBackend",
+    "holds_a_store",
     "open_backend",
     "redact_dsn",
     "store_down",

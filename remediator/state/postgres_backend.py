@@ -212,3 +212,18 @@ def redact_dsn(dsn: str) -> str:
     if parts.password:
         return dsn.replace(f":{parts.password}@", ":***@", 1)
     return dsn
+
+
+async def holds_a_store(dsn: str, connect_timeout: float = 10.0) -> bool:
+    """Whether the database (and ``search_path``) at ``dsn`` holds a state store, that
+    is, a daemon has migrated it. Reads only: an operator command must not create an
+    empty store there and report on it."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=connect_timeout)
+    except (*_PG_DOWN, asyncpg.PostgresError) as exc:
+        raise StateUnavailable(f"postgres {redact_dsn(dsn)}: {type(exc).__name__}") from exc
+    try:
+        found = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    finally:
+        await conn.close()
+    return bool(found)

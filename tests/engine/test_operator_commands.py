@@ -196,6 +196,40 @@ async def test_actions_limit_must_be_a_positive_integer(tmp_path: Path, limit: s
     assert "--limit" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("command", [["actions"], ["approvals"], ["approve", "1"], ["pause"]])
+async def test_a_postgres_no_daemon_has_used_is_refused_and_left_empty(
+    tmp_path: Path, pg_schema_dsn: str, command: list[str]
+) -> None:
+    """The Postgres counterpart of a missing SQLite file: opening the store would
+    create its tables, and `pause` would set a kill switch no daemon reads."""
+    cfg = write_config(tmp_path, pg_schema_dsn)
+    r = await asyncio.to_thread(run_cli, *command, "--config", str(cfg), cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    schema = pg_schema_dsn.rsplit("search_path=", 1)[1]
+    assert f"?search_path={schema} holds no remediator state" in r.stderr, r.stderr
+    conn = await asyncpg.connect(pg_schema_dsn)
+    try:
+        tables = await conn.fetchval(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", schema
+        )
+    finally:
+        await conn.close()
+    assert tables == 0
+
+
+@pytest.mark.parametrize("action_id", ["0", "99999999999999999999999", "\uff11", "7x"])
+@pytest.mark.parametrize("verb", ["approve", "reject"])
+async def test_an_approval_id_out_of_range_is_refused_before_the_store(
+    tmp_path: Path, verb: str, action_id: str
+) -> None:
+    cfg = write_config(tmp_path, "sqlite:///state.db")
+    (tmp_path / "state.db").touch()
+    r = await asyncio.to_thread(run_cli, verb, action_id, "--config", str(cfg), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "is not an approval id (a whole number, 1 to 18 digits)" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 async def test_actions_survives_a_closed_pipe(tmp_path: Path, clients: Clients) -> None:
     cfg = write_config(tmp_path, "sqlite:///state.db")
     settings = settings_mod.load(cfg, env={})

@@ -226,6 +226,8 @@ async def test_nonce_mismatch_changes_nothing(world: World) -> None:
     assert (await world.click(signed)).status_code == 200
     body = await response(world, "m")
     assert "does not match" in texts(body)
+    # The command it offers instead pastes as it is (this daemon has no config file).
+    assert f"`remediator approve {approval_id} --url http://127.0.0.1:" in texts(body)
     await unchanged(world)
 
 
