@@ -118,6 +118,12 @@ def _step_entry(r: dict[str, Any]) -> AuditEntry:
         if decided_by:
             status += f" by {decided_by}"
     summary = result.get("summary") if isinstance(result, dict) else None
+    detail = r["reason"] or summary or ""
+    if r.get("approval_state") not in (None, "pending") and detail.startswith("approve with"):
+        # The approve command is stale once decided; pasting it would only be refused.
+        detail = f"approval {r.get('approval_id')} decided: see its approved row"
+        if r["approval_state"] in ("rejected", "expired"):
+            detail = f"approval {r.get('approval_id')} {r['approval_state']}: not run"
     return AuditEntry(
         started_at=float(r["started_at"]),
         run_id=r["run_id"],
@@ -134,7 +140,7 @@ def _step_entry(r: dict[str, Any]) -> AuditEntry:
         state=r["state"],
         outcome=r["outcome"],
         status=status,
-        detail=r["reason"] or summary or "",
+        detail=detail,
         reason=r["reason"],
         rendered=r["rendered"],
         attempts=int(r["attempts"] or 0),

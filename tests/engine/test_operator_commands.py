@@ -167,6 +167,9 @@ async def test_page_commands_paste_from_anywhere_and_actions_tell_the_whole_stor
     assert re.search(r"scale_down\s+approved by cli:\S+", text), text
     assert re.search(r"scale_down\s+rejected by cli:\S+", text), text
     assert "awaiting approval" not in text
+    # Once decided, a fire row no longer offers the approve command (it would be refused).
+    assert "approve with" not in text
+    assert re.search(r"rejected by cli:\S+\s+approval \d+ rejected: not run", text), text
     assert re.search(r"\(whole run\)\s+blocked by cooldown\s+cooldown engaged \(cooldown", text), (
         text
     )
