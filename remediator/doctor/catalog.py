@@ -120,7 +120,7 @@ CATALOG: Mapping[str, Mapping[str, tuple[Need, ...]]] = {
     },
     "RB-04": {
         # The registry YAML is a file or a ConfigMap, whichever the params name.
-        "read_rights_registry": (),
+        "read_rights_registry": (Param("rights_registry_path", ("rights_registry_configmap",)),),
         "inspect_registry": (
             Table("provider_rights", read=("provider", "export", "require_license")),
         ),

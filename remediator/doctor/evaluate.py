@@ -194,7 +194,9 @@ def _simple(v: _Verdict, need: Need, facts: Facts, params: Any) -> None:
             v.lack(str(need), "targets.redis is not configured")
         elif not facts.redis_ok:
             v.lack("redis", "redis did not pass its check")
-    elif isinstance(need, Param) and getattr(params, need.name, None) in (None, ""):
+    elif isinstance(need, Param) and all(
+        getattr(params, n, None) in (None, "") for n in need.names
+    ):
         v.lack(str(need), f"{need} is not set in the rule")
 
 

@@ -139,9 +139,14 @@ class Param:
     """A rule param the step cannot do without (None by default)."""
 
     name: str
+    alternatives: tuple[str, ...] = ()  # any one of name and these will do
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.alternatives)
 
     def __str__(self) -> str:
-        return f"params.{self.name}"
+        return " or ".join(f"params.{n}" for n in self.names)
 
 
 @dataclass(frozen=True)
