@@ -173,7 +173,7 @@ def _approval_wait(step: Any) -> str:
     # A step with a withhold is offered only when the run's own reads call for it
     # (RB-01 kill_stuck: only if a statement is stuck); otherwise the engine records
     # it as not offered, and the plan must not promise an approval.
-    if step.withhold is not None:
+    if step.withhold is not None and step.withhold_reads_run:
         return "wait for approval, if the run's own reads find it needed"
     return "wait for approval"
 

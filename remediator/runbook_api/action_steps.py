@@ -144,6 +144,7 @@ def action_step(
         stop_on_failure=stop_on_failure,
         needs=needs,
         withhold=withhold_approval if approval == "approve" else None,
+        withhold_reads_run=withhold is not None or bool(preconditions),
         requires=requires,
         attempts=attempts,
         backoff=backoff,

@@ -138,6 +138,9 @@ class Step:
     # An approve step: why it is not offered in this run (None: offer it), from what
     # earlier steps found, e.g. nothing is stuck, so there is nothing to approve.
     withhold: Callable[[StepContext], str | None] | None = None
+    # Whether ``withhold`` depends on what the run's earlier steps found (False: it
+    # only checks the step's inputs), so a plan knows whether to promise the approval.
+    withhold_reads_run: bool = True
     # What doctor can check for a step its catalog does not know (YAML runbooks: the
     # statements and verbs of their actions).
     requires: tuple[Requirement, ...] = ()
