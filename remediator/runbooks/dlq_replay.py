@@ -16,7 +16,7 @@ from remediator import validation
 from remediator.errors import TargetError
 from remediator.runbook_api.context import PLAN_RUN_ID, StepContext
 from remediator.runbook_api.steps import Done, Skip
-from remediator.runbooks import jobs
+from remediator.runbooks import jobs, plan
 
 
 class ReplayParams(Protocol):
@@ -74,7 +74,7 @@ async def replay(ctx: StepContext, provider: str, p: ReplayParams) -> Done | Ski
         )
     name = job_name(provider, ctx.run_id)
     await jobs.start(
-        ctx,
+        ctx.clients.need_kubernetes(),
         name,
         command(provider, p),
         deployment=p.replay_deployment,
@@ -100,7 +100,7 @@ def render(ctx: StepContext, provider: str, p: ReplayParams) -> str:
     )
     return (
         jobs.render(
-            ctx,
+            plan.namespace(ctx),
             name,
             command(provider, p),
             deployment=p.replay_deployment,
