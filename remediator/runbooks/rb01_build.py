@@ -169,7 +169,7 @@ class AwaitBuild:
         job = self.job or f"build-pack-{self.day}-<attempt>"
         return (
             render_sql(packs.of_day(packs.FULL), (self.day.isoformat(),))
-            + f"\nkubectl get job {job} -n {self.namespace}"
+            + f"\n{packs.FULL_NOTE}\nkubectl get job {job} -n {self.namespace}"
             f"  # every {p.build_poll_seconds:g} s, up to {p.build_wait_seconds:g} s"
         )
 
@@ -275,7 +275,7 @@ class MarkFresh:
                 packs.MARK,
                 (day, Hint(f"<{validation.pack_id_for(self.day)} and older fresh packs>")),
             )
-            + "\nCOMMIT;"
+            + f"\n{packs.FULL_NOTE}\nCOMMIT;"
         )
 
     async def execute(self, clients: Clients) -> Done | Skip:

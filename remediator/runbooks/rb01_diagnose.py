@@ -109,16 +109,23 @@ async def _probe(http: HttpProbes, name: str) -> Probed:
 
 @dataclass(frozen=True)
 class ProviderHealth:
-    """The status URLs of the build providers that are configured (of ``providers``)."""
+    """The status URLs of the build providers that are configured (of ``providers``;
+    ``configured`` None: the plan cannot tell, the run asks the client)."""
 
     providers: tuple[str, ...]
+    configured: tuple[str, ...] | None
 
     needs: ClassVar[Need] = "http"
     mutates: ClassVar[bool] = False
 
     def render(self) -> str:
+        # The plan names only the providers the run will probe, so it never shows a
+        # GET that does not happen.
         return "\n".join(
-            f"GET <targets.http.providers.{n}>  # expect 2xx and status ok" for n in self.providers
+            f"GET <targets.http.providers.{n}>  # expect 2xx and status ok"
+            if self.configured is None or n in self.configured
+            else f"# {n}: not in targets.http.providers, not probed"
+            for n in self.providers
         )
 
     async def execute(self, clients: Clients) -> Done:
@@ -144,6 +151,16 @@ class ProviderHealth:
         )
 
 
+def _configured_providers(clients: Clients) -> tuple[str, ...] | None:
+    """The providers the run's HTTP client knows: the client's own list, else (a plan,
+    which has no client) the one in the settings it would be opened from."""
+    if clients.http is not None:
+        return tuple(clients.http.providers)
+    if clients.settings is not None and clients.settings.targets.http.providers:
+        return tuple(clients.settings.targets.http.providers)
+    return None
+
+
 @step(
     "provider_health",
     "diagnose",
@@ -153,7 +170,7 @@ class ProviderHealth:
     attempts=1,
 )
 def provider_health(ctx: StepContext) -> ProviderHealth:
-    return ProviderHealth(ctx.params_as(Params).build_providers)
+    return ProviderHealth(ctx.params_as(Params).build_providers, _configured_providers(ctx.clients))
 
 
 # ---------------------------------------------------------------- 3 diagnosis
@@ -176,7 +193,7 @@ class RecentPacks:
         return (
             f"{packs.recent(packs.FULL)};\n{render_sql(packs.FRESH_FROM, (day,))}\n"
             "-- no row: the pack is late (and the date is today's, or yesterday's just after"
-            " midnight)"
+            f" midnight)\n{packs.FULL_NOTE}"
         )
 
     async def execute(self, clients: Clients) -> Done:

@@ -125,7 +125,7 @@ class Pack(BaseModel):
 
     id: str
     date: str
-    is_fresh: bool
+    is_fresh: bool | None = None  # as the catalog has it (NULL where the column allows)
     status: str | None = None
 
 

@@ -98,7 +98,7 @@ class Flipped(BaseModel):
 class Served(BaseModel):
     """serve_last_good's undo record."""
 
-    flipped: list[Flipped]
+    flipped: list[Flipped] = []
 
 
 class Marked(BaseModel):
