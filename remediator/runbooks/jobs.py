@@ -5,8 +5,9 @@ way the runbook does, ``kubectl exec deployment/<workload>``: in a Job copied fr
 Deployment's pod template (``clients.pod_template``), never in a bare container that
 would have no database URL, no secrets and no service account.
 
-Shared by both runbooks: the param checks, starting the Job, and its rendering (the
-``kubectl exec`` a human would paste instead).
+Shared by both runbooks' actions (rb01_build.RerunBuild, dlq_replay.ReplayDlq): the
+param checks, starting the Job, and its rendering (the ``kubectl exec`` a human would
+paste instead).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import re
 from collections.abc import Sequence
 
 from remediator.errors import TargetNotFound
-from remediator.runbook_api.context import StepContext
+from remediator.runbook_api.client_protocols import Kubernetes
 from remediator.runbook_api.steps import StepFailed
-from remediator.runbooks import plan
 from remediator.validation.kubernetes import is_image_ref
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
@@ -37,7 +37,7 @@ def check_name(value: str | None) -> str | None:
 
 
 async def start(
-    ctx: StepContext,
+    kube: Kubernetes,
     name: str,
     argv: Sequence[str],
     *,
@@ -48,7 +48,6 @@ async def start(
     ttl_seconds: int,
 ) -> str:
     """Create the Job from ``deployment``'s pod template; StepFailed if there is none."""
-    kube = ctx.clients.need_kubernetes()
     try:
         return str(
             await kube.create_job_from_deployment(
@@ -71,11 +70,12 @@ async def start(
 
 
 def render(
-    ctx: StepContext, name: str, argv: Sequence[str], *, deployment: str, image: str | None
+    namespace: str, name: str, argv: Sequence[str], *, deployment: str, image: str | None
 ) -> str:
+    """The Job as a plan shows it: the ``kubectl exec`` it stands for."""
     override = f", image {image}" if image else ""
     return (
         f"# Job {name}: deployment/{deployment}'s pod template (env, envFrom, service"
         f" account, volumes{override}) running the command; by hand, the same:\n"
-        f"kubectl exec deployment/{deployment} -n {plan.namespace(ctx)} -- {' '.join(argv)}"
+        f"kubectl exec deployment/{deployment} -n {namespace} -- {' '.join(argv)}"
     )

@@ -53,6 +53,9 @@ class PackColumns:
 
 
 FULL = PackColumns()
+# A plan shows the statements on FULL; a run reads the columns the catalog has, so
+# the rendered call says so rather than show a column the run may not read.
+FULL_NOTE = "-- status, hash: only where the catalog has those columns"
 
 
 async def columns(db: SqlDatabase) -> PackColumns:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from remediator import validation
 from remediator.errors import (
@@ -120,9 +120,26 @@ def corroborate_date(day: date, params: Params, now: datetime | None = None) -> 
     )
 
 
+class Pack(BaseModel):
+    """A pack as recent_packs lists it (``packs.listed``)."""
+
+    id: str
+    date: str
+    is_fresh: bool | None = None  # as the catalog has it (NULL where the column allows)
+    status: str | None = None
+
+
+class PacksFound(BaseModel):
+    """What recent_packs found: the last packs, and D when it confirmed D's pack late."""
+
+    packs: list[Pack] = []
+    late: str | None = None
+
+
 def is_late(ctx: StepContext, day: date) -> bool:
     """Whether this run's corroboration (step 3) confirmed that D's pack is late."""
-    return (ctx.results.get("recent_packs") or {}).get("late") == day.isoformat()
+    found = ctx.found("recent_packs", PacksFound)
+    return found is not None and found.late == day.isoformat()
 
 
 def unconfirmed(day: date) -> Skip:

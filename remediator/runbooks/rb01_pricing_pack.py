@@ -38,43 +38,32 @@ A stuck query is terminated only on approval, through RB-05's guards (``stuck``)
 This module must never start a second build while one runs, never exceed the attempts per
 date, and never put an unchecked label into SQL or a Job.
 
-Its parts: rb01_params (params, D, lateness), rb01_diagnose (steps 1-3), rb01_serve
+Each step is an action declared with ``@step`` at the function that builds it: the
+plan, the page, the audit row and the run are that one object. Its parts: rb01_params
+(params, D, lateness), rb01_diagnose (steps 1-3), stuck (step 3's kill), rb01_serve
 (step 4 and its undo), rb01_build (steps 5-6); step 7 and the declaration live here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from remediator.errors import ConfigError
-from remediator.runbook_api.context import StepContext
-from remediator.runbook_api.steps import Done, Runbook, Step, StepFailed
-from remediator.runbooks import stuck
-from remediator.runbooks.rb01_build import (
-    await_build,
-    mark_fresh,
-    render_await_build,
-    render_mark_fresh,
-    render_rerun_build,
-    rerun_build,
-)
+from remediator.runbook_api.action_steps import step
+from remediator.runbook_api.context import Clients, StepContext
+from remediator.runbook_api.steps import Done, Need, Runbook, Step, StepFailed
+from remediator.runbooks.rb01_build import await_build, mark_fresh, rerun_build
 from remediator.runbooks.rb01_diagnose import (
-    LONG_QUERIES,
     long_running_queries,
     provider_health,
     recent_packs,
-    render_provider_health,
-    render_recent_packs,
-    render_scheduler_logs,
     scheduler_logs,
 )
 from remediator.runbooks.rb01_params import Params, corroborate_date, job_name, pack_date
-from remediator.runbooks.rb01_serve import (
-    render_serve_last_good,
-    serve_last_good,
-    unserve_last_good,
-)
+from remediator.runbooks.rb01_serve import serve_last_good
+from remediator.runbooks.stuck import kill_stuck
 
 
 def _target(labels: Mapping[str, str], params: Any) -> str:
@@ -84,127 +73,62 @@ def _target(labels: Mapping[str, str], params: Any) -> str:
 # ----------------------------------------------------------- 7 freshness gate
 
 
-async def freshness_gate(*, ctx: StepContext, **_: Any) -> Done:
-    http = ctx.clients.need_http()
-    try:
-        result = await http.freshness_gate()
-    except ConfigError as exc:
-        raise StepFailed(str(exc)) from exc
-    if result.ok:
-        return Done(
-            "POST /execute answered 200: valuations are served",
-            data={"status_code": result.status_code},
+@dataclass(frozen=True)
+class FreshnessGate:
+    """The app's own freshness gate: POST /execute must answer 200, not 503."""
+
+    app_url: str | None  # targets.http.app_url (None: not configured)
+
+    needs: ClassVar[Need] = "http"
+    mutates: ClassVar[bool] = False
+
+    def render(self) -> str:
+        return (
+            f"POST {self.app_url or '<targets.http.app_url>'}/execute"
+            ' {"pattern_id": "portfolio_overview", "portfolio_id": "test-portfolio-uuid",'
+            ' "inputs": {}}  # expect 200, not 503'
         )
-    why = " (pack warming: no fresh pack)" if result.warming else ""
-    if result.auth_failed:
-        why = " (the app refused targets.http.app_token: set or renew it)"
-    raise StepFailed(f"POST /execute answered {result.status_code}{why}: {result.detail}")
+
+    async def execute(self, clients: Clients) -> Done:
+        http = clients.need_http()
+        try:
+            result = await http.freshness_gate()
+        except ConfigError as exc:
+            raise StepFailed(str(exc)) from exc
+        if result.ok:
+            return Done(
+                "POST /execute answered 200: valuations are served",
+                data={"status_code": result.status_code},
+            )
+        why = " (pack warming: no fresh pack)" if result.warming else ""
+        if result.auth_failed:
+            why = " (the app refused targets.http.app_token: set or renew it)"
+        raise StepFailed(f"POST /execute answered {result.status_code}{why}: {result.detail}")
 
 
-def render_freshness_gate(*, ctx: StepContext, **_: Any) -> str:
+@step(
+    "freshness_gate",
+    "verify",
+    "Verify the freshness gate (POST /execute)",
+    mutates=False,
+    timeout=20.0,
+)
+def freshness_gate(ctx: StepContext) -> FreshnessGate:
     settings = ctx.clients.settings
-    app = settings.targets.http.app_url if settings is not None else None
-    return (
-        f"POST {app or '<targets.http.app_url>'}/execute"
-        ' {"pattern_id": "portfolio_overview", "portfolio_id": "test-portfolio-uuid",'
-        ' "inputs": {}}  # expect 200, not 503'
-    )
-
-
-def _literal(text: str) -> Any:
-    def render(*, ctx: StepContext, **_: Any) -> str:
-        return text.strip()
-
-    return render
+    return FreshnessGate(settings.targets.http.app_url if settings is not None else None)
 
 
 STEPS: Sequence[Step] = (
-    Step(
-        "scheduler_logs",
-        "diagnose",
-        "Read the scheduler's build_pack log lines",
-        scheduler_logs,
-        render_scheduler_logs,
-        timeout=30.0,
-    ),
-    Step(
-        "provider_health",
-        "diagnose",
-        "Check the price providers' health",
-        provider_health,
-        render_provider_health,
-        timeout=20.0,
-        attempts=1,
-    ),
-    Step(
-        "recent_packs",
-        "diagnose",
-        "List the last 5 pricing packs; confirm the alert's pack is late",
-        recent_packs,
-        render_recent_packs,
-    ),
-    Step(
-        "long_running_queries",
-        "diagnose",
-        "List long-running queries (read-only)",
-        long_running_queries,
-        _literal(LONG_QUERIES),
-    ),
-    Step(
-        "kill_stuck",
-        "mitigate",
-        "Terminate a query stuck past the threshold (RB-05's guards)",
-        stuck.kill_stuck,
-        stuck.render_kill_stuck,
-        mutates=True,
-        approval="approve",
-        needs=("database",),
-        idempotent=True,
-        timeout=20.0,
-        withhold=stuck.withhold,
-    ),
-    Step(
-        "serve_last_good",
-        "mitigate",
-        "Serve the last-good pricing pack",
-        serve_last_good,
-        render_serve_last_good,
-        mutates=True,
-        undo=unserve_last_good,
-    ),
-    Step(
-        "rerun_build",
-        "mitigate",
-        "Rerun the pack build as a Kubernetes Job",
-        rerun_build,
-        render_rerun_build,
-        mutates=True,
-    ),
-    Step(
-        "await_build",
-        "verify",
-        "Wait for the new pack to be built",
-        await_build,
-        render_await_build,
-        timeout=60.0,  # one poll; the wait between polls parks the run
-        attempts=1,
-    ),
-    Step(
-        "mark_fresh",
-        "mitigate",
-        "Mark the new pack fresh, unmark older packs",
-        mark_fresh,
-        render_mark_fresh,
-        mutates=True,
-    ),
-    Step(
-        "freshness_gate",
-        "verify",
-        "Verify the freshness gate (POST /execute)",
-        freshness_gate,
-        render_freshness_gate,
-        timeout=20.0,
-    ),
+    scheduler_logs,
+    provider_health,
+    recent_packs,
+    long_running_queries,
+    kill_stuck,
+    serve_last_good,
+    rerun_build,
+    await_build,
+    mark_fresh,
+    freshness_gate,
 )
 
 RUNBOOK = Runbook(

@@ -13,13 +13,16 @@ cannot name one, and a session that appeared after the look is not a candidate.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import ClassVar
 
-from remediator.runbook_api.context import StepContext
-from remediator.runbook_api.steps import Done, Skip
-from remediator.runbooks import plan, sessions
+from remediator.runbook_api.action_steps import step
+from remediator.runbook_api.actions import Hint, render_sql
+from remediator.runbook_api.context import Clients, StepContext
+from remediator.runbook_api.steps import Done, Need, Skip
+from remediator.runbooks import sessions
+from remediator.runbooks.rb01_diagnose import LongQueries, LongQuery
 from remediator.runbooks.rb01_params import Params
 
 # The sessions the diagnosis listed, as they are now: $1 roles, $2 applications,
@@ -42,89 +45,119 @@ TERMINATE = sessions.terminate_sql(
 )
 
 
-def _seen(ctx: StepContext) -> list[Mapping[str, Any]]:
-    listed = (ctx.results.get("long_running_queries") or {}).get("queries") or []
-    return [q for q in listed if q.get("backend_start")]
+def _seen(ctx: StepContext) -> tuple[LongQuery, ...] | None:
+    """The sessions the diagnosis listed (None: the listing did not run)."""
+    found = ctx.found("long_running_queries", LongQueries)
+    if found is None:
+        return None
+    return tuple(q for q in found.queries if q.backend_start)
 
 
 def withhold(ctx: StepContext) -> str | None:
     """Offered for approval only when the diagnosis saw a statement past the threshold."""
-    if "long_running_queries" not in ctx.results:
+    seen = _seen(ctx)
+    if seen is None:
         return "the long-running query listing did not run"
     limit = float(ctx.params_as(Params).stuck_query_seconds)
-    if not any(float(q.get("seconds") or 0.0) >= limit for q in _seen(ctx)):
+    if not any(q.seconds >= limit for q in seen):
         return f"no query has run for {limit:g} s or more: nothing is stuck"
     return None
 
 
-async def kill_stuck(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p = ctx.params_as(Params)
-    seen = _seen(ctx)
-    if not seen:
-        return Skip("the diagnosis listed no active query: nothing to terminate")
-    db = ctx.clients.need_database()
-    found = await db.fetch(
-        _SEEN_NOW,
-        list(p.protected_roles),
-        list(p.protected_applications),
-        [int(q["pid"]) for q in seen],
-        [datetime.fromisoformat(str(q["backend_start"])) for q in seen],
-    )
-    rows = [{**r, "user": r["usename"], "application": r["application_name"]} for r in found]
-    threshold = float(p.stuck_query_seconds)
-    spared = [r for r in rows if r["protected"] is not None]
-    stuck = [r for r in rows if r["protected"] is None and float(r["seconds"]) >= threshold]
-    if not stuck:
-        why = f"no query the diagnosis listed still runs past {threshold:g} s"
-        extra = sessions.notes(spared=spared, over=[], gone=[], limit=p.max_terminations)
-        return Skip("; ".join([why, *extra]))
-    chosen, over = stuck[: p.max_terminations], stuck[p.max_terminations :]
-    hit = await sessions.terminate(db, TERMINATE, chosen, p, threshold)
-    terminated = [
-        {
-            "pid": int(c["pid"]),
-            "user": c["user"],
-            "application": c["application"],
-            "seconds": round(float(c["seconds"]), 1),
-            "query": c["query"],
-        }
-        for c in chosen
-        if int(c["pid"]) in hit
-    ]
-    notes = sessions.notes(
-        spared=spared,
-        over=over,
-        gone=[c for c in chosen if int(c["pid"]) not in hit],
-        limit=p.max_terminations,
-        gone_words="finished or no longer stuck",
-    )
-    if not terminated:
-        return Skip("; ".join(["terminated nothing", *notes]))
-    head = "terminated " + ", ".join(
-        f"{sessions.who(c)} running {c['seconds']:g} s" for c in terminated
-    )
-    # A terminated session cannot be brought back: recorded for the audit, no undo.
-    return Done(
-        "; ".join([head, *notes]),
-        data={"terminated": terminated},
-        changes={"terminated": terminated},
-    )
+@dataclass(frozen=True)
+class KillStuck:
+    """Terminate the listed sessions still stuck, through RB-05's guards. A terminated
+    session cannot be brought back: what went is recorded for the audit, no undo."""
 
+    seen: tuple[LongQuery, ...]
+    params: Params
 
-def render_kill_stuck(*, ctx: StepContext, **_: Any) -> str:
-    p = ctx.params_as(Params)
-    seen = [f"{q['pid']}" for q in _seen(ctx)]
-    pids = plan.Hint(f"<the sessions listed above: {', '.join(seen) or 'none'}>")
-    return (
-        "-- only sessions the diagnosis listed, still running a statement for"
-        f" >= {p.stuck_query_seconds:g} s; at most {p.max_terminations}; never protected"
-        " roles/applications (RB-05's guards)\n"
-        + plan.sql(
-            TERMINATE,
-            pids,
-            plan.Hint("<their backend_start>"),
+    needs: ClassVar[Need] = "database"
+    mutates: ClassVar[bool] = True
+
+    def render(self) -> str:
+        p = self.params
+        pids = Hint(
+            f"<the sessions listed above: {', '.join(str(q.pid) for q in self.seen) or 'none'}>"
+        )
+        return (
+            "-- only sessions the diagnosis listed, still running a statement for"
+            f" >= {p.stuck_query_seconds:g} s; at most {p.max_terminations}; never protected"
+            " roles/applications (RB-05's guards)\n"
+            + render_sql(
+                TERMINATE,
+                (
+                    pids,
+                    Hint("<their backend_start>"),
+                    list(p.protected_roles),
+                    list(p.protected_applications),
+                    p.stuck_query_seconds,
+                ),
+            )
+        )
+
+    async def execute(self, clients: Clients) -> Done | Skip:
+        p = self.params
+        if not self.seen:
+            return Skip("the diagnosis listed no active query: nothing to terminate")
+        db = clients.need_database()
+        found = await db.fetch(
+            _SEEN_NOW,
             list(p.protected_roles),
             list(p.protected_applications),
-            p.stuck_query_seconds,
+            [q.pid for q in self.seen],
+            [datetime.fromisoformat(str(q.backend_start)) for q in self.seen],
         )
-    )
+        rows = [{**r, "user": r["usename"], "application": r["application_name"]} for r in found]
+        threshold = float(p.stuck_query_seconds)
+        spared = [r for r in rows if r["protected"] is not None]
+        stuck = [r for r in rows if r["protected"] is None and float(r["seconds"]) >= threshold]
+        if not stuck:
+            why = f"no query the diagnosis listed still runs past {threshold:g} s"
+            extra = sessions.notes(spared=spared, over=[], gone=[], limit=p.max_terminations)
+            return Skip("; ".join([why, *extra]))
+        chosen, over = stuck[: p.max_terminations], stuck[p.max_terminations :]
+        hit = await sessions.terminate(db, TERMINATE, chosen, p, threshold)
+        terminated = [
+            {
+                "pid": int(c["pid"]),
+                "user": c["user"],
+                "application": c["application"],
+                "seconds": round(float(c["seconds"]), 1),
+                "query": c["query"],
+            }
+            for c in chosen
+            if int(c["pid"]) in hit
+        ]
+        notes = sessions.notes(
+            spared=spared,
+            over=over,
+            gone=[c for c in chosen if int(c["pid"]) not in hit],
+            limit=p.max_terminations,
+            gone_words="finished or no longer stuck",
+        )
+        if not terminated:
+            return Skip("; ".join(["terminated nothing", *notes]))
+        head = "terminated " + ", ".join(
+            f"{sessions.who(c)} running {c['seconds']:g} s" for c in terminated
+        )
+        return Done(
+            "; ".join([head, *notes]),
+            data={"terminated": terminated},
+            changes={"terminated": terminated},
+        )
+
+
+@step(
+    "kill_stuck",
+    "mitigate",
+    "Terminate a query stuck past the threshold (RB-05's guards)",
+    mutates=True,
+    approval="approve",
+    needs=("database",),
+    idempotent=True,
+    timeout=20.0,
+    withhold=withhold,
+)
+def kill_stuck(ctx: StepContext) -> KillStuck:
+    return KillStuck(_seen(ctx) or (), ctx.params_as(Params))

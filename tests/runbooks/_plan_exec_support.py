@@ -252,6 +252,8 @@ FILLED_AT_RUN_TIME: Mapping[tuple[str, str], str] = {
 }
 # Undo calls that put back what their step recorded (the plan cannot know the value).
 UNDO_FILLED_AT_RUN_TIME: Mapping[tuple[str, str], str] = {
+    ("RB-01", "serve_last_good"): "the pack the step recorded it served",
+    ("RB-02", "pause_alerts"): "the alert ids the step recorded it paused",
     ("RB-03", "scale_evaluator_down"): "the replicas the step recorded",
     ("RB-03", "global_cooldown"): "each alert's cooldown the step recorded",
 }

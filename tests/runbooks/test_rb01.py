@@ -26,7 +26,7 @@ from remediator.errors import NotCorroborated
 from remediator.models import WebhookPayload
 from remediator.runbooks import rb01_pricing_pack as rb01
 from remediator.settings import from_mapping
-from remediator.testing import Harness, make_alert, resolved
+from remediator.testing import Harness, make_alert, make_payload, resolved
 from tests.fixtures.kube_api import FakeKubeAPI
 from tests.runbooks import _rb0103_fixtures as fx
 
@@ -405,6 +405,33 @@ async def test_a_stuck_query_is_terminated_only_after_approval_and_never_a_prote
 
 
 # ------------------------------------------------------------------ dry-run
+
+
+async def test_provider_health_plans_only_the_providers_it_probes(target, kube, http) -> None:
+    """A build provider missing from targets.http.providers is not probed; the plan and
+    the run's audit row say so alike, and show no GET that does not happen."""
+    checks, router = http
+    fx.providers_answer(router)
+    fx.gate_answers(router, 200)
+    wanted = {**FAST, "build_providers": ["polygon", "fmp", "fred", "tiingo"]}
+    rules = fx.rules_yaml("RB-01", ["PricingPackBuildSlow"], wanted)
+    async with harness(target, kube, checks, rules=rules, settings={"mode": "dry-run"}) as h:
+        await h.deliver(ALERT)
+        step = (await steps_by_name(h))["provider_health"]
+        payload = WebhookPayload.model_validate(make_payload(ALERT))
+        [entry] = replay.plan(payload, h.ruleset, fx.registry(), fx.settings())
+    [planned] = [s for s in entry["runs"][0]["steps"] if s["name"] == "provider_health"]
+    assert step["rendered"] == planned["call"]
+    assert planned["call"].splitlines() == [
+        *(
+            f"GET <targets.http.providers.{n}>  # expect 2xx and status ok"
+            for n in fx.PROVIDER_URLS
+        ),
+        "# tiingo: not in targets.http.providers, not probed",
+    ]
+    assert step["outcome"] == "applied"
+    assert "tiingo" not in step["result"]["summary"]
+    assert sorted(step["result"]["data"]["providers"]) == sorted(fx.PROVIDER_URLS)
 
 
 async def test_dry_run_changes_nothing_and_plans_every_step_with_its_call(
