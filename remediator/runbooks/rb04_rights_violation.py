@@ -66,8 +66,9 @@ from remediator.runbooks.rights_registry import ReadRegistry
 
 
 def _target(labels: Mapping[str, str], params: BaseModel) -> str:
-    providers = params.providers if isinstance(params, Params) else ()
-    return validation.provider(labels.get("provider"), providers)
+    if not isinstance(params, Params):  # the engine validated them with Params
+        raise TypeError(f"RB-04: params are {type(params).__name__}, not Params")
+    return validation.provider(labels.get("provider"), params.providers)
 
 
 # rights_registry cannot import Params (rb04_params imports it for its validators):
