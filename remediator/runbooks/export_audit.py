@@ -10,8 +10,11 @@ cannot be cleared, so it counts as a candidate.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel
 
 from remediator.errors import InputRejected
 from remediator.runbook_api.client_protocols import SqlDatabase
@@ -63,44 +66,65 @@ async def _on_catalog(db: SqlDatabase, sql: str) -> str:
     return sql if "id" in await db.columns("analytics_events") else _without_event_id(sql)
 
 
-async def confirm(db: SqlDatabase, provider: str, p: Any) -> dict[str, Any] | None:
-    """How many violating exports (``n``, ``unknown``) and the latest (``last``)."""
-    row: dict[str, Any] | None = await db.fetchrow(
-        await _on_catalog(db, CONFIRM), provider, p.audit_days, list(p.export_license_types)
-    )
-    return row
+class Violation(BaseModel):
+    """One violating export as the audit records it (and the steps after it read it)."""
+
+    event_id: int | None
+    user_id: str | None
+    created_at: str
+    export_id: str | None
+    providers_unknown: bool
+    key: str | None  # None: no safe S3 key (key_problem says why)
+    key_problem: str | None
 
 
-async def violations(db: SqlDatabase, provider: str, p: Any) -> list[dict[str, Any]]:
-    """The violating exports, newest first, at most ``p.max_audit_rows``."""
-    rows = await db.fetch(
-        await _on_catalog(db, AUDIT),
-        provider,
-        p.audit_days,
-        list(p.export_license_types),
-        p.max_audit_rows,
+@dataclass(frozen=True)
+class Confirmed:
+    """How many violating exports (``unknown`` of them not listing their providers)."""
+
+    n: int
+    unknown: int
+    last: datetime | None
+
+
+async def confirm(
+    db: SqlDatabase, provider: str, days: int, license_types: Sequence[str]
+) -> Confirmed:
+    row = await db.fetchrow(await _on_catalog(db, CONFIRM), provider, days, list(license_types))
+    if row is None:
+        return Confirmed(0, 0, None)
+    last = row["last"]
+    return Confirmed(
+        int(row["n"]), int(row["unknown"]), last if isinstance(last, datetime) else None
     )
-    found: list[dict[str, Any]] = []
+
+
+async def violations(
+    db: SqlDatabase, provider: str, days: int, license_types: Sequence[str], limit: int
+) -> list[Violation]:
+    """The violating exports, newest first, at most ``limit``."""
+    rows = await db.fetch(await _on_catalog(db, AUDIT), provider, days, list(license_types), limit)
+    found: list[Violation] = []
     for r in rows:
         user = str(r["user_id"]) if r["user_id"] is not None else None
         payload = r["payload_json"]
         key, problem = export_key(user, payload)
         export_id = payload.get("export_id") if isinstance(payload, Mapping) else None
         found.append(
-            {
-                "event_id": int(r["id"]) if r["id"] is not None else None,
-                "user_id": user,
-                "created_at": r["created_at"].isoformat(),
-                "export_id": export_id[:128] if isinstance(export_id, str) else None,
-                "providers_unknown": bool(r["providers_unknown"]),
-                "key": key,
-                "key_problem": problem,
-            }
+            Violation(
+                event_id=int(r["id"]) if r["id"] is not None else None,
+                user_id=user,
+                created_at=r["created_at"].isoformat(),
+                export_id=export_id[:128] if isinstance(export_id, str) else None,
+                providers_unknown=bool(r["providers_unknown"]),
+                key=key,
+                key_problem=problem,
+            )
         )
     return found
 
 
-def export_key(user_id: str | None, payload: Any) -> tuple[str | None, str | None]:
+def export_key(user_id: str | None, payload: object) -> tuple[str | None, str | None]:
     """The S3 key of an export, from its event payload: (key, None) or (None, problem).
 
     The runbook's layout is ``<user-uuid>/<export-id>.pdf``; an explicit ``s3_key`` in

@@ -1,5 +1,5 @@
 """RB-04's params and the helpers its steps share: the provider and user labels (checked),
-the violations this run's export audit found.
+the violations this run's export audit found (a typed record), the licenses held now.
 
 The runbook module (rb04_rights_violation) says what corroborates the alert.
 """
@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from remediator import validation
 from remediator.errors import InputRejected
-from remediator.runbook_api.context import StepContext
+from remediator.runbook_api.context import Clients, StepContext
 from remediator.runbook_api.steps import StepFailed
 from remediator.runbooks import rights_registry
+from remediator.runbooks.export_audit import Violation
 from remediator.validation import aws as aws_checks
 
 _ALERT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", re.ASCII)
@@ -129,11 +129,18 @@ def abbreviated(ids: Sequence[str]) -> str:
     return shown + (f" and {len(ids) - _SHOWN_USERS} more" if len(ids) > _SHOWN_USERS else "")
 
 
-def audited_violations(ctx: StepContext) -> list[Mapping[str, Any]]:
-    audit = ctx.results.get("audit_exports")
-    if audit is None or "violations" not in audit:
+class Audit(BaseModel):
+    """What audit_exports found, for the steps after it (None: it has no result in this
+    run, and the steps that act on it fail rather than guess)."""
+
+    violations: list[Violation] | None = None
+    users: list[str] | None = None
+
+
+def audited(violations: Sequence[Violation] | None) -> Sequence[Violation]:
+    if violations is None:
         raise StepFailed("the export audit has no result in this run; audit by hand first")
-    return list(audit["violations"])
+    return violations
 
 
 _LICENSED_NOW = """
@@ -143,12 +150,15 @@ WHERE user_id = ANY($1::uuid[]) AND provider = $2 AND license_type = ANY($3::tex
 """
 
 
-async def licensed_now(ctx: StepContext, provider: str, users: Sequence[str]) -> set[str]:
-    p = ctx.params_as(Params)
+async def licensed_now(
+    clients: Clients, provider: str, users: Sequence[str], license_types: Sequence[str]
+) -> set[str]:
+    """Which of ``users`` hold an export license now (one granted since the audit makes
+    their export legitimate)."""
     if not users:
         return set()
-    db = ctx.clients.need_database()
+    db = clients.need_database()
     rows = await db.fetch(
-        _LICENSED_NOW, [uuid.UUID(u) for u in users], provider, list(p.export_license_types)
+        _LICENSED_NOW, [uuid.UUID(u) for u in users], provider, list(license_types)
     )
     return {str(r["user_id"]) for r in rows}

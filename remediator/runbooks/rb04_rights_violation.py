@@ -44,158 +44,59 @@ resolve report), rb04_exports (audit and revoke), rb04_users (notify, grant), wi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+
+from pydantic import BaseModel
 
 from remediator import validation
+from remediator.runbook_api.action_steps import step
 from remediator.runbook_api.context import StepContext
-from remediator.runbook_api.steps import Done, Runbook, Skip, Step
-from remediator.runbooks import rights_registry
-from remediator.runbooks.rb04_exports import (
-    audit_exports,
-    render_audit_exports,
-    render_revoke_pdfs,
-    revoke_pdfs,
-)
+from remediator.runbook_api.steps import Runbook, Step
+from remediator.runbooks.rb04_exports import audit_exports, revoke_pdfs
 from remediator.runbooks.rb04_params import Params, provider_of, reported_user, uuid_label
 from remediator.runbooks.rb04_registry import (
     KEPT,
     check_reported_user,
     confirm_violation,
     inspect_registry,
-    render_check_reported_user,
-    render_confirm_violation,
-    render_inspect_registry,
-    render_report_block,
-    render_restrict_exports,
     report_block,
     restrict_exports,
 )
-from remediator.runbooks.rb04_users import (
-    REVOKED_MESSAGE,
-    grant_license,
-    notify_users,
-    render_grant_license,
-    render_notify_users,
-)
+from remediator.runbooks.rb04_users import REVOKED_MESSAGE, grant_license, notify_users
+from remediator.runbooks.rights_registry import ReadRegistry
 
 
-def _target(labels: Mapping[str, str], params: Any) -> str:
+def _target(labels: Mapping[str, str], params: BaseModel) -> str:
+    if not isinstance(params, Params):  # the engine validated them with Params
+        raise TypeError(f"RB-04: params are {type(params).__name__}, not Params")
     return validation.provider(labels.get("provider"), params.providers)
 
 
 # rights_registry cannot import Params (rb04_params imports it for its validators):
-# the step hands them over, typed.
-async def read_registry(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    return await rights_registry.read_registry(ctx, ctx.params_as(Params))
-
-
-def render_read_registry(*, ctx: StepContext, **_: Any) -> str:
-    return rights_registry.render_read_registry(ctx, ctx.params_as(Params))
+# the step hands over what it reads of them.
+@step(
+    "read_rights_registry",
+    "diagnose",
+    "Show the provider's entry in the rights registry YAML",
+    mutates=False,
+    timeout=15.0,
+)
+def read_rights_registry(ctx: StepContext) -> ReadRegistry:
+    p = ctx.params_as(Params)
+    return ReadRegistry(provider_of(ctx), p.rights_registry_path, p.rights_registry_configmap)
 
 
 STEPS: Sequence[Step] = (
-    Step(
-        "inspect_registry",
-        "diagnose",
-        "Inspect the provider's rights registry row",
-        inspect_registry,
-        render_inspect_registry,
-        stop_on_failure=True,
-        timeout=15.0,
-    ),
-    Step(
-        "read_rights_registry",
-        "diagnose",
-        "Show the provider's entry in the rights registry YAML",
-        read_registry,
-        render_read_registry,
-        timeout=15.0,
-    ),
-    Step(
-        "check_reported_user",
-        "diagnose",
-        "Check the reported user's licenses",
-        check_reported_user,
-        render_check_reported_user,
-        timeout=15.0,
-    ),
-    Step(
-        "confirm_violation",
-        "diagnose",
-        "Confirm the violation in the export events",
-        confirm_violation,
-        render_confirm_violation,
-        # Exports are blocked only on a violation that was seen.
-        stop_on_failure=True,
-        timeout=30.0,
-    ),
-    Step(
-        "restrict_exports",
-        "mitigate",
-        "Block exports of the provider (kept after resolve: compliance lifts it)",
-        restrict_exports,
-        render_restrict_exports,
-        mutates=True,
-        idempotent=True,
-        timeout=15.0,
-    ),
-    Step(
-        "audit_exports",
-        "diagnose",
-        "Audit recent PDF exports against user licenses",
-        audit_exports,
-        render_audit_exports,
-        timeout=30.0,
-    ),
-    Step(
-        "revoke_pdfs",
-        "mitigate",
-        "Revoke the violating PDFs (S3 delete)",
-        revoke_pdfs,
-        render_revoke_pdfs,
-        mutates=True,
-        approval="approve",
-        needs=("aws",),
-        idempotent=True,
-        timeout=120.0,
-        attempts=2,
-    ),
-    Step(
-        "notify_users",
-        "notify",
-        "Notify the users whose exports were revoked",
-        notify_users,
-        render_notify_users,
-        mutates=True,
-        approval="approve",
-        needs=("aws", "database"),
-        idempotent=True,
-        timeout=60.0,
-    ),
-    Step(
-        "grant_license",
-        "mitigate",
-        "Grant the missing license (only if legitimate)",
-        grant_license,
-        render_grant_license,
-        mutates=True,
-        approval="approve",
-        needs=("database",),
-        idempotent=True,
-        timeout=15.0,
-    ),
+    inspect_registry,
+    read_rights_registry,
+    check_reported_user,
+    confirm_violation,
+    restrict_exports,
+    audit_exports,
+    revoke_pdfs,
+    notify_users,
+    grant_license,
 )
-
-RESOLVE_STEPS: Sequence[Step] = (
-    Step(
-        "report_block",
-        "verify",
-        "Exports stay blocked until compliance lifts the block",
-        report_block,
-        render_report_block,
-        timeout=15.0,
-    ),
-)
+RESOLVE_STEPS: Sequence[Step] = (report_block,)
 
 RUNBOOK = Runbook(
     id="RB-04",

@@ -7,8 +7,8 @@ The runbook module (rb06_security_incident) says what guards blocking.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -123,7 +123,7 @@ def rule_warnings(params: Params) -> list[str]:
     ]
 
 
-def _checked(check: Any, field: str, value: str) -> str:
+def _checked(check: Callable[[str, str], object], field: str, value: str) -> str:
     try:
         return str(check(field, value))
     except InputRejected as exc:
@@ -164,10 +164,17 @@ def addresses_of(net: validation.IPNetwork) -> list[str] | None:
     return [str(a) for a in net]
 
 
-def login_users(ctx: StepContext) -> list[str]:
-    logins = ctx.results.get("logins_from_ip")
-    if logins is None or "user_ids" not in logins:
+class Logins(BaseModel):
+    """What logins_from_ip found (``user_ids`` None: it has no result in this run)."""
+
+    user_ids: list[str] | None = None
+
+
+def login_users(users: Sequence[str] | None) -> list[str]:
+    """The accounts the login lookup found; without its result (None), the steps
+    acting on them fail rather than guess."""
+    if users is None:
         raise StepFailed(
             "the login lookup has no result in this run; find the accounts by hand first"
         )
-    return [str(u) for u in logins["user_ids"]]
+    return [str(u) for u in users]

@@ -48,145 +48,53 @@ the blocks), rb06_audit (step 3), rb06_accounts (steps 5-6), with ``jwt_rotation
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+
+from pydantic import BaseModel
 
 from remediator import validation
 from remediator.runbook_api.steps import Runbook, Step
-from remediator.runbooks import jwt_rotation, waf_samples
+from remediator.runbooks.jwt_rotation import rotate_jwt_secret
 from remediator.runbooks.rb06_accounts import (
     RESET_MESSAGE,
     force_password_resets,
     logins_from_ip,
     notify_users,
-    render_force_password_resets,
-    render_logins_from_ip,
-    render_notify_users,
 )
-from remediator.runbooks.rb06_audit import idor_audit, render_idor_audit, render_rls_gaps, rls_gaps
-from remediator.runbooks.rb06_block import (
-    block_source_ip,
-    confirm_source,
-    list_blocks,
-    render_block_source_ip,
-    render_confirm_source,
-    render_list_blocks,
-)
+from remediator.runbooks.rb06_audit import idor_audit, rls_gaps
+from remediator.runbooks.rb06_block import block_source_ip, confirm_source, list_blocks
 from remediator.runbooks.rb06_params import Params, rule_warnings, source_network
+from remediator.runbooks.waf_samples import waf_sampled_requests
 
 
-def _target(labels: Mapping[str, str], params: Any) -> str:
+def _target(labels: Mapping[str, str], params: BaseModel) -> str:
     value = labels.get("source_ip")
     if value is None:
         return labels.get("alertname", "")
+    if not isinstance(params, Params):  # the engine validated them with Params
+        raise TypeError(f"RB-06: params are {type(params).__name__}, not Params")
+    p = params
     return str(
         validation.public_ip(
             value,
-            allow_list=params.allow_list,
-            max_prefix_v4=params.max_prefix_v4,
-            max_prefix_v6=params.max_prefix_v6,
+            allow_list=p.allow_list,
+            max_prefix_v4=p.max_prefix_v4,
+            max_prefix_v6=p.max_prefix_v6,
         )
     )
 
 
 STEPS: Sequence[Step] = (
-    Step(
-        "confirm_source",
-        "diagnose",
-        "Confirm the source address in the audit log and logins",
-        confirm_source,
-        render_confirm_source,
-        timeout=15.0,
-    ),
-    Step(
-        "rotate_jwt_secret",
-        "mitigate",
-        "Rotate the JWT secret and restart the API",
-        jwt_rotation.rotate_jwt_secret,
-        jwt_rotation.render_rotate_jwt_secret,
-        mutates=True,
-        approval="approve",
-        needs=("kubernetes",),
-        timeout=60.0,
-    ),
-    Step(
-        "block_source_ip",
-        "mitigate",
-        "Block the source IP in the WAF IP set",
-        block_source_ip,
-        render_block_source_ip,
-        mutates=True,
-        idempotent=True,
-        timeout=30.0,
-    ),
-    Step(
-        "waf_sampled_requests",
-        "diagnose",
-        "Read the WAF's sampled requests from the source address",
-        waf_samples.sampled_requests,
-        waf_samples.render_sampled_requests,
-        timeout=30.0,
-        attempts=1,
-    ),
-    Step(
-        "idor_audit",
-        "diagnose",
-        "403_idor audit rows (RLS bypass attempts)",
-        idor_audit,
-        render_idor_audit,
-        timeout=15.0,
-    ),
-    Step(
-        "rls_gaps",
-        "diagnose",
-        "Portfolio tables without RLS policies",
-        rls_gaps,
-        render_rls_gaps,
-        timeout=15.0,
-    ),
-    Step(
-        "logins_from_ip",
-        "diagnose",
-        "Recent logins from the source IP",
-        logins_from_ip,
-        render_logins_from_ip,
-        timeout=15.0,
-    ),
-    Step(
-        "force_password_resets",
-        "mitigate",
-        "Force password resets for those accounts",
-        force_password_resets,
-        render_force_password_resets,
-        mutates=True,
-        approval="approve",
-        needs=("database",),
-        idempotent=True,
-        timeout=15.0,
-    ),
-    Step(
-        "notify_users",
-        "notify",
-        "Notify the affected users",
-        notify_users,
-        render_notify_users,
-        mutates=True,
-        approval="approve",
-        needs=("database",),
-        idempotent=True,
-        timeout=15.0,
-    ),
+    confirm_source,
+    rotate_jwt_secret,
+    block_source_ip,
+    waf_sampled_requests,
+    idor_audit,
+    rls_gaps,
+    logins_from_ip,
+    force_password_resets,
+    notify_users,
 )
-
-RESOLVE_STEPS: Sequence[Step] = (
-    Step(
-        "list_blocks",
-        "verify",
-        "Blocks are kept: list them for review",
-        list_blocks,
-        render_list_blocks,
-        timeout=20.0,
-    ),
-)
+RESOLVE_STEPS: Sequence[Step] = (list_blocks,)
 
 RUNBOOK = Runbook(
     id="RB-06",

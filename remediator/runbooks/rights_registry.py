@@ -1,4 +1,5 @@
-"""RB-04 step 1: the provider's entry in the rights registry YAML, shown in the page.
+"""RB-04 step 1, as an action: the provider's entry in the rights registry YAML, shown
+in the page.
 
 The runbook reads ``.ops/RIGHTS_REGISTRY.yaml`` (``grep -A5 "FMP:"``); the app reads
 the same file, so a provider marked ``export: allow`` there is the violation's likely
@@ -17,31 +18,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import ClassVar
 
 import yaml
 
-from remediator import validation
 from remediator.errors import TargetError
-from remediator.runbook_api.context import StepContext
-from remediator.runbook_api.steps import Done, Skip, StepFailed
+from remediator.runbook_api.context import Clients
+from remediator.runbook_api.steps import Done, Need, Skip, StepFailed, StepOutcome
 
 DEFAULT_KEY = "RIGHTS_REGISTRY.yaml"
 _MAX_BYTES = 1024 * 1024
 _FIELDS = ("export", "require_license", "attribution")
-
-
-class RegistryParams(Protocol):
-    """What this step reads of RB-04's params (rb04_params.Params, which imports this
-    module for its validators: the runbook hands them over, typed)."""
-
-    @property
-    def providers(self) -> tuple[str, ...]: ...
-    @property
-    def rights_registry_path(self) -> str | None: ...
-    @property
-    def rights_registry_configmap(self) -> str | None: ...
 
 
 def check_path(value: str | None) -> str | None:
@@ -59,10 +48,6 @@ def check_configmap(value: str | None) -> str | None:
     return value
 
 
-def _provider(ctx: StepContext, p: RegistryParams) -> str:
-    return validation.provider(ctx.labels.get("provider"), p.providers)
-
-
 def _read_file(path: str) -> str:
     with open(path, "rb") as fh:
         data = fh.read(_MAX_BYTES + 1)
@@ -71,21 +56,19 @@ def _read_file(path: str) -> str:
     return data.decode("utf-8", "replace")
 
 
-async def _text(ctx: StepContext, p: RegistryParams) -> tuple[str, str] | None:
+async def _text(
+    clients: Clients, path: str | None, configmap: str | None
+) -> tuple[str, str] | None:
     """(where, YAML text) of the configured registry, or None when none is configured."""
-    if p.rights_registry_path:
+    if path:
         try:
-            return p.rights_registry_path, await asyncio.to_thread(
-                _read_file, p.rights_registry_path
-            )
+            return path, await asyncio.to_thread(_read_file, path)
         except OSError as exc:
-            raise StepFailed(
-                f"cannot read {p.rights_registry_path}: {exc.strerror or type(exc).__name__}"
-            ) from exc
-    if p.rights_registry_configmap:
-        name, _, key = p.rights_registry_configmap.partition("/")
+            raise StepFailed(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from exc
+    if configmap:
+        name, _, key = configmap.partition("/")
         key = key or DEFAULT_KEY
-        kube = ctx.clients.need_kubernetes()
+        kube = clients.need_kubernetes()
         try:
             data = await kube.read_config_map(name)
         except TargetError as exc:
@@ -96,7 +79,7 @@ async def _text(ctx: StepContext, p: RegistryParams) -> tuple[str, str] | None:
     return None
 
 
-def entry(doc: Any, provider: str) -> tuple[str, Mapping[str, Any]] | None:
+def entry(doc: object, provider: str) -> tuple[str, Mapping[object, object]] | None:
     """The provider's entry (its key's own spelling), matched case-insensitively; a
     top-level ``providers:`` mapping is looked into as well."""
     if isinstance(doc, Mapping) and isinstance(doc.get("providers"), Mapping):
@@ -109,51 +92,70 @@ def entry(doc: Any, provider: str) -> tuple[str, Mapping[str, Any]] | None:
     return None
 
 
-async def read_registry(ctx: StepContext, p: RegistryParams) -> Done | Skip:
-    provider = _provider(ctx, p)
-    found = await _text(ctx, p)
-    if found is None:
-        return Skip(
-            "no rights registry configured: set the rule's rights_registry_path or"
-            " rights_registry_configmap to show its entry here"
+@dataclass(frozen=True)
+class ReadRegistry:
+    """Read the provider's entry where the rule's params say the registry is (a file,
+    or a ConfigMap of the daemon's namespace; neither: skipped, with that reason)."""
+
+    provider: str
+    path: str | None
+    configmap: str | None
+
+    mutates: ClassVar[bool] = False
+
+    @property
+    def needs(self) -> Need | None:
+        return "kubernetes" if self.configmap and not self.path else None
+
+    def render(self) -> str:
+        provider = self.provider
+        if self.path:
+            return f'grep -A5 -i "^{provider}:" {self.path}'
+        if self.configmap:
+            name, _, key = self.configmap.partition("/")
+            key = (key or DEFAULT_KEY).replace(".", "\\.")
+            return (
+                f"kubectl get configmap {name} -o jsonpath='{{.data.{key}}}'"
+                f' | grep -A5 -i "^{provider}:"'
+            )
+        return "# no rights registry configured (rights_registry_path / rights_registry_configmap)"
+
+    async def execute(self, clients: Clients) -> StepOutcome:
+        provider = self.provider
+        found = await _text(clients, self.path, self.configmap)
+        if found is None:
+            return Skip(
+                "no rights registry configured: set the rule's rights_registry_path or"
+                " rights_registry_configmap to show its entry here"
+            )
+        where, text = found
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            first = str(exc).splitlines()[0][:160]
+            raise StepFailed(f"{where} is not valid YAML: {first}") from exc
+        hit = entry(doc, provider)
+        if hit is None:
+            return Done(
+                f"{where} has no {provider} entry: its data has no export rule (add one with"
+                " export: restricted, require_license: true)",
+                data={"source": where, "entry": None},
+            )
+        key, values = hit
+        shown = {f: values[f] for f in _FIELDS if f in values}
+        text_entry = ", ".join(f"{f}: {v!r}" for f, v in shown.items()) or "(empty)"
+        allowed = str(values.get("export", "")).lower() == "allow"
+        verdict = (
+            "export is ALLOWED: change it to restricted in the registry (by hand, in the"
+            " app's repository)"
+            if allowed
+            else "as expected"
         )
-    where, text = found
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise StepFailed(f"{where} is not valid YAML: {str(exc).splitlines()[0][:160]}") from exc
-    hit = entry(doc, provider)
-    if hit is None:
         return Done(
-            f"{where} has no {provider} entry: its data has no export rule (add one with"
-            " export: restricted, require_license: true)",
-            data={"source": where, "entry": None},
+            f"{where} {key}: {text_entry}: {verdict}",
+            data={
+                "source": where,
+                "entry": {k: str(v) for k, v in shown.items()},
+                "allow": allowed,
+            },
         )
-    key, values = hit
-    shown = {f: values[f] for f in _FIELDS if f in values}
-    text_entry = ", ".join(f"{f}: {v!r}" for f, v in shown.items()) or "(empty)"
-    allowed = str(values.get("export", "")).lower() == "allow"
-    verdict = (
-        "export is ALLOWED: change it to restricted in the registry (by hand, in the"
-        " app's repository)"
-        if allowed
-        else "as expected"
-    )
-    return Done(
-        f"{where} {key}: {text_entry}: {verdict}",
-        data={"source": where, "entry": {k: str(v) for k, v in shown.items()}, "allow": allowed},
-    )
-
-
-def render_read_registry(ctx: StepContext, p: RegistryParams) -> str:
-    provider = _provider(ctx, p)
-    if p.rights_registry_path:
-        return f'grep -A5 -i "^{provider}:" {p.rights_registry_path}'
-    if p.rights_registry_configmap:
-        name, _, key = p.rights_registry_configmap.partition("/")
-        key = (key or DEFAULT_KEY).replace(".", "\\.")
-        return (
-            f"kubectl get configmap {name} -o jsonpath='{{.data.{key}}}'"
-            f' | grep -A5 -i "^{provider}:"'
-        )
-    return "# no rights registry configured (rights_registry_path / rights_registry_configmap)"

@@ -1,4 +1,4 @@
-"""RB-06 step 2: the requests AWS WAF sampled from the source address.
+"""RB-06 step 2, as an action: the requests AWS WAF sampled from the source address.
 
 The runbook runs ``aws wafv2 get-sampled-requests`` and looks for "high request
 rates from a single IP, SQL injection patterns, XSS attempts". Here: every rule of the
@@ -13,13 +13,17 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import ClassVar
 
 from remediator import validation
 from remediator.errors import TargetError
-from remediator.runbook_api.context import StepContext
-from remediator.runbook_api.steps import Done, Skip, StepFailed
+from remediator.runbook_api.action_steps import step
+from remediator.runbook_api.client_protocols import WafSample
+from remediator.runbook_api.context import Clients, StepContext
+from remediator.runbook_api.steps import Done, Need, Skip, StepFailed, StepOutcome
 from remediator.runbooks.rb06_params import Params
 
 _GAP = r"(?:\s|%20|\+)"
@@ -28,36 +32,70 @@ _XSS = re.compile(r"<script|%3cscript|javascript:|onerror=", re.I)
 _TOP = 5
 
 
-def _in(net: Any, address: str) -> bool:
+def _in(net: validation.IPNetwork, address: str) -> bool:
     try:
         return ipaddress.ip_address(address) in net
     except ValueError:
         return False
 
 
-async def sampled_requests(*, ctx: StepContext, **_: Any) -> Done | Skip:
-    p = ctx.params_as(Params)
-    if not (p.waf_web_acl_name and p.waf_web_acl_id):
-        return Skip(
-            "no web ACL configured (waf_web_acl_name, waf_web_acl_id): read the WAF's"
-            " sampled requests by hand"
+@dataclass(frozen=True)
+class WafSampledRequests:
+    """Read-only: the web ACL's sampled requests of the last ``minutes``, those from the
+    source network summarised. ``source_ip`` is the label as given: it is checked (as
+    RB-06's login lookup checks it: every rule of validation.public_ip but the
+    allow-list) only once a web ACL is configured, as the step always has."""
+
+    acl_name: str | None
+    acl_id: str | None
+    scope: str
+    minutes: int
+    source_ip: str | None
+    max_prefix_v4: int
+    max_prefix_v6: int
+
+    needs: ClassVar[Need] = "aws"
+    mutates: ClassVar[bool] = False
+
+    def render(self) -> str:
+        acl = self.acl_name or "<waf_web_acl_name>"
+        scope = self.scope
+        return (
+            f"aws wafv2 get-web-acl --name {acl} --id {self.acl_id or '<waf_web_acl_id>'}"
+            f" --scope {scope}  # the rules' metric names, then for each:\n"
+            f"aws wafv2 get-sampled-requests --web-acl-arn <its ARN> --rule-metric-name <rule>"
+            f" --scope {scope} --max-items 500 --time-window"
+            f" StartTime=$(date -d '{self.minutes} minutes ago' +%s),EndTime=$(date +%s)"
+            "  # requests whose ClientIP is the alert's source_ip"
         )
-    label = ctx.labels.get("source_ip")
-    if label is None:
-        return Skip("the alert names no source_ip to look for")
-    # As RB-06's login lookup: every rule of validation.public_ip but the allow-list.
-    net = validation.public_ip(
-        label, allow_list=(), max_prefix_v4=p.max_prefix_v4, max_prefix_v6=p.max_prefix_v6
-    )
-    until = datetime.now(UTC)
-    since = until - timedelta(minutes=p.waf_sample_minutes)
-    try:
-        samples = await ctx.clients.need_aws().waf_sampled_requests(
-            p.waf_web_acl_name, p.waf_web_acl_id, p.waf_scope, since, until
+
+    async def execute(self, clients: Clients) -> StepOutcome:
+        if not (self.acl_name and self.acl_id):
+            return Skip(
+                "no web ACL configured (waf_web_acl_name, waf_web_acl_id): read the WAF's"
+                " sampled requests by hand"
+            )
+        if self.source_ip is None:
+            return Skip("the alert names no source_ip to look for")
+        net = validation.public_ip(
+            self.source_ip,
+            allow_list=(),
+            max_prefix_v4=self.max_prefix_v4,
+            max_prefix_v6=self.max_prefix_v6,
         )
-    except TargetError as exc:
-        why = " ".join(str(exc).split())[:200]
-        raise StepFailed(f"WAF sampled requests unavailable: {why}") from exc
+        until = datetime.now(UTC)
+        since = until - timedelta(minutes=self.minutes)
+        try:
+            samples = await clients.need_aws().waf_sampled_requests(
+                self.acl_name, self.acl_id, self.scope, since, until
+            )
+        except TargetError as exc:
+            why = " ".join(str(exc).split())[:200]
+            raise StepFailed(f"WAF sampled requests unavailable: {why}") from exc
+        return _summary(samples, net, f"{self.minutes} min")
+
+
+def _summary(samples: Sequence[WafSample], net: validation.IPNetwork, window: str) -> Done:
     ours = [s for s in samples if _in(net, s.client_ip)]
     total = sum(s.weight for s in ours)
     by_rule = Counter(f"{s.rule} {s.action}" for s in ours)
@@ -73,7 +111,6 @@ async def sampled_requests(*, ctx: StepContext, **_: Any) -> Done | Skip:
         "sqli": sqli[:_TOP],
         "xss": xss[:_TOP],
     }
-    window = f"{p.waf_sample_minutes} min"
     if not ours:
         return Done(
             f"none of {len(samples)} requests WAF sampled in the last {window} came from {net}",
@@ -95,14 +132,22 @@ async def sampled_requests(*, ctx: StepContext, **_: Any) -> Done | Skip:
     )
 
 
-def render_sampled_requests(*, ctx: StepContext, **_: Any) -> str:
+@step(
+    "waf_sampled_requests",
+    "diagnose",
+    "Read the WAF's sampled requests from the source address",
+    mutates=False,
+    timeout=30.0,
+    attempts=1,
+)
+def waf_sampled_requests(ctx: StepContext) -> WafSampledRequests:
     p = ctx.params_as(Params)
-    acl = p.waf_web_acl_name or "<waf_web_acl_name>"
-    return (
-        f"aws wafv2 get-web-acl --name {acl} --id {p.waf_web_acl_id or '<waf_web_acl_id>'}"
-        f" --scope {p.waf_scope}  # the rules' metric names, then for each:\n"
-        f"aws wafv2 get-sampled-requests --web-acl-arn <its ARN> --rule-metric-name <rule>"
-        f" --scope {p.waf_scope} --max-items 500 --time-window"
-        f" StartTime=$(date -d '{p.waf_sample_minutes} minutes ago' +%s),EndTime=$(date +%s)"
-        "  # requests whose ClientIP is the alert's source_ip"
+    return WafSampledRequests(
+        p.waf_web_acl_name,
+        p.waf_web_acl_id,
+        p.waf_scope,
+        p.waf_sample_minutes,
+        ctx.labels.get("source_ip"),
+        p.max_prefix_v4,
+        p.max_prefix_v6,
     )

@@ -440,22 +440,27 @@ async def test_hostile_provider_changes_nothing_and_is_reported(
 
 
 async def test_hostile_user_label_is_rejected_and_licenses_nobody(world: World) -> None:
+    """The grant reads the user_id label: refused, it is not offered for approval (an
+    approval of it could only fail), and no license is granted."""
     alert = make_alert(
         "RightsExportViolation", {"provider": "fmp", "user_id": "../../etc/passwd' OR 1=1"}
     )
+    before = await fx.snapshot(world.dsn)
     async with Harness(fx.registry(), world.rules(), clients=world.clients) as h:
         await h.deliver(alert)
         [run] = await h.runs()
-        before = await fx.snapshot(world.dsn)
-        await h.approve(await fx.approval_for(h, run["id"], "grant_license"))
-        assert await fx.snapshot(world.dsn) == before
+        approvals = {a["step"] for a in await h.approvals(run["id"])}
         steps = await fx.steps_by_name(h, run["id"])
-        assert steps["check_reported_user"]["reason"].startswith("rejected input user_id:")
         body = fx.page_text(h.pager.triggers()[-1])
-        assert (
-            "Grant the missing license (only if legitimate) [approved] FAILED: rejected"
-            " input user_id:" in body
-        )
+    assert fx.diff(before, await fx.snapshot(world.dsn)).keys() == {"provider_rights"}
+    assert approvals == {"revoke_pdfs", "notify_users"}
+    assert steps["check_reported_user"]["reason"].startswith("rejected input user_id:")
+    assert steps["grant_license"]["outcome"] == "skipped"
+    assert steps["grant_license"]["reason"].startswith("not offered: rejected input user_id:")
+    assert (
+        "- Grant the missing license (only if legitimate): not offered: rejected input"
+        " user_id:" in body
+    )
 
 
 # ----------------------------------------------------- shipped rules, examples

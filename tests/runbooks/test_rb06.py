@@ -16,6 +16,8 @@ from aiohttp import web
 
 from remediator.clients.database import TargetDatabase
 from remediator.runbook_api.context import Clients
+from remediator.runbook_api.steps import Done, Skip
+from remediator.runbooks.rb06_block import WafBlock
 from remediator.testing import Harness, make_alert, resolved
 from tests.fixtures.dawsos import (
     IDOR_USER,
@@ -281,6 +283,37 @@ async def test_resolve_keeps_the_block_and_lists_it_for_review(world: World) -> 
             f"kept blocked for review: {SUSPICIOUS_IP}/32 in {world.ip_set}; unblock after"
             " review with aws wafv2 update-ip-set" in body
         )
+
+
+async def test_the_block_record_is_enough_to_unblock_exactly_what_was_blocked(
+    world: World,
+) -> None:
+    """RB-06 never unblocks; the block's recorded changes build its undo (WafUnblock),
+    whose call the review page hands a human, and which lifts only this run's block."""
+    async with Harness(fx.registry(), world.rules(), clients=world.clients) as h:
+        await h.deliver(SUSPICIOUS)
+        [run] = await h.runs()
+        [block] = [s for s in await h.steps(run["id"], "fire") if s.name == "block_source_ip"]
+        await h.deliver(resolved(SUSPICIOUS))
+        body = fx.page_text(h.pager.resolves()[-1])
+    assert block.changes is not None
+    unblock = WafBlock(world.ip_set, None, "REGIONAL", None, False, 1).undo(block.changes)
+    assert unblock.render() == (
+        f"aws wafv2 update-ip-set --name {world.ip_set} --id {world.ip_set_id} --scope"
+        f" REGIONAL --addresses <current addresses without {SUSPICIOUS_IP}/32> --lock-token"
+        " <token>"
+    )
+    assert f"unblock after review with {unblock.render()}" in body
+    # Before a run, the undo's call shows a placeholder for what the block will record.
+    planned = WafBlock(world.ip_set, world.ip_set_id, "REGIONAL", None, False, 1).planned_undo()
+    assert planned == unblock.render().replace(f"{SUSPICIOUS_IP}/32", "<the addresses added>")
+    assert world.blocked() == {EXISTING_BLOCK, f"{SUSPICIOUS_IP}/32"}
+    done = await unblock.execute(world.clients)
+    assert isinstance(done, Done), done
+    assert world.blocked() == {EXISTING_BLOCK}
+    again = await unblock.execute(world.clients)
+    assert isinstance(again, Skip) and "unblocked since" in again.reason
+    assert world.blocked() == {EXISTING_BLOCK}
 
 
 # ------------------------------------------------------------------- guards
@@ -611,7 +644,7 @@ async def test_step_2_summarises_what_the_waf_sampled_from_the_source_ip(world: 
             "SuspiciousRequestRate", "f", "2026-01-01T00:00:00Z", {"source_ip": SUSPICIOUS_IP}, {}
         )
         ctx = StepContext("r1", "rule", "RB-06", alert, params, "live", clients)
-        done = await waf_samples.sampled_requests(ctx=ctx)
+        done = await waf_samples.waf_sampled_requests.run(ctx=ctx)
     assert done.data["from_source"] == 4 and done.data["sampled"] == 5
     assert done.data["by_rule"] == {"rate-limit BLOCK": 2, "sqli BLOCK": 2}
     assert done.data["sqli"] == ["/search?q=1'%20OR%201=1--"]
