@@ -83,7 +83,10 @@ class RerunBuild:
         if pack is not None and packs.ready(pack, cols):
             return Skip(f"{pack['id']} is already built (ready); no rerun needed")
         if self.health is None or self.health.healthy is None:
-            return Skip("provider health is unknown (its check failed); not rerunning blind")
+            return Skip(
+                "provider health is unknown (its check failed, or targets.http is not"
+                " configured); not rerunning blind"
+            )
         if not self.health.healthy:
             down = ", ".join(self.health.unhealthy)
             return Skip(f"providers unhealthy ({down}): a rerun would fail again; see RB-02")
