@@ -10,7 +10,7 @@ restart loses nothing, and any replica can continue (DESIGN principle 8).
 Outcomes, in the ``verify`` step row (phase ``verify``) and in
 ``remediator_verifications_total{runbook,outcome}``:
 
-- ``held``: the query returned a true result (a sample whose value is not 0) in time;
+- ``held``: the query returned a true result in time (``holds``);
 - ``failed``: Prometheus answered, never true, until ``within`` passed: page
   "mitigation did not hold" and, with ``on_failure: undo``, undo the run's temporary
   changes through the gate (undo reason ``verify_failed``);
@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from remediator import logs
-from remediator.clients.prometheus import EMPTY, PrometheusClient, promql_string
+from remediator.clients.prometheus import EMPTY, PrometheusClient, Reading, promql_string
 from remediator.engine.base import run_log
 from remediator.engine.rules import LABEL_PLACEHOLDER, RuleSet, Verify
 from remediator.errors import TargetError
@@ -102,6 +102,19 @@ def split_comparison(query: str) -> tuple[str, str] | None:
     if not lhs or not _NUMBER.fullmatch(rhs):
         return None
     return lhs, f"{query[at : at + width]} {rhs.strip()}"
+
+
+def holds(query: str, answer: PromReading) -> bool:
+    """Whether an answer shows the mitigation held.
+
+    A query that is one comparison with a number, without ``bool``, is a filter: it
+    keeps a series only where the condition holds, whatever the series' value, so any
+    series is true (``max(pack_build_duration_seconds) < 600`` answers ``{} 0`` once
+    the build is done: that is the recovery, not a failure). Any other query (``< bool
+    600``, a bare value) is true when a sample is not 0."""
+    if answer.true:
+        return True
+    return isinstance(answer, Reading) and answer.series > 0 and split_comparison(query) is not None
 
 
 def poll_every(within: float) -> float:
@@ -254,7 +267,7 @@ class Verifier:
         except TargetError as exc:
             p = replace(p, last_error=str(exc))
         else:
-            if answer.true:
+            if holds(p.query, answer):
                 return replace(p, answered=True, last_value=answer.value), "held"
             p = replace(p, answered=True, last_value=await self._explain(client, p, answer))
         if time.time() < p.deadline:

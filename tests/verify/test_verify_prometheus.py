@@ -19,6 +19,7 @@ import pytest
 
 from remediator.clients.database import TargetDatabase
 from remediator.clients.prometheus import PrometheusClient
+from remediator.engine.verify import holds
 from remediator.errors import TargetUnavailable
 from remediator.runbook_api.context import Clients
 from remediator.state.backend import Row
@@ -166,6 +167,32 @@ async def test_mitigation_that_does_not_hold_pages_and_undoes_through_the_gate(
         assert any(d.startswith("Throttle [undo]: throttle back to 0") for d in undone.done)
 
 
+async def test_a_comparison_that_holds_at_zero_is_held(
+    exporter: Exporter, prometheus: PrometheusServer, target_db: TargetDatabase,
+    pg_schema_dsn: str,
+) -> None:  # fmt: skip
+    """DESIGN's own example, ``max(pack_build_duration_seconds) < 600``: the gauge is 0
+    once the build is done, and Prometheus answers the filter with ``{} 0``. That is
+    the recovery, so held, not failed (nor undone)."""
+    query = "max(verify_probe) < 600"
+    exporter.set(900)
+    await scraped(prometheus, 900)
+    async with harness(rules("30s", "undo", query), target_db, pg_schema_dsn, prometheus.url) as h:
+        await h.deliver(ALERT)
+        [run] = await h.runs()
+        await h.maintenance()
+        [pending] = await h.steps(run["id"], "verify")
+        assert pending["state"] == "waiting"
+        assert pending["result"]["data"]["last_value"] == "900 (not < 600)"
+        exporter.set(0)  # the build finished: idle
+        row = await until_verified(h, run["id"])
+        assert outcome(row) == "held"
+        assert row["result"]["data"]["last_value"] == "0"
+        assert verifications(h) == {"held": 1.0, "failed": 0.0, "no_data": 0.0}
+        assert await knobs(target_db) == THROTTLED
+        assert await h.steps(run["id"], "undo") == []
+
+
 async def test_failed_verification_with_on_failure_page_only_pages(
     exporter: Exporter, prometheus: PrometheusServer, target_db: TargetDatabase,
     pg_schema_dsn: str,
@@ -296,6 +323,25 @@ async def test_instant_reading_of_scalars_vectors_and_filters(
         for query, (true, value) in cases.items():
             reading = await client.instant(query)
             assert (reading.true, reading.value) == (true, value), query
+    finally:
+        await client.aclose()
+
+
+async def test_a_filter_that_keeps_a_zero_holds_and_a_bool_zero_does_not(
+    prometheus: PrometheusServer,
+) -> None:
+    client = PrometheusClient(prometheus.url, timeout=2.0)
+    try:
+        cases = {
+            "vector(0) < 600": True,  # a filter: the series is there, so it holds
+            "max(vector(0)) == 0": True,
+            "vector(900) < 600": False,  # filtered out: empty
+            "vector(0) < bool 600": True,  # bool: 1
+            "vector(900) < bool 600": False,  # bool: 0 is false
+            "vector(0)": False,  # a bare value: 0 is false
+        }
+        for query, want in cases.items():
+            assert holds(query, await client.instant(query)) is want, query
     finally:
         await client.aclose()
 
