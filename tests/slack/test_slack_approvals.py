@@ -115,6 +115,11 @@ async def test_valid_click_runs_the_step_once_and_updates_the_message(world: Wor
     assert (step["name"], step["outcome"]) == ("delete_duplicates", "applied")
     # Exactly the duplicates are gone from the target; nothing else.
     assert await world.notification_ids() == sorted(set(before) - set(world.duplicates))
+    # The audit trail (`remediator actions`, GET /api/v1/actions) names the approver.
+    entries = (await world.http.get("/api/v1/actions")).json()["actions"]
+    [offered] = [e for e in entries if (e["phase"], e["name"]) == ("fire", "delete_duplicates")]
+    assert offered["decided_by"] == "alice via Slack"
+    assert offered["status"].endswith("by alice via Slack"), offered["status"]
     # Right after the click: the message, in place, says who approved and that it runs.
     first = world.slack.calls("/response/a")[0].json
     assert first["replace_original"] is True
