@@ -215,6 +215,16 @@ async def test_failed_verification_with_on_failure_page_only_pages(
         assert f"{QUERY} was not true within 3 s, last value 0 (not == 1)" in failed.content.title
         assert verifications(h) == {"held": 0.0, "failed": 1.0, "no_data": 0.0}
 
+        # The resolve undoes as usual, and its page says, with what was done, that the
+        # mitigation had not held.
+        await h.deliver(resolved(ALERT))
+        assert await knobs(target_db) == UNTOUCHED
+        [page] = h.pager.resolves()
+        assert any(
+            w.startswith(f"Verification did not hold: {QUERY} was never true")
+            for w in page.content.done
+        ), page.content
+
 
 async def test_prometheus_down_is_no_data_pages_and_never_undoes(
     exporter: Exporter, prometheus: PrometheusServer, target_db: TargetDatabase,
@@ -237,6 +247,14 @@ async def test_prometheus_down_is_no_data_pages_and_never_undoes(
         assert page.content.title.startswith("[RB-T] TestAlert: mitigation not verified: no answer")
         assert "nothing was undone" in page.content.title
         assert verifications(h) == {"held": 0.0, "failed": 0.0, "no_data": 1.0}
+
+        # The resolve's page says the mitigation was never verified.
+        await h.deliver(resolved(ALERT))
+        [resolve_page] = h.pager.resolves()
+        assert any(
+            w.startswith(f"Verification no_data: {QUERY} could not be checked: no answer")
+            for w in resolve_page.content.done
+        ), resolve_page.content
 
 
 async def test_kill_switch_holds_the_verification_undo_until_resume(
