@@ -27,7 +27,9 @@ ASSUMPTIONS = (
     "ALERTS has no annotations: rules and runbooks saw labels only",
     "no Alertmanager grouping, silences or inhibitions: every firing interval is"
     " taken as delivered, at its first evaluation",
-    "corroboration is assumed to pass (it would need the targets); the kill switch is off",
+    "every target is taken as configured: corroboration passes and every approve step"
+    " is offered (the daemon offers none whose target, e.g. targets.kubernetes, is unset);"
+    " the kill switch is off",
     "simulated as live (rules that set mode: dry-run stay dry-run); every step"
     " succeeds unless --fail-rate is given; a runbook's fire phase takes no time",
     "times are to the step: an occurrence starts at its first point and resolves one"

@@ -156,6 +156,7 @@ def test_human_output_names_each_rule_and_what_it_cannot_know(
     assert "Busiest hour:" in text and "13 occurrences started" in text
     assert "ALERTS has no annotations" in text
     assert "silences or inhibitions" in text
+    assert "every approve step is offered" in text  # approvals counted need their targets
 
 
 def test_it_sends_no_page_even_with_pagers_configured(
