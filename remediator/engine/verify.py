@@ -11,11 +11,12 @@ Outcomes, in the ``verify`` step row (phase ``verify``) and in
 ``remediator_verifications_total{runbook,outcome}``:
 
 - ``held``: the query returned a true result in time (``holds``);
-- ``failed``: Prometheus answered, never true, until ``within`` passed: page
+- ``failed``: Prometheus answered, never true, up to the poll at ``within``: page
   "mitigation did not hold" and, with ``on_failure: undo``, undo the run's temporary
   changes through the gate (undo reason ``verify_failed``);
-- ``no_data``: Prometheus never answered (or ``targets.prometheus`` is not
-  configured): page, never undo (an outage of the witness is not evidence).
+- ``no_data``: Prometheus did not answer the window's last poll (or never did, or
+  ``targets.prometheus`` is not configured): page, never undo (an outage of the
+  witness is not evidence).
 
 A query may name the alert's labels as ``"{{ $labels.NAME }}"`` (with the quotes):
 the whole token becomes a PromQL string literal of the value, escaped, so a label
@@ -153,14 +154,19 @@ class Progress:
     answered: bool = False  # Prometheus answered at least once
     last_value: str = ""
     last_error: str = ""
+    answered_last: bool = False  # the latest poll got an answer
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> Progress:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def last(self) -> str:
-        if self.answered:
+        if self.answered and (self.answered_last or not self.last_error):
             return self.last_value
+        if self.answered:
+            return (
+                f"no answer from Prometheus since it answered {self.last_value} ({self.last_error})"
+            )
         return f"no answer from Prometheus ({self.last_error or 'not asked'})"
 
 
@@ -265,14 +271,20 @@ class Verifier:
         try:
             answer = await client.instant(p.query)
         except TargetError as exc:
-            p = replace(p, last_error=str(exc))
+            p = replace(p, last_error=str(exc), answered_last=False)
         else:
             if holds(p.query, answer):
-                return replace(p, answered=True, last_value=answer.value), "held"
-            p = replace(p, answered=True, last_value=await self._explain(client, p, answer))
+                return replace(
+                    p, answered=True, answered_last=True, last_value=answer.value
+                ), "held"
+            last_value = await self._explain(client, p, answer)
+            p = replace(p, answered=True, answered_last=True, last_value=last_value)
         if time.time() < p.deadline:
             return p, None
-        return p, "failed" if p.answered else "no_data"
+        # The window's last poll decides: "failed" (and its undo) needs Prometheus's
+        # word at the end. A false answer early in the window, before the mitigation
+        # could show, and then silence is no evidence that it did not hold.
+        return p, "failed" if p.answered_last else "no_data"
 
     async def _explain(self, client: PrometheusWitness, p: Progress, answer: PromReading) -> str:
         """A false answer in words. A comparison that filtered every series out

@@ -257,6 +257,39 @@ async def test_prometheus_down_is_no_data_pages_and_never_undoes(
         ), resolve_page.content
 
 
+async def test_prometheus_down_after_an_early_answer_is_no_data_and_never_undoes(
+    exporter: Exporter, prometheus: PrometheusServer, target_db: TargetDatabase,
+    pg_schema_dsn: str,
+) -> None:  # fmt: skip
+    """Prometheus says "not yet" at the first poll, right after the mitigation, then
+    goes down for the rest of the window: that early answer is no evidence that the
+    mitigation did not hold, so no undo (on_failure: undo), only a page."""
+    exporter.set(0)
+    await scraped(prometheus, 0)
+    async with harness(rules("4s", "undo"), target_db, pg_schema_dsn, prometheus.url) as h:
+        await h.deliver(ALERT)
+        [run] = await h.runs()
+        await h.maintenance()
+        [pending] = await h.steps(run["id"], "verify")
+        assert pending["state"] == "waiting"
+        assert pending["result"]["data"]["answered"] is True  # it did answer: false
+        prometheus.service.stop()
+        row = await until_verified(h, run["id"])
+        assert outcome(row) == "no_data"
+        data = row["result"]["data"]
+        assert data["answered"] is True and data["answered_last"] is False
+        await h.maintenance()
+        assert await knobs(target_db) == THROTTLED
+        assert await h.steps(run["id"], "undo") == []
+        [_, page] = h.pager.triggers()
+        assert page.content.title.startswith(
+            "[RB-T] TestAlert: mitigation not verified: no answer from Prometheus since it"
+            " answered 0 (not == 1)"
+        ), page.content.title
+        assert "nothing was undone" in page.content.title
+        assert verifications(h) == {"held": 0.0, "failed": 0.0, "no_data": 1.0}
+
+
 async def test_kill_switch_holds_the_verification_undo_until_resume(
     exporter: Exporter, prometheus: PrometheusServer, target_db: TargetDatabase,
     pg_schema_dsn: str,
