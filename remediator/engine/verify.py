@@ -278,6 +278,10 @@ class Verifier:
     async def _follow_through(self, run: Run, row: Row, claimed: float) -> None:
         data = row["result"]["data"] if row.get("result") else {}
         outcome = data.get("outcome")
+        # The resolve (or max_duration) took the mitigation back first: its page has
+        # told the human; a later "did not hold, will be undone" would reopen a
+        # resolved incident for an undo that is already done.
+        taken_back = run.undo_state is not None and run.undo_reason != VERIFY_FAILED
         if outcome in OUTCOMES:
             self.engine.metrics.verifications.labels(run.runbook, outcome).inc()
             logger = run_log(run, log)
@@ -287,8 +291,9 @@ class Verifier:
                 outcome=outcome,
                 query=data.get("query"),
                 last_value=Progress.of(data).last(),
+                paged=outcome != "held" and not taken_back,
             )
-            if outcome != "held":
+            if outcome != "held" and not taken_back:
                 await self._page(run, Progress.of(data), outcome)
         # The undo is asked for before the schedule is cleared: a crash in between
         # leaves a requested undo, which maintenance takes up (runs_waiting_undo).

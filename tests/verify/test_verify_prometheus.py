@@ -417,6 +417,33 @@ async def test_a_resolve_page_shows_a_verification_still_pending(
         ), page.content.done
 
 
+async def test_a_verification_that_ends_after_the_resolve_is_recorded_not_paged(
+    exporter: Exporter, prometheus: PrometheusServer, target_db: TargetDatabase,
+    pg_schema_dsn: str,
+) -> None:  # fmt: skip
+    """The alert resolved (and its mitigation was undone) before the window ended:
+    the outcome goes to the audit trail and the counter, but no page reopens the
+    resolved incident to announce an undo that is already done."""
+    exporter.set(0)
+    await scraped(prometheus, 0)
+    async with harness(rules("4s", "undo"), target_db, pg_schema_dsn, prometheus.url) as h:
+        await h.deliver(ALERT)
+        [run] = await h.runs()
+        await h.maintenance()
+        await h.deliver(resolved(ALERT))
+        assert await knobs(target_db) == UNTOUCHED
+        row = await until_verified(h, run["id"])
+        assert outcome(row) == "failed"
+        for _ in range(3):
+            await h.maintenance()
+        await h.flush_pages()
+        assert [p.action for p in h.pager.sent] == ["trigger", "resolve"]
+        assert len(await h.steps(run["id"], "undo")) == 1  # the resolve's, only
+        done = await h.store.get_run(run["id"])
+        assert (done.undo_state, done.undo_reason) == ("done", "resolved")
+        assert verifications(h) == {"held": 0.0, "failed": 1.0, "no_data": 0.0}
+
+
 async def test_without_targets_prometheus_every_verification_is_no_data(
     target_db: TargetDatabase,
 ) -> None:
