@@ -72,6 +72,18 @@ class Report:
     pagers: Mapping[str, PagerTally]
     max_pages_per_hour: int
     fail_rate: float
+    retention: float | None = None  # Prometheus's storage retention, seconds
+
+    def notes(self) -> list[str]:
+        """What this range's history lacks, beyond ASSUMPTIONS."""
+        if self.retention is None or self.until - self.since <= self.retention:
+            return []
+        kept = self.retention / 86400
+        return [
+            f"Prometheus keeps {kept:g} days of data (its storage retention): alerts before"
+            f" {iso(self.until - self.retention)} are gone from its history and not counted,"
+            f" though the range asked for starts at {iso(self.since)}"
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -108,6 +120,8 @@ class Report:
             },
             "max_pages_per_hour": self.max_pages_per_hour,
             "fail_rate": self.fail_rate,
+            "retention_seconds": self.retention,
+            "warnings": self.notes(),
             "assumptions": list(ASSUMPTIONS),
         }
 
@@ -167,6 +181,7 @@ def text(report: Report) -> str:
         f" step {report.step:g} s",
         f"{report.series} alert series, {report.occurrences} occurrences,"
         f" {report.unmatched} matched no rule",
+        *(f"Warning: {note}" for note in report.notes()),
         "",
     ]
     for r in report.rules:
