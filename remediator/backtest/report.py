@@ -79,8 +79,9 @@ class Report:
         if self.retention is None or self.until - self.since <= self.retention:
             return []
         kept = self.retention / 86400
+        days = "1 day" if kept == 1 else f"{kept:g} days"
         return [
-            f"Prometheus keeps {kept:g} days of data (its storage retention): alerts before"
+            f"Prometheus keeps {days} of data (its storage retention): alerts before"
             f" {iso(self.until - self.retention)} are gone from its history and not counted,"
             f" though the range asked for starts at {iso(self.since)}"
         ]
