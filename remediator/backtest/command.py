@@ -122,6 +122,7 @@ class History:
     step: float
     series: int
     occurrences: list[PastOccurrence]
+    retention: float | None = None  # Prometheus's storage retention, if it says
 
 
 async def read_history(opts: Options, *, now: float | None = None) -> History:
@@ -129,6 +130,7 @@ async def read_history(opts: Options, *, now: float | None = None) -> History:
     history = PrometheusHistory(opts.prometheus)
     try:
         step = opts.step if opts.step is not None else await history.evaluation_interval()
+        retention = await history.retention()
         now = time.time() if now is None else now
         until = math.floor(now / step) * step
         since = math.ceil((now - opts.since) / step) * step
@@ -138,7 +140,7 @@ async def read_history(opts: Options, *, now: float | None = None) -> History:
                 rebuilt.add(series.metric, series.values)
     finally:
         await history.aclose()
-    return History(since, until, step, rebuilt.series, rebuilt.finish(until))
+    return History(since, until, step, rebuilt.series, rebuilt.finish(until), retention)
 
 
 async def backtest(
@@ -167,6 +169,7 @@ async def backtest(
         pagers=paging.fold(sim.pages, pager_routes(settings), budget),
         max_pages_per_hour=budget,
         fail_rate=opts.fail_rate,
+        retention=past.retention,
     )
 
 

@@ -27,7 +27,9 @@ ASSUMPTIONS = (
     "ALERTS has no annotations: rules and runbooks saw labels only",
     "no Alertmanager grouping, silences or inhibitions: every firing interval is"
     " taken as delivered, at its first evaluation",
-    "corroboration is assumed to pass (it would need the targets); the kill switch is off",
+    "every target is taken as configured: corroboration passes and every approve step"
+    " is offered (the daemon offers none whose target, e.g. targets.kubernetes, is unset);"
+    " the kill switch is off",
     "simulated as live (rules that set mode: dry-run stay dry-run); every step"
     " succeeds unless --fail-rate is given; a runbook's fire phase takes no time",
     "times are to the step: an occurrence starts at its first point and resolves one"
@@ -70,6 +72,19 @@ class Report:
     pagers: Mapping[str, PagerTally]
     max_pages_per_hour: int
     fail_rate: float
+    retention: float | None = None  # Prometheus's storage retention, seconds
+
+    def notes(self) -> list[str]:
+        """What this range's history lacks, beyond ASSUMPTIONS."""
+        if self.retention is None or self.until - self.since <= self.retention:
+            return []
+        kept = self.retention / 86400
+        days = "1 day" if kept == 1 else f"{kept:g} days"
+        return [
+            f"Prometheus keeps {days} of data (its storage retention): alerts before"
+            f" {iso(self.until - self.retention)} are gone from its history and not counted,"
+            f" though the range asked for starts at {iso(self.since)}"
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -106,6 +121,8 @@ class Report:
             },
             "max_pages_per_hour": self.max_pages_per_hour,
             "fail_rate": self.fail_rate,
+            "retention_seconds": self.retention,
+            "warnings": self.notes(),
             "assumptions": list(ASSUMPTIONS),
         }
 
@@ -165,6 +182,7 @@ def text(report: Report) -> str:
         f" step {report.step:g} s",
         f"{report.series} alert series, {report.occurrences} occurrences,"
         f" {report.unmatched} matched no rule",
+        *(f"Warning: {note}" for note in report.notes()),
         "",
     ]
     for r in report.rules:

@@ -167,13 +167,15 @@ class PrometheusClient:
 class Reading:
     """What an instant query answered: whether it is true, and its value in words.
 
-    True when the result holds a sample whose value is not 0 (nor NaN): a PromQL
-    comparison without ``bool`` returns its series only where it holds, and with
-    ``bool`` returns 1 there, so both spellings of a condition read the same.
+    ``true`` when the result holds a sample whose value is not 0 (nor NaN). A PromQL
+    comparison without ``bool`` returns its series only where it holds, whatever
+    their values (0 included): ``series`` lets the caller that knows the query is
+    such a filter take any series as true (engine/verify.py's ``holds``).
     """
 
     true: bool
     value: str
+    series: int = 0  # how many series a vector or matrix answer held
 
 
 _SHOWN_SERIES = 3
@@ -219,4 +221,4 @@ def reading(data: object) -> Reading:
     shown = [f"{labels} {value:g}".strip() for labels, value in samples[:_SHOWN_SERIES]]
     hidden = len(samples) - _SHOWN_SERIES
     more = f" (and {hidden} more series)" if hidden > 0 else ""
-    return Reading(true, ", ".join(shown) + more)
+    return Reading(true, ", ".join(shown) + more, len(samples))

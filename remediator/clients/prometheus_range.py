@@ -6,9 +6,10 @@ than 11,000 points per series, so a long range is asked in chunks of
 ``CHUNK_POINTS`` steps, one after another (each answer can hold every firing series
 of its chunk; asking them all at once would hold them all in memory at once).
 
-Read-only: it asks ``/api/v1/status/config`` and ``/api/v1/query_range``, nothing
-else. Every failure is a ``TargetError`` naming what went wrong (the URL's host
-refused, Prometheus's own error text), never an httpx exception.
+Read-only: it asks ``/api/v1/status/config``, ``/api/v1/status/runtimeinfo`` (the
+storage retention) and ``/api/v1/query_range``, nothing else. Every failure is a
+``TargetError`` naming what went wrong (the URL's host refused, Prometheus's own error
+text), never an httpx exception.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import httpx
 import msgspec
 import yaml
 
-from remediator.errors import TargetRejected, TargetTimeout, TargetUnavailable
+from remediator.errors import TargetError, TargetRejected, TargetTimeout, TargetUnavailable
 
 QUERY = 'ALERTS{alertstate="firing"}'
 # Prometheus's limit is 11,000 points per series; a margin for the rounding of the
@@ -127,6 +128,22 @@ class PrometheusHistory:
         except ValueError as exc:
             raise TargetUnavailable("prometheus", f"evaluation_interval: {exc}") from exc
         return seconds if seconds > 0 else DEFAULT_EVALUATION_INTERVAL
+
+    async def retention(self) -> float | None:
+        """How far back Prometheus keeps data, in seconds: the time part of its
+        ``storageRetention`` ("15d", "15d or 10GiB"). None when it does not say (a
+        size-only retention, an older Prometheus): a backtest still runs without it."""
+        try:
+            data = msgspec.json.decode(await self._get("/api/v1/status/runtimeinfo", {}))
+            text = str(data["data"]["storageRetention"])
+        except (TargetError, msgspec.DecodeError, KeyError, TypeError):
+            return None
+        for part in text.split(" or "):
+            try:
+                return prometheus_duration(part.strip())
+            except ValueError:
+                continue
+        return None
 
     async def firing(self, start: float, end: float, step: float) -> AsyncIterator[Chunk]:
         """Every firing ``ALERTS`` series, chunk after chunk of the range."""

@@ -40,8 +40,14 @@ def build_pagers(settings: Settings, store: StateStore | None = None) -> dict[st
         from remediator.paging.slack_bot import SlackBotPager
 
         api = SlackWebApi(p.slack.bot_token.get_secret_value(), p.slack.api_url)
+        # Buttons only where a click can be taken (approvals.slack): else a click
+        # would be answered 404, and the message shows the CLI commands instead.
         pagers["slack"] = SlackBotPager(
-            api, p.slack.channel or "", store, severities=routes["slack"]
+            api,
+            p.slack.channel or "",
+            store,
+            severities=routes["slack"],
+            buttons=settings.approvals.slack is not None,
         )
     elif p.slack is not None and p.slack.webhook_url is not None:
         pagers["slack"] = SlackPager(

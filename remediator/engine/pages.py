@@ -101,7 +101,10 @@ def build(
         phase = "" if s.phase == "fire" else f" [{s.phase}]"
         if s.phase == "verify":  # did the mitigation hold (engine/verify.py)
             words = f"Verification {summary or s.reason or 'pending'}"
-            (left if outcome in ("failed", "skipped") else done).append(words)
+            # At resolve the check is history, listed with what was done: not under
+            # "Skipped" with the fire's leftovers, which would read as never checked.
+            unmet = outcome in ("failed", "skipped") and not at_resolve
+            (left if unmet else done).append(words)
             continue
         said = str(summary or s.reason or "")
         if s.phase in RESOLVE_PHASES and outcome != "failed" and HAND_WORK in said:

@@ -10,12 +10,13 @@ restart loses nothing, and any replica can continue (DESIGN principle 8).
 Outcomes, in the ``verify`` step row (phase ``verify``) and in
 ``remediator_verifications_total{runbook,outcome}``:
 
-- ``held``: the query returned a true result (a sample whose value is not 0) in time;
-- ``failed``: Prometheus answered, never true, until ``within`` passed: page
+- ``held``: the query returned a true result in time (``holds``);
+- ``failed``: Prometheus answered, never true, up to the poll at ``within``: page
   "mitigation did not hold" and, with ``on_failure: undo``, undo the run's temporary
   changes through the gate (undo reason ``verify_failed``);
-- ``no_data``: Prometheus never answered (or ``targets.prometheus`` is not
-  configured): page, never undo (an outage of the witness is not evidence).
+- ``no_data``: Prometheus did not answer the window's last poll (or never did, or
+  ``targets.prometheus`` is not configured): page, never undo (an outage of the
+  witness is not evidence).
 
 A query may name the alert's labels as ``"{{ $labels.NAME }}"`` (with the quotes):
 the whole token becomes a PromQL string literal of the value, escaped, so a label
@@ -24,16 +25,20 @@ value can never change the query's shape.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from remediator import logs
-from remediator.clients.prometheus import EMPTY, PrometheusClient, promql_string
+from remediator.clients.prometheus import EMPTY, PrometheusClient
 from remediator.engine.base import run_log
-from remediator.engine.rules import LABEL_PLACEHOLDER, RuleSet, Verify
+from remediator.engine.rules import RuleSet, Verify
+
+# Re-exported: callers and tests name them as engine.verify's.
+from remediator.engine.verify_query import holds as holds
+from remediator.engine.verify_query import render_query as render_query
+from remediator.engine.verify_query import split_comparison as split_comparison
 from remediator.errors import TargetError
 from remediator.runbook_api.client_protocols import PrometheusWitness, PromReading
 from remediator.runbook_api.steps import Runbook
@@ -56,52 +61,6 @@ MIN_POLL = 1.0
 MAX_POLL = 30.0
 # The step row's outcome column speaks the audit trail's words.
 _STEP_OUTCOME = {"held": "applied", "failed": "failed", "no_data": "skipped"}
-
-
-def render_query(query: str, labels: Mapping[str, str]) -> str:
-    """The query with each ``"{{ $labels.NAME }}"`` replaced by an escaped literal."""
-    return LABEL_PLACEHOLDER.sub(lambda m: promql_string(labels.get(m.group(1), "")), query)
-
-
-_NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
-_LOGIC = re.compile(r"\b(?:and|or|unless)\b")
-_OPEN, _CLOSE = "([{", ")]}"
-
-
-def split_comparison(query: str) -> tuple[str, str] | None:
-    """``(lhs, "< 600")`` when the query is one top-level comparison with a number,
-    so a page can say what the left side was when the filter returned nothing."""
-    depth, quote, ops, top = 0, "", [], []
-    i = 0
-    while i < len(query):
-        c = query[i]
-        if quote:
-            if c == "\\":
-                i += 1
-            elif c == quote:
-                quote = ""
-        elif c in "\"'`":
-            quote = c
-        elif c in _OPEN:
-            depth += 1
-        elif c in _CLOSE:
-            depth -= 1
-        elif depth == 0:
-            two = query[i : i + 2]
-            if two in ("==", "!=", ">=", "<="):
-                ops.append((i, 2))
-                i += 1
-            elif c in "<>":
-                ops.append((i, 1))
-            top.append(c)
-        i += 1
-    if len(ops) != 1 or _LOGIC.search("".join(top)):
-        return None
-    at, width = ops[0]
-    lhs, rhs = query[:at].strip(), query[at + width :]
-    if not lhs or not _NUMBER.fullmatch(rhs):
-        return None
-    return lhs, f"{query[at : at + width]} {rhs.strip()}"
 
 
 def poll_every(within: float) -> float:
@@ -140,14 +99,19 @@ class Progress:
     answered: bool = False  # Prometheus answered at least once
     last_value: str = ""
     last_error: str = ""
+    answered_last: bool = False  # the latest poll got an answer
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> Progress:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def last(self) -> str:
-        if self.answered:
+        if self.answered and (self.answered_last or not self.last_error):
             return self.last_value
+        if self.answered:
+            return (
+                f"no answer from Prometheus since it answered {self.last_value} ({self.last_error})"
+            )
         return f"no answer from Prometheus ({self.last_error or 'not asked'})"
 
 
@@ -252,14 +216,20 @@ class Verifier:
         try:
             answer = await client.instant(p.query)
         except TargetError as exc:
-            p = replace(p, last_error=str(exc))
+            p = replace(p, last_error=str(exc), answered_last=False)
         else:
-            if answer.true:
-                return replace(p, answered=True, last_value=answer.value), "held"
-            p = replace(p, answered=True, last_value=await self._explain(client, p, answer))
+            if holds(p.query, answer):
+                return replace(
+                    p, answered=True, answered_last=True, last_value=answer.value
+                ), "held"
+            last_value = await self._explain(client, p, answer)
+            p = replace(p, answered=True, answered_last=True, last_value=last_value)
         if time.time() < p.deadline:
             return p, None
-        return p, "failed" if p.answered else "no_data"
+        # The window's last poll decides: "failed" (and its undo) needs Prometheus's
+        # word at the end. A false answer early in the window, before the mitigation
+        # could show, and then silence is no evidence that it did not hold.
+        return p, "failed" if p.answered_last else "no_data"
 
     async def _explain(self, client: PrometheusWitness, p: Progress, answer: PromReading) -> str:
         """A false answer in words. A comparison that filtered every series out
@@ -308,6 +278,10 @@ class Verifier:
     async def _follow_through(self, run: Run, row: Row, claimed: float) -> None:
         data = row["result"]["data"] if row.get("result") else {}
         outcome = data.get("outcome")
+        # The resolve (or max_duration) took the mitigation back first: its page has
+        # told the human; a later "did not hold, will be undone" would reopen a
+        # resolved incident for an undo that is already done.
+        taken_back = run.undo_state is not None and run.undo_reason != VERIFY_FAILED
         if outcome in OUTCOMES:
             self.engine.metrics.verifications.labels(run.runbook, outcome).inc()
             logger = run_log(run, log)
@@ -317,8 +291,9 @@ class Verifier:
                 outcome=outcome,
                 query=data.get("query"),
                 last_value=Progress.of(data).last(),
+                paged=outcome != "held" and not taken_back,
             )
-            if outcome != "held":
+            if outcome != "held" and not taken_back:
                 await self._page(run, Progress.of(data), outcome)
         # The undo is asked for before the schedule is cleared: a crash in between
         # leaves a requested undo, which maintenance takes up (runs_waiting_undo).

@@ -42,10 +42,12 @@ class SlackBotPager:
         store: StateStore,
         *,
         severities: Iterable[Severity] = ("P2", "P3"),
+        buttons: bool = True,
     ) -> None:
         self.api = api
         self.channel = channel
         self.store = store
+        self.buttons = buttons  # False: approvals.slack is not set, no click is taken
         self._severities = severity_set(severities, pager=self.name)
 
     def __repr__(self) -> str:
@@ -61,7 +63,7 @@ class SlackBotPager:
         content = event.content
         resolved = event.action == "resolve"
         try:
-            body = await render(self.store, content, resolved=resolved)
+            body = await render(self.store, content, resolved=resolved, buttons=self.buttons)
             ref = await slack_state.message_for(self.store, content.dedup_key)
         except StateUnavailable:
             # The page of a state store outage (sent directly, not from the outbox):
@@ -95,9 +97,10 @@ async def render(
     *,
     resolved: bool = False,
     notice: str | None = None,
+    buttons: bool = True,
 ) -> dict[str, Any]:
     """The message body (``text`` and ``blocks``) for ``content``, as the store stands:
-    each approval's current state, a nonce for each still pending."""
+    each approval's current state, a nonce (its buttons) for each still pending."""
     run_id = content.details.get("run_id")
     live: dict[int, dict[str, object]] = {}
     nonces: dict[int, str] = {}
@@ -105,7 +108,7 @@ async def render(
     if isinstance(run_id, str) and content.details.get("approvals"):
         live = {a.id: a.to_json() for a in await store.approvals_for_run(run_id)}
         pending = [i for i, r in live.items() if r["state"] == "pending"]
-        if pending and not resolved:
+        if pending and not resolved and buttons:
             nonces = await slack_state.nonces_for(store, pending)
         if any(r["state"] == "approved" for r in live.values()):
             flag = await store.get_flag(PAUSE_FLAG)

@@ -29,7 +29,7 @@ from remediator import commandline, logs
 from remediator.cancelling import describe, finish_or_cancel
 from remediator.engine import pages
 from remediator.errors import StateUnavailable
-from remediator.paging import slack_api, slack_blocks
+from remediator.paging import routing, slack_api, slack_blocks
 from remediator.paging.slack_bot import render
 from remediator.server.responses import error
 from remediator.server.slack_request import (
@@ -43,6 +43,8 @@ from remediator.state import slack as slack_state
 
 if TYPE_CHECKING:
     from remediator.daemon import Daemon
+    from remediator.runbook_api.registry import Registry
+    from remediator.settings import Settings
 
 log = logs.get("remediator.slack")
 
@@ -54,6 +56,18 @@ SHUTDOWN_GRACE = 5.0
 class Verdict:
     decided: bool
     reason: str | None = None  # why nothing changed
+
+
+def unrouted_approvals(settings: Settings, registry: Registry) -> list[str]:
+    """Runbooks with approval steps whose severity is not routed to Slack: with
+    PagerDuty or Opsgenie also configured, P0/P1 pages go there by default, and so
+    would every button of RB-03..RB-06."""
+    slack = routing.for_settings(settings.pagers).severities_for("slack")
+    return sorted(
+        rb.id
+        for rb in registry
+        if rb.severity not in slack and any(st.approval == "approve" for st in rb.steps)
+    )
 
 
 class SlackInteractions:
@@ -69,6 +83,15 @@ class SlackInteractions:
                 "slack_approvals_without_buttons",
                 detail="approvals.slack is set but pagers.slack.bot_token is not:"
                 " no page offers Approve/Reject buttons",
+            )
+        bot = slack_pager is not None and slack_pager.bot_token is not None
+        unrouted = unrouted_approvals(daemon.settings, daemon.registry) if bot else []
+        if self.config is not None and unrouted:
+            log.warning(
+                "slack_approvals_not_routed",
+                runbooks=unrouted,
+                detail="these runbooks ask for approvals, but their pages go to other pagers"
+                " (pagers.routes, or the default routing): their buttons never reach Slack",
             )
         if self.config is not None and not self.config.approvers:
             log.warning(

@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from bench.alert_history import HistoryPrometheus, binaries, openmetrics
 from remediator.runbook_api.registry import load_entry_points
 from tests.backtest import history_case
 from tests.conftest import free_port
+from tests.support import root_conftest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,6 +123,8 @@ def test_figures_match_the_counts_made_by_hand(
     assert out["busiest_hour"]["start"] == t0
     assert out["busiest_hour"]["occurrences"] == 13  # all but AlertStorm's 75
     assert any("annotations" in a for a in out["assumptions"])
+    # The history Prometheus keeps 10 years: the 3 days asked are all in it.
+    assert out["retention_seconds"] == 3650 * 86400 and out["warnings"] == []
 
 
 def test_long_ranges_are_asked_in_chunks_prometheus_would_refuse_whole(
@@ -156,6 +161,7 @@ def test_human_output_names_each_rule_and_what_it_cannot_know(
     assert "Busiest hour:" in text and "13 occurrences started" in text
     assert "ALERTS has no annotations" in text
     assert "silences or inhibitions" in text
+    assert "every approve step is offered" in text  # approvals counted need their targets
 
 
 def test_it_sends_no_page_even_with_pagers_configured(
@@ -236,3 +242,30 @@ def test_a_range_with_no_alert_reports_zeros_and_no_busiest_hour(
     assert out["series"] == out["occurrences"] == out["unmatched"] == 0
     assert out["busiest_hour"] is None
     assert all(r["occurrences"] == r["runs"] == 0 for r in out["rules"])
+
+
+def test_a_range_past_prometheus_retention_is_said_not_taken_as_quiet(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    case_files: tuple[Path, Path],
+) -> None:
+    """--since 30d against a Prometheus keeping 4 days (a default one keeps 15): the
+    report warns that the days before are not in the history, rather than reading
+    as a month in which nothing fired then."""
+    if binaries() is None:
+        root_conftest(request.config).service_missing("prometheus", FileNotFoundError("PATH"))
+    prom = HistoryPrometheus(
+        tmp_path_factory.mktemp("short"),
+        openmetrics(history_case.series(), history_case.STEP),
+        retention="4d",
+    )
+    rules = case_files[0]
+    with prom as url:
+        out = as_json(url, case_files, "--since", "30d")
+        done = backtest("--prometheus", url, "--since", "30d", "--rules", str(rules))
+    assert out["retention_seconds"] == 4 * 86400
+    [warning] = out["warnings"]
+    assert warning.startswith("Prometheus keeps 4 days of data (its storage retention)")
+    assert out["occurrences"] == 14  # the history itself is all there
+    assert done.returncode == 0, done.stderr
+    assert f"Warning: {warning}" in done.stdout.splitlines()[:4]

@@ -247,3 +247,44 @@ async def test_a_wrong_service_account_token_blocks_rather_than_acts(
             del d
     finally:
         await grafana.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_a_body_with_only_the_required_fields_is_mitigated_and_undone_on_resolve(
+    request: pytest.FixtureRequest, pg_schema_dsn: str, tmp_path: Path
+) -> None:
+    """No orgId, title, state, message, values, URLs, annotations, endsAt, generatorURL
+    nor fingerprint (older Grafana versions, or a hand-made contact point template):
+    the same run, with a page that has no Grafana link and no values, and the resolve,
+    just as bare, undoes it (its derived fingerprint is the firing's)."""
+    grafana = FakeGrafana(SA_TOKEN)
+    await grafana.start()
+    try:
+        async with world(request.config, 1) as w, daemon(w, pg_schema_dsn, tmp_path, grafana) as d:
+            ls = labels(w, 0)
+            grafana.set_state(ls, "Alerting")
+            bare = {"status": "firing", "labels": ls, "startsAt": "2022-01-01T12:00:00+01:00"}
+            await send(d, {"version": "1", "status": "firing", "alerts": [bare]})
+            await settle(pg_schema_dsn, timeout=60)
+            assert sorted(c["new"] for c in await w.changes()) == ["false"] * len(
+                rows_of(w.providers[0])
+            )
+            run = await run_of(pg_schema_dsn, w.providers[0])
+            assert (run["state"], run["outcome"]) == ("waiting", "mitigated")
+            assert run["starts_at"] == "2022-01-01T11:00:00Z"
+            [page] = [e for e in pages_of(d, run["id"]) if e.action == "trigger"][:1]
+            assert not [t for t, _ in page.content.links if "Grafana" in t], page.content.links
+            assert page.content.values == ()
+            assert "Values:" not in text.body(page.content)
+
+            grafana.set_state(ls, "Normal")
+            gone = {**bare, "status": "resolved"}
+            await send(d, {"version": "1", "status": "resolved", "alerts": [gone]})
+            await settle(pg_schema_dsn, timeout=60)
+            back = [c["row_id"] for c in await w.changes() if c["new"] == "true"]
+            assert sorted(back) == sorted(rows_of(w.providers[0]))
+            run = await run_of(pg_schema_dsn, w.providers[0])
+            assert (run["state"], run["undo_state"]) == ("done", "done")
+            assert run["steps"][("undo", "pause_alerts")]["outcome"] == "rolled_back"
+    finally:
+        await grafana.stop()

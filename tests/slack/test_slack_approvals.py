@@ -115,6 +115,11 @@ async def test_valid_click_runs_the_step_once_and_updates_the_message(world: Wor
     assert (step["name"], step["outcome"]) == ("delete_duplicates", "applied")
     # Exactly the duplicates are gone from the target; nothing else.
     assert await world.notification_ids() == sorted(set(before) - set(world.duplicates))
+    # The audit trail (`remediator actions`, GET /api/v1/actions) names the approver.
+    entries = (await world.http.get("/api/v1/actions")).json()["actions"]
+    [offered] = [e for e in entries if (e["phase"], e["name"]) == ("fire", "delete_duplicates")]
+    assert offered["decided_by"] == "alice via Slack"
+    assert offered["status"].endswith("by alice via Slack"), offered["status"]
     # Right after the click: the message, in place, says who approved and that it runs.
     first = world.slack.calls("/response/a")[0].json
     assert first["replace_original"] is True
@@ -318,6 +323,32 @@ async def test_not_configured_is_404(pg_schema_dsn: str, dawsos: Any, tmp_path: 
         signed = click(SECRET, user_id=ALICE, value=f"1:{'a' * 32}")
         r = await w.click(signed)
         assert r.status_code == 404 and "approvals.slack" in r.json()["detail"]
+
+
+async def test_without_approvals_slack_the_page_offers_commands_not_buttons(
+    pg_schema_dsn: str, dawsos: Any, tmp_path: Path
+) -> None:
+    """A bot token without approvals.slack: no click could be taken (404), so the
+    message carries no buttons, and each pending approval shows its CLI commands."""
+    async with slack_world(pg_schema_dsn, dawsos, tmp_path, approvals={}) as w:
+        await w.fire()
+
+        def posted(reqs: list[Any]) -> bool:
+            return any(
+                r.path == "/api/chat.postMessage" and "Approval " in texts(r.json) for r in reqs
+            )
+
+        await w.slack.wait_for(posted)
+        message = next(r.json for r in w.slack.calls("/api/chat.postMessage") if posted([r]))
+        assert blocks_of(message, "actions") == []
+        approval = (await w.approvals())["delete_duplicates"]
+        assert approval["state"] == "pending" and approval["slack_nonce"] is None
+        [status] = [
+            b
+            for b in blocks_of(message, "context")
+            if b.get("block_id") == f"approval-{approval['id']}-status"
+        ]
+        assert f"`remediator approve {approval['id']}`" in status["elements"][0]["text"]
 
 
 async def test_concurrent_clicks_decide_once(world: World) -> None:

@@ -213,3 +213,41 @@ async def test_bot_pager_still_posts_when_the_state_store_is_down(tmp_path: Path
         assert b"remediator approve 4" in body  # the CLI way is still shown
     finally:
         await pager.aclose()
+
+
+def test_runbooks_whose_approvals_cannot_reach_slack_are_named() -> None:
+    """With PagerDuty beside the Slack bot, P0/P1 pages (and the approval buttons of
+    RB-03..RB-06) go to PagerDuty by default: named, so the daemon warns at start;
+    routing P1 to Slack too brings RB-03's back."""
+    from remediator.runbook_api.registry import load_entry_points
+    from remediator.server.slack import unrouted_approvals
+
+    registry = load_entry_points()
+    with_approvals = sorted(
+        rb.id for rb in registry if any(s.approval == "approve" for s in rb.steps)
+    )
+    slack = {"bot_token": TOKEN, "channel": "#ops"}
+    pd = {"routing_key": "0123456789abcdef0123456789abcdef"}
+    alone = from_mapping({"pagers": {"slack": slack}}, env={})
+    assert unrouted_approvals(alone, registry) == []  # Slack alone takes every severity
+    both = from_mapping({"pagers": {"slack": slack, "pagerduty": pd}}, env={})
+    unrouted = unrouted_approvals(both, registry)
+    assert "RB-03" in unrouted and unrouted == [
+        i for i in with_approvals if registry.get(i).severity in ("P0", "P1")
+    ]
+    routed = from_mapping(
+        {
+            "pagers": {
+                "slack": slack,
+                "pagerduty": pd,
+                "routes": {
+                    "P0": ["pagerduty", "slack"],
+                    "P1": ["pagerduty", "slack"],
+                    "P2": ["slack"],
+                    "P3": ["slack"],
+                },
+            }
+        },
+        env={},
+    )
+    assert unrouted_approvals(routed, registry) == []

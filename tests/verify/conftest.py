@@ -11,8 +11,9 @@ fixture's finalizer.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,24 +69,25 @@ class PrometheusServer:
     service: Service
 
 
-@pytest.fixture
-async def prometheus(
-    request: pytest.FixtureRequest, tmp_path: Path, exporter: Exporter
+@contextlib.asynccontextmanager
+async def running_prometheus(
+    request: pytest.FixtureRequest,
+    home: Path,
+    target: str,
+    rule_files: Sequence[Path] = (),
 ) -> AsyncIterator[PrometheusServer]:
-    """Debian's Prometheus, scraping the exporter every second."""
+    """Debian's Prometheus, scraping ``target`` and evaluating ``rule_files`` every second."""
     shared = root_conftest(request.config)
     binary = shutil.which("prometheus")
     if binary is None:
         shared.service_missing("prometheus", FileNotFoundError("prometheus is not on PATH"))
         raise AssertionError("unreachable: service_missing fails or skips")
     port = shared.free_port()
-    home = tmp_path / "prometheus"
     home.mkdir()
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {"job_name": "probe", "static_configs": [{"targets": [exporter.address]}]}
-        ],
+        "rule_files": [str(f) for f in rule_files],
+        "scrape_configs": [{"job_name": "probe", "static_configs": [{"targets": [target]}]}],
     }
     (home / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     service = Service(
@@ -106,6 +108,15 @@ async def prometheus(
         yield PrometheusServer(url, service)
     finally:
         service.stop()
+
+
+@pytest.fixture
+async def prometheus(
+    request: pytest.FixtureRequest, tmp_path: Path, exporter: Exporter
+) -> AsyncIterator[PrometheusServer]:
+    """Debian's Prometheus, scraping the exporter every second."""
+    async with running_prometheus(request, tmp_path / "prometheus", exporter.address) as server:
+        yield server
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import pytest
 
 from remediator.clients.database import TargetDatabase
 from remediator.clients.prometheus import PrometheusClient
+from remediator.engine.verify import holds
 from remediator.errors import TargetUnavailable
 from remediator.runbook_api.context import Clients
 from remediator.state.backend import Row
@@ -166,6 +167,32 @@ async def test_mitigation_that_does_not_hold_pages_and_undoes_through_the_gate(
         assert any(d.startswith("Throttle [undo]: throttle back to 0") for d in undone.done)
 
 
+async def test_a_comparison_that_holds_at_zero_is_held(
+    exporter: Exporter, prometheus: PrometheusServer, target_db: TargetDatabase,
+    pg_schema_dsn: str,
+) -> None:  # fmt: skip
+    """DESIGN's own example, ``max(pack_build_duration_seconds) < 600``: the gauge is 0
+    once the build is done, and Prometheus answers the filter with ``{} 0``. That is
+    the recovery, so held, not failed (nor undone)."""
+    query = "max(verify_probe) < 600"
+    exporter.set(900)
+    await scraped(prometheus, 900)
+    async with harness(rules("30s", "undo", query), target_db, pg_schema_dsn, prometheus.url) as h:
+        await h.deliver(ALERT)
+        [run] = await h.runs()
+        await h.maintenance()
+        [pending] = await h.steps(run["id"], "verify")
+        assert pending["state"] == "waiting"
+        assert pending["result"]["data"]["last_value"] == "900 (not < 600)"
+        exporter.set(0)  # the build finished: idle
+        row = await until_verified(h, run["id"])
+        assert outcome(row) == "held"
+        assert row["result"]["data"]["last_value"] == "0"
+        assert verifications(h) == {"held": 1.0, "failed": 0.0, "no_data": 0.0}
+        assert await knobs(target_db) == THROTTLED
+        assert await h.steps(run["id"], "undo") == []
+
+
 async def test_failed_verification_with_on_failure_page_only_pages(
     exporter: Exporter, prometheus: PrometheusServer, target_db: TargetDatabase,
     pg_schema_dsn: str,
@@ -188,6 +215,16 @@ async def test_failed_verification_with_on_failure_page_only_pages(
         assert f"{QUERY} was not true within 3 s, last value 0 (not == 1)" in failed.content.title
         assert verifications(h) == {"held": 0.0, "failed": 1.0, "no_data": 0.0}
 
+        # The resolve undoes as usual, and its page says, with what was done, that the
+        # mitigation had not held.
+        await h.deliver(resolved(ALERT))
+        assert await knobs(target_db) == UNTOUCHED
+        [page] = h.pager.resolves()
+        assert any(
+            w.startswith(f"Verification did not hold: {QUERY} was never true")
+            for w in page.content.done
+        ), page.content
+
 
 async def test_prometheus_down_is_no_data_pages_and_never_undoes(
     exporter: Exporter, prometheus: PrometheusServer, target_db: TargetDatabase,
@@ -208,6 +245,47 @@ async def test_prometheus_down_is_no_data_pages_and_never_undoes(
         assert await h.steps(run["id"], "undo") == []
         [_, page] = h.pager.triggers()
         assert page.content.title.startswith("[RB-T] TestAlert: mitigation not verified: no answer")
+        assert "nothing was undone" in page.content.title
+        assert verifications(h) == {"held": 0.0, "failed": 0.0, "no_data": 1.0}
+
+        # The resolve's page says the mitigation was never verified.
+        await h.deliver(resolved(ALERT))
+        [resolve_page] = h.pager.resolves()
+        assert any(
+            w.startswith(f"Verification no_data: {QUERY} could not be checked: no answer")
+            for w in resolve_page.content.done
+        ), resolve_page.content
+
+
+async def test_prometheus_down_after_an_early_answer_is_no_data_and_never_undoes(
+    exporter: Exporter, prometheus: PrometheusServer, target_db: TargetDatabase,
+    pg_schema_dsn: str,
+) -> None:  # fmt: skip
+    """Prometheus says "not yet" at the first poll, right after the mitigation, then
+    goes down for the rest of the window: that early answer is no evidence that the
+    mitigation did not hold, so no undo (on_failure: undo), only a page."""
+    exporter.set(0)
+    await scraped(prometheus, 0)
+    async with harness(rules("4s", "undo"), target_db, pg_schema_dsn, prometheus.url) as h:
+        await h.deliver(ALERT)
+        [run] = await h.runs()
+        await h.maintenance()
+        [pending] = await h.steps(run["id"], "verify")
+        assert pending["state"] == "waiting"
+        assert pending["result"]["data"]["answered"] is True  # it did answer: false
+        prometheus.service.stop()
+        row = await until_verified(h, run["id"])
+        assert outcome(row) == "no_data"
+        data = row["result"]["data"]
+        assert data["answered"] is True and data["answered_last"] is False
+        await h.maintenance()
+        assert await knobs(target_db) == THROTTLED
+        assert await h.steps(run["id"], "undo") == []
+        [_, page] = h.pager.triggers()
+        assert page.content.title.startswith(
+            "[RB-T] TestAlert: mitigation not verified: no answer from Prometheus since it"
+            " answered 0 (not == 1)"
+        ), page.content.title
         assert "nothing was undone" in page.content.title
         assert verifications(h) == {"held": 0.0, "failed": 0.0, "no_data": 1.0}
 
@@ -300,6 +378,25 @@ async def test_instant_reading_of_scalars_vectors_and_filters(
         await client.aclose()
 
 
+async def test_a_filter_that_keeps_a_zero_holds_and_a_bool_zero_does_not(
+    prometheus: PrometheusServer,
+) -> None:
+    client = PrometheusClient(prometheus.url, timeout=2.0)
+    try:
+        cases = {
+            "vector(0) < 600": True,  # a filter: the series is there, so it holds
+            "max(vector(0)) == 0": True,
+            "vector(900) < 600": False,  # filtered out: empty
+            "vector(0) < bool 600": True,  # bool: 1
+            "vector(900) < bool 600": False,  # bool: 0 is false
+            "vector(0)": False,  # a bare value: 0 is false
+        }
+        for query, want in cases.items():
+            assert holds(query, await client.instant(query)) is want, query
+    finally:
+        await client.aclose()
+
+
 async def test_a_resolve_page_shows_a_verification_still_pending(
     exporter: Exporter, prometheus: PrometheusServer, target_db: TargetDatabase,
     pg_schema_dsn: str,
@@ -318,6 +415,33 @@ async def test_a_resolve_page_shows_a_verification_still_pending(
             d == f"Verification pending: {QUERY} not true yet (0 (not == 1)); 1 poll(s) so far"
             for d in page.content.done
         ), page.content.done
+
+
+async def test_a_verification_that_ends_after_the_resolve_is_recorded_not_paged(
+    exporter: Exporter, prometheus: PrometheusServer, target_db: TargetDatabase,
+    pg_schema_dsn: str,
+) -> None:  # fmt: skip
+    """The alert resolved (and its mitigation was undone) before the window ended:
+    the outcome goes to the audit trail and the counter, but no page reopens the
+    resolved incident to announce an undo that is already done."""
+    exporter.set(0)
+    await scraped(prometheus, 0)
+    async with harness(rules("4s", "undo"), target_db, pg_schema_dsn, prometheus.url) as h:
+        await h.deliver(ALERT)
+        [run] = await h.runs()
+        await h.maintenance()
+        await h.deliver(resolved(ALERT))
+        assert await knobs(target_db) == UNTOUCHED
+        row = await until_verified(h, run["id"])
+        assert outcome(row) == "failed"
+        for _ in range(3):
+            await h.maintenance()
+        await h.flush_pages()
+        assert [p.action for p in h.pager.sent] == ["trigger", "resolve"]
+        assert len(await h.steps(run["id"], "undo")) == 1  # the resolve's, only
+        done = await h.store.get_run(run["id"])
+        assert (done.undo_state, done.undo_reason) == ("done", "resolved")
+        assert verifications(h) == {"held": 0.0, "failed": 1.0, "no_data": 0.0}
 
 
 async def test_without_targets_prometheus_every_verification_is_no_data(
