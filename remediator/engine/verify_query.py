@@ -22,6 +22,7 @@ def render_query(query: str, labels: Mapping[str, str]) -> str:
 _NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
 _LOGIC = re.compile(r"\b(?:and|or|unless)\b")
 _OPEN, _CLOSE = "([{", ")]}"
+_MIRRORED = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "==": "==", "!=": "!="}
 
 
 def split_comparison(query: str) -> tuple[str, str] | None:
@@ -54,10 +55,13 @@ def split_comparison(query: str) -> tuple[str, str] | None:
     if len(ops) != 1 or _LOGIC.search("".join(top)):
         return None
     at, width = ops[0]
-    lhs, rhs = query[:at].strip(), query[at + width :]
-    if not lhs or not _NUMBER.fullmatch(rhs):
+    lhs, op, rhs = query[:at], query[at : at + width], query[at + width :]
+    if _NUMBER.fullmatch(lhs) and rhs.strip() and rhs.split()[0] != "bool":
+        # "600 > x" filters as "x < 600" does: the series are x's.
+        lhs, op, rhs = rhs, _MIRRORED[op], lhs
+    if not lhs.strip() or _NUMBER.fullmatch(lhs) or not _NUMBER.fullmatch(rhs):
         return None
-    return lhs, f"{query[at : at + width]} {rhs.strip()}"
+    return lhs.strip(), f"{op} {rhs.strip()}"
 
 
 def holds(query: str, answer: PromReading) -> bool:

@@ -137,5 +137,16 @@ def test_the_left_side_of_a_comparison_is_found_for_the_page() -> None:
         "max(pack_build_duration_seconds)", "< 600",
     )  # fmt: skip
     assert split_comparison('max(x{a=~"<|>"}) == 1') == ('max(x{a=~"<|>"})', "== 1")
-    for query in ("a > 1 and b < 2", "x > bool 1", "max(x)", "a < b", "a > 1 < 2"):
+    # A number on the left filters the series on the right, the comparison mirrored.
+    assert split_comparison("600 > max(x)") == ("max(x)", "< 600")
+    assert split_comparison("0.1 >= rate(e[5m])") == ("rate(e[5m])", "<= 0.1")
+    for query in (
+        "a > 1 and b < 2",
+        "x > bool 1",
+        "1 < bool x",
+        "max(x)",
+        "a < b",
+        "a > 1 < 2",
+        "1 < 2",
+    ):
         assert split_comparison(query) is None, query
