@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from remediator.engine.runner import safe_render
 from remediator.runbook_api.context import Clients, StepContext
-from remediator.runbook_api.steps import Need, Step
+from remediator.runbook_api.steps import Need, PlannedNeeds, Step
 from remediator.settings import Settings
 from remediator.state.backend import Row
 from remediator.state.records import StepRecord
@@ -38,20 +38,39 @@ def missing(step: Step, clients: Clients) -> tuple[str, ...]:
     return tuple(CONFIG_KEYS[n] for n in step.needs if getattr(clients, n) is None)
 
 
-def unconfigured(step: Step, settings: Settings) -> tuple[str, ...]:
-    """For a plan made without clients (``replay``): the config keys an approval step
-    needs that ``settings`` leaves unset, read as remediator/daemon/clients.py opens them."""
-    if step.approval != "approve":
-        return ()
+def _configured(settings: Settings) -> Mapping[Need, bool]:
+    """Which clients ``settings`` gives, read as remediator/daemon/clients.py opens them."""
     t = settings.targets
-    configured: Mapping[Need, bool] = {
+    return {
         "database": t.database is not None,
         "cache": t.redis is not None,
         "kubernetes": t.kubernetes.mode != "off",
         "aws": t.aws is not None,
         "http": bool(t.http.providers or t.http.app_url),
     }
+
+
+def unconfigured(step: Step, settings: Settings) -> tuple[str, ...]:
+    """For a plan made without clients (``replay``): the config keys an approval step
+    needs that ``settings`` leaves unset."""
+    if step.approval != "approve":
+        return ()
+    configured = _configured(settings)
     return tuple(CONFIG_KEYS[n] for n in step.needs if not configured[n])
+
+
+def unconfigured_in_plan(step: Step, settings: Settings, ctx: StepContext) -> PlannedNeeds:
+    """For ``replay``: the config keys of the clients any step's action would act through
+    that ``settings`` leaves unset (the run records such a step as ``not configured``,
+    or, for a corroborating read, as not corroborated)."""
+    planned = step.plan_needs(ctx) if step.plan_needs is not None else PlannedNeeds(step.needs)
+    configured = _configured(settings)
+    missing = tuple(n for n in planned.needs if not configured[n])
+    return PlannedNeeds(missing, planned.corroborates)
+
+
+def config_keys(needs: tuple[Need, ...]) -> str:
+    return ", ".join(CONFIG_KEYS[n] for n in needs)
 
 
 def not_offered(step: Step, ctx: StepContext, seq: int) -> Row | None:

@@ -17,6 +17,7 @@ from remediator.models import WebhookPayload, occurrences
 from remediator.paging import text
 from remediator.runbook_api.context import PLAN_RUN_ID, AlertView, Clients, StepContext
 from remediator.runbook_api.registry import Registry
+from remediator.runbook_api.steps import PlannedNeeds
 from remediator.settings import Settings
 from remediator.state.records import Run, StepRecord
 
@@ -60,9 +61,14 @@ def plan(
             for seq, step in enumerate(phase_steps):
                 rendered = safe_render(step, ctx)
                 unoffered = offer.unconfigured(step, settings)
+                lacking = offer.unconfigured_in_plan(step, settings, ctx)
                 would = (
                     f"not offered: needs {', '.join(unoffered)}"
                     if unoffered
+                    else f"skip: {_unconfigured_wait(lacking)}"
+                    if lacking.needs and not lacking.corroborates
+                    else _unconfigured_wait(lacking)
+                    if lacking.needs
                     else _approval_wait(step)
                     if step.approval == "approve"
                     else "run"
@@ -95,7 +101,7 @@ def plan(
                         approval=step.approval,
                         state="done",
                         outcome="skipped"
-                        if unoffered
+                        if unoffered or lacking.needs
                         else "awaiting_approval"
                         if step.approval == "approve"
                         else ("dry_run" if step.mutates else "skipped"),
@@ -104,6 +110,8 @@ def plan(
                         changes=None,
                         reason=offer.NOT_CONFIGURED + ", ".join(unoffered)
                         if unoffered
+                        else _unconfigured_wait(lacking)
+                        if lacking.needs
                         else "dry-run: not executed"
                         if step.mutates
                         else "replay: not executed",
@@ -167,6 +175,13 @@ def plan(
             )
         out.append(entry)
     return out
+
+
+def _unconfigured_wait(lacking: PlannedNeeds) -> str:
+    keys = offer.config_keys(lacking.needs)
+    if lacking.corroborates:
+        return f"not corroborated: needs {keys}; nothing after it changes"
+    return f"{offer.NOT_CONFIGURED}{keys}"
 
 
 def _approval_wait(step: Any) -> str:

@@ -21,6 +21,7 @@ from remediator.runbook_api.steps import (
     Approval,
     Kind,
     Need,
+    PlannedNeeds,
     Requirement,
     Skip,
     Step,
@@ -120,6 +121,17 @@ def action_step(
                 return action.planned_undo()
         return undo_action(ctx, changes).render()
 
+    def plan_needs(ctx: StepContext) -> PlannedNeeds:
+        try:
+            action = build(ctx)
+        except Exception:
+            # A plan whose inputs cannot build the action shows that in its call
+            # (safe_render); it has no client to name.
+            return PlannedNeeds(needs)
+        own = (action.needs,) if action.needs is not None else ()
+        corroborates = bool(getattr(action, "corroborates", False))
+        return PlannedNeeds(tuple(dict.fromkeys((*needs, *own))), corroborates)
+
     def withhold_approval(ctx: StepContext) -> str | None:
         # An approval whose inputs fail their checks could only fail once approved.
         try:
@@ -145,6 +157,7 @@ def action_step(
         needs=needs,
         withhold=withhold_approval if approval == "approve" else None,
         withhold_reads_run=withhold is not None or bool(preconditions),
+        plan_needs=plan_needs,
         requires=requires,
         attempts=attempts,
         backoff=backoff,

@@ -91,6 +91,12 @@ class UndoRenderFn(Protocol):
 
 
 @dataclass(frozen=True)
+class PlannedNeeds:
+    needs: tuple[Need, ...] = ()
+    corroborates: bool = False  # without its client the alert cannot be confirmed
+
+
+@dataclass(frozen=True)
 class Statement:
     """A SQL statement a step may run, with its number of binds: ``doctor`` EXPLAINs it
     on the target (never runs it) to tell a missing table, column or privilege."""
@@ -141,6 +147,9 @@ class Step:
     # Whether ``withhold`` depends on what the run's earlier steps found (False: it
     # only checks the step's inputs), so a plan knows whether to promise the approval.
     withhold_reads_run: bool = True
+    # For a plan (``replay``): the clients the step's action would act through in this
+    # context, and whether an unmet expectation of it means "not corroborated".
+    plan_needs: Callable[[StepContext], PlannedNeeds] | None = None
     # What doctor can check for a step its catalog does not know (YAML runbooks: the
     # statements and verbs of their actions).
     requires: tuple[Requirement, ...] = ()
