@@ -28,7 +28,7 @@ from remediator.runbook_api.steps import (
     StepOutcome,
 )
 
-BuildAction = Callable[[StepContext], Action]
+BuildAction = Callable[[StepContext[Any]], Action]
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Precondition:
     with the reason, and an approval is not offered."""
 
     name: str  # as a plan shows it: "top_offenders found the offenders"
-    unmet: Callable[[StepContext], str | None]  # why it does not hold (None: it holds)
+    unmet: Callable[[StepContext[Any]], str | None]  # why it does not hold (None: it holds)
 
     def reason(self, ctx: StepContext) -> str | None:
         why = self.unmet(ctx)
@@ -82,7 +82,7 @@ def action_step(
     attempts: int = 3,
     backoff: float = 0.5,
     idempotent: bool = False,
-    withhold: Callable[[StepContext], str | None] | None = None,
+    withhold: Callable[[StepContext[Any]], str | None] | None = None,
     preconditions: tuple[Precondition, ...] = (),
 ) -> Step:
     """``temporary``: undone on resolve, by ``undo`` or else the action's own undo.
@@ -181,7 +181,7 @@ def step(
     attempts: int = 3,
     backoff: float = 0.5,
     idempotent: bool = False,
-    withhold: Callable[[StepContext], str | None] | None = None,
+    withhold: Callable[[StepContext[Any]], str | None] | None = None,
     preconditions: tuple[Precondition, ...] = (),
 ) -> Callable[[BuildAction], Step]:
     """Declare a step at the function that builds its action (as kopf's handler

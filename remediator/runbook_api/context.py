@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal
 
 from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from remediator.runbook_api.client_protocols import (
     AlertWitness,
@@ -27,7 +28,10 @@ from remediator.settings import Settings
 
 Mode = Literal["live", "dry-run", "paused"]
 T = TypeVar("T")
-P = TypeVar("P", bound=BaseModel)
+# The params of the runbook a context is for: a step declared for RB-03 takes a
+# StepContext[rb03_params.Params] and reads ``ctx.params.window_minutes`` checked by mypy.
+P = TypeVar("P", bound=BaseModel, default=BaseModel, covariant=True)
+M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
 
 # The run id of a plan (`remediator replay`): no run exists yet, so a call that names
@@ -87,12 +91,12 @@ class AlertView:
 
 
 @dataclass
-class StepContext:
+class StepContext(Generic[P]):
     run_id: str
     rule: str
     runbook: str
     alert: AlertView
-    params: BaseModel  # the rule's params, validated with the runbook's ``Runbook.params``
+    params: P  # the rule's params, validated with the runbook's ``Runbook.params``
     mode: Mode
     clients: Clients
     # data of earlier steps of this run, by step name (survives restarts: stored)
@@ -113,7 +117,7 @@ class StepContext:
         data = self.results.get(step)
         return None if data is None else record.model_validate(data)
 
-    def params_as(self, model: type[P]) -> P:
+    def params_as(self, model: type[M]) -> M:
         """The params as the runbook's own model, so mypy checks every field a step reads.
 
         The engine validated them with that model, so this holds for every run; a step

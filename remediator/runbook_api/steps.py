@@ -143,13 +143,13 @@ class Step:
     needs: tuple[Need, ...] = ()
     # An approve step: why it is not offered in this run (None: offer it), from what
     # earlier steps found, e.g. nothing is stuck, so there is nothing to approve.
-    withhold: Callable[[StepContext], str | None] | None = None
+    withhold: Callable[[StepContext[Any]], str | None] | None = None
     # Whether ``withhold`` depends on what the run's earlier steps found (False: it
     # only checks the step's inputs), so a plan knows whether to promise the approval.
     withhold_reads_run: bool = True
     # For a plan (``replay``): the clients the step's action would act through in this
     # context, and whether an unmet expectation of it means "not corroborated".
-    plan_needs: Callable[[StepContext], PlannedNeeds] | None = None
+    plan_needs: Callable[[StepContext[Any]], PlannedNeeds] | None = None
     # What doctor can check for a step its catalog does not know (YAML runbooks: the
     # statements and verbs of their actions).
     requires: tuple[Requirement, ...] = ()

@@ -68,8 +68,8 @@ class RotateJwtSecret:
     needs=("kubernetes",),
     timeout=60.0,
 )
-def rotate_jwt_secret(ctx: StepContext) -> RotateJwtSecret:
-    p = ctx.params_as(Params)
+def rotate_jwt_secret(ctx: StepContext[Params]) -> RotateJwtSecret:
+    p = ctx.params
     return RotateJwtSecret(
         p.jwt_secret_name, p.jwt_secret_key, p.api_deployment, plan.namespace(ctx)
     )

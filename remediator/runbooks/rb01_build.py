@@ -129,8 +129,8 @@ class RerunBuild:
 
 
 @step("rerun_build", "mitigate", "Rerun the pack build as a Kubernetes Job", mutates=True)
-def rerun_build(ctx: StepContext) -> RerunBuild:
-    p = ctx.params_as(Params)
+def rerun_build(ctx: StepContext[Params]) -> RerunBuild:
+    p = ctx.params
     day = pack_date(ctx.labels, p)
     health = ctx.found("provider_health", Health)
     return RerunBuild(day, is_late(ctx, day), health, p, ctx.run_id, plan.namespace(ctx))
@@ -241,8 +241,8 @@ def _built(pack: Mapping[str, Any], job: str) -> Done:
     timeout=60.0,  # one poll; the wait between polls parks the run
     attempts=1,
 )
-def await_build(ctx: StepContext) -> AwaitBuild:
-    p = ctx.params_as(Params)
+def await_build(ctx: StepContext[Params]) -> AwaitBuild:
+    p = ctx.params
     started = ctx.found("rerun_build", Started)
     waited = ctx.found("await_build", Awaited)
     return AwaitBuild(
@@ -327,7 +327,7 @@ class MarkFresh:
 
 
 @step("mark_fresh", "mitigate", "Mark the new pack fresh, unmark older packs", mutates=True)
-def mark_fresh(ctx: StepContext) -> MarkFresh:
-    day = pack_date(ctx.labels, ctx.params_as(Params))
+def mark_fresh(ctx: StepContext[Params]) -> MarkFresh:
+    day = pack_date(ctx.labels, ctx.params)
     waited = ctx.found("await_build", Awaited)
     return MarkFresh(day, is_late(ctx, day), waited is not None and waited.ready)

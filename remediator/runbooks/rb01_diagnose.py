@@ -76,8 +76,8 @@ class SchedulerLogs:
     mutates=False,
     timeout=30.0,
 )
-def scheduler_logs(ctx: StepContext) -> SchedulerLogs:
-    p = ctx.params_as(Params)
+def scheduler_logs(ctx: StepContext[Params]) -> SchedulerLogs:
+    p = ctx.params
     return SchedulerLogs(p.scheduler_selector, p.log_tail_lines, plan.namespace(ctx))
 
 
@@ -169,8 +169,8 @@ def _configured_providers(clients: Clients) -> tuple[str, ...] | None:
     timeout=20.0,
     attempts=1,
 )
-def provider_health(ctx: StepContext) -> ProviderHealth:
-    return ProviderHealth(ctx.params_as(Params).build_providers, _configured_providers(ctx.clients))
+def provider_health(ctx: StepContext[Params]) -> ProviderHealth:
+    return ProviderHealth(ctx.params.build_providers, _configured_providers(ctx.clients))
 
 
 # ---------------------------------------------------------------- 3 diagnosis
@@ -232,8 +232,8 @@ class RecentPacks:
     "List the last 5 pricing packs; confirm the alert's pack is late",
     mutates=False,
 )
-def recent_packs(ctx: StepContext) -> RecentPacks:
-    p = ctx.params_as(Params)
+def recent_packs(ctx: StepContext[Params]) -> RecentPacks:
+    p = ctx.params
     try:
         day: date | None = pack_date(ctx.labels, p)
     except InputRejected:
@@ -310,5 +310,5 @@ class LongRunningQueries:
 
 
 @step("long_running_queries", "diagnose", "List long-running queries (read-only)", mutates=False)
-def long_running_queries(ctx: StepContext) -> LongRunningQueries:
-    return LongRunningQueries(ctx.params_as(Params).slow_query_seconds)
+def long_running_queries(ctx: StepContext[Params]) -> LongRunningQueries:
+    return LongRunningQueries(ctx.params.slow_query_seconds)

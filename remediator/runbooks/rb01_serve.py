@@ -186,8 +186,8 @@ def unserve_last_good(ctx: StepContext, changes: Mapping[str, object]) -> Unserv
     temporary=True,  # put back on resolve only where that is safe (UnserveLastGood)
     undo=unserve_last_good,
 )
-def serve_last_good(ctx: StepContext) -> ServeLastGood:
-    day = pack_date(ctx.labels, ctx.params_as(Params))
+def serve_last_good(ctx: StepContext[Params]) -> ServeLastGood:
+    day = pack_date(ctx.labels, ctx.params)
     found = ctx.found("recent_packs", PacksFound)
     listed = found.packs if found is not None else []
     guess = next(

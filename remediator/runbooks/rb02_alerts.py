@@ -150,11 +150,11 @@ def resume_alerts(ctx: StepContext, changes: Mapping[str, object]) -> ResumeAler
     temporary=True,  # exactly the ids paused come back, those still paused
     undo=resume_alerts,
 )
-def pause_alerts(ctx: StepContext) -> PauseAlerts:
+def pause_alerts(ctx: StepContext[Params]) -> PauseAlerts:
     provider = provider_of(ctx)
     status = ctx.found("provider_status", Status)
     return PauseAlerts(
         provider,
-        tuple(fed_entities(provider, ctx.params_as(Params))),
+        tuple(fed_entities(provider, ctx.params)),
         status is not None and status.healthy is False,
     )

@@ -90,11 +90,11 @@ def _allowed(settings: Settings | None, params: Params) -> Collection[str]:
     return params.providers
 
 
-def allowed_providers(ctx: StepContext) -> Collection[str]:
-    return _allowed(ctx.clients.settings, ctx.params_as(Params))
+def allowed_providers(ctx: StepContext[Params]) -> Collection[str]:
+    return _allowed(ctx.clients.settings, ctx.params)
 
 
-def provider_of(ctx: StepContext) -> str:
+def provider_of(ctx: StepContext[Params]) -> str:
     """The alert's provider, in its configured spelling (InputRejected otherwise)."""
     return validation.provider(ctx.labels.get("provider"), allowed_providers(ctx))
 

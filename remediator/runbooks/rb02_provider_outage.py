@@ -112,7 +112,7 @@ class ProviderStatus:
     timeout=20.0,
     attempts=1,
 )
-def provider_status(ctx: StepContext) -> ProviderStatus:
+def provider_status(ctx: StepContext[Params]) -> ProviderStatus:
     return ProviderStatus(provider_of(ctx))
 
 
@@ -152,8 +152,8 @@ class CheckCache:
     attempts=2,
     backoff=0.2,
 )
-def check_cache(ctx: StepContext) -> CheckCache:
-    return CheckCache(ctx.params_as(Params).cache_keys)
+def check_cache(ctx: StepContext[Params]) -> CheckCache:
+    return CheckCache(ctx.params.cache_keys)
 
 
 # --------------------------------------------------------- 6 replay the DLQ
@@ -167,9 +167,9 @@ def check_cache(ctx: StepContext) -> CheckCache:
     idempotent=True,
     timeout=30.0,
 )
-def replay_dlq(ctx: StepContext) -> ReplayDlq:
+def replay_dlq(ctx: StepContext[Params]) -> ReplayDlq:
     run_id = None if ctx.run_id == PLAN_RUN_ID else ctx.run_id
-    return ReplayDlq(provider_of(ctx), ctx.params_as(Params), run_id, plan.namespace(ctx))
+    return ReplayDlq(provider_of(ctx), ctx.params, run_id, plan.namespace(ctx))
 
 
 STEPS: Sequence[Step] = (provider_status, pause_alerts, check_cache)

@@ -64,8 +64,8 @@ from remediator.runbooks.rb03_params import Params
     needs=("kubernetes",),
     temporary=True,  # the recorded replicas come back, only if still at 0
 )
-def scale_evaluator_down(ctx: StepContext) -> KubeScale:
-    return KubeScale(ctx.params_as(Params).evaluator_deployment, 0, plan.namespace(ctx))
+def scale_evaluator_down(ctx: StepContext[Params]) -> KubeScale:
+    return KubeScale(ctx.params.evaluator_deployment, 0, plan.namespace(ctx))
 
 
 STEPS: Sequence[Step] = (

@@ -87,8 +87,8 @@ class ConfirmStorm:
     stop_on_failure=True,
     timeout=15.0,
 )
-def confirm_storm(ctx: StepContext) -> ConfirmStorm:
-    p = ctx.params_as(Params)
+def confirm_storm(ctx: StepContext[Params]) -> ConfirmStorm:
+    p = ctx.params
     return ConfirmStorm(p.window_minutes, p.storm_per_minute)
 
 
@@ -199,8 +199,8 @@ class GlobalCooldown:
     needs=("database",),
     temporary=True,  # each alert's own cooldown comes back, where it still holds ours
 )
-def global_cooldown(ctx: StepContext) -> GlobalCooldown:
-    p = ctx.params_as(Params)
+def global_cooldown(ctx: StepContext[Params]) -> GlobalCooldown:
+    p = ctx.params
     return GlobalCooldown(p.cooldown_minutes, p.exempt_alerts)
 
 
@@ -264,8 +264,8 @@ class TopOffenders:
 
 
 @step("top_offenders", "diagnose", "Find the top firing alerts", mutates=False)
-def top_offenders(ctx: StepContext) -> TopOffenders:
-    p = ctx.params_as(Params)
+def top_offenders(ctx: StepContext[Params]) -> TopOffenders:
+    p = ctx.params
     return TopOffenders(p.window_minutes, p.top_limit)
 
 
@@ -330,8 +330,8 @@ class DisableOffenders:
     needs=("database",),
     preconditions=(found_by("top_offenders", "the top offenders"),),
 )
-def disable_offenders(ctx: StepContext) -> DisableOffenders:
-    p = ctx.params_as(Params)
+def disable_offenders(ctx: StepContext[Params]) -> DisableOffenders:
+    p = ctx.params
     found = ctx.found("top_offenders", Offenders)
     if found is None:
         return DisableOffenders(None, p)

@@ -90,8 +90,8 @@ class CheckDedupe:
 
 
 @step("check_dedupe", "diagnose", "Check notification dedupe", mutates=False)
-def check_dedupe(ctx: StepContext) -> CheckDedupe:
-    return CheckDedupe(ctx.params_as(Params).dedupe_days)
+def check_dedupe(ctx: StepContext[Params]) -> CheckDedupe:
+    return CheckDedupe(ctx.params.dedupe_days)
 
 
 # ---------------------------------------------------- 4 delete duplicates (approve)
@@ -179,8 +179,8 @@ class DeleteDuplicates:
     approval="approve",
     needs=("database",),
 )
-def delete_duplicates(ctx: StepContext) -> DeleteDuplicates:
-    p = ctx.params_as(Params)
+def delete_duplicates(ctx: StepContext[Params]) -> DeleteDuplicates:
+    p = ctx.params
     found = ctx.found("check_dedupe", Duplicates)
     return DeleteDuplicates(
         p.dedupe_days, p.max_delete, None if found is None else found.extra_rows

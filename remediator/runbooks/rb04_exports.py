@@ -81,8 +81,8 @@ class AuditExports:
     mutates=False,
     timeout=30.0,
 )
-def audit_exports(ctx: StepContext) -> AuditExports:
-    p = ctx.params_as(Params)
+def audit_exports(ctx: StepContext[Params]) -> AuditExports:
+    p = ctx.params
     return AuditExports(provider_of(ctx), p.audit_days, p.export_license_types, p.max_audit_rows)
 
 
@@ -214,8 +214,8 @@ class RevokePdfs:
     timeout=120.0,
     attempts=2,
 )
-def revoke_pdfs(ctx: StepContext) -> RevokePdfs:
-    p = ctx.params_as(Params)
+def revoke_pdfs(ctx: StepContext[Params]) -> RevokePdfs:
+    p = ctx.params
     audit = ctx.found("audit_exports", Audit)
     found = None if audit is None or audit.violations is None else tuple(audit.violations)
     return RevokePdfs(

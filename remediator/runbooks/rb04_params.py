@@ -102,8 +102,8 @@ class Params(BaseModel):
 # ------------------------------------------------------------------ helpers
 
 
-def provider_of(ctx: StepContext) -> str:
-    params = ctx.params_as(Params)
+def provider_of(ctx: StepContext[Params]) -> str:
+    params = ctx.params
     return validation.provider(ctx.labels.get("provider"), params.providers)
 
 

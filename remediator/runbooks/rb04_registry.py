@@ -65,7 +65,7 @@ class InspectRegistry:
     stop_on_failure=True,
     timeout=15.0,
 )
-def inspect_registry(ctx: StepContext) -> InspectRegistry:
+def inspect_registry(ctx: StepContext[Params]) -> InspectRegistry:
     return InspectRegistry(provider_of(ctx))
 
 
@@ -116,7 +116,7 @@ class CheckReportedUser:
     mutates=False,
     timeout=15.0,
 )
-def check_reported_user(ctx: StepContext) -> CheckReportedUser:
+def check_reported_user(ctx: StepContext[Params]) -> CheckReportedUser:
     user = reported_user(ctx)  # a bad user_id label is refused before the provider
     return CheckReportedUser(user, provider_of(ctx))
 
@@ -181,7 +181,7 @@ class RestrictExports:
     idempotent=True,
     timeout=15.0,
 )
-def restrict_exports(ctx: StepContext) -> RestrictExports:
+def restrict_exports(ctx: StepContext[Params]) -> RestrictExports:
     return RestrictExports(provider_of(ctx))
 
 
@@ -243,8 +243,8 @@ class ConfirmViolation:
     stop_on_failure=True,
     timeout=30.0,
 )
-def confirm_violation(ctx: StepContext) -> ConfirmViolation:
-    p = ctx.params_as(Params)
+def confirm_violation(ctx: StepContext[Params]) -> ConfirmViolation:
+    p = ctx.params
     provider = provider_of(ctx)
     licensed = p.licensed_providers if p.licensed_providers is not None else p.providers
     is_licensed = provider.lower() in {x.lower() for x in licensed}
@@ -285,5 +285,5 @@ class ReportBlock:
     mutates=False,
     timeout=15.0,
 )
-def report_block(ctx: StepContext) -> ReportBlock:
+def report_block(ctx: StepContext[Params]) -> ReportBlock:
     return ReportBlock(provider_of(ctx))

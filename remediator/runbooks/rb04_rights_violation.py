@@ -80,8 +80,8 @@ def _target(labels: Mapping[str, str], params: BaseModel) -> str:
     mutates=False,
     timeout=15.0,
 )
-def read_rights_registry(ctx: StepContext) -> ReadRegistry:
-    p = ctx.params_as(Params)
+def read_rights_registry(ctx: StepContext[Params]) -> ReadRegistry:
+    p = ctx.params
     return ReadRegistry(provider_of(ctx), p.rights_registry_path, p.rights_registry_configmap)
 
 

@@ -135,8 +135,8 @@ class NotifyRevoked:
     idempotent=True,
     timeout=60.0,
 )
-def notify_users(ctx: StepContext) -> NotifyRevoked:
-    p = ctx.params_as(Params)
+def notify_users(ctx: StepContext[Params]) -> NotifyRevoked:
+    p = ctx.params
     audit = ctx.found("audit_exports", Audit)
     violations = None if audit is None or audit.violations is None else tuple(audit.violations)
     users = None if audit is None or audit.users is None else tuple(audit.users)
@@ -229,8 +229,8 @@ def _grantees(ctx: StepContext, audited_users: Sequence[str]) -> tuple[str, ...]
     idempotent=True,
     timeout=15.0,
 )
-def grant_license(ctx: StepContext) -> GrantLicense:
-    p = ctx.params_as(Params)
+def grant_license(ctx: StepContext[Params]) -> GrantLicense:
+    p = ctx.params
     provider = provider_of(ctx)
     audit = ctx.found("audit_exports", Audit)
     users = None if audit is None or audit.users is None else _grantees(ctx, audit.users)

@@ -101,8 +101,8 @@ class TopStatements:
     mutates=False,
     timeout=15.0,
 )
-def top_statements(ctx: StepContext) -> TopStatements:
-    return TopStatements(ctx.params_as(Params).top_statements)
+def top_statements(ctx: StepContext[Params]) -> TopStatements:
+    return TopStatements(ctx.params.top_statements)
 
 
 # ------------------------------------------------------- 4 long-running queries
@@ -174,8 +174,8 @@ class LongQueries:
     mutates=False,
     timeout=15.0,
 )
-def long_queries(ctx: StepContext) -> LongQueries:
-    return LongQueries(ctx.params_as(Params).long_query_seconds)
+def long_queries(ctx: StepContext[Params]) -> LongQueries:
+    return LongQueries(ctx.params.long_query_seconds)
 
 
 # ------------------------------------------------------------ 4 who blocks whom
@@ -327,8 +327,8 @@ class ConfirmIncident:
     timeout=15.0,
     attempts=1,
 )
-def confirm_incident(ctx: StepContext) -> ConfirmIncident:
-    p = ctx.params_as(Params)
+def confirm_incident(ctx: StepContext[Params]) -> ConfirmIncident:
+    p = ctx.params
     name = ctx.alert.alertname
     return ConfirmIncident(
         name, name in p.down_alerts, p.connection_headroom, p.block_threshold_seconds

@@ -73,8 +73,8 @@ class RdsStatus:
     mutates=False,
     timeout=20.0,
 )
-def rds_status(ctx: StepContext) -> RdsStatus:
-    return RdsStatus(ctx.params_as(Params).db_instance_identifier)
+def rds_status(ctx: StepContext[Params]) -> RdsStatus:
+    return RdsStatus(ctx.params.db_instance_identifier)
 
 
 # -------------------------------------------------------------- 2 failover
@@ -136,8 +136,8 @@ class RdsFailover:
     timeout=60.0,
     attempts=1,
 )
-def failover(ctx: StepContext) -> RdsFailover:
-    p = ctx.params_as(Params)
+def failover(ctx: StepContext[Params]) -> RdsFailover:
+    p = ctx.params
     return RdsFailover(p.db_instance_identifier, p.db_cluster_identifier)
 
 
@@ -212,8 +212,8 @@ class RdsScaleUp:
     timeout=60.0,
     attempts=1,
 )
-def scale_up(ctx: StepContext) -> RdsScaleUp:
-    p = ctx.params_as(Params)
+def scale_up(ctx: StepContext[Params]) -> RdsScaleUp:
+    p = ctx.params
     return RdsScaleUp(p.db_instance_identifier, p.scale_up_class)
 
 
@@ -270,10 +270,10 @@ class RdsRestore:
     timeout=60.0,
     attempts=1,
 )
-def point_in_time_restore(ctx: StepContext) -> RdsRestore:
+def point_in_time_restore(ctx: StepContext[Params]) -> RdsRestore:
     """To ``pitr_minutes_before_alert`` before the alert started (the last moment
     known good), into an instance named after the source and that time."""
-    p = ctx.params_as(Params)
+    p = ctx.params
     try:
         started = datetime.fromisoformat(ctx.alert.starts_at.replace("Z", "+00:00"))
     except ValueError:

@@ -165,6 +165,6 @@ class TerminateBlockers:
     idempotent=True,
     timeout=20.0,
 )
-def terminate_blockers(ctx: StepContext) -> TerminateBlockers:
-    p = ctx.params_as(Params)
+def terminate_blockers(ctx: StepContext[Params]) -> TerminateBlockers:
+    p = ctx.params
     return TerminateBlockers(p, p.block_threshold_seconds)

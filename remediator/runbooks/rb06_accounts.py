@@ -92,8 +92,8 @@ class LoginsFromIp:
 
 
 @step("logins_from_ip", "diagnose", "Recent logins from the source IP", mutates=False, timeout=15.0)
-def logins_from_ip(ctx: StepContext) -> LoginsFromIp:
-    p = ctx.params_as(Params)
+def logins_from_ip(ctx: StepContext[Params]) -> LoginsFromIp:
+    p = ctx.params
     return LoginsFromIp(source_network(ctx, for_blocking=False), p.login_days)
 
 
@@ -171,8 +171,8 @@ class ForcePasswordResets:
     idempotent=True,
     timeout=15.0,
 )
-def force_password_resets(ctx: StepContext) -> ForcePasswordResets:
-    return ForcePasswordResets(_found(ctx), ctx.params_as(Params).max_password_resets)
+def force_password_resets(ctx: StepContext[Params]) -> ForcePasswordResets:
+    return ForcePasswordResets(_found(ctx), ctx.params.max_password_resets)
 
 
 # ------------------------------------------------------------ 6 notify users
@@ -232,6 +232,6 @@ class NotifyAccounts:
     idempotent=True,
     timeout=15.0,
 )
-def notify_users(ctx: StepContext) -> NotifyAccounts:
-    p = ctx.params_as(Params)
+def notify_users(ctx: StepContext[Params]) -> NotifyAccounts:
+    p = ctx.params
     return NotifyAccounts(_found(ctx), p.max_notifications, p.notification_alert_id)

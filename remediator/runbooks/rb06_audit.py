@@ -68,8 +68,8 @@ class IdorAudit:
     mutates=False,
     timeout=15.0,
 )
-def idor_audit(ctx: StepContext) -> IdorAudit:
-    p = ctx.params_as(Params)
+def idor_audit(ctx: StepContext[Params]) -> IdorAudit:
+    p = ctx.params
     return IdorAudit(p.idor_hours, p.idor_rows)
 
 

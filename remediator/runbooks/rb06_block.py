@@ -123,8 +123,8 @@ class ConfirmSource:
     mutates=False,
     timeout=15.0,
 )
-def confirm_source(ctx: StepContext) -> ConfirmSource:
-    p = ctx.params_as(Params)
+def confirm_source(ctx: StepContext[Params]) -> ConfirmSource:
+    p = ctx.params
     try:
         net, refused = source_network(ctx, for_blocking=True), None
     except InputRejected as exc:
@@ -270,8 +270,8 @@ class WafBlock:
     idempotent=True,
     timeout=30.0,
 )
-def block_source_ip(ctx: StepContext) -> WafBlock:
-    p = ctx.params_as(Params)
+def block_source_ip(ctx: StepContext[Params]) -> WafBlock:
+    p = ctx.params
     net = source_network(ctx, for_blocking=True)
     found = ctx.found("confirm_source", Confirmed)
     confirmed = (
@@ -338,7 +338,7 @@ class ListBlocks:
     mutates=False,
     timeout=20.0,
 )
-def list_blocks(ctx: StepContext) -> ListBlocks:
-    p = ctx.params_as(Params)
+def list_blocks(ctx: StepContext[Params]) -> ListBlocks:
+    p = ctx.params
     record = ctx.found("block_source_ip", BlockRecord)
     return ListBlocks(record, p.waf_ip_set_name, p.waf_ip_set_id, p.waf_scope)

@@ -133,7 +133,7 @@ def _checked(check: Callable[[str, str], object], field: str, value: str) -> str
 # ------------------------------------------------------------------ helpers
 
 
-def source_network(ctx: StepContext, *, for_blocking: bool) -> validation.IPNetwork | None:
+def source_network(ctx: StepContext[Params], *, for_blocking: bool) -> validation.IPNetwork | None:
     """The validated ``source_ip`` label, or None when the alert carries none.
 
     Blocking honours the allow-list; looking up logins does not (an allow-listed
@@ -142,7 +142,7 @@ def source_network(ctx: StepContext, *, for_blocking: bool) -> validation.IPNetw
     value = ctx.labels.get("source_ip")
     if value is None:
         return None
-    p = ctx.params_as(Params)
+    p = ctx.params
     return validation.public_ip(
         value,
         allow_list=p.allow_list if for_blocking else (),

@@ -53,12 +53,12 @@ def _seen(ctx: StepContext) -> tuple[LongQuery, ...] | None:
     return tuple(q for q in found.queries if q.backend_start)
 
 
-def withhold(ctx: StepContext) -> str | None:
+def withhold(ctx: StepContext[Params]) -> str | None:
     """Offered for approval only when the diagnosis saw a statement past the threshold."""
     seen = _seen(ctx)
     if seen is None:
         return "the long-running query listing did not run"
-    limit = float(ctx.params_as(Params).stuck_query_seconds)
+    limit = float(ctx.params.stuck_query_seconds)
     if not any(q.seconds >= limit for q in seen):
         return f"no query has run for {limit:g} s or more: nothing is stuck"
     return None
@@ -159,5 +159,5 @@ class KillStuck:
     timeout=20.0,
     withhold=withhold,
 )
-def kill_stuck(ctx: StepContext) -> KillStuck:
-    return KillStuck(_seen(ctx) or (), ctx.params_as(Params))
+def kill_stuck(ctx: StepContext[Params]) -> KillStuck:
+    return KillStuck(_seen(ctx) or (), ctx.params)

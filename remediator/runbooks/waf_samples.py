@@ -140,8 +140,8 @@ def _summary(samples: Sequence[WafSample], net: validation.IPNetwork, window: st
     timeout=30.0,
     attempts=1,
 )
-def waf_sampled_requests(ctx: StepContext) -> WafSampledRequests:
-    p = ctx.params_as(Params)
+def waf_sampled_requests(ctx: StepContext[Params]) -> WafSampledRequests:
+    p = ctx.params
     return WafSampledRequests(
         p.waf_web_acl_name,
         p.waf_web_acl_id,
