@@ -258,12 +258,16 @@ CONTENT_TYPES = st.sampled_from(
 
 
 def _expected_keys(body: bytes) -> dict[tuple[str, str, str], dict[str, str]] | None:
-    """The occurrence keys (and labels) a 202 for this body must have journaled."""
+    """The occurrence keys (and labels) a 202 for this body must have journaled; None
+    for a body no 202 may answer (not an alert list, or a key that is not text Postgres
+    can hold: a NUL character or a number where a string belongs)."""
     try:
         alerts = json.loads(body)["alerts"]
         out: dict[tuple[str, str, str], dict[str, str]] = {}
         for a in alerts:
             key = (a["fingerprint"], canonical_time(a["startsAt"]), a["status"])
+            if not all(isinstance(k, str) and "\x00" not in k for k in key):
+                return None
             out.setdefault(key, a["labels"])
         return out
     except (ValueError, KeyError, TypeError):

@@ -6,6 +6,7 @@ nothing (target rows, approval, audit trail) and the message says why."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -348,7 +349,12 @@ async def test_without_approvals_slack_the_page_offers_commands_not_buttons(
             for b in blocks_of(message, "context")
             if b.get("block_id") == f"approval-{approval['id']}-status"
         ]
-        assert f"`remediator approve {approval['id']}`" in status["elements"][0]["text"]
+        # The commands paste as they are: they name the daemon (--url or --config).
+        assert re.search(
+            rf"`remediator approve {approval['id']} --(url|config) \S+`"
+            rf" or `remediator reject {approval['id']} --(url|config) \S+`",
+            status["elements"][0]["text"],
+        ), status["elements"][0]["text"]
 
 
 async def test_concurrent_clicks_decide_once(world: World) -> None:
