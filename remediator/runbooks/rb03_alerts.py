@@ -228,7 +228,7 @@ class Offender(BaseModel):
 class Offenders(BaseModel):
     """What top_offenders found, for the steps after it."""
 
-    offenders: list[Offender]
+    offenders: list[Offender] = []
 
 
 @dataclass(frozen=True)

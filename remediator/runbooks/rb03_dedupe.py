@@ -115,7 +115,7 @@ _DELETE = "DELETE FROM notifications WHERE id = ANY($1::bigint[])"
 class Duplicates(BaseModel):
     """What check_dedupe counted, for the approval's text."""
 
-    extra_rows: int
+    extra_rows: int | None = None  # None: the check recorded no count
 
 
 @dataclass(frozen=True)
