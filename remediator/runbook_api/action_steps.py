@@ -10,6 +10,7 @@ this way too.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -54,7 +55,15 @@ def found_by(step_name: str, what: str) -> Precondition:
     return Precondition(f"{step_name} found {what}", unmet)
 
 
-BuildUndo = Callable[[StepContext, Mapping[str, Any]], Action]
+BuildUndo = Callable[[StepContext[Any], Mapping[str, Any]], Action]
+
+_SQL = re.compile(r"\s*(--|(BEGIN|SELECT|UPDATE|DELETE|INSERT|WITH)\b)", re.IGNORECASE)
+
+
+def _comment_mark(call: str) -> str:
+    """How a note is appended to a call so that it still pastes: a SQL comment after
+    SQL, a shell comment after a command."""
+    return "--" if _SQL.match(call) else "#"
 
 
 @runtime_checkable
@@ -99,7 +108,8 @@ def action_step(
     def render(*, ctx: StepContext, **_: Any) -> str:
         text = build(ctx).render()
         text = f"{text}  # undone on resolve" if temporary else text
-        return "\n".join([text, *(f"-- precondition: {p.name}" for p in preconditions)])
+        mark = _comment_mark(text)
+        return "\n".join([text, *(f"{mark} precondition: {p.name}" for p in preconditions)])
 
     def undo_action(ctx: StepContext, changes: Mapping[str, Any]) -> Action:
         if undo is not None:
