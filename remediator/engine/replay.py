@@ -17,9 +17,9 @@ from remediator.models import WebhookPayload, occurrences
 from remediator.paging import text
 from remediator.runbook_api.context import PLAN_RUN_ID, AlertView, Clients, StepContext
 from remediator.runbook_api.registry import Registry
-from remediator.runbook_api.steps import PlannedNeeds
+from remediator.runbook_api.steps import Step
 from remediator.settings import Settings
-from remediator.state.records import Run, StepRecord
+from remediator.state.records import Run, StepOutcome, StepRecord
 
 
 def plan(
@@ -60,21 +60,7 @@ def plan(
             phase_steps = runbook.steps if occ.status == "firing" else ()
             for seq, step in enumerate(phase_steps):
                 rendered = safe_render(step, ctx)
-                unoffered = offer.unconfigured(step, settings)
-                lacking = offer.unconfigured_in_plan(step, settings, ctx)
-                would = (
-                    f"not offered: needs {', '.join(unoffered)}"
-                    if unoffered
-                    else f"skip: {_unconfigured_wait(lacking)}"
-                    if lacking.needs and not lacking.corroborates
-                    else _unconfigured_wait(lacking)
-                    if lacking.needs
-                    else _approval_wait(step)
-                    if step.approval == "approve"
-                    else "run"
-                    if not step.mutates
-                    else "run (live mode) / record only (dry-run)"
-                )
+                would, outcome, reason = _planned(step, settings, ctx)
                 steps.append(
                     {
                         "seq": seq + 1,
@@ -100,21 +86,11 @@ def plan(
                         mutates=step.mutates,
                         approval=step.approval,
                         state="done",
-                        outcome="skipped"
-                        if unoffered or lacking.needs
-                        else "awaiting_approval"
-                        if step.approval == "approve"
-                        else ("dry_run" if step.mutates else "skipped"),
+                        outcome=outcome,
                         rendered=rendered,
                         result=None,
                         changes=None,
-                        reason=offer.NOT_CONFIGURED + ", ".join(unoffered)
-                        if unoffered
-                        else _unconfigured_wait(lacking)
-                        if lacking.needs
-                        else "dry-run: not executed"
-                        if step.mutates
-                        else "replay: not executed",
+                        reason=reason,
                         attempts=0,
                         started_at=0.0,
                         finished_at=None,
@@ -177,11 +153,27 @@ def plan(
     return out
 
 
-def _unconfigured_wait(lacking: PlannedNeeds) -> str:
-    keys = offer.config_keys(lacking.needs)
-    if lacking.corroborates:
-        return f"not corroborated: needs {keys}; nothing after it changes"
-    return f"{offer.NOT_CONFIGURED}{keys}"
+def _planned(step: Step, settings: Settings, ctx: StepContext) -> tuple[str, StepOutcome, str]:
+    """What the plan says a firing step would do, and its row as a run would record it:
+    (would, outcome, reason)."""
+    unoffered = offer.unconfigured(step, settings)
+    if unoffered:
+        reason = offer.NOT_CONFIGURED + ", ".join(unoffered)
+        return f"not offered: needs {', '.join(unoffered)}", "skipped", reason
+    lacking = offer.unconfigured_in_plan(step, settings, ctx)
+    if lacking.needs:
+        keys = offer.config_keys(lacking.needs)
+        if lacking.corroborates:
+            reason = f"not corroborated: needs {keys}; nothing after it changes"
+            return reason, "skipped", reason
+        reason = offer.NOT_CONFIGURED + keys
+        return f"skip: {reason}", "skipped", reason
+    reason = "dry-run: not executed" if step.mutates else "replay: not executed"
+    if step.approval == "approve":
+        return _approval_wait(step), "awaiting_approval", reason
+    if step.mutates:
+        return "run (live mode) / record only (dry-run)", "dry_run", reason
+    return "run", "skipped", reason
 
 
 def _approval_wait(step: Any) -> str:

@@ -7,7 +7,7 @@ render and undo. It imports nothing of the engine, the state store or the pagers
 
 from __future__ import annotations
 
-from remediator.runbook_api.action_steps import Precondition, action_step, found_by, step
+from remediator.runbook_api.action_steps import Precondition, found_by, step
 from remediator.runbook_api.actions import (
     Action,
     Hint,
@@ -45,7 +45,6 @@ __all__ = [
     "StepContext",
     "StepFailed",
     "Wait",
-    "action_step",
     "found_by",
     "render_sql",
     "step",

@@ -1,11 +1,10 @@
 """A step declared as the action it takes: run, plan and undo from one object.
 
-``action_step`` turns a function that builds a typed action from the step's context
+``@step(...)`` turns a function that builds a typed action from the step's context
 into a ``Step``: the engine runs ``action.execute``, plans and audits
 ``action.render()``, and on resolve runs the action's own undo (or the one given)
 and audits that undo's call. There is no separate render function to drift from
-what runs. YAML runbooks are built this way; a Python runbook can declare its steps
-this way too.
+what runs. Every built-in runbook and every YAML runbook is built this way.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from remediator.errors import InputRejected, StepFailed
+from remediator.errors import InputRejected, RemediatorError, StepFailed
 from remediator.runbook_api.actions import Action
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.steps import (
@@ -74,107 +73,6 @@ class Undoable(Protocol):
     def planned_undo(self) -> str: ...
 
 
-def action_step(
-    name: str,
-    kind: Kind,
-    title: str,
-    build: BuildAction,
-    *,
-    mutates: bool,
-    needs: tuple[Need, ...] = (),
-    approval: Approval = "auto",
-    temporary: bool = False,
-    undo: BuildUndo | None = None,
-    timeout: float = 30.0,
-    stop_on_failure: bool = False,
-    requires: tuple[Requirement, ...] = (),
-    attempts: int = 3,
-    backoff: float = 0.5,
-    idempotent: bool = False,
-    withhold: Callable[[StepContext[Any]], str | None] | None = None,
-    preconditions: tuple[Precondition, ...] = (),
-) -> Step:
-    """``temporary``: undone on resolve, by ``undo`` or else the action's own undo.
-    ``withhold``: why an approval is not offered in this run (nothing to approve)."""
-
-    def unmet(ctx: StepContext) -> str | None:
-        return next((r for p in preconditions if (r := p.reason(ctx)) is not None), None)
-
-    async def run(*, ctx: StepContext, **_: Any) -> StepOutcome:
-        if (reason := unmet(ctx)) is not None:
-            return Skip(reason)
-        return await build(ctx).execute(ctx.clients)
-
-    def render(*, ctx: StepContext, **_: Any) -> str:
-        text = build(ctx).render()
-        text = f"{text}  # undone on resolve" if temporary else text
-        mark = _comment_mark(text)
-        return "\n".join([text, *(f"{mark} precondition: {p.name}" for p in preconditions)])
-
-    def undo_action(ctx: StepContext, changes: Mapping[str, Any]) -> Action:
-        if undo is not None:
-            return undo(ctx, changes)
-        action = build(ctx)
-        if not isinstance(action, Undoable):
-            raise StepFailed(f"step {name}: its action has no undo")
-        return action.undo(changes)
-
-    async def run_undo(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> StepOutcome:
-        return await undo_action(ctx, changes).execute(ctx.clients)
-
-    # The undo's audit row shows the call the undo makes, not the step's own; a plan
-    # (nothing recorded yet) shows it with a placeholder for the recorded values.
-    def render_undo(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> str:
-        if not changes and undo is None:
-            action = build(ctx)
-            if isinstance(action, Undoable):
-                return action.planned_undo()
-        return undo_action(ctx, changes).render()
-
-    def plan_needs(ctx: StepContext) -> PlannedNeeds:
-        try:
-            action = build(ctx)
-        except Exception:
-            # A plan whose inputs cannot build the action shows that in its call
-            # (safe_render); it has no client to name.
-            return PlannedNeeds(needs)
-        own = (action.needs,) if action.needs is not None else ()
-        corroborates = bool(getattr(action, "corroborates", False))
-        return PlannedNeeds(tuple(dict.fromkeys((*needs, *own))), corroborates)
-
-    def withhold_approval(ctx: StepContext) -> str | None:
-        # An approval whose inputs fail their checks could only fail once approved.
-        try:
-            build(ctx)
-        except InputRejected as exc:
-            return f"rejected input {exc}"
-        if (reason := unmet(ctx)) is not None:
-            return reason
-        return withhold(ctx) if withhold is not None else None
-
-    return Step(
-        name=name,
-        kind=kind,
-        title=title,
-        run=run,
-        render=render,
-        mutates=mutates,
-        approval=approval,
-        undo=run_undo if temporary else None,
-        render_undo=render_undo if temporary else None,
-        timeout=timeout,
-        stop_on_failure=stop_on_failure,
-        needs=needs,
-        withhold=withhold_approval if approval == "approve" else None,
-        withhold_reads_run=withhold is not None or bool(preconditions),
-        plan_needs=plan_needs,
-        requires=requires,
-        attempts=attempts,
-        backoff=backoff,
-        idempotent=idempotent,
-    )
-
-
 def step(
     name: str,
     kind: Kind,
@@ -196,32 +94,95 @@ def step(
 ) -> Callable[[BuildAction], Step]:
     """Declare a step at the function that builds its action (as kopf's handler
     decorators do): the decorated name is the ``Step``, so a runbook's step list reads
-    as the names of its functions. The keywords are ``action_step``'s.
+    as the names of its functions.
 
         @step("raise_cooldown", "mitigate", "Raise every cooldown", mutates=True,
               temporary=True)
-        def raise_cooldown(ctx: StepContext) -> GlobalCooldown: ...
+        def raise_cooldown(ctx: StepContext[Params]) -> GlobalCooldown: ...
+
+    ``temporary``: undone on resolve, by ``undo`` or else the action's own undo.
+    ``withhold``: why an approval is not offered in this run (nothing to approve).
     """
 
     def declare(build: BuildAction) -> Step:
-        return action_step(
-            name,
-            kind,
-            title,
-            build,
+        def unmet(ctx: StepContext) -> str | None:
+            return next((r for p in preconditions if (r := p.reason(ctx)) is not None), None)
+
+        async def run(*, ctx: StepContext, **_: Any) -> StepOutcome:
+            if (reason := unmet(ctx)) is not None:
+                return Skip(reason)
+            return await build(ctx).execute(ctx.clients)
+
+        def render(*, ctx: StepContext, **_: Any) -> str:
+            text = build(ctx).render()
+            text = f"{text}  # undone on resolve" if temporary else text
+            mark = _comment_mark(text)
+            return "\n".join([text, *(f"{mark} precondition: {p.name}" for p in preconditions)])
+
+        def undo_action(ctx: StepContext, changes: Mapping[str, Any]) -> Action:
+            if undo is not None:
+                return undo(ctx, changes)
+            action = build(ctx)
+            if not isinstance(action, Undoable):
+                raise StepFailed(f"step {name}: its action has no undo")
+            return action.undo(changes)
+
+        async def run_undo(
+            *, ctx: StepContext, changes: Mapping[str, Any], **_: Any
+        ) -> StepOutcome:
+            return await undo_action(ctx, changes).execute(ctx.clients)
+
+        # The undo's audit row shows the call the undo makes, not the step's own; a plan
+        # (nothing recorded yet) shows it with a placeholder for the recorded values.
+        def render_undo(*, ctx: StepContext, changes: Mapping[str, Any], **_: Any) -> str:
+            if not changes and undo is None:
+                action = build(ctx)
+                if isinstance(action, Undoable):
+                    return action.planned_undo()
+            return undo_action(ctx, changes).render()
+
+        def plan_needs(ctx: StepContext) -> PlannedNeeds:
+            try:
+                action = build(ctx)
+            except (RemediatorError, ValueError):
+                # Inputs that cannot build the action (a rejected label, a record that
+                # does not validate): the plan's call says so (safe_render), and there
+                # is no client to name.
+                return PlannedNeeds(needs)
+            own = (action.needs,) if action.needs is not None else ()
+            corroborates = bool(getattr(action, "corroborates", False))
+            return PlannedNeeds(tuple(dict.fromkeys((*needs, *own))), corroborates)
+
+        def withhold_approval(ctx: StepContext) -> str | None:
+            # An approval whose inputs fail their checks could only fail once approved.
+            try:
+                build(ctx)
+            except InputRejected as exc:
+                return f"rejected input {exc}"
+            if (reason := unmet(ctx)) is not None:
+                return reason
+            return withhold(ctx) if withhold is not None else None
+
+        return Step(
+            name=name,
+            kind=kind,
+            title=title,
+            run=run,
+            render=render,
             mutates=mutates,
-            needs=needs,
             approval=approval,
-            temporary=temporary,
-            undo=undo,
+            undo=run_undo if temporary else None,
+            render_undo=render_undo if temporary else None,
             timeout=timeout,
             stop_on_failure=stop_on_failure,
+            needs=needs,
+            withhold=withhold_approval if approval == "approve" else None,
+            withhold_reads_run=withhold is not None or bool(preconditions),
+            plan_needs=plan_needs,
             requires=requires,
             attempts=attempts,
             backoff=backoff,
             idempotent=idempotent,
-            withhold=withhold,
-            preconditions=preconditions,
         )
 
     return declare

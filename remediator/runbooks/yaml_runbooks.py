@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from remediator.runbook_api.action_steps import action_step
+from remediator.runbook_api import action_steps
 from remediator.runbook_api.actions import Action
 from remediator.runbook_api.context import StepContext
 from remediator.runbook_api.registry import Registry, load_entry_points
@@ -162,11 +162,10 @@ def _to_step(spec: StepSpec, kinds: Mapping[str, str]) -> Step:
         return explicit.build(_build_context(ctx, kinds, explicit, spec.name))
 
     need = spec.action.needs
-    return action_step(
+    return action_steps.step(
         spec.name,
         spec.kind,  # type: ignore[arg-type]  # checked against _KINDS
         spec.title,
-        build,
         mutates=spec.action.mutates,
         needs=(need,) if need else (),
         approval=spec.approval,  # type: ignore[arg-type]  # checked: auto or approve
@@ -175,7 +174,7 @@ def _to_step(spec: StepSpec, kinds: Mapping[str, str]) -> Step:
         timeout=spec.timeout,
         stop_on_failure=spec.stop_on_failure,
         requires=spec.action.requirements() + (explicit.requirements() if explicit else ()),
-    )
+    )(build)
 
 
 def _runbook(raw: object, where: str) -> Runbook:
